@@ -1,0 +1,219 @@
+"""The SQLite catalog: one row per file ever seen, whose integer primary key is its FAISS id.
+
+Open a catalog with ``sqlite-utils tables catalog.db`` or datasette: the ``images`` table is
+plain columns, and ``meta`` holds the schema version and the ingest generation counter.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from .errors import CatalogError
+
+LOG = logging.getLogger(__name__)
+
+INDEXED, FAILED, REMOVED = "indexed", "failed", "removed"
+STATES = (INDEXED, FAILED, REMOVED)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One catalog row, as read back."""
+
+    id: int
+    path: str
+    size: int
+    mtime: float
+    hash: str | None
+    width: int | None
+    height: int | None
+    format: str | None
+    state: str
+    reason: str | None
+    gen: int
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db["images"].create(
+        {
+            "id": int,
+            "path": str,
+            "size": int,
+            "mtime": float,
+            "hash": str,
+            "width": int,
+            "height": int,
+            "format": str,
+            "state": str,
+            "reason": str,
+        },
+        pk="id",
+        not_null={"path", "size", "mtime", "state"},
+    )
+    db["images"].create_index(["path"], unique=True)
+
+
+def _v2(db: sqlite_utils.Database) -> None:
+    # gen: the ingest run that last changed the row; a method index synced to gen G is
+    # up to date for every row with gen <= G. updated_at: wall-clock time of that change.
+    db["images"].add_column("gen", int, not_null_default=0)
+    db["images"].add_column("updated_at", float, not_null_default=0.0)
+    db["images"].create_index(["hash"])
+    db["images"].create_index(["state"])
+    db["images"].create_index(["gen"])
+
+
+#: Stepwise migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
+MIGRATIONS = (_v1, _v2)
+VERSION = len(MIGRATIONS)
+
+
+class Catalog:
+    """Owns the schema of one index's ``catalog.db`` and every read and write to it."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        try:
+            conn = sqlite3.connect(self.path, timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self.db = sqlite_utils.Database(conn)
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            raise CatalogError(
+                f"catalog {self.path} is unreadable ({e}); move it away and re-run "
+                "`imgsearch index --rebuild`"
+            ) from e
+
+    # -- schema -------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        if "meta" not in self.db.table_names():
+            return 0
+        rows = list(self.db.query("select value from meta where key = 'schema_version'"))
+        return int(rows[0]["value"]) if rows else 0
+
+    def _migrate(self) -> None:
+        current = self.version
+        if current > VERSION:
+            raise CatalogError(
+                f"catalog {self.path} has schema version {current}, newer than this imgsearch "
+                f"({VERSION}); upgrade imgsearch"
+            )
+        if "meta" not in self.db.table_names():
+            self.db["meta"].create({"key": str, "value": str}, pk="key")
+        for step in range(current, VERSION):
+            with self.db.conn:
+                MIGRATIONS[step](self.db)
+                self._set_meta("schema_version", step + 1)
+            LOG.info("catalog %s migrated to schema version %d", self.path, step + 1)
+
+    def _set_meta(self, key: str, value: object) -> None:
+        self.db["meta"].upsert({"key": key, "value": str(value)}, pk="key")
+
+    def _get_meta(self, key: str, default: str | None = None) -> str | None:
+        rows = list(self.db.query("select value from meta where key = ?", [key]))
+        return rows[0]["value"] if rows else default
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # -- generations ----------------------------------------------------------------------
+    @property
+    def gen(self) -> int:
+        """The latest ingest generation (0 for a new catalog)."""
+        return int(self._get_meta("gen", "0"))
+
+    def next_gen(self) -> int:
+        """Start a new ingest generation and return its number."""
+        with self.db.conn:
+            g = self.gen + 1
+            self._set_meta("gen", g)
+        return g
+
+    # -- reads ----------------------------------------------------------------------------
+    def _rows(self, sql: str, params: Iterable = ()) -> Iterator[Row]:
+        cols = "id, path, size, mtime, hash, width, height, format, state, reason, gen"
+        for r in self.db.execute(f"select {cols} from images {sql}", list(params)).fetchall():
+            yield Row(*r)
+
+    def get(self, id_: int) -> Row | None:
+        return next(self._rows("where id = ?", [id_]), None)
+
+    def by_path(self, path: str) -> Row | None:
+        return next(self._rows("where path = ?", [path]), None)
+
+    def rows(self, state: str | None = None) -> list[Row]:
+        if state is None:
+            return list(self._rows("order by id"))
+        return list(self._rows("where state = ? order by id", [state]))
+
+    def paths(self, ids: Iterable[int]) -> dict[int, str]:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        sql = f"select id, path from images where id in ({marks})"
+        return dict(self.db.execute(sql, ids).fetchall())
+
+    def indexed_ids(self) -> list[int]:
+        sql = "select id from images where state = ? order by id"
+        return [r[0] for r in self.db.execute(sql, [INDEXED]).fetchall()]
+
+    def changed_since(self, gen: int) -> list[tuple[int, str]]:
+        """(id, state) of every row changed by an ingest generation after ``gen``."""
+        sql = "select id, state from images where gen > ? order by id"
+        return [tuple(r) for r in self.db.execute(sql, [gen]).fetchall()]
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATES, 0)
+        for state, n in self.db.execute("select state, count(*) from images group by state"):
+            out[state] = n
+        return out
+
+    def hashes_by_size(self) -> dict[int, dict[str, int]]:
+        """size -> {hash: id} of indexed rows: candidates for reuse by content hash."""
+        out: dict[int, dict[str, int]] = {}
+        sql = "select size, hash, id from images where state = ? and hash is not null"
+        for size, h, id_ in self.db.execute(sql, [INDEXED]):
+            out.setdefault(size, {})[h] = id_
+        return out
+
+    def max_id(self) -> int:
+        return self.db.execute("select coalesce(max(id), 0) from images").fetchone()[0]
+
+    # -- writes ---------------------------------------------------------------------------
+    def upsert_many(self, rows: list[dict]) -> None:
+        """Insert or replace rows (each a full dict with an ``id``) in one transaction."""
+        if not rows:
+            return
+        now = time.time()
+        for r in rows:
+            r.setdefault("updated_at", now)
+        with self.db.conn:
+            self.db["images"].upsert_all(rows, pk="id")
+
+    def mark(self, ids: Iterable[int], state: str, gen: int, reason: str | None = None) -> int:
+        """Set the state of rows ``ids`` in one transaction; returns how many changed."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return 0
+        sql = "update images set state = ?, reason = ?, gen = ?, updated_at = ? where id = ?"
+        now = time.time()
+        with self.db.conn:
+            self.db.conn.executemany(sql, [(state, reason, gen, now, i) for i in ids])
+        return len(ids)
+
+    def touch(self, ids_mtimes: list[tuple[int, float]]) -> None:
+        """Record a new mtime for files whose content hash did not change."""
+        with self.db.conn:
+            self.db.conn.executemany(
+                "update images set mtime = ? where id = ?", [(m, i) for i, m in ids_mtimes]
+            )

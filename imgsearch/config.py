@@ -1,0 +1,54 @@
+"""Settings, as frozen dataclasses saved next to what they describe."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from .errors import ConfigMismatch
+
+#: Methods that answer queries. Baselines first; learned codes come from models/.
+BASELINE_METHODS = ("pixels", "pca")
+LEARNED_METHODS = ("ae", "vae")
+ALL_METHODS = BASELINE_METHODS + LEARNED_METHODS
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Settings fixed when an index is created; stored in ``config.json`` inside it."""
+
+    input_size: int = 64  # images are cached as (input_size, input_size, 3) uint8
+    pixel_size: int = 32  # the `pixels` baseline: the image resized to this, flattened
+    code_dim: int = 256  # PCA components and learned code size
+    exact_threshold: int = 100_000  # above this many vectors, an IVF index replaces IndexFlat
+    ivf_nprobe: int = 32  # IVF lists visited per query (recall measured in docs/BENCHMARKS.md)
+
+    def __post_init__(self) -> None:
+        if self.input_size < 8:
+            raise ConfigMismatch(f"input_size must be at least 8, got {self.input_size}")
+        if not 1 <= self.pixel_size <= self.input_size:
+            raise ConfigMismatch(f"pixel_size must be in 1..{self.input_size}, got {self.pixel_size}")
+        if self.code_dim < 1:
+            raise ConfigMismatch(f"code_dim must be positive, got {self.code_dim}")
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, asdict(self))
+
+    @classmethod
+    def load(cls, path: Path) -> IndexConfig:
+        data = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Write JSON to a temporary file beside ``path``, fsync it, then rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,150 @@
+"""The embedder interface and the two baselines every learned code is compared against.
+
+An embedder is fitted on the collection's cached pixels, encodes batches of (B, S, S, 3) uint8
+images to (B, dim) float32 codes compared by L2 distance, and saves itself into a folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import faiss
+import numpy as np
+from PIL import Image
+
+from .config import IndexConfig
+from .errors import IndexFileError
+
+LOG = logging.getLogger(__name__)
+
+#: A re-iterable source of (B, S, S, 3) uint8 batches: called once per pass over the data.
+BatchSource = Callable[[], Iterator[np.ndarray]]
+
+
+class Embedder(ABC):
+    """Images in, float32 codes out."""
+
+    name: str
+    dim: int
+
+    def fit(self, batches: BatchSource, count: int) -> None:  # noqa: B027 - optional
+        """Learn from the collection (``count`` images in ``batches``); a no-op by default."""
+
+    @abstractmethod
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """(B, S, S, 3) uint8 -> (B, dim) float32."""
+
+    @abstractmethod
+    def save(self, folder: Path) -> None:
+        """Write whatever ``load`` needs into ``folder``."""
+
+
+def pixel_vectors(images: np.ndarray, size: int) -> np.ndarray:
+    """(B, S, S, 3) uint8 -> (B, size * size * 3) float32 in [0, 1], box-filtered to size."""
+    b, s = images.shape[0], images.shape[1]
+    if s == size:
+        small = images.astype(np.float32)
+    elif s % size == 0:  # box filter == block mean
+        f = s // size
+        small = images.reshape(b, size, f, size, f, 3).mean(axis=(2, 4), dtype=np.float32)
+    else:
+        small = np.stack([
+            np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BOX))
+            for im in images
+        ]).astype(np.float32)
+    return (small / 255.0).reshape(b, -1)
+
+
+class PixelsEmbedder(Embedder):
+    """Raw pixels: the image box-filtered to ``pixel_size`` squared RGB, flattened."""
+
+    name = "pixels"
+
+    def __init__(self, pixel_size: int):
+        self.pixel_size = pixel_size
+        self.dim = pixel_size * pixel_size * 3
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return pixel_vectors(images, self.pixel_size)
+
+    def save(self, folder: Path) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+class PCAEmbedder(Embedder):
+    """PCA of the raw-pixel vectors to ``code_dim`` components (faiss.PCAMatrix)."""
+
+    name = "pca"
+    FILE = "pca.faiss"
+    MAX_TRAIN = 50_000  # images sampled to fit the principal components
+
+    def __init__(self, pixel_size: int, code_dim: int, pca: faiss.PCAMatrix | None = None):
+        self.pixel_size = pixel_size
+        self.code_dim = code_dim
+        self.pca = pca
+        self.dim = pca.d_out if pca is not None else code_dim
+
+    def fit(self, batches: BatchSource, count: int) -> None:
+        rng = np.random.default_rng(0)
+        keep = min(count, self.MAX_TRAIN)
+        chosen: list[np.ndarray] = []
+        for batch in batches():
+            vecs = pixel_vectors(batch, self.pixel_size)
+            if count > keep:  # uniform sample without holding the collection in memory
+                vecs = vecs[rng.random(len(vecs)) < keep / count]
+            chosen.append(vecs)
+        x = np.ascontiguousarray(np.concatenate(chosen))
+        d_in = x.shape[1]
+        d_out = min(self.code_dim, d_in, len(x))
+        self.pca = faiss.PCAMatrix(d_in, d_out)
+        self.pca.train(x)
+        self.dim = d_out
+        LOG.info("PCA fitted on %d images: %d -> %d dims", len(x), d_in, d_out)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return self.pca.apply(np.ascontiguousarray(pixel_vectors(images, self.pixel_size)))
+
+    def reconstruct(self, codes: np.ndarray) -> np.ndarray:
+        """(B, dim) codes -> (B, P, P, 3) float32 images in [0, 1], from the PCA basis."""
+        x = self.pca.reverse_transform(np.ascontiguousarray(codes, dtype=np.float32))
+        return np.clip(x, 0, 1).reshape(len(codes), self.pixel_size, self.pixel_size, 3)
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{self.FILE}.{os.getpid()}.tmp"
+        faiss.write_VectorTransform(self.pca, str(tmp))
+        os.replace(tmp, folder / self.FILE)
+
+    @classmethod
+    def load(cls, folder: Path, cfg: IndexConfig) -> PCAEmbedder:
+        path = Path(folder) / cls.FILE
+        try:
+            pca = faiss.read_VectorTransform(str(path))
+        except RuntimeError as e:
+            raise IndexFileError(
+                f"PCA file {path} is unreadable; re-run `imgsearch index --rebuild`"
+            ) from e
+        return cls(cfg.pixel_size, cfg.code_dim, pca)
+
+
+def new_embedder(method: str, cfg: IndexConfig) -> Embedder:
+    """An unfitted embedder for a baseline method."""
+    if method == "pixels":
+        return PixelsEmbedder(cfg.pixel_size)
+    if method == "pca":
+        return PCAEmbedder(cfg.pixel_size, cfg.code_dim)
+    raise KeyError(method)
+
+
+def load_embedder(method: str, folder: Path, cfg: IndexConfig) -> Embedder:
+    """A fitted embedder saved in ``folder``."""
+    if method == "pixels":
+        return PixelsEmbedder(cfg.pixel_size)
+    if method == "pca":
+        return PCAEmbedder.load(folder, cfg)
+    raise KeyError(method)

@@ -1,0 +1,319 @@
+"""Walk a folder, decode and resize images in worker processes, and record every file.
+
+Decoding: EXIF orientation applied, every Pillow mode converted to RGB (transparency composited
+on white, 16-bit scaled down), JPEGs decoded in draft mode so a 24-megapixel photo is never
+decoded at full size, then the whole image resized (not cropped) to the index's square input.
+A file that cannot be read is recorded as failed with its reason; it never stops a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import multiprocessing
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .catalog import FAILED, INDEXED, REMOVED, Catalog
+from .errors import ImageLoadError, ImgSearchError
+from .pixelcache import PixelCache
+
+LOG = logging.getLogger(__name__)
+
+EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+_HIGH_DEPTH = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
+_ALPHA = {"RGBA", "LA", "PA", "RGBa", "La"}
+_BATCH = 256  # catalog rows committed per transaction
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What decoding learns of a file: its upright size and its format."""
+
+    width: int
+    height: int
+    format: str | None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB: alpha over white, 16/32-bit scaled to 8 bits."""
+    if im.mode in _HIGH_DEPTH:
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
+        if im.mode == "F" and a.max(initial=0) <= 1.0:
+            top = 1.0
+        im = Image.fromarray(np.clip(a * (255.0 / top), 0, 255).astype(np.uint8), "L")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in _ALPHA:
+        rgba = im.convert("RGBA")
+        out = Image.new("RGB", rgba.size, (255, 255, 255))
+        out.paste(rgba, mask=rgba.getchannel("A"))
+        return out
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a corrupt EXIF block leaves the image as stored."""
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types on corrupt EXIF
+        LOG.debug("ignoring unreadable EXIF: %s", e)
+        return im
+
+
+def load_image(source: str | Path | BinaryIO, size: int) -> tuple[np.ndarray, ImageInfo]:
+    """Decode one image to a (size, size, 3) uint8 RGB array; raise ImageLoadError if it can't."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as im:
+                fmt = im.format
+                width, height = im.size
+                if _orientation(im) in (5, 6, 7, 8):  # stored rotated by 90 degrees
+                    width, height = height, width
+                if fmt == "JPEG":
+                    im.draft("RGB", (size, size))  # decode at 1/2, 1/4 or 1/8 scale
+                im = to_rgb(_upright(im))
+                im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+                pixels = np.asarray(im, dtype=np.uint8)
+    except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file, not a crash
+        raise ImageLoadError(f"{type(e).__name__}: {e}") from e
+    return pixels, ImageInfo(width, height, fmt)
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - corrupt EXIF means no usable orientation
+        return 1
+
+
+# -- scanning ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileEntry:
+    path: str
+    size: int
+    mtime: float
+
+
+def scan(root: Path) -> tuple[list[FileEntry], list[tuple[str, str]]]:
+    """Every image file under ``root`` (symlinks to files followed, to folders not),
+    and the (path, reason) of entries that could not be examined."""
+    found: list[FileEntry] = []
+    bad: list[tuple[str, str]] = []
+
+    def on_error(e: OSError) -> None:
+        bad.append((os.fsdecode(e.filename or root), f"{type(e).__name__}: {e.strerror}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if os.path.splitext(name)[1].lower() not in EXTENSIONS:
+                continue
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)  # follows symlinks
+            except OSError as e:
+                bad.append((path, f"{type(e).__name__}: {e.strerror}"))
+                continue
+            if not os.path.isfile(path):
+                bad.append((path, "not a regular file"))
+                continue
+            found.append(FileEntry(path, st.st_size, st.st_mtime))
+    return found, bad
+
+
+# -- the worker ----------------------------------------------------------------------------
+def _read_one(task: tuple[str, int, dict[str, int]]) -> dict:
+    """Runs in a worker: read, hash, and (unless the hash is already known) decode one file."""
+    path, size, known = task
+    out: dict = {"path": path}
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        out["hash"] = hashlib.blake2b(data, digest_size=16).hexdigest()
+        if out["hash"] in known:
+            out["reuse"] = known[out["hash"]]
+            return out
+        pixels, info = load_image(io.BytesIO(data), size)
+        out.update(pixels=pixels.tobytes(), width=info.width, height=info.height,
+                   format=info.format)
+    except ImageLoadError as e:
+        out["error"] = str(e)
+    except OSError as e:
+        out["error"] = f"{type(e).__name__}: {e.strerror or e}"
+    except Exception as e:  # noqa: BLE001 - a worker must never take the run down
+        out["error"] = f"{type(e).__name__}: {e}"
+    return out
+
+
+# -- ingest --------------------------------------------------------------------------------
+@dataclass
+class IngestReport:
+    """What one ingest run did."""
+
+    root: str
+    gen: int
+    scanned: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    reused: int = 0
+    removed: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def decoded(self) -> int:
+        return self.added + self.updated - self.reused
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def ingest(
+    root: Path | str,
+    catalog: Catalog,
+    cache: PixelCache,
+    workers: int | None = None,
+    on_progress: ProgressFn | None = None,
+) -> IngestReport:
+    """Bring the catalog and pixel cache up to date with the files under ``root``.
+
+    New and changed files (size or mtime differ) are read; a file whose content hash matches
+    an indexed file of the same size reuses its cached pixels instead of being decoded.
+    Files gone from ``root`` are marked removed. Every changed row gets this run's generation.
+    """
+    t0 = time.perf_counter()
+    root = Path(os.path.abspath(root))
+    if not root.exists():
+        raise ImgSearchError(f"folder not found: {root}")
+    if not root.is_dir():
+        raise ImgSearchError(f"not a folder: {root}")
+    gen = catalog.next_gen()
+    report = IngestReport(str(root), gen)
+    files, bad = scan(root)
+    report.scanned = len(files) + len(bad)
+
+    known = {r.path: r for r in catalog.rows()}
+    seen = {f.path for f in files} | {p for p, _ in bad}
+    prefix = str(root) + os.sep
+    gone = [r.id for p, r in known.items()
+            if r.state != REMOVED and p.startswith(prefix) and p not in seen]
+    by_size = catalog.hashes_by_size()  # before removals: a renamed file reuses its pixels
+    report.removed = catalog.mark(gone, REMOVED, gen)
+
+    todo: list[FileEntry] = []
+    for f in files:
+        r = known.get(f.path)
+        if r is not None and r.state != REMOVED and r.size == f.size and r.mtime == f.mtime:
+            report.unchanged += 1
+        else:
+            todo.append(f)
+
+    writer = _RowWriter(catalog, cache, known, gen, report)
+    for path, reason in bad:
+        writer.failed(FileEntry(path, 0, 0.0), reason)
+    entries = {f.path: f for f in todo}
+    tasks = [(f.path, cache.size, by_size.get(f.size, {})) for f in todo]
+    try:
+        for done, result in enumerate(_run(tasks, workers), 1):
+            writer.add(entries[result["path"]], result)
+            if on_progress:
+                on_progress(done, len(tasks))
+    finally:
+        writer.commit()
+        cache.flush()
+        report.seconds = time.perf_counter() - t0
+    LOG.info("ingest %s: %s", root, report)
+    return report
+
+
+def _run(tasks: list, workers: int | None):
+    """Yield worker results in completion order; in-process when one worker is asked for."""
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(_read_one, tasks)
+        return
+    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    chunk = max(1, min(16, len(tasks) // (workers * 8)))
+    with ctx.Pool(workers) as pool:
+        yield from pool.imap_unordered(_read_one, tasks, chunksize=chunk)
+
+
+class _RowWriter:
+    """Turns worker results into pixel-cache writes and batched catalog upserts.
+
+    Pixels are written before the catalog row that points at them is committed, so a row
+    that says ``indexed`` always has its pixels in the cache.
+    """
+
+    def __init__(self, catalog: Catalog, cache: PixelCache, known: dict, gen: int,
+                 report: IngestReport):
+        self.catalog, self.cache, self.known, self.gen, self.report = (
+            catalog, cache, known, gen, report)
+        self.next_id = catalog.max_id() + 1
+        self.pending: list[dict] = []
+        self.touched: list[tuple[int, float]] = []
+
+    def _id_for(self, path: str) -> tuple[int, bool]:
+        r = self.known.get(path)
+        if r is not None:
+            return r.id, r.state != REMOVED
+        self.next_id += 1
+        return self.next_id - 1, False
+
+    def _row(self, id_: int, f: FileEntry, **cols) -> None:
+        row = {"id": id_, "path": f.path, "size": f.size, "mtime": f.mtime, "hash": None,
+               "width": None, "height": None, "format": None, "reason": None, "gen": self.gen}
+        row.update(cols)
+        self.pending.append(row)
+        if len(self.pending) >= _BATCH:
+            self.commit()
+
+    def failed(self, f: FileEntry, reason: str) -> None:
+        id_, _ = self._id_for(f.path)
+        self.report.failed.append((f.path, reason))
+        self._row(id_, f, state=FAILED, reason=reason)
+
+    def add(self, f: FileEntry, res: dict) -> None:
+        if "error" in res:
+            self.failed(f, res["error"])
+            return
+        id_, existed = self._id_for(f.path)
+        if "reuse" in res:
+            src = res["reuse"]
+            if src == id_:  # same file, same bytes, new mtime: nothing to re-encode
+                self.touched.append((id_, f.mtime))
+                self.report.unchanged += 1
+                return
+            source = self.catalog.get(src)
+            self.cache.write(id_, self.cache.read([src])[0])
+            self.report.reused += 1
+            res = {"hash": res["hash"], "width": source.width, "height": source.height,
+                   "format": source.format}
+        else:
+            self.cache.write(id_, res["pixels"])
+        if existed:
+            self.report.updated += 1
+        else:
+            self.report.added += 1
+        self._row(id_, f, state=INDEXED, hash=res["hash"], width=res["width"],
+                  height=res["height"], format=res["format"])
+
+    def commit(self) -> None:
+        self.catalog.upsert_many(self.pending)
+        self.pending = []
+        if self.touched:
+            self.catalog.touch(self.touched)
+            self.touched = []

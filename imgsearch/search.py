@@ -1,0 +1,63 @@
+"""Answer "what looks like this image?" from a catalog, an embedder and an index handed in."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .catalog import INDEXED, Catalog
+from .embedders import Embedder
+from .errors import ImageLoadError, ImgSearchError
+from .index import VectorIndex
+from .ingest import load_image
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    id: int
+    path: str
+    distance: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Searcher:
+    """Nearest neighbours of query images under one method."""
+
+    def __init__(self, catalog: Catalog, embedder: Embedder, index: VectorIndex, input_size: int):
+        self.catalog = catalog
+        self.embedder = embedder
+        self.index = index
+        self.input_size = input_size
+
+    def load_query(self, path: Path | str) -> np.ndarray:
+        """The query image as the index sees it: (S, S, 3) uint8."""
+        path = Path(path)
+        if not path.exists():
+            raise ImgSearchError(f"query image not found: {path}")
+        if not path.is_file():
+            raise ImgSearchError(f"query is not a file: {path}")
+        try:
+            pixels, _ = load_image(path, self.input_size)
+        except ImageLoadError as e:
+            raise ImageLoadError(f"cannot read query image {path}: {e}") from e
+        return pixels
+
+    def search_pixels(self, pixels: np.ndarray, k: int) -> list[Hit]:
+        """Neighbours of one (S, S, 3) uint8 image, best first."""
+        if k <= 0:
+            raise ImgSearchError(f"k must be at least 1, got {k}")
+        code = self.embedder.encode(pixels[None])
+        dist, ids = self.index.search(code, k)
+        pairs = [(int(i), float(d)) for i, d in zip(ids[0], dist[0]) if i >= 0]
+        rows = {i: self.catalog.get(i) for i, _ in pairs}
+        live = [(i, d) for i, d in pairs if rows[i] is not None and rows[i].state == INDEXED]
+        return [Hit(rank, i, rows[i].path, d) for rank, (i, d) in enumerate(live, 1)]
+
+    def query(self, path: Path | str, k: int = 10) -> list[Hit]:
+        """Neighbours of the image file at ``path``, best first."""
+        return self.search_pixels(self.load_query(path), k)

@@ -1,0 +1,65 @@
+"""Pictures: a contact sheet of a query and its neighbours."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from .ingest import to_rgb
+
+THUMB = 160
+CAPTION = 34
+PAD = 6
+
+
+def thumbnail(path: str | Path, fallback: np.ndarray | None = None, size: int = THUMB) -> Image.Image:
+    """An upright RGB thumbnail of an image file; ``fallback`` pixels if the file is unreadable."""
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (size, size))
+            im = to_rgb(ImageOps.exif_transpose(im))
+            im.thumbnail((size, size))
+            return im.copy()
+    except Exception:  # noqa: BLE001 - a missing or broken file still gets a tile
+        if fallback is not None:
+            return Image.fromarray(fallback).resize((size, size))
+        return Image.new("RGB", (size, size), (200, 200, 200))
+
+
+def contact_sheet(tiles: Sequence[tuple[Image.Image, str]], columns: int = 6,
+                  size: int = THUMB) -> Image.Image:
+    """Tiles with a caption under each, ``columns`` per row, on white."""
+    font = ImageFont.load_default()
+    rows = max(1, -(-len(tiles) // columns))
+    cell_w, cell_h = size + 2 * PAD, size + CAPTION + 2 * PAD
+    sheet = Image.new("RGB", (columns * cell_w, rows * cell_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for n, (im, caption) in enumerate(tiles):
+        x0, y0 = (n % columns) * cell_w + PAD, (n // columns) * cell_h + PAD
+        sheet.paste(im, (x0 + (size - im.width) // 2, y0 + (size - im.height) // 2))
+        for line_no, line in enumerate(caption.split("\n")[:2]):
+            draw.text((x0, y0 + size + 3 + 14 * line_no), line[:26], fill="black", font=font)
+    return sheet
+
+
+def save_png(image: Image.Image, out: str | Path) -> Path:
+    """Write a PNG atomically (temporary name, then rename)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, out)
+    return out
+
+
+def query_montage(query: str | Path, query_pixels: np.ndarray, hits: Sequence, method: str,
+                  out: str | Path, columns: int = 6) -> Path:
+    """The query, then each hit captioned with its rank and distance, as a PNG."""
+    tiles = [(thumbnail(query, query_pixels), f"query ({method})\n{Path(query).name}")]
+    tiles += [(thumbnail(h.path), f"#{h.rank}  d={h.distance:.3f}\n{Path(h.path).name}")
+              for h in hits]
+    return save_png(contact_sheet(tiles, columns), out)
