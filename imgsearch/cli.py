@@ -125,19 +125,19 @@ def index_cmd(
         f"[bold]{report.root}[/bold]: {report.scanned} files, {report.added} new, "
         f"{report.updated} changed, {report.unchanged} unchanged, {report.reused} reused by "
         f"content hash, {report.removed} removed, {len(report.failed)} failed "
-        f"({report.seconds:.1f}s)", highlight=False)
+        f"({report.seconds:.1f}s)", highlight=False, soft_wrap=True)
     for b in built:
         err.print(f"  {b.method}: {b.total} codes ({b.kind}), {b.encoded} encoded, "
-                  f"{b.removed} removed ({b.seconds:.1f}s)", highlight=False)
+                  f"{b.removed} removed ({b.seconds:.1f}s)", highlight=False, soft_wrap=True)
     if report.failed:
         err.print(f"[yellow]{len(report.failed)} file(s) could not be read:[/yellow]")
         for path, reason in report.failed[:20]:
-            err.print(f"  {path}: {reason}", highlight=False, markup=False)
+            err.print(f"  {path}: {reason}", highlight=False, markup=False, soft_wrap=True)
         if len(report.failed) > 20:
             err.print(f"  ... and {len(report.failed) - 20} more "
                       f"(`sqlite-utils rows {ws.root / ws.CATALOG} images --where "
-                      f"\"state='failed'\"`)", highlight=False, markup=False)
-    err.print(f"index ready: {ws.root}", highlight=False)
+                      f"\"state='failed'\"`)", highlight=False, markup=False, soft_wrap=True)
+    err.print(f"index ready: {ws.root}", highlight=False, soft_wrap=True)
 
 
 def open_searcher(ws: workspace.Workspace, method: str) -> Searcher:
@@ -199,7 +199,7 @@ def query_cmd(
         table.add_row(str(h.rank), f"{h.distance:.4f}", h.path)
     out.print(table)
     if montage is not None:
-        err.print(f"montage written to {montage}", highlight=False)
+        err.print(f"montage written to {montage}", highlight=False, soft_wrap=True)
 
 
 @app.command("info")

@@ -110,7 +110,10 @@ class PCAEmbedder(Embedder):
 
     def reconstruct(self, codes: np.ndarray) -> np.ndarray:
         """(B, dim) codes -> (B, P, P, 3) float32 images in [0, 1], from the PCA basis."""
-        x = self.pca.reverse_transform(np.ascontiguousarray(codes, dtype=np.float32))
+        # apply() is y = A (x - mean); the best reconstruction is mean + A^T y.
+        # (faiss's reverse_transform omits the part of the mean outside the kept components.)
+        a = faiss.vector_to_array(self.pca.A).reshape(self.pca.d_out, self.pca.d_in)
+        x = faiss.vector_to_array(self.pca.mean) + np.asarray(codes, np.float32) @ a
         return np.clip(x, 0, 1).reshape(len(codes), self.pixel_size, self.pixel_size, 3)
 
     def save(self, folder: Path) -> None:

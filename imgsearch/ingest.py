@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .catalog import FAILED, INDEXED, REMOVED, Catalog
 from .errors import ImageLoadError, ImgSearchError
@@ -86,6 +86,8 @@ def load_image(source: str | Path | BinaryIO, size: int) -> tuple[np.ndarray, Im
                 im = to_rgb(_upright(im))
                 im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
                 pixels = np.asarray(im, dtype=np.uint8)
+    except UnidentifiedImageError as e:
+        raise ImageLoadError("not a recognised image format") from e
     except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file, not a crash
         raise ImageLoadError(f"{type(e).__name__}: {e}") from e
     return pixels, ImageInfo(width, height, fmt)

@@ -1,0 +1,92 @@
+import sqlite3
+
+import pytest
+import sqlite_utils
+
+from imgsearch import catalog as catalog_mod
+from imgsearch.catalog import FAILED, INDEXED, REMOVED, Catalog
+from imgsearch.errors import CatalogError
+
+
+def row(id_, path, state=INDEXED, gen=1, size=10, h="h"):
+    return {"id": id_, "path": path, "size": size, "mtime": 1.5, "hash": h, "width": 4,
+            "height": 3, "format": "PNG", "state": state, "reason": None, "gen": gen}
+
+
+def test_new_catalog_has_current_schema(tmp_path):
+    cat = Catalog(tmp_path / "c.db")
+    assert cat.version == catalog_mod.VERSION == 2
+    cols = set(cat.db["images"].columns_dict)
+    assert {"id", "path", "size", "mtime", "hash", "width", "height", "format", "state",
+            "reason", "gen", "updated_at"} <= cols
+    assert cat.db["images"].pks == ["id"]
+
+
+def test_migrates_v1_catalog_stepwise(tmp_path):
+    path = tmp_path / "c.db"
+    db = sqlite_utils.Database(path)
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    catalog_mod.MIGRATIONS[0](db)
+    db["meta"].insert({"key": "schema_version", "value": "1"})
+    db["images"].insert({"id": 7, "path": "/p.jpg", "size": 1, "mtime": 2.0, "state": INDEXED})
+    db.conn.close()
+
+    cat = Catalog(path)
+    assert cat.version == 2
+    r = cat.get(7)
+    assert r.path == "/p.jpg" and r.gen == 0  # old rows get the new column's default
+
+
+def test_refuses_newer_schema(tmp_path):
+    path = tmp_path / "c.db"
+    Catalog(path).db["meta"].upsert({"key": "schema_version", "value": "99"}, pk="key")
+    with pytest.raises(CatalogError, match="newer than this imgsearch"):
+        Catalog(path)
+
+
+def test_corrupt_catalog_is_a_clear_error(tmp_path):
+    path = tmp_path / "c.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CatalogError, match="unreadable.*--rebuild"):
+        Catalog(path)
+
+
+def test_ids_are_the_rows_given_and_states_change(tmp_path):
+    cat = Catalog(tmp_path / "c.db")
+    cat.upsert_many([row(1, "/a"), row(2, "/b"), row(5, "/c", FAILED)])
+    assert cat.max_id() == 5
+    assert cat.indexed_ids() == [1, 2]
+    assert cat.paths([2, 5]) == {2: "/b", 5: "/c"}
+    assert cat.by_path("/c").state == FAILED
+    cat.mark([2], REMOVED, gen=3)
+    assert cat.counts() == {INDEXED: 1, FAILED: 1, REMOVED: 1}
+    assert cat.changed_since(1) == [(2, REMOVED)]
+
+
+def test_hashes_by_size_only_lists_indexed_rows(tmp_path):
+    cat = Catalog(tmp_path / "c.db")
+    cat.upsert_many([row(1, "/a", size=10, h="x"), row(2, "/b", FAILED, size=10, h="y")])
+    assert cat.hashes_by_size() == {10: {"x": 1}}
+
+
+def test_generations_increase(tmp_path):
+    cat = Catalog(tmp_path / "c.db")
+    assert cat.gen == 0
+    assert cat.next_gen() == 1
+    assert cat.next_gen() == 2
+    assert Catalog(tmp_path / "c.db").gen == 2
+
+
+def test_path_is_unique(tmp_path):
+    cat = Catalog(tmp_path / "c.db")
+    cat.upsert_many([row(1, "/a")])
+    with pytest.raises(sqlite3.IntegrityError):
+        cat.upsert_many([row(2, "/a")])
+
+
+def test_readable_with_plain_sqlite(tmp_path):
+    cat = Catalog(tmp_path / "c.db")
+    cat.upsert_many([row(1, "/a")])
+    cat.close()
+    conn = sqlite3.connect(tmp_path / "c.db")
+    assert conn.execute("select path, state from images").fetchall() == [("/a", INDEXED)]

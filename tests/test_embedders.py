@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgsearch.config import IndexConfig
+from imgsearch.embedders import (PCAEmbedder, PixelsEmbedder, load_embedder, new_embedder,
+                                 pixel_vectors)
+
+
+def images(n, size, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("size, target", [(16, 8), (12, 5), (8, 8)])
+def test_pixel_vectors_equal_a_pillow_box_resize(size, target):
+    x = images(3, size)
+    want = np.stack([np.asarray(Image.fromarray(im).resize((target, target),
+                                                            Image.Resampling.BOX))
+                     for im in x]).reshape(3, -1) / 255.0
+    got = pixel_vectors(x, target)
+    assert got.shape == (3, target * target * 3) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1 / 255 + 1e-6)
+
+
+def test_pixels_embedder_dim():
+    e = PixelsEmbedder(4)
+    assert e.dim == 48 and e.encode(images(2, 8)).shape == (2, 48)
+
+
+def test_full_rank_pca_preserves_distances(tmp_path):
+    cfg = IndexConfig(input_size=8, pixel_size=4, code_dim=48)
+    x = images(300, 8)
+    pca = new_embedder("pca", cfg)
+    pca.fit(lambda: iter([x[:128], x[128:]]), len(x))
+    assert pca.dim == 48
+    codes = pca.encode(x[:20])
+    raw = pixel_vectors(x[:20], 4)
+    d_codes = np.linalg.norm(codes[:, None] - codes[None], axis=-1)
+    d_raw = np.linalg.norm(raw[:, None] - raw[None], axis=-1)
+    np.testing.assert_allclose(d_codes, d_raw, atol=1e-3)  # an orthogonal change of basis
+
+
+def test_pca_keeps_leading_components_and_round_trips(tmp_path):
+    cfg = IndexConfig(input_size=8, pixel_size=4, code_dim=6)
+    rng = np.random.default_rng(1)
+    # images that vary along 3 directions only: 6 components capture all of it
+    basis = rng.normal(size=(3, 48))
+    coeffs = rng.normal(size=(200, 3))
+    flat = np.clip(128 + 8 * coeffs @ basis, 0, 255).round().astype(np.uint8)
+    x = flat.reshape(200, 4, 4, 3).repeat(2, axis=1).repeat(2, axis=2)
+    pca = new_embedder("pca", cfg)
+    pca.fit(lambda: iter([x]), len(x))
+    recon = pca.reconstruct(pca.encode(x))
+    assert recon.shape == (200, 4, 4, 3)
+    err = np.abs(recon - pixel_vectors(x, 4).reshape(recon.shape))
+    assert err.mean() < 0.002 and err.max() < 0.01  # only uint8 rounding is lost
+    pca.save(tmp_path)
+    again = load_embedder("pca", tmp_path, cfg)
+    np.testing.assert_array_equal(again.encode(x[:5]), pca.encode(x[:5]))
+
+
+def test_pca_with_fewer_images_than_components():
+    cfg = IndexConfig(input_size=8, pixel_size=4, code_dim=256)
+    pca = PCAEmbedder(cfg.pixel_size, cfg.code_dim)
+    pca.fit(lambda: iter([images(10, 8)]), 10)
+    assert pca.dim == 10 and pca.encode(images(2, 8)).shape == (2, 10)
+
+
+def test_unknown_method_raises():
+    with pytest.raises(KeyError):
+        new_embedder("nope", IndexConfig())

@@ -1,0 +1,211 @@
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgsearch.catalog import FAILED, INDEXED, REMOVED
+from imgsearch.errors import ImageLoadError, ImgSearchError
+from imgsearch.ingest import ingest, load_image, scan
+
+from .conftest import pattern
+
+WHITE = (255, 255, 255)
+
+
+def rgb_of(path, size=8):
+    pixels, info = load_image(path, size)
+    assert pixels.shape == (size, size, 3) and pixels.dtype == np.uint8
+    return tuple(int(v) for v in pixels[size // 2, size // 2]), info
+
+
+@pytest.mark.parametrize(
+    "mode, value, ext, expected",
+    [
+        ("1", 1, "png", WHITE),
+        ("1", 0, "png", (0, 0, 0)),
+        ("L", 100, "png", (100, 100, 100)),
+        ("LA", (100, 255), "png", (100, 100, 100)),
+        ("LA", (100, 0), "png", WHITE),  # fully transparent: composited on white
+        ("RGBA", (200, 10, 10, 255), "png", (200, 10, 10)),
+        ("RGBA", (200, 10, 10, 0), "png", WHITE),
+        ("CMYK", (0, 0, 0, 0), "jpg", WHITE),
+        ("CMYK", (0, 255, 255, 0), "tiff", (255, 0, 0)),
+        ("I;16", 65535, "png", WHITE),
+        ("I;16", 0, "png", (0, 0, 0)),
+        ("RGB", (10, 200, 30), "bmp", (10, 200, 30)),
+    ],
+)
+def test_every_mode_becomes_rgb(tmp_path, mode, value, ext, expected):
+    path = tmp_path / f"x.{ext}"
+    Image.new(mode, (20, 12), value).save(path)
+    got, info = rgb_of(path)
+    assert np.allclose(got, expected, atol=3), (mode, got)
+    assert (info.width, info.height) == (20, 12)
+
+
+def test_16_bit_midgrey_is_scaled_not_clipped(tmp_path):
+    path = tmp_path / "g16.png"
+    Image.fromarray(np.full((6, 6), 32896, np.uint16)).save(path)  # 128 * 257
+    assert Image.open(path).mode.startswith("I")
+    assert rgb_of(path)[0] == (128, 128, 128)
+
+
+def test_palette_with_and_without_transparency(tmp_path):
+    im = Image.new("P", (10, 10), 1)
+    im.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
+    im.save(tmp_path / "p.png")
+    assert rgb_of(tmp_path / "p.png")[0] == (10, 20, 30)
+    im.save(tmp_path / "pt.png", transparency=1)
+    assert rgb_of(tmp_path / "pt.png")[0] == WHITE
+
+
+def test_gif_uses_first_frame(tmp_path):
+    frames = [Image.new("RGB", (10, 10), c) for c in [(255, 0, 0), (0, 0, 255)]]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    r, g, b = rgb_of(tmp_path / "a.gif")[0]
+    assert r > 200 and b < 50
+
+
+# Pillow's exif_transpose applies these; storing the inverse makes the upright image U again.
+STORED = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+          4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+          6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+          8: Image.Transpose.ROTATE_270}
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(tmp_path, orientation):
+    upright = Image.fromarray(pattern(3, 64)[:, :48].copy())  # 48 wide, 64 high
+    stored = upright if STORED[orientation] is None else upright.transpose(STORED[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o{orientation}.jpg"
+    stored.save(path, exif=exif, quality=95)
+    upright.save(tmp_path / "u.jpg", quality=95)
+    got, info = load_image(path, 16)
+    want, _ = load_image(tmp_path / "u.jpg", 16)
+    assert np.abs(got.astype(int) - want.astype(int)).mean() < 6
+    assert (info.width, info.height) == (48, 64)
+
+
+def test_large_jpeg_is_draft_decoded(tmp_path, monkeypatch):
+    Image.fromarray(pattern(1, 64)).resize((2048, 2048)).save(tmp_path / "big.jpg")
+    seen = []
+    original = Image.Image.resize
+
+    def spy(self, size, *args, **kwargs):
+        seen.append(self.size)
+        return original(self, size, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", spy)
+    _, info = load_image(tmp_path / "big.jpg", 64)
+    assert (info.width, info.height) == (2048, 2048)  # the file's size is recorded ...
+    assert seen[0] == (256, 256)  # ... but it was decoded at 1/8 scale
+
+
+def test_unreadable_files_raise_image_load_error(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ImageLoadError, match="not a recognised image format"):
+        load_image(tmp_path / "empty.jpg", 8)
+
+
+def find(root, name):
+    return next(root.rglob(name))
+
+
+def make_bad_files(root):
+    (root / "zero.jpg").write_bytes(b"")
+    good = find(root, "img00.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (root / "random.png").write_bytes(np.random.default_rng(0).bytes(2000))
+    (root / "text.webp").write_text("<html>not an image</html>")
+    os.symlink(root / "nowhere.jpg", root / "broken-link.jpg")
+
+
+def test_bad_files_are_recorded_not_fatal(photo_dir, ws):
+    make_bad_files(photo_dir)
+    (photo_dir / "notes.txt").write_text("ignored: not an image extension")
+    report = ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
+    failed = {os.path.basename(p): reason for p, reason in report.failed}
+    assert set(failed) == {"zero.jpg", "truncated.jpg", "random.png", "text.webp",
+                           "broken-link.jpg"}
+    assert "FileNotFoundError" in failed["broken-link.jpg"]
+    assert failed["zero.jpg"] == "not a recognised image format"
+    assert report.added == 12
+    counts = ws.catalog.counts()
+    assert counts == {INDEXED: 12, FAILED: 5, REMOVED: 0}
+    assert ws.catalog.by_path(str(photo_dir / "zero.jpg")).reason == failed["zero.jpg"]
+
+
+def test_cached_pixels_match_a_direct_decode(photo_dir, ws):
+    ingest(photo_dir, ws.catalog, ws.pixels, workers=2)
+    for r in ws.catalog.rows(INDEXED):
+        want, _ = load_image(r.path, ws.config.input_size)
+        np.testing.assert_array_equal(ws.pixels.read([r.id])[0], want)
+
+
+def test_scan_is_recursive_and_filters_extensions(photo_dir):
+    (photo_dir / "readme.md").write_text("x")
+    files, bad = scan(photo_dir)
+    assert len(files) == 12 and not bad
+    assert all(f.size > 0 for f in files)
+
+
+def test_missing_and_non_folder_roots(tmp_path, ws):
+    with pytest.raises(ImgSearchError, match="folder not found"):
+        ingest(tmp_path / "nope", ws.catalog, ws.pixels)
+    (tmp_path / "f.jpg").write_bytes(b"x")
+    with pytest.raises(ImgSearchError, match="not a folder"):
+        ingest(tmp_path / "f.jpg", ws.catalog, ws.pixels)
+
+
+def bump_mtime(path):
+    st = path.stat()
+    os.utime(path, (st.st_atime, st.st_mtime + 10))
+
+
+def test_rerun_processes_only_what_changed(photo_dir, ws):
+    first = ingest(photo_dir, ws.catalog, ws.pixels, workers=2)
+    assert (first.added, first.decoded) == (12, 12)
+    ids = {r.path: r.id for r in ws.catalog.rows()}
+
+    again = ingest(photo_dir, ws.catalog, ws.pixels, workers=2)
+    assert (again.unchanged, again.decoded, again.added, again.removed) == (12, 0, 0, 0)
+
+    modified = find(photo_dir, "img01.png")
+    Image.fromarray(pattern(99)).save(modified)  # new content
+    bump_mtime(modified)
+    bump_mtime(find(photo_dir, "img02.webp"))  # same content, new mtime
+    find(photo_dir, "img00.jpg").unlink()
+    moved_from = find(photo_dir, "img04.tiff")
+    shutil.move(moved_from, photo_dir / "renamed.tiff")
+    shutil.copy(find(photo_dir, "img05.gif"), photo_dir / "copy.gif")
+    changed_before = ws.catalog.gen
+
+    third = ingest(photo_dir, ws.catalog, ws.pixels, workers=2)
+    assert third.updated == 1 and third.decoded == 1  # only img01 was decoded
+    assert third.reused == 2 and third.added == 2  # the renamed and the copied file
+    assert third.removed == 2  # the deleted and the renamed-away path
+    assert third.unchanged == 9  # 8 untouched + the touched one
+    changed = {ws.catalog.get(i).path.split("/")[-1]: s
+               for i, s in ws.catalog.changed_since(changed_before)}
+    assert changed == {"img01.png": INDEXED, "img00.jpg": REMOVED, "img04.tiff": REMOVED,
+                       "renamed.tiff": INDEXED, "copy.gif": INDEXED}
+    assert ws.catalog.by_path(str(modified)).id == ids[str(modified)]  # same id, new pixels
+    renamed = ws.catalog.by_path(str(photo_dir / "renamed.tiff"))
+    np.testing.assert_array_equal(ws.pixels.read([renamed.id])[0],
+                                  ws.pixels.read([ids[str(moved_from)]])[0])
+
+
+def test_deleted_then_restored_file_is_indexed_again(photo_dir, ws):
+    ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
+    path = find(photo_dir, "img01.png")
+    data = path.read_bytes()
+    path.unlink()
+    assert ingest(photo_dir, ws.catalog, ws.pixels, workers=1).removed == 1
+    path.write_bytes(data)
+    report = ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
+    assert report.added == 1
+    assert ws.catalog.by_path(str(path)).state == INDEXED

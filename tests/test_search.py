@@ -1,0 +1,49 @@
+import pytest
+
+from imgsearch.build import open_embedder, sync_method
+from imgsearch.catalog import REMOVED
+from imgsearch.errors import ImageLoadError, ImgSearchError
+from imgsearch.index import VectorIndex
+from imgsearch.ingest import ingest
+from imgsearch.search import Searcher
+
+from .test_ingest import find
+
+
+@pytest.fixture
+def searcher(photo_dir, ws):
+    ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
+    sync_method(ws, "pixels")
+    index = VectorIndex.load(ws.index_path("pixels"))
+    return Searcher(ws.catalog, open_embedder(ws, "pixels"), index, ws.config.input_size)
+
+
+def test_each_image_finds_itself_first(photo_dir, searcher):
+    for path in sorted(photo_dir.rglob("img*")):
+        hits = searcher.query(path, k=3)
+        assert hits[0].path == str(path) and hits[0].distance < 1e-3
+        assert [h.rank for h in hits] == [1, 2, 3]
+        assert hits[0].distance <= hits[1].distance <= hits[2].distance
+
+
+def test_k_larger_than_collection(photo_dir, searcher):
+    assert len(searcher.query(find(photo_dir, "img00.jpg"), k=100)) == 12
+
+
+def test_rows_no_longer_indexed_are_never_returned(photo_dir, searcher, ws):
+    target = ws.catalog.by_path(str(find(photo_dir, "img00.jpg")))
+    ws.catalog.mark([target.id], REMOVED, gen=99)  # catalog ahead of the index
+    hits = searcher.query(find(photo_dir, "img00.jpg"), k=12)
+    assert target.id not in {h.id for h in hits} and len(hits) == 11
+
+
+def test_query_errors(tmp_path, searcher, photo_dir):
+    with pytest.raises(ImgSearchError, match="query image not found"):
+        searcher.query(tmp_path / "none.jpg")
+    with pytest.raises(ImgSearchError, match="query is not a file"):
+        searcher.query(tmp_path)
+    (tmp_path / "bad.jpg").write_text("no")
+    with pytest.raises(ImageLoadError, match="cannot read query image"):
+        searcher.query(tmp_path / "bad.jpg")
+    with pytest.raises(ImgSearchError, match="k must be at least 1"):
+        searcher.query(find(photo_dir, "img00.jpg"), k=0)
