@@ -7,7 +7,7 @@
       methods/METHOD/      one folder per method:
         index.faiss        the FAISS index of codes under catalog ids
         state.json         the ingest generation the index is synced to, its kind and dim
-        ...                what the embedder saves (pca.faiss, model.pt)
+        ...                what the embedder saves (pca.npz, model.pt)
 """
 
 from __future__ import annotations

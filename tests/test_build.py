@@ -26,14 +26,14 @@ def test_first_sync_fits_and_indexes_everything(photo_dir, ws):
 def test_incremental_sync_encodes_only_changed_rows(photo_dir, ws):
     ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
     sync_method(ws, "pca")
-    pca_before = (ws.method_dir("pca") / "pca.faiss").read_bytes()
+    pca_before = (ws.method_dir("pca") / "pca.npz").read_bytes()
 
     find(photo_dir, "img03.bmp").unlink()
     find(photo_dir, "img05.gif").rename(photo_dir / "moved.gif")
     ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
     report = sync_method(ws, "pca")
     assert not report.fitted and report.encoded == 1 and report.removed == 2
-    assert (ws.method_dir("pca") / "pca.faiss").read_bytes() == pca_before  # not refitted
+    assert (ws.method_dir("pca") / "pca.npz").read_bytes() == pca_before  # not refitted
     index = index_of(ws, "pca")
     np.testing.assert_array_equal(index.ids(), ws.catalog.indexed_ids())
 

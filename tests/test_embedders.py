@@ -69,3 +69,21 @@ def test_pca_with_fewer_images_than_components():
 def test_unknown_method_raises():
     with pytest.raises(KeyError):
         new_embedder("nope", IndexConfig())
+
+
+def test_randomized_pca_captures_the_variance_of_an_exact_pca():
+    rng = np.random.default_rng(2)
+    # 500 images of 8x8x3 = 192 values with a decaying spectrum, like photos
+    scales = 40 * 0.8 ** np.arange(192)
+    basis = np.linalg.qr(rng.normal(size=(192, 192)))[0]
+    flat = np.clip(128 + (rng.normal(size=(500, 192)) * scales) @ basis.T, 0, 255)
+    x = flat.astype(np.uint8).reshape(500, 8, 8, 3)
+    cfg = IndexConfig(input_size=8, pixel_size=8, code_dim=16)
+    pca = new_embedder("pca", cfg)
+    pca.fit(lambda: iter([x]), len(x))
+    v = pixel_vectors(x, 8)
+    centred = v - v.mean(axis=0)
+    exact = np.linalg.svd(centred, full_matrices=False)[1][:16] ** 2
+    captured = (centred @ pca.components.T).var(axis=0).sum() * len(v)
+    assert captured / exact.sum() > 0.999
+    np.testing.assert_allclose(pca.components @ pca.components.T, np.eye(16), atol=1e-4)

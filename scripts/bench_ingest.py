@@ -1,0 +1,164 @@
+"""Benchmark `imgsearch index` against a plain decode loop on real multi-megapixel JPEGs.
+
+For each collection size N it times, in the same run and with the same number of processes:
+  plain      a multiprocessing pool that only opens, draft-decodes, converts and resizes each file
+  imgsearch  the whole `imgsearch index` command (scan, hash, decode, catalog, pixel cache,
+             pixels + PCA codes, FAISS index), as a subprocess, start-up included
+and prints images/s, the ratio imgsearch / plain (target >= 0.8), and the peak resident memory
+of the imgsearch process tree (target: flat as N grows).
+
+The collection: every JPEG of at least 2 megapixels under --photos (e.g. Debian's
+mate-backgrounds), each re-saved many times with a different small crop so that every file has
+distinct content (identical copies would be skipped by content hash and flatter the result).
+
+    python scripts/bench_ingest.py --photos data/photos --sizes 150,300,600 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from PIL import Image
+
+SIZE = 64
+
+
+def plain_decode(path: str) -> int:
+    with Image.open(path) as im:
+        im.draft("RGB", (SIZE, SIZE))
+        im = im.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        return im.size[0]
+
+
+def source_jpegs(root: Path, min_pixels: int) -> list[Path]:
+    out = []
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() in (".jpg", ".jpeg"):
+            with Image.open(p) as im:
+                if im.width * im.height >= min_pixels:
+                    out.append(p)
+    return out
+
+
+def make_collection(sources: list[Path], n: int, dest: Path) -> list[Path]:
+    """n distinct JPEGs: source i % len(sources), cropped by a few pixels that vary with i."""
+    dest.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(n):
+        path = dest / f"photo{i:05d}.jpg"
+        if not path.exists():
+            with Image.open(sources[i % len(sources)]) as im:
+                k = 1 + i // len(sources)
+                im.convert("RGB").crop((k, k, im.width - k, im.height - k)).save(path, quality=90)
+        files.append(path)
+    return files
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            for line in open(f"/proc/{p}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+            for task in os.listdir(f"/proc/{p}/task"):
+                stack += [int(c) for c in open(f"/proc/{p}/task/{task}/children").read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def run_imgsearch(folder: Path, index: Path, workers: int) -> tuple[float, int, str]:
+    cmd = [sys.executable, "-m", "imgsearch", "index", str(folder), "--index", str(index),
+           "--workers", str(workers)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss(proc.pid))
+            time.sleep(0.02)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - t0
+    done.set()
+    t.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"imgsearch index failed:\n{err}")
+    return seconds, peak, err
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--photos", type=Path, default=Path("data/photos"))
+    ap.add_argument("--sizes", default="150,300,600")
+    ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--min-megapixels", type=float, default=2.0)
+    ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: temp)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = ap.parse_args()
+
+    sources = source_jpegs(args.photos, int(args.min_megapixels * 1e6))
+    if not sources:
+        raise SystemExit(f"no JPEG of {args.min_megapixels} megapixels under {args.photos}")
+    mp = sum(Image.open(s).width * Image.open(s).height for s in sources) / len(sources) / 1e6
+    sizes = [int(s) for s in args.sizes.split(",")]
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench_ingest_"))
+    print(f"{len(sources)} source JPEGs, mean {mp:.1f} MP; workers {args.workers}; "
+          f"scratch {work}", file=sys.stderr)
+    everything = make_collection(sources, max(sizes), work / "all")
+
+    rows = []
+    ctx = multiprocessing.get_context("fork")
+    for n in sizes:
+        folder = work / f"n{n}"
+        folder.mkdir(exist_ok=True)
+        for f in everything[:n]:
+            if not (folder / f.name).exists():
+                os.link(f, folder / f.name)
+        files = [str(folder / f.name) for f in everything[:n]]
+        for f in files:  # warm the page cache so both runs read from memory
+            Path(f).read_bytes()
+        chunk = max(1, min(16, n // (args.workers * 8)))
+        t0 = time.perf_counter()
+        with ctx.Pool(args.workers) as pool:
+            list(pool.imap_unordered(plain_decode, files, chunksize=chunk))
+        plain = n / (time.perf_counter() - t0)
+        seconds, peak, err = run_imgsearch(folder, work / f"index{n}", args.workers)
+        ingest_s = float(re.search(r"failed \(([\d.]+)s\)", err).group(1))
+        rows.append({"n": n, "plain_img_s": plain, "imgsearch_img_s": n / seconds,
+                     "ratio": (n / seconds) / plain, "ingest_only_img_s": n / ingest_s,
+                     "peak_rss_mib": peak / 2**20})
+
+    print(f"{'N':>6} {'plain img/s':>12} {'imgsearch img/s':>16} {'ratio':>6} "
+          f"{'ingest-only img/s':>18} {'peak RSS MiB':>13}")
+    for r in rows:
+        print(f"{r['n']:>6} {r['plain_img_s']:>12.1f} {r['imgsearch_img_s']:>16.1f} "
+              f"{r['ratio']:>6.2f} {r['ingest_only_img_s']:>18.1f} {r['peak_rss_mib']:>13.0f}")
+    growth = rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"]
+    print(f"peak memory at N={rows[-1]['n']} / N={rows[0]['n']}: {growth:.2f}x; "
+          f"mean ratio {sum(r['ratio'] for r in rows) / len(rows):.2f} (target >= 0.8)")
+    if args.json:
+        args.json.write_text(json.dumps({"sources": len(sources), "mean_megapixels": mp,
+                                         "workers": args.workers, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
