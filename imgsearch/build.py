@@ -9,17 +9,17 @@ and its state simply repeats the same upserts next time.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from .catalog import INDEXED
+from .config import BASELINE_METHODS, LEARNED_METHODS
 from .embedders import Embedder, load_embedder, new_embedder
-from .errors import ImgSearchError
-from .index import VectorIndex
+from .errors import ImgSearchError, MethodNotBuilt
+from .index import IVF_TRAIN, VectorIndex
 from .workspace import Workspace
 
 LOG = logging.getLogger(__name__)
@@ -44,59 +44,83 @@ def open_embedder(ws: Workspace, method: str) -> Embedder:
     return load_embedder(method, ws.method_dir(method), ws.config)
 
 
-def encode_ids(ws: Workspace, embedder: Embedder, ids: list[int],
-               on_progress: ProgressFn | None = None) -> np.ndarray:
-    """Codes of catalog rows ``ids``, from the pixel cache, in order."""
-    out = np.empty((len(ids), embedder.dim), np.float32)
+def encode_batches(ws: Workspace, embedder: Embedder, ids: list[int],
+                   on_progress: ProgressFn | None = None) -> Iterator[tuple[list[int], np.ndarray]]:
+    """(ids, codes) of catalog rows ``ids``, from the pixel cache, a batch at a time."""
     done = 0
-    for batch in ws.pixels.batches(ids, ENCODE_BATCH):
-        out[done : done + len(batch)] = embedder.encode(batch)
-        done += len(batch)
+    for start in range(0, len(ids), ENCODE_BATCH):
+        chunk = ids[start : start + ENCODE_BATCH]
+        yield chunk, embedder.encode(ws.pixels.read(chunk))
+        done += len(chunk)
         if on_progress:
             on_progress(done, len(ids))
-    return out
+
+
+def encode_ids(ws: Workspace, embedder: Embedder, ids: list[int],
+               on_progress: ProgressFn | None = None) -> np.ndarray:
+    """Codes of catalog rows ``ids`` in order, as one (N, dim) array."""
+    parts = [codes for _, codes in encode_batches(ws, embedder, ids, on_progress)]
+    return np.concatenate(parts) if parts else np.empty((0, embedder.dim), np.float32)
+
+
+def build_index(ws: Workspace, embedder: Embedder, ids: list[int],
+                on_progress: ProgressFn | None = None) -> VectorIndex:
+    """A new index of every row in ``ids``, encoded a batch at a time (memory: index + batch)."""
+    cfg = ws.config
+    train = None
+    if len(ids) > cfg.exact_threshold:
+        rng = np.random.default_rng(0)
+        sample = sorted(rng.choice(ids, size=min(len(ids), IVF_TRAIN), replace=False).tolist())
+        train = encode_ids(ws, embedder, sample)
+    index = VectorIndex.for_size(embedder.dim, len(ids), cfg.exact_threshold, cfg.ivf_nprobe,
+                                 train)
+    for chunk, codes in encode_batches(ws, embedder, ids, on_progress):
+        index.add(codes, chunk)
+    return index
 
 
 def sync_method(ws: Workspace, method: str, embedder: Embedder | None = None,
                 rebuild: bool = False, on_progress: ProgressFn | None = None) -> BuildReport:
-    """Fit (if new, or ``rebuild``), encode what changed, and save the method's index.
+    """Bring ``method``'s index up to date with the catalog, and save it.
 
-    ``embedder`` may be handed in already fitted (a trained model); otherwise a baseline is
-    fitted on every indexed image the first time.
+    - ``embedder`` handed in (a freshly trained or imported model): saved, and every code
+      re-encoded with it.
+    - a baseline not built yet, or ``rebuild``: fitted on every indexed image, then encoded.
+    - a learned method with ``rebuild``: its saved model is kept, every code re-encoded.
+    - otherwise: only the rows changed since the index's generation are encoded or removed.
     """
     t0 = time.perf_counter()
-    cat, cfg = ws.catalog, ws.config
-    state = None if rebuild else ws.method_state(method)
-    if rebuild and ws.method_dir(method).exists() and embedder is None:
-        shutil.rmtree(ws.method_dir(method))
-    fitted = False
-    if state is None or embedder is not None:
-        if embedder is None:
-            embedder = new_embedder(method, cfg)
-            ids = cat.indexed_ids()
-            if not ids:
-                raise ImgSearchError(f"index {ws.root} has no readable images to learn from")
-            embedder.fit(lambda: ws.pixels.batches(ids, ENCODE_BATCH), len(ids))
-            fitted = True
+    cat = ws.catalog
+    state = ws.method_state(method)
+    fitted = embedder is None and method in BASELINE_METHODS and (state is None or rebuild)
+    if fitted:
+        ids = cat.indexed_ids()
+        if not ids:
+            raise ImgSearchError(f"index {ws.root} has no readable images to learn from")
+        embedder = new_embedder(method, ws.config)
+        embedder.fit(lambda: ws.pixels.batches(ids, ENCODE_BATCH), len(ids))
+    full = embedder is not None or state is None or rebuild
+    if embedder is not None:
         embedder.save(ws.method_dir(method))
-        state = None  # a new embedder invalidates every code
     else:
+        if state is None and method in LEARNED_METHODS:
+            raise MethodNotBuilt(f"method {method!r} needs a trained model: run "
+                                 f"`imgsearch train --model {method}`")
         embedder = open_embedder(ws, method)
 
-    gen = cat.gen
-    if state is None:
+    gen = cat.gen  # read before encoding: rows changed meanwhile are picked up next time
+    if full:
         ids = cat.indexed_ids()
-        index = VectorIndex.build(encode_ids(ws, embedder, ids, on_progress), ids,
-                                  cfg.exact_threshold, cfg.ivf_nprobe)
-        removed = 0
+        index, removed = build_index(ws, embedder, ids, on_progress), 0
     else:
-        index = VectorIndex.load(ws.index_path(method), cfg.ivf_nprobe)
+        index = VectorIndex.load(ws.index_path(method), ws.config.ivf_nprobe)
         changed = cat.changed_since(int(state["gen"]))
         ids = [i for i, s in changed if s == INDEXED]
-        gone = [i for i, s in changed if s != INDEXED]
-        removed = index.remove(gone)
-        index.upsert(encode_ids(ws, embedder, ids, on_progress), ids)
-        index = index.rebalanced(cfg.exact_threshold, cfg.ivf_nprobe)
+        removed = index.remove([i for i, s in changed if s != INDEXED])
+        index.remove(ids)
+        for chunk, codes in encode_batches(ws, embedder, ids, on_progress):
+            index.add(codes, chunk)
+        index = index.rebalanced(ws.config.exact_threshold, ws.config.ivf_nprobe)
     index.save(ws.index_path(method))
     ws.save_method_state(method, {"gen": gen, "kind": index.kind, "dim": index.dim,
                                   "count": index.ntotal})
@@ -104,4 +128,3 @@ def sync_method(ws: Workspace, method: str, embedder: Embedder | None = None,
                          time.perf_counter() - t0)
     LOG.info("%s", report)
     return report
-

@@ -6,7 +6,7 @@ import json
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,11 +16,14 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
 from rich.table import Table
 
 from . import build, workspace
-from .config import ALL_METHODS, BASELINE_METHODS, IndexConfig
+from .config import ALL_METHODS, LEARNED_METHODS, IndexConfig
 from .errors import ImgSearchError, MethodNotBuilt
 from .index import VectorIndex
 from .ingest import ingest
 from .search import Searcher
+
+if TYPE_CHECKING:
+    from .train import TrainConfig
 
 app = typer.Typer(help="Image similarity search over your own photo collection.",
                   no_args_is_help=True, add_completion=False)
@@ -80,7 +83,13 @@ def index_cmd(
     photos: Annotated[Path, typer.Argument(help="Folder of photos, searched recursively.")],
     index: IndexOpt = workspace.DEFAULT_NAME,
     methods: Annotated[str, typer.Option(help="Comma-separated methods to build.")]
-    = ",".join(BASELINE_METHODS),
+    = "pixels,pca,ae",
+    model: Annotated[Path | None, typer.Option(
+        help="Use this trained checkpoint (ae or vae) instead of training one.")] = None,
+    train_minutes: Annotated[float, typer.Option(
+        help="Time budget for training a model the index does not have yet.")] = 5.0,
+    train_epochs: Annotated[int, typer.Option(
+        help="Epoch limit for training a model the index does not have yet.")] = 20,
     workers: Annotated[int, typer.Option(help="Decoding processes (0: one per CPU core).")] = 0,
     input_size: Annotated[int | None, typer.Option(
         help="Side of the cached square images, set when the index is created "
@@ -90,8 +99,13 @@ def index_cmd(
 ) -> None:
     """Ingest PHOTOS (new, changed and deleted files only) and bring every method's index up to date.
 
+    A method the index has not learned yet (ae, vae) is trained first, within
+    --train-minutes; later runs encode new photos with the same model.
+
     Example: imgsearch index ~/Pictures --index holidays
     """
+    from .train import TrainConfig
+
     with user_errors():
         wanted = parse_methods(methods)
         if workers < 0:
@@ -100,18 +114,31 @@ def index_cmd(
             raise ImgSearchError(f"folder not found: {photos}")
         if not photos.is_dir():
             raise ImgSearchError(f"not a folder: {photos}")
-        config = IndexConfig(input_size=input_size) if input_size is not None else None
+        config = (IndexConfig(input_size=input_size, pixel_size=min(32, input_size))
+                  if input_size is not None else None)
         ws = workspace.Workspace.create(index, config)
         try:
+            imported = None
+            if model is not None:  # checked before any work is done
+                from .learn import open_model
+
+                imported = open_model(ws, model)
             with progress_bar() as bar:
                 task = bar.add_task("ingest", total=None, rate="")
                 report = ingest(photos, ws.catalog, ws.pixels, workers or None,
                                 _progress_fn(bar, task))
             built = []
+            if imported is not None:
+                with progress_bar() as bar:
+                    task = bar.add_task(f"encode {imported.name}", total=None, rate="")
+                    built.append(build.sync_method(ws, imported.name, imported,
+                                                   on_progress=_progress_fn(bar, task)))
+                wanted = [m for m in wanted if m != imported.name]
             for m in wanted:
-                if m not in BASELINE_METHODS:
-                    raise MethodNotBuilt(f"method {m!r} needs a trained model: "
-                                         f"run `imgsearch train --model {m}` first")
+                if m in LEARNED_METHODS and ws.method_state(m) is None:
+                    budget = TrainConfig(epochs=train_epochs, max_minutes=train_minutes)
+                    built.append(_train(ws, m, budget, {})[1])
+                    continue
                 with progress_bar() as bar:
                     task = bar.add_task(f"encode {m}", total=None, rate="")
                     built.append(build.sync_method(ws, m, rebuild=rebuild,
@@ -233,3 +260,184 @@ def info_cmd(
     for m, st in methods.items():
         table.add_row(m, str(st["count"]), str(st["dim"]), st["kind"])
     out.print(table if methods else "no method built yet")
+
+
+def _train(ws: workspace.Workspace, kind: str, train_cfg: TrainConfig, settings: dict,
+           fresh: bool = False):
+    """Train ``kind`` on the index with progress bars; returns (history, build report)."""
+    from .learn import default_model_config, train_method
+
+    model_cfg = default_model_config(kind, ws, **settings)
+    with progress_bar() as bar:
+        task = bar.add_task(f"train {kind}", total=None, rate="")
+
+        def on_train(step: int, steps: int, loss: float, rate: float) -> None:
+            bar.update(task, completed=step, total=steps, rate=f"loss {loss:.4g} {rate:,.0f} img/s")
+
+        enc = bar.add_task(f"encode {kind}", total=None, rate="")
+        history, report = train_method(ws, kind, model_cfg, train_cfg, fresh, on_train,
+                                       _progress_fn(bar, enc))
+    for h in history[-3:]:
+        err.print(f"  {kind} epoch {h.epoch}: train loss {h.train_loss:.5g}, "
+                  f"validation loss {h.val_loss:.5g}, {h.images_per_s:,.0f} img/s",
+                  highlight=False, soft_wrap=True)
+    return history, report
+
+
+@app.command("train")
+def train_cmd(
+    model: Annotated[str, typer.Option("--model", "-m", help="ae or vae.")] = "ae",
+    index: IndexOpt = workspace.DEFAULT_NAME,
+    epochs: Annotated[int, typer.Option(
+        help="Epochs in all, at least --min-steps steps (a resumed run continues).")] = 20,
+    min_steps: Annotated[int, typer.Option(
+        help="Small collections: train at least this many steps.")] = 1000,
+    max_minutes: Annotated[float, typer.Option(help="Time budget for this run (0: none).")]
+    = 5.0,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 2e-3,
+    beta: Annotated[float, typer.Option(help="VAE: weight of the KL term (beta-VAE).")] = 1.0,
+    denoise: Annotated[str, typer.Option(
+        help="Input corruption: none, gaussian, mask, or edits (photo edits).")] = "none",
+    noise: Annotated[float, typer.Option(help="Gaussian std or mask probability.")] = 0.1,
+    sparse: Annotated[str, typer.Option(help="AE sparsity: none, l1 or kl.")] = "none",
+    sparse_weight: Annotated[float, typer.Option(help="Weight of the sparsity term.")] = 0.0,
+    contractive: Annotated[float, typer.Option(
+        help="AE: weight of the encoder Jacobian's squared Frobenius norm.")] = 0.0,
+    unpool: Annotated[str, typer.Option(
+        help="AE decoder: fixed (from the code alone) or switches (encoder's argmax).")]
+    = "fixed",
+    dropout: Annotated[float, typer.Option(help="Dropout2d after every encoder block.")] = 0.0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    fresh: Annotated[bool, typer.Option(help="Discard the saved checkpoint; start anew.")]
+    = False,
+) -> None:
+    """Train an autoencoder (ae) or VAE (vae) on the index's cached pixels, then index its codes.
+
+    An interrupted run resumes from its last checkpoint when run again.
+
+    Example: imgsearch train --model vae --beta 0.5 --max-minutes 10
+    """
+    from .train import TrainConfig
+
+    with user_errors():
+        if model not in LEARNED_METHODS:
+            raise ImgSearchError(f"--model must be ae or vae, got {model!r}")
+        if epochs < 1 or batch_size < 1 or lr <= 0 or max_minutes < 0:
+            raise ImgSearchError("--epochs and --batch-size must be at least 1, --lr positive, "
+                                 "--max-minutes 0 or more")
+        settings = {"denoise": denoise, "noise": noise, "dropout": dropout}
+        if model == "ae":
+            settings |= {"sparse": sparse, "sparse_weight": sparse_weight,
+                         "contractive_weight": contractive, "unpool": unpool}
+        else:
+            settings |= {"beta": beta}
+        ws = workspace.Workspace.open(index)
+        try:
+            cfg = TrainConfig(epochs=epochs, min_steps=min_steps, max_minutes=max_minutes,
+                              batch_size=batch_size, lr=lr, device=device)
+            _, report = _train(ws, model, cfg, settings, fresh)
+        except ValueError as e:
+            raise ImgSearchError(str(e)) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted; the last checkpoint is kept. Re-run the same command to "
+                       "resume.", 130) from None
+        finally:
+            ws.close()
+    err.print(f"{model}: {report.total} codes ({report.kind}) in {ws.root}", highlight=False,
+              soft_wrap=True)
+
+
+def _sample_ids(ws: workspace.Workspace, n: int, seed: int) -> list[int]:
+    import numpy as np
+
+    ids = ws.catalog.indexed_ids()
+    if not ids:
+        raise ImgSearchError(f"index {ws.root} has no indexed images")
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(ids, size=min(n, len(ids)), replace=False).tolist())
+
+
+@app.command("reconstruct")
+def reconstruct_cmd(
+    out_png: Annotated[Path, typer.Option("--out", help="PNG to write.")],
+    index: IndexOpt = workspace.DEFAULT_NAME,
+    n: Annotated[int, typer.Option("-n", help="Number of images.")] = 8,
+    seed: Annotated[int, typer.Option(help="Which images: a seeded random choice.")] = 0,
+) -> None:
+    """Draw originals and their AE, VAE and PCA reconstructions (same number of components).
+
+    Example: imgsearch reconstruct -n 8 --out grid.png
+    """
+    from .viz import image_grid, save_png
+
+    with user_errors():
+        if n < 1:
+            raise ImgSearchError(f"-n must be at least 1, got {n}")
+        ws = workspace.Workspace.open(index)
+        try:
+            ids = _sample_ids(ws, n, seed)
+            images = ws.pixels.read(ids)
+            rows = [("original", images)]
+            for m in ("ae", "vae", "pca"):
+                if ws.method_state(m) is not None:
+                    emb = build.open_embedder(ws, m)
+                    recon = (emb.reconstruct(images) if m != "pca"
+                             else emb.reconstruct(emb.encode(images)))
+                    rows.append((f"{m} ({emb.dim}-d)", recon))
+            if len(rows) == 1:
+                raise MethodNotBuilt(f"index {ws.root} has none of ae, vae, pca built")
+            save_png(image_grid(rows), out_png)
+        finally:
+            ws.close()
+    err.print(f"reconstructions written to {out_png}", highlight=False, soft_wrap=True)
+
+
+@app.command("sample")
+def sample_cmd(
+    out_png: Annotated[Path, typer.Option("--out", help="PNG to write.")],
+    index: IndexOpt = workspace.DEFAULT_NAME,
+    n: Annotated[int, typer.Option("-n", help="Samples from the prior.")] = 16,
+    between: Annotated[tuple[Path, Path] | None, typer.Option(
+        help="Two images to interpolate between (default: two chosen at random).")] = None,
+    steps: Annotated[int, typer.Option(help="Interpolation steps.")] = 10,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Draw VAE samples from the prior N(0, I) and an interpolation between two images' codes.
+
+    Example: imgsearch sample --out samples.png --between a.jpg b.jpg
+    """
+    import numpy as np
+
+    from .ingest import load_image
+    from .viz import image_grid, save_png
+
+    with user_errors():
+        if n < 1 or steps < 2:
+            raise ImgSearchError("-n must be at least 1 and --steps at least 2")
+        ws = workspace.Workspace.open(index)
+        try:
+            if ws.method_state("vae") is None:
+                raise MethodNotBuilt(f"method 'vae' is not built in index {ws.root}; run "
+                                     "`imgsearch train --model vae`")
+            vae = build.open_embedder(ws, "vae")
+            rng = np.random.default_rng(seed)
+            samples = vae.decode(rng.standard_normal((n, vae.dim)).astype(np.float32))
+            if between:
+                pair = []
+                for p in between:
+                    if not p.is_file():
+                        raise ImgSearchError(f"image not found: {p}")
+                    pair.append(load_image(p, ws.config.input_size)[0])
+                ends = np.stack(pair)
+            else:
+                ends = ws.pixels.read(_sample_ids(ws, 2, seed))
+            mu = vae.encode(ends)  # (2, dim)
+            t = np.linspace(0, 1, steps, dtype=np.float32)[:, None]
+            path = vae.decode((1 - t) * mu[0] + t * mu[1])
+            rows = [("prior", samples[i : i + 8]) for i in range(0, n, 8)]
+            rows += [("a -> b", path), ("a, b", ends)]
+            save_png(image_grid(rows), out_png)
+        finally:
+            ws.close()
+    err.print(f"samples written to {out_png}", highlight=False, soft_wrap=True)

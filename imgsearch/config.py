@@ -13,6 +13,8 @@ from .errors import ConfigMismatch
 BASELINE_METHODS = ("pixels", "pca")
 LEARNED_METHODS = ("ae", "vae")
 ALL_METHODS = BASELINE_METHODS + LEARNED_METHODS
+#: Input corruptions for denoising training (augment.py).
+CORRUPTIONS = ("none", "gaussian", "mask", "edits")
 
 
 @dataclass(frozen=True)

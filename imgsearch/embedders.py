@@ -154,9 +154,13 @@ def new_embedder(method: str, cfg: IndexConfig) -> Embedder:
 
 
 def load_embedder(method: str, folder: Path, cfg: IndexConfig) -> Embedder:
-    """A fitted embedder saved in ``folder``."""
+    """A fitted embedder saved in ``folder``. Learned ones import torch only when asked for."""
     if method == "pixels":
         return PixelsEmbedder(cfg.pixel_size)
     if method == "pca":
         return PCAEmbedder.load(folder, cfg)
+    if method in ("ae", "vae"):
+        from .learned import LearnedEmbedder
+
+        return LearnedEmbedder.load(folder)
     raise KeyError(method)

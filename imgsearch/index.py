@@ -20,6 +20,8 @@ from .errors import IndexFileError
 
 LOG = logging.getLogger(__name__)
 
+IVF_TRAIN = 100_000  # codes sampled to train the IVF coarse quantizer
+
 
 def _as_f32(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
@@ -43,22 +45,27 @@ class VectorIndex:
         return cls(faiss.IndexIDMap2(faiss.IndexFlatL2(dim)))
 
     @classmethod
+    def for_size(cls, dim: int, n: int, exact_threshold: int, nprobe: int,
+                 train: np.ndarray | None = None) -> VectorIndex:
+        """An empty index for ``n`` codes: exact up to ``exact_threshold``, else IVF trained on
+        ``train`` (a sample of the codes)."""
+        if n <= exact_threshold:
+            return cls.empty(dim)
+        nlist = int(np.clip(4 * math.sqrt(n), 1, max(1, len(train) // 39)))  # >= 39 per list
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
+        ivf.train(_as_f32(train))
+        ivf.nprobe = nprobe
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        LOG.info("IVF index: %d lists, nprobe %d, for %d vectors", nlist, nprobe, n)
+        return cls(ivf)
+
+    @classmethod
     def build(cls, codes: np.ndarray, ids, exact_threshold: int, nprobe: int) -> VectorIndex:
         """Exact index for up to ``exact_threshold`` codes, IVF above."""
         codes, ids = _as_f32(codes), _as_ids(ids)
-        n, dim = codes.shape
-        if n <= exact_threshold:
-            out = cls.empty(dim)
-        else:
-            nlist = int(np.clip(4 * math.sqrt(n), 1, n // 39))  # >= 39 training points per list
-            ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
-            sample = codes[np.random.default_rng(0).permutation(n)[: nlist * 256]]
-            ivf.train(sample)
-            ivf.nprobe = nprobe
-            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
-            out = cls(ivf)
-            LOG.info("IVF index: %d lists, nprobe %d, %d vectors", nlist, nprobe, n)
-        out.index.add_with_ids(codes, ids)
+        sample = codes[np.random.default_rng(0).permutation(len(codes))[:IVF_TRAIN]]
+        out = cls.for_size(codes.shape[1], len(codes), exact_threshold, nprobe, sample)
+        out.add(codes, ids)
         return out
 
     @property
@@ -92,11 +99,16 @@ class VectorIndex:
         self._gpu = None
         return int(self.index.remove_ids(ids)) if ids.size else 0
 
+    def add(self, codes: np.ndarray, ids) -> None:
+        """Add codes under new ids."""
+        self._gpu = None
+        if len(ids):
+            self.index.add_with_ids(_as_f32(codes), _as_ids(ids))
+
     def upsert(self, codes: np.ndarray, ids) -> None:
         """Add codes under ``ids``, replacing any held under the same ids."""
         self.remove(ids)
-        if len(ids):
-            self.index.add_with_ids(_as_f32(codes), _as_ids(ids))
+        self.add(codes, ids)
 
     def rebalanced(self, exact_threshold: int, nprobe: int) -> VectorIndex:
         """This index, or a rebuilt one if it has crossed the exact/IVF threshold."""

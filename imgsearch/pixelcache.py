@@ -64,3 +64,17 @@ class PixelCache:
         """Yield the pixels of ``ids`` in order, ``batch_size`` images at a time."""
         for start in range(0, len(ids), batch_size):
             yield self.read(ids[start : start + batch_size])
+
+
+class CachedImages:
+    """The cached pixels of some catalog ids, handed out by position (for training)."""
+
+    def __init__(self, cache: PixelCache, ids: Sequence[int]):
+        self.cache = cache
+        self.ids = np.asarray(ids, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def get(self, positions: np.ndarray) -> np.ndarray:
+        return self.cache.read(np.sort(self.ids[positions]))

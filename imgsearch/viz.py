@@ -63,3 +63,23 @@ def query_montage(query: str | Path, query_pixels: np.ndarray, hits: Sequence, m
     tiles += [(thumbnail(h.path), f"#{h.rank}  d={h.distance:.3f}\n{Path(h.path).name}")
               for h in hits]
     return save_png(contact_sheet(tiles, columns), out)
+
+
+def image_grid(rows: Sequence[tuple[str, np.ndarray]], scale: int = 2,
+               label_width: int = 90) -> Image.Image:
+    """One labelled row per (label, images) pair; images (N, S, S, 3) in [0, 1] or uint8."""
+    font = ImageFont.load_default()
+    side = max(r[1].shape[1] for r in rows) * scale
+    cols = max(len(r[1]) for r in rows)
+    sheet = Image.new("RGB", (label_width + cols * (side + PAD) + PAD,
+                              len(rows) * (side + PAD) + PAD), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (label, images) in enumerate(rows):
+        y = PAD + r * (side + PAD)
+        draw.text((PAD, y + side // 2 - 6), label, fill="black", font=font)
+        for c, im in enumerate(images):
+            arr = im if im.dtype == np.uint8 else (np.clip(im, 0, 1) * 255).round().astype(np.uint8)
+            tile = Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr)
+            sheet.paste(tile.resize((side, side), Image.Resampling.NEAREST),
+                        (label_width + PAD + c * (side + PAD), y))
+    return sheet

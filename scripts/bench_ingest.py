@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -141,6 +142,7 @@ def main() -> None:
         with ctx.Pool(args.workers) as pool:
             list(pool.imap_unordered(plain_decode, files, chunksize=chunk))
         plain = n / (time.perf_counter() - t0)
+        shutil.rmtree(work / f"index{n}", ignore_errors=True)  # always a fresh index
         seconds, peak, err = run_imgsearch(folder, work / f"index{n}", args.workers)
         ingest_s = float(re.search(r"failed \(([\d.]+)s\)", err).group(1))
         rows.append({"n": n, "plain_img_s": plain, "imgsearch_img_s": n / seconds,

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from imgsearch.cli import app
 
+from .conftest import pattern
 from .test_ingest import find
 
 runner = CliRunner()
@@ -20,7 +21,7 @@ def run(*args):
 @pytest.fixture
 def built(photo_dir, tmp_path):
     index = tmp_path / "idx"
-    result = run("index", photo_dir, "--index", index, "--workers", 2)
+    result = run("index", photo_dir, "--index", index, "--workers", 2, "--methods", "pixels,pca")
     assert result.exit_code == 0, result.output
     return index
 
@@ -34,12 +35,12 @@ def test_every_command_has_help():
 
 def test_index_reports_summary_on_stderr(photo_dir, tmp_path):
     (photo_dir / "broken.jpg").write_bytes(b"\xff\xd8 not really")
-    result = run("index", photo_dir, "--index", tmp_path / "idx")
+    result = run("index", photo_dir, "--index", tmp_path / "idx", "--methods", "pixels,pca")
     assert result.exit_code == 0
     assert "13 files, 12 new" in result.stderr and "1 failed" in result.stderr
     assert "broken.jpg: not a recognised image format" in result.stderr
     assert result.stdout == ""
-    again = run("index", photo_dir, "--index", tmp_path / "idx")
+    again = run("index", photo_dir, "--index", tmp_path / "idx", "--methods", "pixels,pca")
     assert "0 new, 0 changed, 13 unchanged" in again.stderr  # a failed file is not retried until it changes
 
 
@@ -102,9 +103,10 @@ def test_errors_are_one_line_and_exit_1(built, photo_dir, tmp_path, args, line):
 
 
 def test_input_size_is_fixed_at_creation(photo_dir, tmp_path):
-    assert run("index", photo_dir, "--index", tmp_path / "i", "--input-size", 32).exit_code == 0
-    assert run("index", photo_dir, "--index", tmp_path / "i").exit_code == 0  # stored size used
-    result = run("index", photo_dir, "--index", tmp_path / "i", "--input-size", 48)
+    base = ["index", photo_dir, "--index", tmp_path / "i", "--methods", "pixels"]
+    assert run(*base, "--input-size", 32).exit_code == 0
+    assert run(*base).exit_code == 0  # the stored size is used
+    result = run(*base, "--input-size", 48)
     assert result.exit_code == 1 and "was built with" in result.stderr
 
 
@@ -113,3 +115,76 @@ def test_end_to_end_every_image_comes_back_first(built, photo_dir):
         for query in sorted(photo_dir.rglob("img*")):
             result = run("query", query, "--index", built, "--method", method, "--json", "-k", 1)
             assert json.loads(result.stdout)["results"][0]["path"] == str(query)
+
+
+@pytest.fixture
+def small(photo_dir, tmp_path):
+    """An index of 16x16 images with the baselines built (fast learned-model tests)."""
+    index = tmp_path / "small"
+    result = run("index", photo_dir, "--index", index, "--input-size", 16, "--methods",
+                 "pixels,pca", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    return index
+
+
+def test_train_builds_the_method_and_resumes(small, photo_dir):
+    args = ["train", "--index", small, "--model", "vae", "--epochs", 2, "--min-steps", 0,
+            "--batch-size", 4]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert "vae epoch 2" in result.stderr and "vae: 12 codes (flat)" in result.stderr
+    info = json.loads(run("info", "--index", small, "--json").stdout)
+    assert info["methods"]["vae"]["count"] == 12 and info["methods"]["vae"]["dim"] == 256
+    query = find(photo_dir, "img03.bmp")
+    data = json.loads(run("query", query, "--index", small, "--json", "-k", 1).stdout)
+    assert data["method"] == "vae" and data["results"][0]["path"] == str(query)
+    resumed = run(*[a if a != 2 else 3 for a in args])
+    first_epoch = [line for line in result.stderr.splitlines() if "vae epoch 1:" in line]
+    assert "vae epoch 3" in resumed.stderr
+    assert first_epoch and first_epoch[0] in resumed.stderr  # epoch 1 kept, not redone
+
+
+def test_index_trains_a_missing_model_then_reuses_it(small, photo_dir, tmp_path):
+    result = run("index", photo_dir, "--index", small, "--methods", "ae", "--train-minutes",
+                 0.02, "--train-epochs", 1)
+    assert result.exit_code == 0, result.output
+    assert "train ae" in result.stderr and "ae: 12 codes" in result.stderr
+    model_file = small / "methods" / "ae" / "model.pt"
+    before = model_file.read_bytes()
+    Image.fromarray(pattern(50)).save(photo_dir / "new.png")
+    again = run("index", photo_dir, "--index", small, "--methods", "ae")
+    assert "train ae" not in again.stderr and "ae: 13 codes (flat), 1 encoded" in again.stderr
+    assert model_file.read_bytes() == before
+
+
+def test_index_with_a_model_trained_elsewhere(small, photo_dir, tmp_path):
+    run("train", "--index", small, "--model", "ae", "--epochs", 1, "--min-steps", 0)
+    other = tmp_path / "other"
+    result = run("index", photo_dir, "--index", other, "--input-size", 16, "--methods",
+                 "pixels", "--model", small / "methods" / "ae" / "model.pt")
+    assert result.exit_code == 0, result.output
+    assert json.loads(run("info", "--index", other, "--json").stdout)["methods"]["ae"]
+    wrong = run("index", photo_dir, "--index", tmp_path / "wrong", "--methods", "pixels",
+                "--model", small / "methods" / "ae" / "model.pt")
+    assert wrong.exit_code == 1
+    assert wrong.stderr == ("error: model expects 3-channel 16x16 images; this index holds "
+                            "3-channel 64x64 images\n")
+
+
+def test_reconstruct_and_sample_pictures(small, tmp_path):
+    run("train", "--index", small, "--model", "vae", "--epochs", 1, "--min-steps", 0)
+    assert run("reconstruct", "--index", small, "--out", tmp_path / "r.png", "-n", 4).exit_code == 0
+    with Image.open(tmp_path / "r.png") as im:
+        assert im.height > 3 * 16  # original, vae and pca rows
+    result = run("sample", "--index", small, "--out", tmp_path / "s.png", "-n", 8)
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "s.png").format == "PNG"
+    no_vae = run("sample", "--index", tmp_path / "none", "--out", tmp_path / "x.png")
+    assert no_vae.exit_code == 1
+
+
+def test_train_argument_errors(small):
+    result = run("train", "--index", small, "--model", "gan")
+    assert result.stderr == "error: --model must be ae or vae, got 'gan'\n"
+    result = run("train", "--index", small, "--denoise", "blur")
+    assert result.exit_code == 1 and result.stderr.startswith("error: denoise must be one of")

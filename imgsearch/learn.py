@@ -1,0 +1,55 @@
+"""Learned methods in an index: train a model on the cached pixels, or import a checkpoint,
+then encode the collection into the method's FAISS index."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .build import BuildReport, ProgressFn, sync_method
+from .errors import ImgSearchError
+from .learned import LearnedEmbedder
+from .models.autoencoder import AEConfig
+from .models.vae import VAEConfig
+from .pixelcache import CachedImages
+from .train import Epoch, TrainConfig, TrainProgressFn, train
+from .workspace import Workspace
+
+LOG = logging.getLogger(__name__)
+
+CHECKPOINT = "train.pt"  # the resumable checkpoint (with optimizer state) beside model.pt
+
+
+def default_model_config(kind: str, ws: Workspace, **settings) -> AEConfig | VAEConfig:
+    """The model for this index's images, with any settings given."""
+    cls = AEConfig if kind == "ae" else VAEConfig
+    return cls(input_size=ws.config.input_size, channels=3, code_dim=ws.config.code_dim,
+               **settings)
+
+
+def checkpoint_path(ws: Workspace, kind: str) -> Path:
+    return ws.method_dir(kind) / CHECKPOINT
+
+
+def train_method(ws: Workspace, kind: str, model_cfg: AEConfig | VAEConfig,
+                 train_cfg: TrainConfig, fresh: bool = False,
+                 on_train: TrainProgressFn | None = None,
+                 on_encode: ProgressFn | None = None) -> tuple[list[Epoch], BuildReport]:
+    """Train (or resume) ``kind`` on every indexed image's cached pixels, then index its codes."""
+    ids = ws.catalog.indexed_ids()
+    if len(ids) < 2:
+        raise ImgSearchError(f"index {ws.root} has {len(ids)} indexed images; "
+                             "training needs at least 2")
+    ckpt = checkpoint_path(ws, kind)
+    if fresh and ckpt.exists():
+        ckpt.unlink()
+    history = train(kind, model_cfg, CachedImages(ws.pixels, ids), train_cfg, ckpt, on_train)
+    embedder = LearnedEmbedder.from_file(ckpt)
+    return history, sync_method(ws, kind, embedder, on_progress=on_encode)
+
+
+def open_model(ws: Workspace, path: Path) -> LearnedEmbedder:
+    """A checkpoint trained elsewhere, checked against this index's images."""
+    embedder = LearnedEmbedder.from_file(path)
+    embedder.check_input(ws.config.input_size, 3)
+    return embedder

@@ -1,0 +1,84 @@
+"""The convolutional trunk both models share: conv + max-pool down, unpool + deconv up.
+
+Encoder: ``len(widths)`` blocks of Conv3x3 -> BatchNorm -> ReLU -> MaxPool2d(2), the pooling
+returning the argmax positions ("switches") and the size before pooling.
+Decoder: the mirror image, MaxUnpool2d(2) then ConvTranspose2d(3x3) per block; it unpools at the
+switches when given them, otherwise at fixed positions (the top-left of every 2x2 window),
+so that it can decode from a code alone (Zeiler & Fergus 2014; Dosovitskiy & Brox 2016).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+Switches = list[tuple[torch.Tensor, torch.Size]]  # (argmax indices, pre-pool size) per block
+
+
+def trunk_shape(input_size: int, widths: tuple[int, ...]) -> tuple[int, int]:
+    """(channels, side) of the encoder's last feature map."""
+    side = input_size
+    for _ in widths:
+        side //= 2
+    if side < 1:
+        raise ValueError(f"input {input_size} is too small for {len(widths)} pooling stages")
+    return widths[-1], side
+
+
+class ConvEncoder(nn.Module):
+    def __init__(self, channels: int, widths: tuple[int, ...], dropout: float = 0.0):
+        super().__init__()
+        ins = (channels, *widths[:-1])
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o),
+                          nn.ReLU(inplace=True), nn.Dropout2d(dropout))
+            for i, o in zip(ins, widths)
+        )
+        self.pool = nn.MaxPool2d(2, return_indices=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Switches]:
+        switches: Switches = []
+        for block in self.blocks:
+            x = block(x)  # (B, w, H, W)
+            size = x.shape
+            x, idx = self.pool(x)  # (B, w, H/2, W/2), argmax positions in the (H, W) map
+            switches.append((idx, size))
+        return x, switches
+
+
+def fixed_switches(pooled: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Indices that unpool every value to the top-left corner of its 2x2 window."""
+    b, c, h, w = pooled.shape
+    rows = torch.arange(h, device=pooled.device) * 2 * size[-1]
+    cols = torch.arange(w, device=pooled.device) * 2
+    return (rows[:, None] + cols[None, :]).expand(b, c, h, w)  # (B, C, h, w)
+
+
+class ConvDecoder(nn.Module):
+    def __init__(self, channels: int, widths: tuple[int, ...], input_size: int):
+        super().__init__()
+        outs = (channels, *widths[:-1])
+        sides = [input_size // 2**k for k in range(len(widths))]  # pre-pool side per block
+        self.sides = sides[::-1]  # deepest first, the order the decoder unpools in
+        self.unpool = nn.MaxUnpool2d(2)
+        self.blocks = nn.ModuleList()
+        for n, (i, o) in enumerate(reversed(list(zip(widths, outs)))):
+            last = n == len(widths) - 1
+            self.blocks.append(nn.Sequential(
+                nn.ConvTranspose2d(i, o, 3, padding=1, bias=last),
+                nn.Identity() if last else nn.BatchNorm2d(o),
+                nn.Identity() if last else nn.ReLU(inplace=True),
+            ))
+
+    def forward(self, x: torch.Tensor, switches: Switches | None = None) -> torch.Tensor:
+        """(B, C, h, w) deepest features -> (B, channels, H, W) in [0, 1].
+
+        ``switches`` as the encoder returned them (shallowest first), or None for fixed ones.
+        """
+        deepest_first = switches[::-1] if switches is not None else None
+        for n, block in enumerate(self.blocks):
+            side = self.sides[n]
+            idx = deepest_first[n][0] if deepest_first else fixed_switches(x, (side, side))
+            x = self.unpool(x, idx, output_size=(side, side))  # (B, C, side, side)
+            x = block(x)  # (B, C', side, side): deconvolution
+        return torch.sigmoid(x)

@@ -1,0 +1,96 @@
+"""Convolutional VAE on the autoencoder's trunk: q(z|x) = N(mu, diag(sigma^2)), p(z) = N(0, I).
+
+Kingma & Welling, "Auto-Encoding Variational Bayes" (2014); beta-VAE weighting of the KL term
+from Higgins et al. (2017). The decoder works from z alone (fixed-position unpooling): sampling
+from the prior has no switches. Search codes are mu.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import CORRUPTIONS
+from .blocks import ConvDecoder, ConvEncoder, trunk_shape
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    input_size: int = 64
+    channels: int = 3
+    widths: tuple[int, ...] = (32, 64, 128, 128)
+    code_dim: int = 256
+    beta: float = 1.0
+    dropout: float = 0.0
+    denoise: str = "none"  # input corruption while training, as for the autoencoder
+    noise: float = 0.1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "widths", tuple(self.widths))
+        if self.denoise not in CORRUPTIONS:
+            raise ValueError(f"denoise must be one of {CORRUPTIONS}, got {self.denoise!r}")
+        trunk_shape(self.input_size, self.widths)
+
+
+class ConvVAE(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        c, side = trunk_shape(cfg.input_size, cfg.widths)
+        self.encoder = ConvEncoder(cfg.channels, cfg.widths, cfg.dropout)
+        self.to_mu = nn.Linear(c * side * side, cfg.code_dim)
+        self.to_logvar = nn.Linear(c * side * side, cfg.code_dim)
+        self.from_z = nn.Linear(cfg.code_dim, c * side * side)
+        self.decoder = ConvDecoder(cfg.channels, cfg.widths, cfg.input_size)
+        self.trunk = (c, side)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, S, S) -> mu, log sigma^2, each (B, code_dim)."""
+        h, _ = self.encoder(x)  # (B, c, side, side); switches unused
+        h = h.flatten(1)  # (B, c * side * side)
+        return self.to_mu(h), self.to_logvar(h)
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """z = mu + sigma * eps, eps ~ N(0, I)."""
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # (B, code_dim)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, code_dim) -> (B, C, S, S) in [0, 1]."""
+        c, side = self.trunk
+        h = F.relu(self.from_z(z)).view(-1, c, side, side)  # (B, c, side, side)
+        return self.decoder(h)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+
+
+class VAELoss(NamedTuple):
+    total: torch.Tensor
+    recon: torch.Tensor
+    kl: torch.Tensor
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)) summed over dimensions, averaged over the batch.
+
+    Kingma & Welling 2014, appendix B: -KL = 1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2).
+    """
+    mu, logvar = mu.float(), logvar.float()
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1).mean()
+
+
+def vae_loss(recon: torch.Tensor, target: torch.Tensor, mu: torch.Tensor,
+             logvar: torch.Tensor, beta: float) -> VAELoss:
+    """Bernoulli reconstruction term (binary cross-entropy summed over pixels, averaged over the
+    batch) + beta * KL, as in pytorch/examples vae/main.py. Written out, not F.binary_cross_entropy,
+    so that it is safe under autocast."""
+    r, t = recon.float().clamp(1e-6, 1 - 1e-6), target.float()
+    rec = -(t * torch.log(r) + (1 - t) * torch.log(1 - r)).sum() / len(t)
+    kl = kl_divergence(mu, logvar)
+    return VAELoss(rec + beta * kl, rec, kl)

@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+import torch
+
+from imgsearch.augment import Corruption
+from imgsearch.errors import ConfigMismatch, IndexFileError
+from imgsearch.learned import LearnedEmbedder
+from imgsearch.models.autoencoder import AEConfig
+from imgsearch.models.vae import VAEConfig
+from imgsearch.train import ArraySource, TrainConfig, load_checkpoint, split, train
+
+from .conftest import pattern
+
+TINY_AE = AEConfig(input_size=16, channels=3, widths=(4, 8), code_dim=6)
+TINY_VAE = VAEConfig(input_size=16, channels=3, widths=(4, 8), code_dim=6)
+FAST = TrainConfig(epochs=1, min_steps=0, batch_size=8, max_minutes=0, device="cpu")
+
+
+@pytest.fixture
+def images():
+    return ArraySource(np.stack([pattern(i, 16) for i in range(20)]))
+
+
+@pytest.mark.parametrize("kind, config", [("ae", TINY_AE), ("vae", TINY_VAE)])
+def test_checkpoint_round_trip_reproduces_codes(tmp_path, images, kind, config):
+    history = train(kind, config, images, FAST, tmp_path / "c.pt")
+    assert [h.epoch for h in history] == [1] and np.isfinite(history[0].val_loss)
+    first = LearnedEmbedder.from_file(tmp_path / "c.pt", device="cpu")
+    codes = first.encode(images.images)
+    assert codes.shape == (20, 6) and codes.dtype == np.float32
+    first.save(tmp_path / "export")
+    again = LearnedEmbedder.from_file(tmp_path / "export" / "model.pt", device="cpu")
+    np.testing.assert_array_equal(again.encode(images.images), codes)
+
+
+def test_checkpoint_holds_only_plain_values(tmp_path, images):
+    train("ae", TINY_AE, images, FAST, tmp_path / "c.pt")
+    ckpt = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert set(ckpt) == {"kind", "model", "optimizer", "config", "train_config", "epoch",
+                         "history"}
+    assert ckpt["config"]["widths"] == (4, 8) or ckpt["config"]["widths"] == [4, 8]
+    assert ckpt["epoch"] == 1 and not list(tmp_path.glob(".*tmp"))
+
+
+def test_resume_continues_from_the_saved_epoch(tmp_path, images):
+    one = train("ae", TINY_AE, images, FAST, tmp_path / "c.pt")
+    three = train("ae", TINY_AE, images, TrainConfig(**{**FAST.__dict__, "epochs": 3}),
+                  tmp_path / "c.pt")
+    assert [h.epoch for h in three] == [1, 2, 3]
+    assert three[0] == one[0]  # epoch 1 was not redone
+    assert load_checkpoint(tmp_path / "c.pt")["epoch"] == 3
+    again = train("ae", TINY_AE, images, TrainConfig(**{**FAST.__dict__, "epochs": 3}),
+                  tmp_path / "c.pt")
+    assert again == three  # nothing left to do
+
+
+def test_budget_stops_early_and_min_steps_extends_small_runs(tmp_path, images):
+    stopped = train("ae", TINY_AE, images, TrainConfig(**{**FAST.__dict__, "epochs": 5,
+                                                         "max_steps": 2}), tmp_path / "a.pt")
+    assert len(stopped) == 1  # stopped inside the first epoch (3 steps of 8 images)
+    extended = train("ae", TINY_AE, images, TrainConfig(**{**FAST.__dict__, "min_steps": 7}),
+                     tmp_path / "b.pt")
+    assert len(extended) == 3  # 3 steps per epoch: 3 epochs reach 7 steps
+
+
+def test_other_model_checkpoint_is_refused(tmp_path, images):
+    train("ae", TINY_AE, images, FAST, tmp_path / "c.pt")
+    with pytest.raises(ConfigMismatch, match="another model"):
+        train("vae", TINY_VAE, images, FAST, tmp_path / "c.pt")
+
+
+class Evil:
+    """Stands for any class a malicious checkpoint could unpickle."""
+
+
+def test_checkpoint_with_pickled_objects_is_refused(tmp_path):
+    torch.save({"kind": "ae", "payload": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(IndexFileError, match="unreadable"):
+        load_checkpoint(tmp_path / "evil.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(IndexFileError, match="unreadable"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_model_input_check(tmp_path, images):
+    train("ae", TINY_AE, images, FAST, tmp_path / "c.pt")
+    emb = LearnedEmbedder.from_file(tmp_path / "c.pt", device="cpu")
+    emb.check_input(16, 3)
+    with pytest.raises(ConfigMismatch, match="expects 3-channel 16x16 images; this index "
+                                             "holds 3-channel 64x64"):
+        emb.check_input(64, 3)
+
+
+def test_split_is_seeded_and_disjoint():
+    tr, va = split(100, 0.1, seed=0)
+    assert len(va) == 10 and len(tr) == 90 and not set(tr) & set(va)
+    assert np.array_equal(split(100, 0.1, 0)[1], va)
+    assert len(split(2, 0.05, 0)[1]) == 1
+
+
+def test_corruptions():
+    torch.manual_seed(0)
+    x = torch.rand(16, 3, 16, 16)
+    g = Corruption("gaussian", 0.1, 16)(x)
+    assert g.shape == x.shape and g.min() >= 0 and g.max() <= 1
+    assert 0.05 < (g - x).std() < 0.12
+    m = Corruption("mask", 0.25, 16)(x)
+    zeroed = (m == 0).all(dim=1).float().mean()
+    assert 0.2 < zeroed < 0.3 and torch.equal(m[m != 0], x[m != 0])
+    e = Corruption("edits", 0, 16)(x)
+    assert e.shape == x.shape and e.dtype == x.dtype and not torch.allclose(e, x)
+    assert torch.equal(Corruption("none", 0, 16)(x), x)
+    with pytest.raises(ValueError):
+        Corruption("blur", 0, 16)
+
+
+@pytest.mark.parametrize("denoise", ["gaussian", "mask", "edits"])
+def test_denoising_training_runs(tmp_path, images, denoise):
+    cfg = AEConfig(**{**TINY_AE.__dict__, "denoise": denoise, "noise": 0.2})
+    assert len(train("ae", cfg, images, FAST, tmp_path / "c.pt")) == 1
+
+
+def test_grayscale_training(tmp_path):
+    data = ArraySource(np.stack([pattern(i, 16)[..., 0] for i in range(10)]))
+    cfg = AEConfig(input_size=16, channels=1, widths=(4, 8), code_dim=4, denoise="edits")
+    train("ae", cfg, data, FAST, tmp_path / "c.pt")
+    assert LearnedEmbedder.from_file(tmp_path / "c.pt").encode(data.images).shape == (10, 4)
