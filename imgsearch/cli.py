@@ -6,7 +6,7 @@ import json
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -16,15 +16,13 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
 from rich.table import Table
 
 from . import build, workspace
-from .config import ALL_METHODS, LEARNED_METHODS, IndexConfig
+from .config import ALL_METHODS, LEARNED_METHODS, IndexConfig, TrainConfig
 from .errors import ImgSearchError, MethodNotBuilt
 from .index import VectorIndex
 from .ingest import ingest
 from .search import Searcher
 
 if TYPE_CHECKING:
-    from .train import TrainConfig
-
 app = typer.Typer(help="Image similarity search over your own photo collection.",
                   no_args_is_help=True, add_completion=False)
 out = Console()
@@ -104,8 +102,6 @@ def index_cmd(
 
     Example: imgsearch index ~/Pictures --index holidays
     """
-    from .train import TrainConfig
-
     with user_errors():
         wanted = parse_methods(methods)
         if workers < 0:
@@ -318,8 +314,6 @@ def train_cmd(
 
     Example: imgsearch train --model vae --beta 0.5 --max-minutes 10
     """
-    from .train import TrainConfig
-
     with user_errors():
         if model not in LEARNED_METHODS:
             raise ImgSearchError(f"--model must be ae or vae, got {model!r}")

@@ -54,3 +54,22 @@ def write_json_atomic(path: Path, data: object) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained; saved in its checkpoint beside the model config."""
+
+    epochs: int = 20
+    min_steps: int = 1000  # small collections: more epochs until this many steps are taken
+    max_minutes: float = 5.0  # stop after the step that crosses this budget (0: no limit)
+    max_steps: int = 0  # stop after this many steps in this run (0: no limit); for tests
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    val_fraction: float = 0.05
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast on CUDA
+    channels_last: bool = True  # on CUDA
+    compile: bool = False  # torch.compile the model

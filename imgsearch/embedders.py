@@ -43,13 +43,13 @@ class Embedder(ABC):
 
 
 def pixel_vectors(images: np.ndarray, size: int) -> np.ndarray:
-    """(B, S, S, 3) uint8 -> (B, size * size * 3) float32 in [0, 1], box-filtered to size."""
-    b, s = images.shape[0], images.shape[1]
+    """(B, S, S, C) uint8 -> (B, size * size * C) float32 in [0, 1], box-filtered to size."""
+    b, s, c = images.shape[0], images.shape[1], images.shape[-1]
     if s == size:
         small = images.astype(np.float32)
     elif s % size == 0:  # box filter == block mean
         f = s // size
-        small = images.reshape(b, size, f, size, f, 3).mean(axis=(2, 4), dtype=np.float32)
+        small = images.reshape(b, size, f, size, f, c).mean(axis=(2, 4), dtype=np.float32)
     else:
         small = np.stack([
             np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BOX))

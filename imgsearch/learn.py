@@ -12,7 +12,8 @@ from .learned import LearnedEmbedder
 from .models.autoencoder import AEConfig
 from .models.vae import VAEConfig
 from .pixelcache import CachedImages
-from .train import Epoch, TrainConfig, TrainProgressFn, train
+from .config import TrainConfig
+from .train import Epoch, TrainProgressFn, train
 from .workspace import Workspace
 
 LOG = logging.getLogger(__name__)

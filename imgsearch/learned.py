@@ -11,7 +11,8 @@ import torch
 
 from .embedders import Embedder
 from .errors import ConfigMismatch
-from .train import (Epoch, TrainConfig, load_checkpoint, model_from_checkpoint, pick_device,
+from .config import TrainConfig
+from .train import (Epoch, load_checkpoint, model_from_checkpoint, pick_device,
                     save_checkpoint, to_batch)
 
 LOG = logging.getLogger(__name__)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .augment import Corruption
+from .config import TrainConfig
 from .errors import ConfigMismatch, IndexFileError
 from .models.autoencoder import AEConfig, ConvAutoencoder, ae_loss
 from .models.vae import ConvVAE, VAEConfig, vae_loss
@@ -28,23 +29,6 @@ from .models.vae import ConvVAE, VAEConfig, vae_loss
 LOG = logging.getLogger(__name__)
 
 MODELS = {"ae": (ConvAutoencoder, AEConfig), "vae": (ConvVAE, VAEConfig)}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 20
-    min_steps: int = 1000  # small collections: more epochs until this many steps are taken
-    max_minutes: float = 5.0  # stop after the step that crosses this budget (0: no limit)
-    max_steps: int = 0  # stop after this many steps in this run (0: no limit); for tests
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    val_fraction: float = 0.05
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # bf16 autocast on CUDA
-    channels_last: bool = True  # on CUDA
-    compile: bool = False  # torch.compile the model
 
 
 class ImageSource(Protocol):

@@ -13,7 +13,6 @@ both query rates, single query at a time (as `imgsearch query` does) and in batc
 from __future__ import annotations
 
 import argparse
-import gzip
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,8 @@ import faiss
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from imgsearch.datasets import fashion_mnist  # noqa: E402
+from imgsearch.embedders import PCAEmbedder  # noqa: E402
 from imgsearch.index import VectorIndex  # noqa: E402
 
 
@@ -32,23 +33,12 @@ def synthetic(n: int, q: int, d: int = 256) -> tuple[np.ndarray, np.ndarray]:
     return x[:n], x[n:]
 
 
-def read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path) if path.suffix == ".gz" else open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
 def fashion_pca(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    def load(stem):
-        p = next(folder.glob(f"{stem}*"))
-        return read_idx(p).reshape(-1, 784).astype(np.float32) / 255
-
-    train, test = load("train-images"), load("t10k-images")
-    pca = faiss.PCAMatrix(784, 256)
-    pca.train(train)
-    return pca.apply(train), pca.apply(test)
+    """PCA-256 codes (imgsearch's PCA embedder) of the training and test images."""
+    train, test = fashion_mnist(folder)
+    pca = PCAEmbedder(28, 256)
+    pca.fit(lambda: iter([train.images[..., None]]), len(train.images))
+    return pca.encode(train.images[..., None]), pca.encode(test.images[..., None])
 
 
 def rate(index, queries: np.ndarray, k: int, one_at_a_time: bool) -> float:

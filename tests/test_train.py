@@ -7,7 +7,8 @@ from imgsearch.errors import ConfigMismatch, IndexFileError
 from imgsearch.learned import LearnedEmbedder
 from imgsearch.models.autoencoder import AEConfig
 from imgsearch.models.vae import VAEConfig
-from imgsearch.train import ArraySource, TrainConfig, load_checkpoint, split, train
+from imgsearch.config import TrainConfig
+from imgsearch.train import ArraySource, load_checkpoint, split, train
 
 from .conftest import pattern
 

@@ -1,0 +1,72 @@
+"""Retrieval metrics: free functions over numpy arrays of neighbour relevance.
+
+``relevant`` is a (Q, K) boolean array: relevant[q, i] says whether the i-th neighbour
+(best first) of query q is relevant to it. ``n_relevant`` (Q,) is how many relevant items the
+whole database holds for each query.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _check(relevant: np.ndarray, k: int | None) -> tuple[np.ndarray, int]:
+    relevant = np.asarray(relevant, dtype=bool)
+    if relevant.ndim != 2:
+        raise ValueError(f"relevant must be (queries, neighbours), got shape {relevant.shape}")
+    k = relevant.shape[1] if k is None else k
+    if not 1 <= k <= relevant.shape[1]:
+        raise ValueError(f"k must be in 1..{relevant.shape[1]}, got {k}")
+    return relevant[:, :k], k
+
+
+def relevance(neighbour_labels: np.ndarray, query_labels: np.ndarray) -> np.ndarray:
+    """(Q, K) labels of the neighbours, (Q,) labels of the queries -> (Q, K) same-label mask."""
+    return np.asarray(neighbour_labels) == np.asarray(query_labels)[:, None]
+
+
+def precision_at_k(relevant: np.ndarray, k: int | None = None) -> float:
+    """Mean over queries of the fraction of the top k that is relevant."""
+    rel, k = _check(relevant, k)
+    return float(rel.mean(axis=1).mean())
+
+
+def recall_at_k(relevant: np.ndarray, n_relevant: np.ndarray, k: int | None = None) -> float:
+    """Mean over queries of the fraction of all relevant items found in the top k."""
+    rel, _ = _check(relevant, k)
+    n = np.asarray(n_relevant, dtype=np.float64)
+    return float(np.mean(rel.sum(axis=1) / np.maximum(n, 1)))
+
+
+def average_precision(relevant: np.ndarray, n_relevant: np.ndarray | None = None,
+                      k: int | None = None) -> np.ndarray:
+    """(Q,) average precision of each ranking, cut at k.
+
+    AP = sum_i P@i * rel_i / N, over ranks i <= k. N is ``n_relevant`` when given (with the
+    whole ranking, k = database size, this is the classic AP), else the number of relevant
+    items retrieved in the top k (the usual "mAP@k" of retrieval papers).
+    """
+    rel, _ = _check(relevant, k)
+    hits = np.cumsum(rel, axis=1)
+    ranks = np.arange(1, rel.shape[1] + 1)
+    summed = (hits / ranks * rel).sum(axis=1)
+    denom = rel.sum(axis=1) if n_relevant is None else np.asarray(n_relevant, dtype=np.float64)
+    return np.where(denom > 0, summed / np.maximum(denom, 1), 0.0)
+
+
+def mean_average_precision(relevant: np.ndarray, n_relevant: np.ndarray | None = None,
+                           k: int | None = None) -> float:
+    """Mean over queries of ``average_precision``."""
+    return float(average_precision(relevant, n_relevant, k).mean())
+
+
+def knn_accuracy(neighbour_labels: np.ndarray, query_labels: np.ndarray, k: int) -> float:
+    """Accuracy of majority-vote classification by the k nearest neighbours (ties: nearest)."""
+    labels = np.asarray(neighbour_labels)[:, :k]
+    correct = 0
+    for row, truth in zip(labels, query_labels):
+        values, counts = np.unique(row, return_counts=True)
+        best = values[counts == counts.max()]
+        vote = next(v for v in row if v in best)  # tie: the label reached first
+        correct += vote == truth
+    return correct / len(labels)
