@@ -22,7 +22,6 @@ from .index import VectorIndex
 from .ingest import ingest
 from .search import Searcher
 
-if TYPE_CHECKING:
 app = typer.Typer(help="Image similarity search over your own photo collection.",
                   no_args_is_help=True, add_completion=False)
 out = Console()
