@@ -21,11 +21,15 @@ $(DATA)/photos/.fetched: scripts/fetch_data.sh
 	bash scripts/fetch_data.sh $(DATA)
 	touch $@
 
+DEMO_MINUTES ?= 3
+
 demo: install data
-	$(BIN)/imgsearch index $(DATA)/photos --index demo
+	$(BIN)/imgsearch index $(DATA)/photos --index demo --train-minutes $(DEMO_MINUTES)
 	$(BIN)/imgsearch info --index demo
-	$(BIN)/imgsearch query $(DEMO_QUERY) --index demo -k 8 --montage out/demo-query.png
-	@echo "contact sheet: out/demo-query.png"
+	$(BIN)/imgsearch query $(DEMO_QUERY) --index demo -k 8 --montage out/demo-query-ae.png
+	$(BIN)/imgsearch query $(DEMO_QUERY) --index demo -k 8 --method pca --montage out/demo-query-pca.png
+	$(BIN)/imgsearch reconstruct --index demo -n 8 --out out/demo-reconstruct.png
+	@echo "pictures: out/demo-query-ae.png out/demo-query-pca.png out/demo-reconstruct.png"
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -35,4 +39,4 @@ bench: install data
 	$(BIN)/python scripts/bench_index.py
 
 clean-demo:
-	rm -rf indexes/demo out/demo-query.png
+	rm -rf indexes/demo out/demo-*.png

@@ -11,9 +11,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn,
+                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
+from rich.text import Text
 
 from . import build, workspace
 from .config import ALL_METHODS, LEARNED_METHODS, IndexConfig, TrainConfig
@@ -54,17 +55,22 @@ def user_errors():
         raise fail(str(e)) from None
 
 
+class RateColumn(ProgressColumn):
+    """Images per second, computed when the bar is drawn (about 10 times a second)."""
+
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:,.0f} img/s" if task.speed else "", style="progress.data.speed")
+
+
 def progress_bar() -> Progress:
     return Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                    TimeRemainingColumn(), console=err, transient=False)
+                    RateColumn(), TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=err)
 
 
 def _progress_fn(bar: Progress, task):
     def update(done: int, total: int) -> None:
-        t = bar.tasks[task]
-        rate = f"{t.speed:,.0f} img/s" if t.speed else ""
-        bar.update(task, completed=done, total=total, rate=rate)
+        bar.update(task, completed=done, total=total)
     return update
 
 
@@ -119,13 +125,13 @@ def index_cmd(
 
                 imported = open_model(ws, model)
             with progress_bar() as bar:
-                task = bar.add_task("ingest", total=None, rate="")
+                task = bar.add_task("ingest", total=None, note="")
                 report = ingest(photos, ws.catalog, ws.pixels, workers or None,
                                 _progress_fn(bar, task))
             built = []
             if imported is not None:
                 with progress_bar() as bar:
-                    task = bar.add_task(f"encode {imported.name}", total=None, rate="")
+                    task = bar.add_task(f"encode {imported.name}", total=None, note="")
                     built.append(build.sync_method(ws, imported.name, imported,
                                                    on_progress=_progress_fn(bar, task)))
                 wanted = [m for m in wanted if m != imported.name]
@@ -135,7 +141,7 @@ def index_cmd(
                     built.append(_train(ws, m, budget, {})[1])
                     continue
                 with progress_bar() as bar:
-                    task = bar.add_task(f"encode {m}", total=None, rate="")
+                    task = bar.add_task(f"encode {m}", total=None, note="")
                     built.append(build.sync_method(ws, m, rebuild=rebuild,
                                                    on_progress=_progress_fn(bar, task)))
         except KeyboardInterrupt:
@@ -264,12 +270,12 @@ def _train(ws: workspace.Workspace, kind: str, train_cfg: TrainConfig, settings:
 
     model_cfg = default_model_config(kind, ws, **settings)
     with progress_bar() as bar:
-        task = bar.add_task(f"train {kind}", total=None, rate="")
+        task = bar.add_task(f"train {kind}", total=None, note="")
 
         def on_train(step: int, steps: int, loss: float, rate: float) -> None:
-            bar.update(task, completed=step, total=steps, rate=f"loss {loss:.4g} {rate:,.0f} img/s")
+            bar.update(task, completed=step, total=steps, note=f"loss {loss:.4g}")
 
-        enc = bar.add_task(f"encode {kind}", total=None, rate="")
+        enc = bar.add_task(f"encode {kind}", total=None, note="")
         history, report = train_method(ws, kind, model_cfg, train_cfg, fresh, on_train,
                                        _progress_fn(bar, enc))
     for h in history[-3:]:

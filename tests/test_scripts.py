@@ -1,0 +1,29 @@
+"""The evaluation scripts run end to end in quick mode (generated data when the real is absent)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_evaluate_fashion_mnist_quick(tmp_path):
+    out = tmp_path / "res"
+    cmd = [sys.executable, str(ROOT / "scripts" / "evaluate_fashion_mnist.py"), "--quick",
+           "--data", str(tmp_path / "no-data-here"), "--methods", "pixels,pca,ae,vae",
+           "--minutes", "0.05", "--epochs", "1", "--widths", "4", "8", "--dim", "8",
+           "--work", str(tmp_path / "work"), "--out", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert [r["method"] for r in data["rows"]] == ["pixels", "pca", "ae", "vae"]
+    assert data["meta"]["database"] == 600 and data["meta"]["queries"] == 100
+    for row in data["rows"]:
+        for metric in ("P@1", "P@10", "P@100", "mAP@100", "mAP", "10-NN accuracy"):
+            assert 0.0 <= row[metric] <= 1.0
+        assert len(row["precision_curve"]) == 100
+    pixels = data["rows"][0]
+    assert pixels["P@10"] > 0.5  # the generated classes are easy for raw pixels
+    assert "| pixels | 784 |" in out.with_suffix(".md").read_text()
+    assert (tmp_path / "res-precision.png").stat().st_size > 1000
