@@ -176,3 +176,23 @@ def test_config_rejects_bad_settings_and_accepts_json_lists():
     with pytest.raises(ValueError):
         AEConfig(input_size=8, widths=(4, 4, 4, 4))
     assert AEConfig(widths=[4, 8]).widths == (4, 8)
+
+
+def test_denoising_loss_reconstructs_the_clean_target():
+    torch.manual_seed(0)
+    model = ConvAutoencoder(AEConfig(**TINY)).eval()
+    clean = photos(4)
+    corrupted = (clean + 0.3 * torch.randn_like(clean)).clamp(0, 1)
+    loss = ae_loss(model, corrupted, clean)
+    recon, _ = model(corrupted)  # the model sees the corrupted input ...
+    assert loss.recon.item() == pytest.approx(((recon - clean) ** 2).mean().item(), rel=1e-6)
+    assert loss.recon.item() != pytest.approx(((recon - corrupted) ** 2).mean().item(), rel=1e-3)
+
+
+def test_dropout_is_active_only_while_training():
+    model = ConvAutoencoder(AEConfig(**TINY, dropout=0.5))
+    x = photos(2)
+    model.train()
+    assert not torch.equal(model.encode(x)[0], model.encode(x)[0])
+    model.eval()
+    assert torch.equal(model.encode(x)[0], model.encode(x)[0])
