@@ -38,6 +38,7 @@ VARIANTS = {
     "ae-mask": ("ae", {"unpool": "fixed", "denoise": "mask", "noise": 0.3}),
     "ae-sparse": ("ae", {"unpool": "fixed", "sparse": "l1", "sparse_weight": 1e-3}),
     "vae": ("vae", {"beta": 1.0}),
+    "vae-beta0.1": ("vae", {"beta": 0.1}),
 }
 ALL = ("pixels", "pca", *VARIANTS)
 
