@@ -36,7 +36,8 @@ test: install
 
 bench: install data
 	$(BIN)/python scripts/bench_ingest.py --photos $(DATA)/photos
-	$(BIN)/python scripts/bench_index.py
+	$(BIN)/python scripts/bench_index.py --fashion-mnist $(DATA)/fashion-mnist
+	$(BIN)/python scripts/bench_train.py
 
 clean-demo:
 	rm -rf indexes/demo out/demo-*.png
