@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from .errors import ConfigMismatch
+from .files import write_json
 
 #: Methods that answer queries. Baselines first; learned codes come from models/.
 BASELINE_METHODS = ("pixels", "pca")
@@ -36,24 +36,13 @@ class IndexConfig:
             raise ConfigMismatch(f"code_dim must be positive, got {self.code_dim}")
 
     def save(self, path: Path) -> None:
-        write_json_atomic(path, asdict(self))
+        write_json(path, asdict(self))
 
     @classmethod
     def load(cls, path: Path) -> IndexConfig:
         data = json.loads(Path(path).read_text())
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON to a temporary file beside ``path``, fsync it, then rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ images to (B, dim) float32 codes compared by L2 distance, and saves itself into 
 from __future__ import annotations
 
 import logging
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from PIL import Image
 
 from .config import IndexConfig
 from .errors import IndexFileError
+from .files import replacing
 
 LOG = logging.getLogger(__name__)
 
@@ -125,11 +125,8 @@ class PCAEmbedder(Embedder):
         return np.clip(x, 0, 1).reshape(len(codes), self.pixel_size, self.pixel_size, 3)
 
     def save(self, folder: Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{self.FILE}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, mean=self.mean, components=self.components)
-        os.replace(tmp, folder / self.FILE)
+        with replacing(Path(folder) / self.FILE) as tmp, open(tmp, "wb") as f:
+            np.savez(f, mean=self.mean, components=self.components)  # a file: no .npz added
 
     @classmethod
     def load(cls, folder: Path, cfg: IndexConfig) -> PCAEmbedder:

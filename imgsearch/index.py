@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 
 import faiss
 import numpy as np
 
 from .errors import IndexFileError
+from .files import replacing
 
 LOG = logging.getLogger(__name__)
 
@@ -142,12 +142,8 @@ class VectorIndex:
 
     # -- files ----------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        faiss.write_index(self.index, str(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            faiss.write_index(self.index, str(tmp))
 
     @classmethod
     def load(cls, path: Path, nprobe: int | None = None) -> VectorIndex:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +10,7 @@ import torch
 
 from .embedders import Embedder
 from .errors import ConfigMismatch
-from .config import TrainConfig
-from .train import (Epoch, load_checkpoint, model_from_checkpoint, pick_device,
-                    save_checkpoint, to_batch)
+from .train import load_checkpoint, model_from_checkpoint, pick_device, to_batch, write_checkpoint
 
 LOG = logging.getLogger(__name__)
 
@@ -77,12 +74,7 @@ class LearnedEmbedder(Embedder):
 
     def save(self, folder: Path) -> None:
         """Weights, config and history; no optimizer state. Written atomically."""
-        known = {f.name for f in fields(TrainConfig)}
-        train_cfg = TrainConfig(**{k: v for k, v in self.ckpt.get("train_config", {}).items()
-                                   if k in known})
-        history = [Epoch(**h) for h in self.ckpt.get("history", [])]
-        save_checkpoint(Path(folder) / FILE, self.name, self.model, None, self.model.cfg,
-                        train_cfg, self.ckpt.get("epoch", 0), history)
+        write_checkpoint(Path(folder) / FILE, {**self.ckpt, "optimizer": {}})
 
     @classmethod
     def load(cls, folder: Path) -> LearnedEmbedder:

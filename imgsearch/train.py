@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -23,6 +22,7 @@ import torch
 from .augment import Corruption
 from .config import TrainConfig
 from .errors import ConfigMismatch, IndexFileError
+from .files import replacing
 from .models.autoencoder import AEConfig, ConvAutoencoder, ae_loss
 from .models.vae import ConvVAE, VAEConfig, vae_loss
 
@@ -103,18 +103,17 @@ def split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarra
 # -- checkpoints --------------------------------------------------------------------------
 def save_checkpoint(path: Path, kind: str, model: torch.nn.Module, optimizer, config,
                     train_cfg: TrainConfig, epoch: int, history: list[Epoch]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    ckpt = {"kind": kind, "model": state,
-            "optimizer": optimizer.state_dict() if optimizer is not None else {},
-            "config": asdict(config), "train_config": asdict(train_cfg), "epoch": epoch,
-            "history": [asdict(h) for h in history]}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(ckpt, tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_checkpoint(path, {"kind": kind, "model": state,
+                            "optimizer": optimizer.state_dict() if optimizer is not None else {},
+                            "config": asdict(config), "train_config": asdict(train_cfg),
+                            "epoch": epoch, "history": [asdict(h) for h in history]})
+
+
+def write_checkpoint(path: Path, ckpt: dict) -> None:
+    """Write a checkpoint dict atomically."""
+    with replacing(path) as tmp:
+        torch.save(ckpt, tmp)
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from .files import replacing
 from .ingest import to_rgb
 
 THUMB = 160
@@ -48,12 +48,9 @@ def contact_sheet(tiles: Sequence[tuple[Image.Image, str]], columns: int = 6,
 
 def save_png(image: Image.Image, out: str | Path) -> Path:
     """Write a PNG atomically (temporary name, then rename)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, out)
-    return out
+    with replacing(out) as tmp:
+        image.save(tmp, format="PNG")
+    return Path(out)
 
 
 def query_montage(query: str | Path, query_pixels: np.ndarray, hits: Sequence, method: str,

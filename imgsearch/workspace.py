@@ -18,8 +18,9 @@ from functools import cached_property
 from pathlib import Path
 
 from .catalog import Catalog
-from .config import ALL_METHODS, IndexConfig, write_json_atomic
+from .config import ALL_METHODS, IndexConfig
 from .errors import ConfigMismatch, IndexFileError, IndexNotFound, UnknownMethod
+from .files import write_json
 from .pixelcache import PixelCache
 
 DEFAULT_NAME = "default"
@@ -122,7 +123,7 @@ class Workspace:
             ) from e
 
     def save_method_state(self, method: str, state: dict) -> None:
-        write_json_atomic(self.method_dir(method) / "state.json", state)
+        write_json(self.method_dir(method) / "state.json", state)
 
     def built_methods(self) -> list[str]:
         return [m for m in ALL_METHODS if self.method_state(m) is not None]
