@@ -117,9 +117,8 @@ def sync_method(ws: Workspace, method: str, embedder: Embedder | None = None,
         changed = cat.changed_since(int(state["gen"]))
         ids = [i for i, s in changed if s == INDEXED]
         removed = index.remove([i for i, s in changed if s != INDEXED])
-        index.remove(ids)
         for chunk, codes in encode_batches(ws, embedder, ids, on_progress):
-            index.add(codes, chunk)
+            index.upsert(codes, chunk)
         index = index.rebalanced(ws.config.exact_threshold, ws.config.ivf_nprobe)
     index.save(ws.index_path(method))
     ws.save_method_state(method, {"gen": gen, "kind": index.kind, "dim": index.dim,

@@ -155,13 +155,12 @@ class Catalog:
             return list(self._rows("order by id"))
         return list(self._rows("where state = ? order by id", [state]))
 
-    def paths(self, ids: Iterable[int]) -> dict[int, str]:
+    def get_many(self, ids: Iterable[int]) -> dict[int, Row]:
+        """id -> Row for the ``ids`` that exist, in one query."""
         ids = [int(i) for i in ids]
         if not ids:
             return {}
-        marks = ",".join("?" * len(ids))
-        sql = f"select id, path from images where id in ({marks})"
-        return dict(self.db.execute(sql, ids).fetchall())
+        return {r.id: r for r in self._rows(f"where id in ({','.join('?' * len(ids))})", ids)}
 
     def indexed_ids(self) -> list[int]:
         sql = "select id from images where state = ? order by id"

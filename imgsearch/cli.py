@@ -20,7 +20,7 @@ from . import build, workspace
 from .config import ALL_METHODS, LEARNED_METHODS, IndexConfig, TrainConfig
 from .errors import ImgSearchError, MethodNotBuilt
 from .index import VectorIndex
-from .ingest import ingest
+from .ingest import check_folder, ingest
 from .search import Searcher
 
 app = typer.Typer(help="Image similarity search over your own photo collection.",
@@ -111,10 +111,7 @@ def index_cmd(
         wanted = parse_methods(methods)
         if workers < 0:
             raise ImgSearchError(f"--workers must be 0 or more, got {workers}")
-        if not photos.exists():
-            raise ImgSearchError(f"folder not found: {photos}")
-        if not photos.is_dir():
-            raise ImgSearchError(f"not a folder: {photos}")
+        check_folder(photos)  # before an index folder is created for nothing
         config = (IndexConfig(input_size=input_size, pixel_size=min(32, input_size))
                   if input_size is not None else None)
         ws = workspace.Workspace.create(index, config)

@@ -15,8 +15,6 @@ from .errors import ImgSearchError
 LOG = logging.getLogger(__name__)
 
 FASHION_DIRS = (Path("/usr/share/datasets/fashion-mnist"), Path("data/fashion-mnist"))
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                   "Sneaker", "Bag", "Ankle boot")
 
 
 @dataclass(frozen=True)

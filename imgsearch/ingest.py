@@ -198,10 +198,7 @@ def ingest(
     """
     t0 = time.perf_counter()
     root = Path(os.path.abspath(root))
-    if not root.exists():
-        raise ImgSearchError(f"folder not found: {root}")
-    if not root.is_dir():
-        raise ImgSearchError(f"not a folder: {root}")
+    check_folder(root)
     gen = catalog.next_gen()
     report = IngestReport(str(root), gen)
     files, bad = scan(root)
@@ -239,6 +236,14 @@ def ingest(
         report.seconds = time.perf_counter() - t0
     LOG.info("ingest %s: %s", root, report)
     return report
+
+
+def check_folder(path: Path | str) -> None:
+    """Raise ImgSearchError unless ``path`` is an existing folder."""
+    if not os.path.exists(path):
+        raise ImgSearchError(f"folder not found: {path}")
+    if not os.path.isdir(path):
+        raise ImgSearchError(f"not a folder: {path}")
 
 
 def _run(tasks: list, workers: int | None):

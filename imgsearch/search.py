@@ -54,8 +54,8 @@ class Searcher:
         code = self.embedder.encode(pixels[None])
         dist, ids = self.index.search(code, k)
         pairs = [(int(i), float(d)) for i, d in zip(ids[0], dist[0]) if i >= 0]
-        rows = {i: self.catalog.get(i) for i, _ in pairs}
-        live = [(i, d) for i, d in pairs if rows[i] is not None and rows[i].state == INDEXED]
+        rows = self.catalog.get_many(i for i, _ in pairs)
+        live = [(i, d) for i, d in pairs if i in rows and rows[i].state == INDEXED]
         return [Hit(rank, i, rows[i].path, d) for rank, (i, d) in enumerate(live, 1)]
 
     def query(self, path: Path | str, k: int = 10) -> list[Hit]:

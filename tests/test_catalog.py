@@ -56,7 +56,7 @@ def test_ids_are_the_rows_given_and_states_change(tmp_path):
     cat.upsert_many([row(1, "/a"), row(2, "/b"), row(5, "/c", FAILED)])
     assert cat.max_id() == 5
     assert cat.indexed_ids() == [1, 2]
-    assert cat.paths([2, 5]) == {2: "/b", 5: "/c"}
+    assert {i: r.path for i, r in cat.get_many([2, 5, 9]).items()} == {2: "/b", 5: "/c"}
     assert cat.by_path("/c").state == FAILED
     cat.mark([2], REMOVED, gen=3)
     assert cat.counts() == {INDEXED: 1, FAILED: 1, REMOVED: 1}
