@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgsearch.datasets import Split, fashion_mnist  # noqa: E402
 from imgsearch.embedders import PCAEmbedder, PixelsEmbedder  # noqa: E402
 from imgsearch.errors import ImgSearchError  # noqa: E402
-from imgsearch.evaluate import (knn_accuracy, mean_average_precision,  # noqa: E402
-                                precision_at_k, relevance)
+from imgsearch.evaluate import (average_precision, knn_accuracy,  # noqa: E402
+                                mean_average_precision, precision_at_k, relevance)
 from imgsearch.index import VectorIndex  # noqa: E402
 
 #: Learned variants: (model kind, model settings). "ae" is the default autoencoder.
@@ -97,9 +97,7 @@ def full_map(index: VectorIndex, queries: np.ndarray, db_labels: np.ndarray,
     for s in range(0, len(queries), chunk):
         _, ids = index.search(queries[s : s + chunk], n)
         rel = relevance(db_labels[ids], q_labels[s : s + chunk])
-        hits = np.cumsum(rel, axis=1)
-        aps.append((hits / np.arange(1, n + 1) * rel).sum(axis=1) /
-                   per_class[q_labels[s : s + chunk]])
+        aps.append(average_precision(rel, n_relevant=per_class[q_labels[s : s + chunk]]))
     return float(np.concatenate(aps).mean())
 
 
