@@ -38,6 +38,7 @@ bench: install data
 	$(BIN)/python scripts/bench_ingest.py --photos $(DATA)/photos
 	$(BIN)/python scripts/bench_index.py --fashion-mnist $(DATA)/fashion-mnist
 	$(BIN)/python scripts/bench_train.py
+	$(BIN)/python scripts/bench_pca.py
 
 clean-demo:
 	rm -rf indexes/demo out/demo-*.png

@@ -77,8 +77,8 @@ class PixelsEmbedder(Embedder):
 class PCAEmbedder(Embedder):
     """PCA of the raw-pixel vectors to ``code_dim`` components.
 
-    Fitted with ``torch.pca_lowrank`` (randomized SVD, seeded): on 10,000 images of 3,072
-    values it takes under 2 s where a full eigendecomposition (faiss.PCAMatrix) takes 40 s.
+    Fitted with ``torch.pca_lowrank`` (randomized SVD, seeded), about 20 times faster than a
+    full eigendecomposition (faiss.PCAMatrix) on 10,000 images (scripts/bench_pca.py).
     Saved as ``pca.npz`` (mean, components): plain arrays, nothing unpickled.
     """
 
