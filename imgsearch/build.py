@@ -88,22 +88,23 @@ def sync_method(ws: Workspace, method: str, embedder: Embedder | None = None,
     - a baseline not built yet, or ``rebuild``: fitted on every indexed image, then encoded.
     - a learned method with ``rebuild``: its saved model is kept, every code re-encoded.
     - otherwise: only the rows changed since the index's generation are encoded or removed.
+
+    A full build is made in a staging folder and swapped in whole (Workspace.commit_method);
+    an update rewrites the index, then its state, each atomically.
     """
     t0 = time.perf_counter()
     cat = ws.catalog
-    state = ws.method_state(method)
-    fitted = embedder is None and method in BASELINE_METHODS and (state is None or rebuild)
+    state = None if rebuild else ws.method_state(method)
+    fitted = embedder is None and method in BASELINE_METHODS and state is None
     if fitted:
         ids = cat.indexed_ids()
         if not ids:
             raise ImgSearchError(f"index {ws.root} has no readable images to learn from")
         embedder = new_embedder(method, ws.config)
         embedder.fit(lambda: ws.pixels.batches(ids, ENCODE_BATCH), len(ids))
-    full = embedder is not None or state is None or rebuild
-    if embedder is not None:
-        embedder.save(ws.method_dir(method))
-    else:
-        if state is None and method in LEARNED_METHODS:
+    full = embedder is not None or state is None
+    if embedder is None:
+        if method in LEARNED_METHODS and not (ws.method_dir(method) / "model.pt").is_file():
             raise MethodNotBuilt(f"method {method!r} needs a trained model: run "
                                  f"`imgsearch train --model {method}`")
         embedder = open_embedder(ws, method)
@@ -111,8 +112,11 @@ def sync_method(ws: Workspace, method: str, embedder: Embedder | None = None,
     gen = cat.gen  # read before encoding: rows changed meanwhile are picked up next time
     if full:
         ids = cat.indexed_ids()
+        folder = ws.staging_dir(method)
+        embedder.save(folder)
         index, removed = build_index(ws, embedder, ids, on_progress), 0
     else:
+        folder = ws.method_dir(method)
         index = VectorIndex.load(ws.index_path(method), ws.config.ivf_nprobe)
         changed = cat.changed_since(int(state["gen"]))
         ids = [i for i, s in changed if s == INDEXED]
@@ -120,9 +124,15 @@ def sync_method(ws: Workspace, method: str, embedder: Embedder | None = None,
         for chunk, codes in encode_batches(ws, embedder, ids, on_progress):
             index.upsert(codes, chunk)
         index = index.rebalanced(ws.config.exact_threshold, ws.config.ivf_nprobe)
-    index.save(ws.index_path(method))
-    ws.save_method_state(method, {"gen": gen, "kind": index.kind, "dim": index.dim,
-                                  "count": index.ntotal})
+    new_state = {"gen": gen, "kind": index.kind, "dim": index.dim, "count": index.ntotal}
+    if full:
+        index.save(folder / "index.faiss")
+        ws.save_method_state(method, new_state, folder)
+        ws.commit_method(method, folder)
+    else:
+        with ws.writing():
+            index.save(folder / "index.faiss")
+            ws.save_method_state(method, new_state)
     report = BuildReport(method, fitted, len(ids), removed, index.ntotal, index.kind,
                          time.perf_counter() - t0)
     LOG.info("%s", report)

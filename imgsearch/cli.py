@@ -18,9 +18,10 @@ from rich.text import Text
 
 from . import build, workspace
 from .config import ALL_METHODS, LEARNED_METHODS, IndexConfig, TrainConfig
-from .errors import ImgSearchError, MethodNotBuilt
+from .errors import CatalogError, ImgSearchError, MethodNotBuilt
 from .index import VectorIndex
 from .ingest import check_folder, ingest
+from .lock import WriteLock
 from .search import Searcher
 
 app = typer.Typer(help="Image similarity search over your own photo collection.",
@@ -30,6 +31,9 @@ err = Console(stderr=True)
 
 IndexOpt = Annotated[str, typer.Option(
     "--index", "-i", help="Index name (under $IMGSEARCH_HOME or ./indexes) or a folder path.")]
+WaitOpt = Annotated[bool, typer.Option(
+    "--wait", help="If another process is updating the index, wait for it instead of "
+                   "stopping with an error.")]
 PREFERENCE = ("ae", "vae", "pca", "pixels")  # the default query method: first one built
 
 
@@ -98,7 +102,10 @@ def index_cmd(
         help="Side of the cached square images, set when the index is created "
              "(default 64).")] = None,
     rebuild: Annotated[bool, typer.Option(help="Re-fit every method and rebuild its index "
-                                               "from the cached pixels.")] = False,
+                                               "from the cached pixels; a corrupt catalog is "
+                                               "moved aside and the folder ingested anew.")]
+    = False,
+    wait: WaitOpt = False,
 ) -> None:
     """Ingest PHOTOS (new, changed and deleted files only) and bring every method's index up to date.
 
@@ -111,11 +118,23 @@ def index_cmd(
         wanted = parse_methods(methods)
         if workers < 0:
             raise ImgSearchError(f"--workers must be 0 or more, got {workers}")
+        if train_minutes < 0 or train_epochs < 1:
+            raise ImgSearchError("--train-minutes must be 0 or more and --train-epochs at "
+                                 "least 1")
+        if input_size is not None and not (16 <= input_size <= 1024 and input_size % 16 == 0):
+            raise ImgSearchError(f"--input-size must be a multiple of 16 from 16 to 1024, "
+                                 f"got {input_size}")
         check_folder(photos)  # before an index folder is created for nothing
         config = (IndexConfig(input_size=input_size, pixel_size=min(32, input_size))
                   if input_size is not None else None)
-        ws = workspace.Workspace.create(index, config)
+        lock = WriteLock(workspace.resolve(index), "imgsearch index",
+                         None if wait else 0).acquire()
+        ws = None
         try:
+            ws = workspace.Workspace.create(index, config)
+            ws.recover()
+            if rebuild:
+                _catalog_or_reset(ws)
             imported = None
             if model is not None:  # checked before any work is done
                 from .learn import open_model
@@ -133,7 +152,7 @@ def index_cmd(
                                                    on_progress=_progress_fn(bar, task)))
                 wanted = [m for m in wanted if m != imported.name]
             for m in wanted:
-                if m in LEARNED_METHODS and ws.method_state(m) is None:
+                if m in LEARNED_METHODS and not ws.has_model(m):
                     budget = TrainConfig(epochs=train_epochs, max_minutes=train_minutes)
                     built.append(_train(ws, m, budget, {})[1])
                     continue
@@ -145,7 +164,9 @@ def index_cmd(
             raise fail("interrupted; everything committed so far is kept. Re-run the same "
                        "command to resume.", 130) from None
         finally:
-            ws.close()
+            if ws is not None:
+                ws.close()
+            lock.release()
     err.print(
         f"[bold]{report.root}[/bold]: {report.scanned} files, {report.added} new, "
         f"{report.updated} changed, {report.unchanged} unchanged, {report.reused} reused by "
@@ -165,14 +186,27 @@ def index_cmd(
     err.print(f"index ready: {ws.root}", highlight=False, soft_wrap=True)
 
 
+def _catalog_or_reset(ws: workspace.Workspace) -> None:
+    """--rebuild: a catalog that cannot be opened is moved aside and started anew."""
+    try:
+        ws.catalog  # noqa: B018 - opening it is the check
+    except CatalogError as e:
+        moved = ws.reset_catalog()
+        err.print(f"[yellow]{e}[/yellow]\nmoved it to {moved}; ingesting the folder anew",
+                  highlight=False, soft_wrap=True)
+
+
 def open_searcher(ws: workspace.Workspace, method: str) -> Searcher:
+    """The method's state, embedder and index, loaded together while no writer swaps them."""
     workspace.check_method(method)
-    if ws.method_state(method) is None:
-        built = ", ".join(ws.built_methods()) or "none"
-        raise MethodNotBuilt(f"method {method!r} is not built in index {ws.root} "
-                             f"(built: {built})")
-    index = VectorIndex.load(ws.index_path(method), ws.config.ivf_nprobe)
-    return Searcher(ws.catalog, build.open_embedder(ws, method), index, ws.config.input_size)
+    with ws.reading():
+        if ws.method_state(method) is None:
+            built = ", ".join(ws.built_methods()) or "none"
+            raise MethodNotBuilt(f"method {method!r} is not built in index {ws.root} "
+                                 f"(built: {built})")
+        index = VectorIndex.load(ws.index_path(method), ws.config.ivf_nprobe)
+        embedder = build.open_embedder(ws, method)
+    return Searcher(ws.catalog, embedder, index, ws.config.input_size)
 
 
 @app.command("query")
@@ -260,6 +294,39 @@ def info_cmd(
     out.print(table if methods else "no method built yet")
 
 
+@app.command("check")
+def check_cmd(
+    index: IndexOpt = workspace.DEFAULT_NAME,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Check that the catalog, the pixel cache and every method's index agree (exit 1 if not).
+
+    Example: imgsearch check --index holidays
+    """
+    from dataclasses import asdict
+
+    from .verify import check
+
+    with user_errors():
+        ws = workspace.Workspace.open(index)
+        try:
+            result = check(ws)
+        finally:
+            ws.close()
+    if as_json:
+        print(json.dumps(asdict(result) | {"ok": result.ok}))
+    else:
+        for m in result.methods:
+            out.print(f"{m.method}: {m.codes} codes, synced to generation {m.gen} "
+                      f"({m.pending} catalog rows changed since)", highlight=False)
+        for p in result.all_problems():
+            out.print(f"[red]problem:[/red] {p}", highlight=False)
+        out.print("ok" if result.ok else "run `imgsearch index PHOTOS_DIR --rebuild` to "
+                  "rebuild the method indexes from the catalog", highlight=False)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def _train(ws: workspace.Workspace, kind: str, train_cfg: TrainConfig, settings: dict,
            fresh: bool = False):
     """Train ``kind`` on the index with progress bars; returns (history, build report)."""
@@ -310,6 +377,7 @@ def train_cmd(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     fresh: Annotated[bool, typer.Option(help="Discard the saved checkpoint; start anew.")]
     = False,
+    wait: WaitOpt = False,
 ) -> None:
     """Train an autoencoder (ae) or VAE (vae) on the index's cached pixels, then index its codes.
 
@@ -331,9 +399,11 @@ def train_cmd(
             settings |= {"beta": beta}
         ws = workspace.Workspace.open(index)
         try:
-            cfg = TrainConfig(epochs=epochs, min_steps=min_steps, max_minutes=max_minutes,
-                              batch_size=batch_size, lr=lr, device=device)
-            _, report = _train(ws, model, cfg, settings, fresh)
+            with WriteLock(ws.root, "imgsearch train", None if wait else 0):
+                ws.recover()
+                cfg = TrainConfig(epochs=epochs, min_steps=min_steps, max_minutes=max_minutes,
+                                  batch_size=batch_size, lr=lr, device=device)
+                _, report = _train(ws, model, cfg, settings, fresh)
         except ValueError as e:
             raise ImgSearchError(str(e)) from None
         except KeyboardInterrupt:

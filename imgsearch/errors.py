@@ -31,3 +31,7 @@ class IndexFileError(ImgSearchError):
 
 class ConfigMismatch(ImgSearchError):
     """A setting conflicts with the one stored in the index."""
+
+
+class IndexLocked(ImgSearchError):
+    """Another process is writing to the index."""

@@ -319,6 +319,8 @@ class _RowWriter:
                   height=res["height"], format=res["format"])
 
     def commit(self) -> None:
+        if self.pending:
+            self.cache.flush()  # the pixels reach the disk before the rows that point at them
         self.catalog.upsert_many(self.pending)
         self.pending = []
         if self.touched:

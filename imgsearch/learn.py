@@ -18,18 +18,11 @@ from .workspace import Workspace
 
 LOG = logging.getLogger(__name__)
 
-CHECKPOINT = "train.pt"  # the resumable checkpoint (with optimizer state) beside model.pt
-
-
 def default_model_config(kind: str, ws: Workspace, **settings) -> AEConfig | VAEConfig:
     """The model for this index's images, with any settings given."""
     cls = AEConfig if kind == "ae" else VAEConfig
     return cls(input_size=ws.config.input_size, channels=3, code_dim=ws.config.code_dim,
                **settings)
-
-
-def checkpoint_path(ws: Workspace, kind: str) -> Path:
-    return ws.method_dir(kind) / CHECKPOINT
 
 
 def train_method(ws: Workspace, kind: str, model_cfg: AEConfig | VAEConfig,
@@ -41,7 +34,7 @@ def train_method(ws: Workspace, kind: str, model_cfg: AEConfig | VAEConfig,
     if len(ids) < 2:
         raise ImgSearchError(f"index {ws.root} has {len(ids)} indexed images; "
                              "training needs at least 2")
-    ckpt = checkpoint_path(ws, kind)
+    ckpt = ws.training_checkpoint(kind)  # resumable: with the optimizer state
     if fresh and ckpt.exists():
         ckpt.unlink()
     history = train(kind, model_cfg, CachedImages(ws.pixels, ids), train_cfg, ckpt, on_train)

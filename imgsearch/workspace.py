@@ -8,12 +8,24 @@
         index.faiss        the FAISS index of codes under catalog ids
         state.json         the ingest generation the index is synced to, its kind and dim
         ...                what the embedder saves (pca.npz, model.pt)
+      training/KIND.pt     the resumable training checkpoint of a learned method
+      lock                 the writer's lock (lock.py)
+
+A method whose embedder changes (first build, --rebuild, a new model) is built whole in
+``methods/.METHOD.staging/`` and swapped in under the commit lock, so a reader or a killed run
+only ever sees the old method folder or the new one, never a new model beside an old index.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -22,6 +34,8 @@ from .config import ALL_METHODS, IndexConfig
 from .errors import ConfigMismatch, IndexFileError, IndexNotFound, UnknownMethod
 from .files import write_json
 from .pixelcache import PixelCache
+
+LOG = logging.getLogger(__name__)
 
 DEFAULT_NAME = "default"
 
@@ -110,23 +124,122 @@ class Workspace:
     def index_path(self, method: str) -> Path:
         return self.method_dir(method) / "index.faiss"
 
-    def method_state(self, method: str) -> dict | None:
+    def method_state(self, method: str, folder: Path | None = None) -> dict | None:
         """What state.json says of a built method, or None if it is not built."""
-        path = self.method_dir(method) / "state.json"
-        if not path.is_file() or not self.index_path(method).is_file():
+        folder = folder or self.method_dir(method)
+        path = folder / "state.json"
+        if not path.is_file() or not (folder / "index.faiss").is_file():
             return None
         try:
-            return json.loads(path.read_text())
-        except ValueError as e:
+            state = json.loads(path.read_text())
+            int(state["gen"])
+            return state
+        except (ValueError, KeyError, TypeError) as e:
             raise IndexFileError(
                 f"{path} is unreadable; re-run `imgsearch index --rebuild`"
             ) from e
 
-    def save_method_state(self, method: str, state: dict) -> None:
-        write_json(self.method_dir(method) / "state.json", state)
+    def save_method_state(self, method: str, state: dict, folder: Path | None = None) -> None:
+        write_json((folder or self.method_dir(method)) / "state.json", state)
+
+    def has_model(self, method: str) -> bool:
+        """Whether a learned method has its trained model in place."""
+        return (self.method_dir(method) / "model.pt").is_file()
+
+    def reset_catalog(self) -> Path:
+        """Move an unreadable catalog aside (with its WAL files); return where it went."""
+        self.__dict__.pop("catalog", None)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.root / f"{self.CATALOG}.corrupt-{stamp}"
+        for suffix in ("", "-wal", "-shm"):
+            src = self.root / (self.CATALOG + suffix)
+            if src.exists():
+                os.rename(src, Path(str(target) + suffix))
+        for state in (self.root / self.METHODS).glob("*/state.json"):
+            state.unlink()  # codes are keyed by the old catalog's ids: every method rebuilds
+        return target
+
+    def training_checkpoint(self, kind: str) -> Path:
+        return self.root / "training" / f"{check_method(kind)}.pt"
+
+    # -- swapping a method folder in whole ------------------------------------------------------
+    def staging_dir(self, method: str) -> Path:
+        """An empty folder to build a whole new version of ``method`` in."""
+        path = self.root / self.METHODS / f".{check_method(method)}.staging"
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+
+    @contextmanager
+    def _commit_lock(self, shared: bool) -> Iterator[None]:
+        """Readers (shared) load a method's files while no writer (exclusive) swaps them."""
+        path = self.root / self.METHODS / ".commit"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    def reading(self) -> AbstractContextManager[None]:
+        """Hold while loading a method's state, embedder and index: they match each other."""
+        return self._commit_lock(shared=True)
+
+    def writing(self) -> AbstractContextManager[None]:
+        """Hold while replacing a method's files in place (index, then state)."""
+        return self._commit_lock(shared=False)
+
+    def commit_method(self, method: str, staged: Path) -> None:
+        """Swap a fully built staging folder in as ``method``'s folder."""
+        live = self.method_dir(method)
+        old = live.with_name(f".{method}.old")
+        with self.writing():
+            shutil.rmtree(old, ignore_errors=True)
+            if live.exists():
+                os.rename(live, old)
+            os.rename(staged, live)
+            _fsync_dir(live.parent)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def recover(self) -> list[str]:
+        """Finish or undo what a killed writer left; call holding the write lock.
+
+        A staging folder that was complete (has its state.json) when the run died is swapped
+        in; an incomplete one is discarded, and the previous folder put back if it was moved
+        aside. Temporary files of interrupted atomic writes are removed.
+        """
+        done = []
+        methods = self.root / self.METHODS
+        for m in ALL_METHODS:
+            live, staged, old = (methods / m, methods / f".{m}.staging", methods / f".{m}.old")
+            if not live.exists() and staged.is_dir() and (staged / "state.json").is_file():
+                os.rename(staged, live)
+                done.append(f"{m}: finished swapping in the new build")
+            if not live.exists() and old.is_dir():
+                os.rename(old, live)
+                done.append(f"{m}: restored the previous build")
+            for leftover in (staged, old):
+                if leftover.exists():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                    done.append(f"{m}: removed unfinished {leftover.name}")
+        for tmp in self.root.rglob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+            done.append(f"removed temporary file {tmp.name}")
+        for line in done:
+            LOG.info("recovered %s: %s", self.root, line)
+        return done
 
     def built_methods(self) -> list[str]:
         return [m for m in ALL_METHODS if self.method_state(m) is not None]
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,92 @@
+"""Check that an index's catalog, pixel cache and every method's FAISS index agree.
+
+The invariant, for a method whose index is synced to ingest generation G (its state.json):
+every catalog row last changed at or before G is in the FAISS index if and only if it is
+indexed, and the FAISS index holds no id the catalog does not know. Rows changed after G are
+pending: the next ``imgsearch index`` encodes or removes them. ``imgsearch check`` runs this;
+the crash tests run it after every kill.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .build import open_embedder
+from .catalog import INDEXED
+from .errors import ImgSearchError
+from .index import VectorIndex
+from .workspace import Workspace
+
+
+@dataclass
+class MethodCheck:
+    method: str
+    gen: int
+    codes: int
+    pending: int  # rows changed after the index's generation
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Check:
+    index: str
+    catalog_gen: int
+    counts: dict[str, int]
+    methods: list[MethodCheck]
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(not m.problems for m in self.methods)
+
+    def all_problems(self) -> list[str]:
+        return self.problems + [f"{m.method}: {p}" for m in self.methods for p in m.problems]
+
+
+def _check_method(ws: Workspace, method: str, rows: dict[int, tuple[str, int]]) -> MethodCheck:
+    with ws.reading():
+        state = ws.method_state(method)
+        index = VectorIndex.load(ws.index_path(method))
+        embedder = open_embedder(ws, method)
+    gen = int(state["gen"])
+    out = MethodCheck(method, gen, index.ntotal, sum(g > gen for _, g in rows.values()))
+    held = set(index.ids().tolist())
+    if len(held) != index.ntotal:
+        out.problems.append(f"{index.ntotal - len(held)} duplicate ids in the FAISS index")
+    if state.get("count") != index.ntotal:
+        out.problems.append(f"state.json says {state.get('count')} codes, index holds "
+                            f"{index.ntotal}")
+    if index.dim != embedder.dim:
+        out.problems.append(f"index has {index.dim}-d codes, the embedder makes {embedder.dim}")
+    unknown = sorted(held - rows.keys())
+    if unknown:
+        out.problems.append(f"{len(unknown)} ids not in the catalog (first: {unknown[:5]})")
+    synced = {i: s for i, (s, g) in rows.items() if g <= gen}
+    missing = sorted(i for i, s in synced.items() if s == INDEXED and i not in held)
+    stale = sorted(i for i, s in synced.items() if s != INDEXED and i in held)
+    if missing:
+        out.problems.append(f"{len(missing)} indexed images have no code (first: {missing[:5]})")
+    if stale:
+        out.problems.append(f"{len(stale)} failed or removed images still have codes "
+                            f"(first: {stale[:5]})")
+    return out
+
+
+def check(ws: Workspace) -> Check:
+    """Every disagreement between the catalog, the pixel cache and the method indexes."""
+    cat = ws.catalog
+    rows = {r.id: (r.state, r.gen) for r in cat.rows()}
+    problems = []
+    indexed = np.array([i for i, (s, _) in rows.items() if s == INDEXED], dtype=np.int64)
+    if len(indexed) and len(ws.pixels) <= int(indexed.max()):
+        problems.append(f"pixel cache {ws.pixels.path} holds {len(ws.pixels)} images, "
+                        f"catalog ids go up to {int(indexed.max())}")
+    methods = []
+    for m in ws.built_methods():
+        try:
+            methods.append(_check_method(ws, m, rows))
+        except ImgSearchError as e:
+            methods.append(MethodCheck(m, -1, 0, 0, [str(e)]))
+    return Check(str(ws.root), cat.gen, cat.counts(), methods, problems)
