@@ -7,6 +7,7 @@ plain columns, and ``meta`` holds the schema version and the ingest generation c
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -21,6 +22,20 @@ LOG = logging.getLogger(__name__)
 
 INDEXED, FAILED, REMOVED = "indexed", "failed", "removed"
 STATES = (INDEXED, FAILED, REMOVED)
+
+
+def to_db_path(path: str) -> str | bytes:
+    """A path as stored: text when it is valid UTF-8, else its raw bytes (a BLOB), so that file
+    names in any encoding round-trip exactly."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:  # undecodable bytes, carried by os.fsdecode as surrogates
+        return os.fsencode(path)
+
+
+def from_db_path(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 @dataclass(frozen=True)
@@ -142,13 +157,13 @@ class Catalog:
     def _rows(self, sql: str, params: Iterable = ()) -> Iterator[Row]:
         cols = "id, path, size, mtime, hash, width, height, format, state, reason, gen"
         for r in self.db.execute(f"select {cols} from images {sql}", list(params)).fetchall():
-            yield Row(*r)
+            yield Row(r[0], from_db_path(r[1]), *r[2:])
 
     def get(self, id_: int) -> Row | None:
         return next(self._rows("where id = ?", [id_]), None)
 
     def by_path(self, path: str) -> Row | None:
-        return next(self._rows("where path = ?", [path]), None)
+        return next(self._rows("where path = ?", [to_db_path(path)]), None)
 
     def rows(self, state: str | None = None) -> list[Row]:
         if state is None:
@@ -194,6 +209,7 @@ class Catalog:
         if not rows:
             return
         now = time.time()
+        rows = [{**r, "path": to_db_path(r["path"])} for r in rows]
         for r in rows:
             r.setdefault("updated_at", now)
         with self.db.conn:

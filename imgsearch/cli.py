@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -43,6 +44,13 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log prog
     """Image similarity search over your own photo collection."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err, show_path=False)], force=True)
+
+
+def printable(path: str) -> str:
+    """A path fit for the terminal: bytes that are not UTF-8 shown as U+FFFD, newlines as \\n.
+    (--json keeps the exact name: json escapes the surrogates that carry such bytes.)"""
+    text = os.fsencode(path).decode("utf-8", "replace")
+    return text.replace("\n", "\\n").replace("\r", "\\r")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -178,7 +186,7 @@ def index_cmd(
     if report.failed:
         err.print(f"[yellow]{len(report.failed)} file(s) could not be read:[/yellow]")
         for path, reason in report.failed[:20]:
-            err.print(f"  {path}: {reason}", highlight=False, markup=False, soft_wrap=True)
+            err.print(f"  {printable(path)}: {reason}", highlight=False, markup=False, soft_wrap=True)
         if len(report.failed) > 20:
             err.print(f"  ... and {len(report.failed) - 20} more "
                       f"(`sqlite-utils rows {ws.root / ws.CATALOG} images --where "
@@ -250,12 +258,12 @@ def query_cmd(
         print(json.dumps({"query": str(image), "method": method,
                           "results": [h.as_dict() for h in hits]}))
         return
-    table = Table(title=f"{image} ({method})")
+    table = Table(title=f"{printable(str(image))} ({method})")
     table.add_column("rank", justify="right")
     table.add_column("distance", justify="right")
     table.add_column("path", overflow="fold")
     for h in hits:
-        table.add_row(str(h.rank), f"{h.distance:.4f}", h.path)
+        table.add_row(str(h.rank), f"{h.distance:.4f}", printable(h.path))
     out.print(table)
     if montage is not None:
         err.print(f"montage written to {montage}", highlight=False, soft_wrap=True)

@@ -137,12 +137,19 @@ def scan(root: Path) -> tuple[list[FileEntry], list[tuple[str, str]]]:
 
 # -- the worker ----------------------------------------------------------------------------
 def _read_one(task: tuple[str, int, dict[str, int]]) -> dict:
-    """Runs in a worker: read, hash, and (unless the hash is already known) decode one file."""
+    """Runs in a worker: read, hash, and (unless the hash is already known) decode one file.
+
+    The size and mtime returned are those of the file as read (fstat after reading), so a file
+    changed since the scan is recorded as it was hashed; one still being written gets a newer
+    mtime when it is finished, and the next run reads it again.
+    """
     path, size, known = task
     out: dict = {"path": path}
     try:
         with open(path, "rb") as f:
             data = f.read()
+            st = os.fstat(f.fileno())
+        out["size"], out["mtime"] = st.st_size, st.st_mtime
         out["hash"] = hashlib.blake2b(data, digest_size=16).hexdigest()
         if out["hash"] in known:
             out["reuse"] = known[out["hash"]]
@@ -294,6 +301,8 @@ class _RowWriter:
         self._row(id_, f, state=FAILED, reason=reason)
 
     def add(self, f: FileEntry, res: dict) -> None:
+        if "size" in res:  # what was actually read, if the file changed since the scan
+            f = FileEntry(f.path, res["size"], res["mtime"])
         if "error" in res:
             self.failed(f, res["error"])
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,11 +54,17 @@ def save_png(image: Image.Image, out: str | Path) -> Path:
     return Path(out)
 
 
+def _name(path: str | Path) -> str:
+    """A file name fit for a caption: undecodable bytes as U+FFFD, on one line."""
+    name = os.fsencode(Path(path).name).decode("utf-8", "replace")
+    return " ".join(name.split())
+
+
 def query_montage(query: str | Path, query_pixels: np.ndarray, hits: Sequence, method: str,
                   out: str | Path, columns: int = 6) -> Path:
     """The query, then each hit captioned with its rank and distance, as a PNG."""
-    tiles = [(thumbnail(query, query_pixels), f"query ({method})\n{Path(query).name}")]
-    tiles += [(thumbnail(h.path), f"#{h.rank}  d={h.distance:.3f}\n{Path(h.path).name}")
+    tiles = [(thumbnail(query, query_pixels), f"query ({method})\n{_name(query)}")]
+    tiles += [(thumbnail(h.path), f"#{h.rank}  d={h.distance:.3f}\n{_name(h.path)}")
               for h in hits]
     return save_png(contact_sheet(tiles, columns), out)
 
