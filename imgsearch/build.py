@@ -101,6 +101,7 @@ def sync_method(ws: Workspace, method: str, embedder: Embedder | None = None,
         if not ids:
             raise ImgSearchError(f"index {ws.root} has no readable images to learn from")
         embedder = new_embedder(method, ws.config)
+        LOG.info("fitting %s on %d images", method, len(ids))
         embedder.fit(lambda: ws.pixels.batches(ids, ENCODE_BATCH), len(ids))
     full = embedder is not None or state is None
     if embedder is None:
@@ -110,6 +111,8 @@ def sync_method(ws: Workspace, method: str, embedder: Embedder | None = None,
         embedder = open_embedder(ws, method)
 
     gen = cat.gen  # read before encoding: rows changed meanwhile are picked up next time
+    LOG.info("encoding %s (%s)", method, "every image" if full else f"changes since "
+             f"generation {state['gen']}")
     if full:
         ids = cat.indexed_ids()
         folder = ws.staging_dir(method)
@@ -124,6 +127,7 @@ def sync_method(ws: Workspace, method: str, embedder: Embedder | None = None,
         for chunk, codes in encode_batches(ws, embedder, ids, on_progress):
             index.upsert(codes, chunk)
         index = index.rebalanced(ws.config.exact_threshold, ws.config.ivf_nprobe)
+    LOG.info("writing the %s index (%d codes)", method, index.ntotal)
     new_state = {"gen": gen, "kind": index.kind, "dim": index.dim, "count": index.ntotal}
     if full:
         index.save(folder / "index.faiss")

@@ -134,7 +134,7 @@ class PCAEmbedder(Embedder):
         try:
             with np.load(path, allow_pickle=False) as f:
                 mean, components = f["mean"], f["components"]
-        except (OSError, ValueError, KeyError) as e:
+        except Exception as e:  # noqa: BLE001 - numpy/zipfile raise many types for a bad file
             raise IndexFileError(
                 f"PCA file {path} is unreadable; re-run `imgsearch index --rebuild`"
             ) from e

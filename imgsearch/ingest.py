@@ -13,6 +13,7 @@ import io
 import logging
 import multiprocessing
 import os
+import signal
 import time
 import warnings
 from collections.abc import Callable
@@ -208,6 +209,7 @@ def ingest(
     check_folder(root)
     gen = catalog.next_gen()
     report = IngestReport(str(root), gen)
+    LOG.info("scanning %s (generation %d)", root, gen)
     files, bad = scan(root)
     report.scanned = len(files) + len(bad)
 
@@ -230,6 +232,7 @@ def ingest(
     writer = _RowWriter(catalog, cache, known, gen, report)
     for path, reason in bad:
         writer.failed(FileEntry(path, 0, 0.0), reason)
+    LOG.info("decoding %d new or changed files of %d", len(todo), len(files))
     entries = {f.path: f for f in todo}
     tasks = [(f.path, cache.size, by_size.get(f.size, {})) for f in todo]
     try:
@@ -261,8 +264,13 @@ def _run(tasks: list, workers: int | None):
         return
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     chunk = max(1, min(16, len(tasks) // (workers * 8)))
-    with ctx.Pool(workers) as pool:
+    with ctx.Pool(workers, initializer=_ignore_sigint) as pool:
         yield from pool.imap_unordered(_read_one, tasks, chunksize=chunk)
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which stops the pool and keeps what is committed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _RowWriter:

@@ -37,6 +37,7 @@ def train_method(ws: Workspace, kind: str, model_cfg: AEConfig | VAEConfig,
     ckpt = ws.training_checkpoint(kind)  # resumable: with the optimizer state
     if fresh and ckpt.exists():
         ckpt.unlink()
+    LOG.info("training %s on %d images", kind, len(ids))
     history = train(kind, model_cfg, CachedImages(ws.pixels, ids), train_cfg, ckpt, on_train)
     embedder = LearnedEmbedder.from_file(ckpt)
     return history, sync_method(ws, kind, embedder, on_progress=on_encode)

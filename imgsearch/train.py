@@ -125,8 +125,8 @@ def load_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
         raise IndexFileError(
-            f"checkpoint {path} is unreadable ({type(e).__name__}); delete it and re-run "
-            "`imgsearch train`"
+            f"checkpoint {path} is unreadable ({type(e).__name__}); train a new model with "
+            "`imgsearch train --fresh`"
         ) from e
 
 

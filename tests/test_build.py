@@ -64,3 +64,62 @@ def test_sync_is_idempotent_when_state_was_not_written(photo_dir, ws):
     ws.save_method_state("pixels", state)  # roll the state back, keep the new index
     sync_method(ws, "pixels")
     assert index_of(ws, "pixels").ntotal == len(ws.catalog.rows(INDEXED)) == 11
+
+
+def test_exact_sets_decoded_and_reencoded_after_edits(photo_dir, ws, monkeypatch):
+    """Add, modify (content and mtime), touch, delete, rename and copy: only new content is
+    decoded, only changed rows are encoded, and deleted or renamed-away paths leave the index."""
+    import os
+    import shutil
+
+    from PIL import Image
+
+    import imgsearch.ingest as ingest_mod
+
+    from .conftest import pattern
+
+    ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
+    for method in ("pixels", "pca"):
+        sync_method(ws, method)
+    before = {r.path: r.id for r in ws.catalog.rows()}
+
+    modified = find(photo_dir, "img01.png")
+    Image.fromarray(pattern(77)).save(modified)
+    touched = find(photo_dir, "img02.webp")
+    st = touched.stat()
+    os.utime(touched, (st.st_atime, st.st_mtime + 10))
+    deleted = find(photo_dir, "img00.jpg")
+    deleted.unlink()
+    renamed_from = find(photo_dir, "img04.tiff")
+    shutil.move(renamed_from, photo_dir / "renamed.tiff")
+    shutil.copy(find(photo_dir, "img05.gif"), photo_dir / "copy.gif")
+    Image.fromarray(pattern(78)).save(photo_dir / "new.png")
+
+    decoded: list[str] = []
+    real_load = ingest_mod.load_image
+
+    def spy_load(source, size):
+        decoded.append(source)
+        return real_load(source, size)
+
+    monkeypatch.setattr(ingest_mod, "load_image", spy_load)
+    ingest(photo_dir, ws.catalog, ws.pixels, workers=1)  # in-process: the spy sees every decode
+    assert len(decoded) == 2  # the modified and the new file; nothing else was decoded
+
+    read: list[int] = []
+    real_read = ws.pixels.read
+    monkeypatch.setattr(ws.pixels, "read", lambda ids: (read.extend(ids), real_read(ids))[1])
+    new_ids = {p: ws.catalog.by_path(str(p)).id
+               for p in (photo_dir / "renamed.tiff", photo_dir / "copy.gif",
+                         photo_dir / "new.png")}
+    for method in ("pixels", "pca"):
+        read.clear()
+        report = sync_method(ws, method)
+        assert sorted(read) == sorted([before[str(modified)], *new_ids.values()]), method
+        assert report.removed == 2  # the deleted file and the renamed-away path
+        held = set(index_of(ws, method).ids().tolist())
+        assert before[str(deleted)] not in held and before[str(renamed_from)] not in held
+        assert held == set(ws.catalog.indexed_ids())
+    # the renamed file's pixels (and so its codes) are those of the original, never re-decoded
+    np.testing.assert_array_equal(ws.pixels.read([new_ids[photo_dir / "renamed.tiff"]]),
+                                  ws.pixels.read([before[str(renamed_from)]]))

@@ -246,8 +246,6 @@ def test_hostile_corpus_is_indexed_without_a_crash(corpus, tmp_path):
                                      "--index", str(index), "--method", "pixels", "-k", "9",
                                      "--json"])
         assert result.exit_code == 0, result.output
-        import json
-
         paths = [h["path"] for h in json.loads(result.stdout)["results"]]
         assert upright in paths and all("/exif/" in p for p in paths), paths
 

@@ -1,0 +1,253 @@
+"""Interrupted runs: `imgsearch index` and `imgsearch train` killed with SIGKILL at random points.
+
+Each round changes the photo folder (new, modified, deleted and renamed files, so every run
+has work), starts a real `imgsearch` process, waits for a randomly chosen phase to begin (the
+phase lines of `-v`), sleeps a random fraction of a second and SIGKILLs it. After every kill the
+catalog, pixel cache and every method index must agree (`imgsearch.verify.check`). A final run
+must then leave exactly what a clean run over the same folder leaves: the same catalog rows,
+the same cached pixels, the same codes.
+
+IMGSEARCH_KILLS sets the number of kills (default 10; docs/RELIABILITY.md reports a run with
+more) and IMGSEARCH_KILL_REPORT a JSON file to write the tally to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from imgsearch.catalog import INDEXED, REMOVED
+from imgsearch.index import VectorIndex
+from imgsearch.verify import check
+from imgsearch.workspace import Workspace
+
+from .conftest import pattern
+
+KILLS = int(os.environ.get("IMGSEARCH_KILLS", "10"))
+#: phase -> the start of the `-v` log line that opens it, and how long to wait at most in it
+PHASES = {
+    "scan": ("scanning", 0.05),
+    "decode": ("decoding", 1.0),
+    "fit": ("fitting pca", 0.3),
+    "train": ("training ae", 3.0),
+    "encode": ("encoding", 0.5),
+    "write": ("writing the", 0.05),
+}
+ARGS = ["--methods", "pixels,pca,ae", "--input-size", "32", "--workers", "2",
+        "--train-minutes", "0.05", "--train-epochs", "2"]
+
+
+def imgsearch(*args: str) -> list[str]:
+    return [sys.executable, "-m", "imgsearch", "-v", *args]
+
+
+def env() -> dict:
+    return {**os.environ, "COLUMNS": "300", "PYTHONUNBUFFERED": "1"}
+
+
+class Watched:
+    """A running imgsearch process whose stderr lines are collected as they arrive."""
+
+    def __init__(self, cmd: list[str]):
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, env=env(), start_new_session=True)
+        self.lines: list[str] = []
+        self.cond = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+
+    def wait_for(self, marker: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not any(marker in line for line in self.lines):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None and not self.reader.is_alive():
+                    return any(marker in line for line in self.lines)
+                self.cond.wait(min(left, 0.02))
+            return True
+
+    def phase(self) -> str:
+        """The last phase whose line has been seen."""
+        with self.cond:
+            for line in reversed(self.lines):
+                for name, (marker, _) in PHASES.items():
+                    if marker in line:
+                        return name
+        return "start-up"
+
+    def finish(self, timeout: float = 300) -> int:
+        rc = self.proc.wait(timeout)
+        self.reader.join(10)
+        return rc
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+class Photos:
+    """A folder that changes a little every round."""
+
+    def __init__(self, root: Path, n: int, rng: np.random.Generator):
+        self.root, self.rng, self.seed = root, rng, 0
+        root.mkdir(parents=True)
+        for _ in range(n):
+            self.add()
+
+    def add(self) -> None:
+        self.seed += 1
+        ext = ("jpg", "png")[self.seed % 2]
+        sub = self.root / f"d{self.seed % 4}"
+        sub.mkdir(exist_ok=True)
+        Image.fromarray(pattern(self.seed, 80)).save(sub / f"p{self.seed}.{ext}", quality=92)
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.root.rglob("*") if p.is_file())
+
+    def change(self) -> None:
+        for _ in range(3):
+            self.add()
+        files = self.files()
+        pick = self.rng.choice(len(files), 3, replace=False)
+        modified, deleted, renamed = (files[i] for i in pick)
+        self.seed += 1
+        Image.fromarray(pattern(1000 + self.seed, 80)).save(modified, quality=92)
+        st = modified.stat()
+        os.utime(modified, (st.st_atime, st.st_mtime + 5))
+        deleted.unlink()
+        renamed.rename(renamed.with_name("r" + renamed.name))
+
+
+def assert_consistent(index: Path) -> None:
+    if not (index / "config.json").is_file():
+        return  # killed before the index existed
+    ws = Workspace.open(index)
+    try:
+        result = check(ws)
+        assert result.ok, result.all_problems()
+    finally:
+        ws.close()
+
+
+def snapshot(index: Path) -> dict:
+    """What an index holds, keyed by file path: catalog rows, cached pixels, each method's
+    codes."""
+    ws = Workspace.open(index)
+    try:
+        rows = {r.path: r for r in ws.catalog.rows() if r.state != REMOVED}
+        path_of = {r.id: r.path for r in rows.values()}
+        live = [r for r in rows.values() if r.state == INDEXED]
+        out = {
+            "rows": {p: (r.state, r.hash, r.size, r.width, r.height) for p, r in rows.items()},
+            "cache": {r.path: ws.pixels.read([r.id])[0] for r in live},
+        }
+        for method in ws.built_methods():
+            index_ = VectorIndex.load(ws.index_path(method))
+            ids = index_.ids()
+            out[method] = dict(zip((path_of[i] for i in ids.tolist()), index_.vectors(ids)))
+        return out
+    finally:
+        ws.close()
+
+
+def distances(codes: dict) -> np.ndarray:
+    x = np.stack([codes[p] for p in sorted(codes)])
+    return np.linalg.norm(x[:, None] - x[None], axis=2)
+
+
+def test_sigkill_at_random_points_never_corrupts(tmp_path):
+    rng = np.random.default_rng(int(os.environ.get("IMGSEARCH_KILL_SEED", "0")))
+    photos = Photos(tmp_path / "photos", 120, rng)
+    index = tmp_path / "idx"
+    tally: Counter = Counter()
+    completed = 0
+    for round_ in range(KILLS):
+        phase = str(rng.choice(list(PHASES)))
+        if phase == "train" and (index / "methods" / "ae" / "model.pt").is_file():
+            cmd = imgsearch("train", "--index", str(index), "--model", "ae", "--epochs", "3",
+                            "--max-minutes", "0.1", "--fresh")
+        else:
+            extra = ["--rebuild"] if phase == "fit" else []
+            cmd = imgsearch("index", str(photos.root), "--index", str(index), *ARGS, *extra)
+        run = Watched(cmd)
+        marker, longest = PHASES[phase]
+        if run.wait_for(marker, timeout=120) and run.proc.poll() is None:
+            time.sleep(rng.uniform(0, longest))
+            os.killpg(run.proc.pid, signal.SIGKILL)  # the process and its decoding workers
+            run.finish()
+            tally[run.phase()] += 1
+        else:
+            assert run.finish() == 0, run.output  # it finished before the phase came
+            completed += 1
+        assert_consistent(index)
+        photos.change()
+
+    final = Watched(imgsearch("index", str(photos.root), "--index", str(index), *ARGS))
+    assert final.finish() == 0, final.output
+    assert_consistent(index)
+    clean_index = tmp_path / "clean"
+    clean = Watched(imgsearch("index", str(photos.root), "--index", str(clean_index), *ARGS))
+    assert clean.finish() == 0, clean.output
+
+    got, want = snapshot(index), snapshot(clean_index)
+    assert got["rows"] == want["rows"]  # same files, states, hashes: no duplicates, no losses
+    assert got["cache"].keys() == want["cache"].keys()
+    for p in want["cache"]:  # the cached pixels survived every kill intact
+        np.testing.assert_array_equal(got["cache"][p], want["cache"][p], err_msg=p)
+    indexed = {p for p, r in want["rows"].items() if r[0] == INDEXED}
+    for method in ("pixels", "pca", "ae"):
+        assert set(got[method]) == set(want[method]) == indexed, method
+    for p in indexed:  # raw-pixel codes are a pure function of the cached pixels: equal
+        np.testing.assert_array_equal(got["pixels"][p], want["pixels"][p], err_msg=p)
+    # PCA was fitted on an earlier state of the folder; refitted, it matches the clean fit
+    # (up to the sign of each component, so compare the distances between codes)
+    refit = Watched(imgsearch("index", str(photos.root), "--index", str(index), *ARGS,
+                              "--rebuild"))
+    assert refit.finish() == 0, refit.output
+    np.testing.assert_allclose(distances(snapshot(index)["pca"]), distances(want["pca"]),
+                               atol=1e-3)
+
+    report = {"kills": sum(tally.values()), "by_phase": dict(tally),
+              "finished_before_the_kill": completed, "files": len(indexed)}
+    print(json.dumps(report))
+    if os.environ.get("IMGSEARCH_KILL_REPORT"):
+        Path(os.environ["IMGSEARCH_KILL_REPORT"]).write_text(json.dumps(report, indent=1))
+    assert sum(tally.values()) >= KILLS // 2  # most rounds must really have been killed
+
+
+def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path):
+    photos = Photos(tmp_path / "photos", 300, np.random.default_rng(1))
+    index = tmp_path / "idx"
+    run = Watched(imgsearch("index", str(photos.root), "--index", str(index), *ARGS))
+    assert run.wait_for("decoding", timeout=120)
+    time.sleep(0.3)
+    os.killpg(run.proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+    assert run.finish() == 130, run.output
+    assert "interrupted" in run.output and "Re-run the same command" in run.output
+    assert "Traceback" not in run.output
+    assert_consistent(index)
+    ws = Workspace.open(index)
+    kept = ws.catalog.counts()[INDEXED]
+    ws.close()
+    again = Watched(imgsearch("index", str(photos.root), "--index", str(index), *ARGS))
+    assert again.finish() == 0, again.output
+    assert f"{kept} unchanged" in again.output  # the work done before Ctrl-C is kept
+    assert_consistent(index)
+    shutil.rmtree(tmp_path / "photos")
