@@ -89,8 +89,8 @@ def sync_method(ws: Workspace, method: str, embedder: Embedder | None = None,
     - a learned method with ``rebuild``: its saved model is kept, every code re-encoded.
     - otherwise: only the rows changed since the index's generation are encoded or removed.
 
-    A full build is made in a staging folder and swapped in whole (Workspace.commit_method);
-    an update rewrites the index, then its state, each atomically.
+    The new index, its state and the embedder are written to a staging folder and swapped in
+    whole (Workspace.commit_method).
     """
     t0 = time.perf_counter()
     cat = ws.catalog
@@ -119,7 +119,7 @@ def sync_method(ws: Workspace, method: str, embedder: Embedder | None = None,
         embedder.save(folder)
         index, removed = build_index(ws, embedder, ids, on_progress), 0
     else:
-        folder = ws.method_dir(method)
+        folder = ws.staging_dir(method, keep_embedder=True)
         index = VectorIndex.load(ws.index_path(method), ws.config.ivf_nprobe)
         changed = cat.changed_since(int(state["gen"]))
         ids = [i for i, s in changed if s == INDEXED]
@@ -128,15 +128,10 @@ def sync_method(ws: Workspace, method: str, embedder: Embedder | None = None,
             index.upsert(codes, chunk)
         index = index.rebalanced(ws.config.exact_threshold, ws.config.ivf_nprobe)
     LOG.info("writing the %s index (%d codes)", method, index.ntotal)
-    new_state = {"gen": gen, "kind": index.kind, "dim": index.dim, "count": index.ntotal}
-    if full:
-        index.save(folder / "index.faiss")
-        ws.save_method_state(method, new_state, folder)
-        ws.commit_method(method, folder)
-    else:
-        with ws.writing():
-            index.save(folder / "index.faiss")
-            ws.save_method_state(method, new_state)
+    index.save(folder / "index.faiss")
+    ws.save_method_state(method, {"gen": gen, "kind": index.kind, "dim": index.dim,
+                                  "count": index.ntotal}, folder)
+    ws.commit_method(method, folder)
     report = BuildReport(method, fitted, len(ids), removed, index.ntotal, index.kind,
                          time.perf_counter() - t0)
     LOG.info("%s", report)

@@ -11,9 +11,10 @@
       training/KIND.pt     the resumable training checkpoint of a learned method
       lock                 the writer's lock (lock.py)
 
-A method whose embedder changes (first build, --rebuild, a new model) is built whole in
-``methods/.METHOD.staging/`` and swapped in under the commit lock, so a reader or a killed run
-only ever sees the old method folder or the new one, never a new model beside an old index.
+Every new version of a method folder (a first build, --rebuild, a new model, or an update with
+new codes) is written in ``methods/.METHOD.staging/`` and swapped in under the commit lock, so a
+reader or a killed run only ever sees the old folder or the new one: never a new model beside an
+old index, nor an index ahead of its state.
 """
 
 from __future__ import annotations
@@ -163,11 +164,17 @@ class Workspace:
         return self.root / "training" / f"{check_method(kind)}.pt"
 
     # -- swapping a method folder in whole ------------------------------------------------------
-    def staging_dir(self, method: str) -> Path:
-        """An empty folder to build a whole new version of ``method`` in."""
+    def staging_dir(self, method: str, keep_embedder: bool = False) -> Path:
+        """A folder to build the next version of ``method`` in: empty, or holding hard links
+        to the live embedder files (never modified in place, so linking is safe) when only
+        the index and its state change."""
         path = self.root / self.METHODS / f".{check_method(method)}.staging"
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
+        if keep_embedder:
+            for f in self.method_dir(method).iterdir():
+                if f.is_file() and f.name not in ("index.faiss", "state.json"):
+                    os.link(f, path / f.name)
         return path
 
     @contextmanager
