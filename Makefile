@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= data
 DEMO_QUERY ?= $(DATA)/photos/opencv/left01.jpg
 
-.PHONY: install data demo test bench clean-demo
+.PHONY: install data demo test bench eval clean-demo
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,15 @@ bench: install data
 	$(BIN)/python scripts/bench_index.py --fashion-mnist $(DATA)/fashion-mnist
 	$(BIN)/python scripts/bench_train.py
 	$(BIN)/python scripts/bench_pca.py
+
+# The evaluations in docs/RESULTS.md (about an hour on a 2-core CPU).
+eval: install data
+	$(BIN)/python scripts/evaluate_fashion_mnist.py --data $(DATA)/fashion-mnist \
+	    --methods pixels,pca,ae,vae-beta0.1 --minutes 40 --epochs 8 --tsne 5000 \
+	    --work out/fashion-mnist --out docs/results/fashion-mnist-tsne5000
+	$(BIN)/python scripts/evaluate_copy_detection.py --photos $(DATA)/photos \
+	    --methods pixels,pca,ae,ae-edits,vae,phash --steps 1500 \
+	    --work out/copy-detection --out docs/results/copy-detection
 
 clean-demo:
 	rm -rf indexes/demo out/demo-*.png

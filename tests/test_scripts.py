@@ -27,3 +27,31 @@ def test_evaluate_fashion_mnist_quick(tmp_path):
     assert pixels["P@10"] > 0.5  # the generated classes are easy for raw pixels
     assert "| pixels | 784 |" in out.with_suffix(".md").read_text()
     assert (tmp_path / "res-precision.png").stat().st_size > 1000
+
+
+def test_evaluate_copy_detection_quick(tmp_path):
+    out = tmp_path / "cd"
+    cmd = [sys.executable, str(ROOT / "scripts" / "evaluate_copy_detection.py"), "--quick",
+           "--photos", str(tmp_path / "no-photos-here"), "--methods", "pixels,pca,ae,vae,phash",
+           "--steps", "5", "--widths", "4", "8", "--dim", "8", "--size", "32",
+           "--work", str(tmp_path / "work"), "--out", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert [r["method"] for r in data["rows"]] == ["pixels", "pca", "ae", "vae", "phash"]
+    meta = data["meta"]
+    assert meta["source"] == "generated stand-ins"
+    assert meta["queries"] == meta["photos"] * len(meta["edits"]) == 24 * 12
+    for row in data["rows"]:
+        assert set(row["per_edit"]) == set(meta["edits"])
+        for scores in [row["overall"], *row["per_edit"].values()]:
+            assert 0.0 <= scores["recall@1"] <= scores["recall@10"] <= 1.0
+            assert scores["recall@1"] <= scores["mAP"] <= 1.0
+    pixels = data["rows"][0]
+    # the pixel-preserving edits are trivial for raw pixels on distinct pictures
+    for edit in ("downscale 50%", "JPEG q30", "brightness +30%"):
+        assert pixels["per_edit"][edit]["recall@1"] == 1.0, edit
+    assert pixels["per_edit"]["flip"]["recall@1"] < 0.5  # and a mirror image is not
+    assert "| phash | 64 |" in out.with_suffix(".md").read_text()
+    for picture in ("cd-recall.png", "cd-edits.png"):
+        assert (tmp_path / picture).stat().st_size > 1000
