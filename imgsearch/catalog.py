@@ -103,8 +103,8 @@ class Catalog:
             self._migrate()
         except sqlite3.DatabaseError as e:
             raise CatalogError(
-                f"catalog {self.path} is unreadable ({e}); move it away and re-run "
-                "`imgsearch index --rebuild`"
+                f"catalog {self.path} is unreadable ({e}); re-run `imgsearch index PHOTOS_DIR "
+                "--rebuild` to move it aside and ingest the folder anew"
             ) from e
 
     # -- schema -------------------------------------------------------------------------

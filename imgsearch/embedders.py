@@ -136,7 +136,7 @@ class PCAEmbedder(Embedder):
                 mean, components = f["mean"], f["components"]
         except Exception as e:  # noqa: BLE001 - numpy/zipfile raise many types for a bad file
             raise IndexFileError(
-                f"PCA file {path} is unreadable; re-run `imgsearch index --rebuild`"
+                f"PCA file {path} is unreadable; re-run `imgsearch index PHOTOS_DIR --rebuild`"
             ) from e
         return cls(cfg.pixel_size, cfg.code_dim, mean, components)
 

@@ -154,7 +154,7 @@ class VectorIndex:
             index = faiss.read_index(str(path))
         except RuntimeError as e:
             raise IndexFileError(
-                f"index file {path} is unreadable; re-run `imgsearch index --rebuild`"
+                f"index file {path} is unreadable; re-run `imgsearch index PHOTOS_DIR --rebuild`"
             ) from e
         if nprobe is not None and isinstance(index, faiss.IndexIVF):
             index.nprobe = nprobe

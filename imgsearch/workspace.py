@@ -137,7 +137,7 @@ class Workspace:
             return state
         except (ValueError, KeyError, TypeError) as e:
             raise IndexFileError(
-                f"{path} is unreadable; re-run `imgsearch index --rebuild`"
+                f"{path} is unreadable; re-run `imgsearch index PHOTOS_DIR --rebuild`"
             ) from e
 
     def save_method_state(self, method: str, state: dict, folder: Path | None = None) -> None:

@@ -53,7 +53,7 @@ def test_corrupt_file_names_itself_and_rebuild_fixes_it(built, photo_dir, target
     for suffix in ("-wal", "-shm"):
         (built / f"catalog.db{suffix}").unlink(missing_ok=True)
     line = one_error_line(query(built, photo_dir))
-    assert str(path) in line and "imgsearch index --rebuild" in line
+    assert str(path) in line and "imgsearch index PHOTOS_DIR --rebuild" in line
 
     fixed = run("index", photo_dir, "--index", built, "--methods", "pixels,pca", "--rebuild")
     assert fixed.exit_code == 0, fixed.output
