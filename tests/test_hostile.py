@@ -260,7 +260,7 @@ def test_hostile_corpus_is_indexed_without_a_crash(corpus, tmp_path):
     assert "1 removed" in again.stderr  # vanishes.jpg is gone for good
 
 
-def test_unreadable_catalog_names_are_printable(corpus, tmp_path):
+def test_non_utf8_name_round_trips_and_prints(corpus, tmp_path):
     """The non-UTF-8 name round-trips through the catalog and prints without a crash."""
     root, _, _ = corpus
     index = tmp_path / "idx"
