@@ -173,7 +173,8 @@ def distances(codes: dict) -> np.ndarray:
 
 
 def test_sigkill_at_random_points_never_corrupts(tmp_path):
-    rng = np.random.default_rng(int(os.environ.get("IMGSEARCH_KILL_SEED", "0")))
+    seed = int(os.environ.get("IMGSEARCH_KILL_SEED", "0"))
+    rng = np.random.default_rng(seed)
     photos = Photos(tmp_path / "photos", 120, rng)
     index = tmp_path / "idx"
     tally: Counter = Counter()
@@ -199,6 +200,13 @@ def test_sigkill_at_random_points_never_corrupts(tmp_path):
         assert_consistent(index)
         photos.change()
 
+    report = {"kills": sum(tally.values()), "by_phase": dict(tally),
+              "finished_before_the_kill": completed, "seed": seed}
+    print(json.dumps(report))
+    if os.environ.get("IMGSEARCH_KILL_REPORT"):
+        Path(os.environ["IMGSEARCH_KILL_REPORT"]).write_text(json.dumps(report, indent=1))
+    assert sum(tally.values()) >= KILLS // 2  # most rounds must really have been killed
+
     final = Watched(imgsearch("index", str(photos.root), "--index", str(index), *ARGS))
     assert final.finish() == 0, final.output
     assert_consistent(index)
@@ -216,20 +224,16 @@ def test_sigkill_at_random_points_never_corrupts(tmp_path):
         assert set(got[method]) == set(want[method]) == indexed, method
     for p in indexed:  # raw-pixel codes are a pure function of the cached pixels: equal
         np.testing.assert_array_equal(got["pixels"][p], want["pixels"][p], err_msg=p)
-    # PCA was fitted on an earlier state of the folder; refitted, it matches the clean fit
-    # (up to the sign of each component, so compare the distances between codes)
+    # PCA was fitted on an earlier state of the folder; refitted, it matches the clean fit up
+    # to the sign of each component (so compare distances between codes) and up to the
+    # randomized SVD's precision: catalog ids, and so the order of the rows it is fitted on,
+    # follow the workers' completion order, which differs between any two runs.
     refit = Watched(imgsearch("index", str(photos.root), "--index", str(index), *ARGS,
                               "--rebuild"))
     assert refit.finish() == 0, refit.output
     np.testing.assert_allclose(distances(snapshot(index)["pca"]), distances(want["pca"]),
-                               atol=1e-3)
+                               rtol=1e-2)
 
-    report = {"kills": sum(tally.values()), "by_phase": dict(tally),
-              "finished_before_the_kill": completed, "files": len(indexed)}
-    print(json.dumps(report))
-    if os.environ.get("IMGSEARCH_KILL_REPORT"):
-        Path(os.environ["IMGSEARCH_KILL_REPORT"]).write_text(json.dumps(report, indent=1))
-    assert sum(tally.values()) >= KILLS // 2  # most rounds must really have been killed
 
 
 def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path):
