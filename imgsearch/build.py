@@ -39,9 +39,34 @@ class BuildReport:
     seconds: float
 
 
+@dataclass(frozen=True)
+class LoadedMethod:
+    """A built method's files, loaded together so that they match."""
+
+    state: dict
+    embedder: Embedder
+    index: VectorIndex
+
+
 def open_embedder(ws: Workspace, method: str) -> Embedder:
     """The fitted embedder saved for ``method`` in ``ws``."""
-    return load_embedder(method, ws.method_dir(method), ws.config)
+    with ws.reading():
+        return load_embedder(method, ws.reader_dir(method), ws.config)
+
+
+def load_method(ws: Workspace, method: str) -> LoadedMethod:
+    """``method``'s state, embedder and index, loaded while no writer swaps them; from the last
+    complete build, also when a writer was killed in the middle of a swap."""
+    with ws.reading():
+        folder = ws.reader_dir(method)
+        state = ws.method_state(method, folder)
+        if state is None:
+            built = ", ".join(ws.built_methods()) or "none"
+            raise MethodNotBuilt(f"method {method!r} is not built in index {ws.root} "
+                                 f"(built: {built})")
+        index = VectorIndex.load(folder / "index.faiss", ws.config.ivf_nprobe)
+        embedder = load_embedder(method, folder, ws.config)
+    return LoadedMethod(state, embedder, index)
 
 
 def encode_batches(ws: Workspace, embedder: Embedder, ids: list[int],

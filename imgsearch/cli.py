@@ -20,7 +20,6 @@ from rich.text import Text
 from . import build, workspace
 from .config import ALL_METHODS, LEARNED_METHODS, IndexConfig, TrainConfig
 from .errors import CatalogError, ImgSearchError, MethodNotBuilt
-from .index import VectorIndex
 from .ingest import check_folder, ingest
 from .lock import WriteLock
 from .search import Searcher
@@ -206,15 +205,8 @@ def _catalog_or_reset(ws: workspace.Workspace) -> None:
 
 def open_searcher(ws: workspace.Workspace, method: str) -> Searcher:
     """The method's state, embedder and index, loaded together while no writer swaps them."""
-    workspace.check_method(method)
-    with ws.reading():
-        if ws.method_state(method) is None:
-            built = ", ".join(ws.built_methods()) or "none"
-            raise MethodNotBuilt(f"method {method!r} is not built in index {ws.root} "
-                                 f"(built: {built})")
-        index = VectorIndex.load(ws.index_path(method), ws.config.ivf_nprobe)
-        embedder = build.open_embedder(ws, method)
-    return Searcher(ws.catalog, embedder, index, ws.config.input_size)
+    loaded = build.load_method(ws, workspace.check_method(method))
+    return Searcher(ws.catalog, loaded.embedder, loaded.index, ws.config.input_size)
 
 
 @app.command("query")

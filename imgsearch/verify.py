@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .build import open_embedder
+from .build import load_method
 from .catalog import INDEXED
 from .errors import ImgSearchError
-from .index import VectorIndex
 from .workspace import Workspace
 
 
@@ -46,10 +45,8 @@ class Check:
 
 
 def _check_method(ws: Workspace, method: str, rows: dict[int, tuple[str, int]]) -> MethodCheck:
-    with ws.reading():
-        state = ws.method_state(method)
-        index = VectorIndex.load(ws.index_path(method))
-        embedder = open_embedder(ws, method)
+    loaded = load_method(ws, method)
+    state, embedder, index = loaded.state, loaded.embedder, loaded.index
     gen = int(state["gen"])
     out = MethodCheck(method, gen, index.ntotal, sum(g > gen for _, g in rows.values()))
     held = set(index.ids().tolist())

@@ -125,9 +125,27 @@ class Workspace:
     def index_path(self, method: str) -> Path:
         return self.method_dir(method) / "index.faiss"
 
+    def reader_dir(self, method: str) -> Path:
+        """The folder a reader loads ``method`` from: the live one, or, if a writer was killed
+        between the two renames of a swap (no live folder), the complete build that
+        ``recover()`` will put in place: the staged one if it is complete, else the old one.
+        Call holding ``reading()``."""
+        live = self.method_dir(method)
+        if live.exists():
+            return live
+        staged, old = self._swap_dirs(method)
+        if (staged / "state.json").is_file():
+            return staged
+        return old if old.is_dir() else live
+
+    def _swap_dirs(self, method: str) -> tuple[Path, Path]:
+        """(staging folder, previous folder moved aside) of a swap of ``method``."""
+        live = self.method_dir(method)
+        return live.with_name(f".{method}.staging"), live.with_name(f".{method}.old")
+
     def method_state(self, method: str, folder: Path | None = None) -> dict | None:
         """What state.json says of a built method, or None if it is not built."""
-        folder = folder or self.method_dir(method)
+        folder = folder or self.reader_dir(method)
         path = folder / "state.json"
         if not path.is_file() or not (folder / "index.faiss").is_file():
             return None
@@ -168,7 +186,7 @@ class Workspace:
         """A folder to build the next version of ``method`` in: empty, or holding hard links
         to the live embedder files (never modified in place, so linking is safe) when only
         the index and its state change."""
-        path = self.root / self.METHODS / f".{check_method(method)}.staging"
+        path = self._swap_dirs(method)[0]
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
         if keep_embedder:
@@ -199,8 +217,7 @@ class Workspace:
 
     def commit_method(self, method: str, staged: Path) -> None:
         """Swap a fully built staging folder in as ``method``'s folder."""
-        live = self.method_dir(method)
-        old = live.with_name(f".{method}.old")
+        live, old = self.method_dir(method), self._swap_dirs(method)[1]
         with self.writing():
             shutil.rmtree(old, ignore_errors=True)
             if live.exists():
@@ -217,19 +234,19 @@ class Workspace:
         aside. Temporary files of interrupted atomic writes are removed.
         """
         done = []
-        methods = self.root / self.METHODS
-        for m in ALL_METHODS:
-            live, staged, old = (methods / m, methods / f".{m}.staging", methods / f".{m}.old")
-            if not live.exists() and staged.is_dir() and (staged / "state.json").is_file():
-                os.rename(staged, live)
-                done.append(f"{m}: finished swapping in the new build")
-            if not live.exists() and old.is_dir():
-                os.rename(old, live)
-                done.append(f"{m}: restored the previous build")
-            for leftover in (staged, old):
-                if leftover.exists():
-                    shutil.rmtree(leftover, ignore_errors=True)
-                    done.append(f"{m}: removed unfinished {leftover.name}")
+        with self.writing():  # a reader may be loading from a staged or old folder
+            for m in ALL_METHODS:
+                live, (staged, old) = self.method_dir(m), self._swap_dirs(m)
+                if not live.exists() and (staged / "state.json").is_file():
+                    os.rename(staged, live)
+                    done.append(f"{m}: finished swapping in the new build")
+                if not live.exists() and old.is_dir():
+                    os.rename(old, live)
+                    done.append(f"{m}: restored the previous build")
+                for leftover in (staged, old):
+                    if leftover.exists():
+                        shutil.rmtree(leftover, ignore_errors=True)
+                        done.append(f"{m}: removed unfinished {leftover.name}")
         for tmp in self.root.rglob(".*.tmp"):
             tmp.unlink(missing_ok=True)
             done.append(f"removed temporary file {tmp.name}")

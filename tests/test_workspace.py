@@ -1,10 +1,15 @@
 """Method folders are swapped in whole, and recover() repairs what a killed swap left."""
 
+import json
 import os
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from imgsearch.build import sync_method
+from imgsearch.build import load_method, sync_method
+from imgsearch.cli import app
+from imgsearch.search import Searcher
 from imgsearch.ingest import ingest
 from imgsearch.verify import check
 
@@ -37,7 +42,7 @@ def test_recover_finishes_a_swap_cut_between_the_renames(synced):
     for name in ("index.faiss", "state.json"):
         os.link(live / name, staged / name)
     os.rename(live, live.with_name(".pca.old"))  # killed after the first rename
-    assert synced.method_state("pca") is None
+    assert not live.exists() and synced.reader_dir("pca") == staged
     done = synced.recover()
     assert "pca: finished swapping in the new build" in done
     assert methods(synced) == ["pca"] and check(synced).ok
@@ -57,3 +62,38 @@ def test_recover_removes_leftover_temporary_files(synced):
     tmp.write_bytes(b"half a file")
     assert "removed temporary file .index.faiss.12345.tmp" in synced.recover()
     assert not tmp.exists()
+
+
+def _cut_between_renames(ws, staged_complete: bool):
+    """What a writer killed between the two renames of a swap leaves: no live folder, the
+    previous build moved aside, and a staged build (complete or not)."""
+    live = ws.method_dir("pca")
+    staged = ws.staging_dir("pca", keep_embedder=True)
+    if staged_complete:
+        for name in ("index.faiss", "state.json"):
+            os.link(live / name, staged / name)
+    os.rename(live, live.with_name(".pca.old"))
+    return staged
+
+
+@pytest.mark.parametrize("staged_complete", [True, False])
+def test_readers_use_the_last_complete_build_after_a_cut_swap(synced, photo_dir,
+                                                              staged_complete):
+    staged = _cut_between_renames(synced, staged_complete)
+    old = synced.method_dir("pca").with_name(".pca.old")
+    assert synced.reader_dir("pca") == (staged if staged_complete else old)
+    loaded = load_method(synced, "pca")
+    assert loaded.state["count"] == loaded.index.ntotal == 12
+    searcher = Searcher(synced.catalog, loaded.embedder, loaded.index, 16)
+    query = next(photo_dir.rglob("img01.png"))
+    assert Path(searcher.query(query, 1)[0].path) == query  # answers, and rightly
+    assert synced.built_methods() == ["pca"] and check(synced).ok
+
+
+def test_a_query_answers_through_the_cli_after_a_cut_swap(synced, photo_dir):
+    _cut_between_renames(synced, staged_complete=True)
+    query = next(photo_dir.rglob("img01.png"))
+    result = CliRunner().invoke(app, ["query", str(query), "--index", str(synced.root),
+                                      "--method", "pca", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["results"][0]["path"] == str(query)
