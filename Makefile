@@ -38,9 +38,10 @@ bench: install data
 	$(BIN)/python scripts/bench_ingest.py --photos $(DATA)/photos
 	$(BIN)/python scripts/bench_index.py --fashion-mnist $(DATA)/fashion-mnist
 	$(BIN)/python scripts/bench_train.py
+	$(BIN)/python scripts/bench_encode.py
 	$(BIN)/python scripts/bench_pca.py
 
-# The evaluations in docs/RESULTS.md (about an hour on a 2-core CPU).
+# The evaluations in docs/RESULTS.md (one to two hours on a 2-core CPU).
 eval: install data
 	$(BIN)/python scripts/evaluate_fashion_mnist.py --data $(DATA)/fashion-mnist \
 	    --methods pixels,pca,ae,vae-beta0.1 --minutes 40 --epochs 8 --tsne 5000 \

@@ -62,6 +62,7 @@ class Epoch:
 
 
 TrainProgressFn = Callable[[int, int, float, float], None]  # step, steps, loss, images/s
+PROGRESS_SECONDS = 0.2  # at most this often a progress report (and a GPU sync)
 
 
 def pick_device(name: str) -> torch.device:
@@ -178,7 +179,9 @@ def train(kind: str, config: AEConfig | VAEConfig, data: ImageSource, cfg: Train
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = new_model(kind, config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused: one kernel for the whole update on CUDA instead of several per parameter
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  fused=device.type == "cuda")
     start_epoch, history = 0, []
     if Path(checkpoint).exists():
         ckpt = load_checkpoint(checkpoint)
@@ -206,7 +209,9 @@ def train(kind: str, config: AEConfig | VAEConfig, data: ImageSource, cfg: Train
     step, stop = 0, False
     model.train()
     for epoch in range(start_epoch, epochs):
-        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        t0, seen = time.perf_counter(), 0
+        loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
+        reported = -math.inf
         order = rng.permutation(train_pos)
         try:
             for start in range(0, len(order), cfg.batch_size):
@@ -218,18 +223,20 @@ def train(kind: str, config: AEConfig | VAEConfig, data: ImageSource, cfg: Train
                 optimizer.step()
                 step += 1
                 seen += len(x)
-                value = loss.item()
-                loss_sum += value * len(x)
-                if on_progress:
-                    on_progress(step, total_steps, value, seen / (time.perf_counter() - t0))
+                loss_sum += loss.detach().float() * len(x)
+                now = time.perf_counter()
+                if on_progress and now - reported >= PROGRESS_SECONDS:
+                    reported = now  # .item() waits for the GPU, so only a few times a second
+                    on_progress(step, total_steps, loss.item(), seen / (now - t0))
                 if time.monotonic() > deadline or (cfg.max_steps and step >= cfg.max_steps):
                     stop = True  # the budget ends this epoch early; it counts as done
                     break
         except KeyboardInterrupt:  # keep the weights; a resumed run redoes this epoch
             save_checkpoint(checkpoint, kind, model, optimizer, config, cfg, epoch, history)
             raise
+        train_loss = loss_sum.item() / max(seen, 1)  # waits for the epoch's last step
         seconds = time.perf_counter() - t0
-        history.append(Epoch(epoch + 1, loss_sum / max(seen, 1),
+        history.append(Epoch(epoch + 1, train_loss,
                              evaluate(kind, model, data, val_pos, cfg, device),
                              seen / seconds, seconds))
         LOG.info("%s", history[-1])
