@@ -21,7 +21,8 @@ database entry is the original file). Originals that are the same picture as an 
         --out docs/results/copy-detection
 
 Writes OUT.json, OUT.md (tables), OUT-recall.png (recall@1 per edit) and OUT-edits.png (the
-edits of one photo). --quick runs on generated pictures when no photos are given, for tests.
+edits of one photo). --quick runs on generated pictures when no photos are given, for tests;
+--render RESULTS.json only redraws the tables and the recall chart from a finished run.
 """
 
 from __future__ import annotations
@@ -252,14 +253,14 @@ def markdown(rows: list[dict], meta: dict) -> str:
         lines.append(f"| {r['method']} | {r['dim']} | {o['recall@1']:.4f} | "
                      f"{o['recall@10']:.4f} | {o['mAP']:.4f} | {t} | "
                      f"{r['encode_ms_per_image']:.2f} |")
-    lines += ["", "recall@1 per edit:", "",
-              "| edit | " + " | ".join(r["method"] for r in rows) + " |",
-              "|---|" + "---|" * len(rows)]
-    for edit in EDITS:
-        best = max(r["per_edit"][edit]["recall@1"] for r in rows)
-        cells = [(f"**{v:.3f}**" if v == best else f"{v:.3f}")
-                 for v in (r["per_edit"][edit]["recall@1"] for r in rows)]
-        lines.append(f"| {edit} | " + " | ".join(cells) + " |")
+    for metric in ("recall@1", "recall@10", "mAP"):
+        lines += ["", f"{metric} per edit (best in bold):", "",
+                  "| edit | " + " | ".join(r["method"] for r in rows) + " |",
+                  "|---|" + "---|" * len(rows)]
+        for edit in EDITS:
+            values = [r["per_edit"][edit][metric] for r in rows]
+            cells = [(f"**{v:.3f}**" if v == max(values) else f"{v:.3f}") for v in values]
+            lines.append(f"| {edit} | " + " | ".join(cells) + " |")
     lines.append(f"\n{meta['database']} database images ({meta['photos']} photos, "
                  f"{meta['distractors']} distractors), {meta['queries']} queries "
                  f"({len(EDITS)} edits per photo). Source: {meta['source']}.\n")
@@ -322,7 +323,14 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--work", type=Path, default=Path("out/copy-detection"))
     ap.add_argument("--out", type=Path, default=Path("out/copy-detection/results"))
+    ap.add_argument("--render", type=Path, default=None,
+                    help="only redraw OUT.md and OUT-recall.png from this results JSON")
     args = ap.parse_args()
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        args.out.with_suffix(".md").write_text(markdown(saved["rows"], saved["meta"]))
+        plot_recall(saved["rows"], args.out.with_name(args.out.name + "-recall.png"))
+        return
     methods = [m.strip() for m in args.methods.split(",")]
     for m in methods:
         if m not in ALL:
