@@ -35,3 +35,7 @@ class ConfigMismatch(ImgSearchError):
 
 class IndexLocked(ImgSearchError):
     """Another process is writing to the index."""
+
+
+class FileChanging(ImgSearchError):
+    """A file kept changing while it was read (still being written)."""

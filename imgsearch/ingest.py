@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .catalog import FAILED, INDEXED, REMOVED, Catalog
-from .errors import ImageLoadError, ImgSearchError
+from .errors import FileChanging, ImageLoadError, ImgSearchError
 from .pixelcache import PixelCache
 
 LOG = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif"
 _HIGH_DEPTH = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 _ALPHA = {"RGBA", "LA", "PA", "RGBa", "La"}
 _BATCH = 256  # catalog rows committed per transaction
+_READ_TRIES = 3  # reads of a file that changes while it is read, before it is recorded failed
 
 
 @dataclass(frozen=True)
@@ -137,19 +138,37 @@ def scan(root: Path) -> tuple[list[FileEntry], list[tuple[str, str]]]:
 
 
 # -- the worker ----------------------------------------------------------------------------
+def read_stable(path: str) -> tuple[bytes, os.stat_result]:
+    """The whole file, read while its size and mtime stayed the same, and its stat.
+
+    A file that changes while it is read (a copy or a sync still writing it) is read again,
+    up to _READ_TRIES times; then FileChanging.
+    """
+    for attempt in range(_READ_TRIES):
+        with open(path, "rb") as f:
+            before = os.fstat(f.fileno())
+            data = f.read()
+            after = os.fstat(f.fileno())
+        if len(data) == after.st_size and (before.st_size, before.st_mtime_ns) == (
+                after.st_size, after.st_mtime_ns):
+            return data, after
+        time.sleep(0.05 * (attempt + 1))
+    raise FileChanging(f"changed while being read ({_READ_TRIES} tries; still being written?); "
+                       "the next run reads it again")
+
+
 def _read_one(task: tuple[str, int, dict[str, int]]) -> dict:
     """Runs in a worker: read, hash, and (unless the hash is already known) decode one file.
 
-    The size and mtime returned are those of the file as read (fstat after reading), so a file
-    changed since the scan is recorded as it was hashed; one still being written gets a newer
-    mtime when it is finished, and the next run reads it again.
+    The size and mtime returned are those of the bytes read, so a file changed since the scan
+    is recorded as it was hashed and decoded. A file that would not hold still while it was
+    read is recorded failed under the scan's size and mtime, which its finished version no
+    longer has, so the next run reads it again.
     """
     path, size, known = task
     out: dict = {"path": path}
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-            st = os.fstat(f.fileno())
+        data, st = read_stable(path)
         out["size"], out["mtime"] = st.st_size, st.st_mtime
         out["hash"] = hashlib.blake2b(data, digest_size=16).hexdigest()
         if out["hash"] in known:
@@ -158,7 +177,7 @@ def _read_one(task: tuple[str, int, dict[str, int]]) -> dict:
         pixels, info = load_image(io.BytesIO(data), size)
         out.update(pixels=pixels.tobytes(), width=info.width, height=info.height,
                    format=info.format)
-    except ImageLoadError as e:
+    except (ImageLoadError, FileChanging) as e:
         out["error"] = str(e)
     except OSError as e:
         out["error"] = f"{type(e).__name__}: {e.strerror or e}"

@@ -22,10 +22,11 @@ import imgsearch.ingest as ingest_mod
 from imgsearch.catalog import FAILED, INDEXED
 from imgsearch.cli import app
 from imgsearch.config import IndexConfig
+from imgsearch.ingest import load_image
 from imgsearch.workspace import Workspace
 
 from .conftest import pattern
-from .test_ingest import STORED
+from .test_ingest import STORED, WrittenWhileRead
 
 SIZE = 32
 runner = CliRunner()
@@ -139,6 +140,8 @@ def make_corpus(root, outside) -> dict[str, str]:
         INDEXED)
     put("vanishes.jpg", jpeg_bytes(Image.fromarray(pattern(15, 64))), FAILED)
     put("changes.png", png_bytes(Image.fromarray(pattern(16, 64))), INDEXED)
+    growing = jpeg_bytes(Image.fromarray(pattern(18, 96)))
+    put("growing.jpg", growing[: len(growing) // 3], INDEXED)  # written to while it is read
     return expect
 
 
@@ -154,6 +157,7 @@ KINDS = [  # what the corpus covers, one line per kind
     "file name with spaces, quotes and a newline", "named pipe named .jpg",
     "file that disappears between the scan and the read",
     "file that changes between the scan and the read",
+    "file that changes while it is read",
 ]
 
 
@@ -172,6 +176,9 @@ def corpus(tmp_path, monkeypatch):
         return found, bad
 
     monkeypatch.setattr(ingest_mod, "scan", racing_scan)
+    growing = jpeg_bytes(Image.fromarray(pattern(18, 96)))
+    monkeypatch.setattr(ingest_mod, "open", WrittenWhileRead(root / "growing.jpg", growing, 1),
+                        raising=False)  # inherited by the forked decoding workers
     return root, expect, changed
 
 
@@ -236,6 +243,12 @@ def test_hostile_corpus_is_indexed_without_a_crash(corpus, tmp_path):
         changes = rows["changes.png"]
         assert changes.size == len(changed)
         assert (changes.width, changes.height) == (80, 80)
+        # the file written to while it was read is recorded whole, as it was finished
+        growing = rows["growing.jpg"]
+        assert growing.size == (root / "growing.jpg").stat().st_size
+        assert (growing.width, growing.height) == (96, 96)
+        np.testing.assert_array_equal(pixels("growing.jpg"),
+                                      load_image(root / "growing.jpg", SIZE)[0])
     finally:
         ws.close()
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import imgsearch.ingest as ingest_mod
 from imgsearch.catalog import FAILED, INDEXED, REMOVED
 from imgsearch.errors import ImageLoadError, ImgSearchError
 from imgsearch.ingest import ingest, load_image, scan
@@ -209,3 +210,63 @@ def test_deleted_then_restored_file_is_indexed_again(photo_dir, ws):
     report = ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
     assert report.added == 1
     assert ws.catalog.by_path(str(path)).state == INDEXED
+
+
+class WrittenWhileRead:
+    """Stands in for ``open`` in the ingest module: while one file is read, another process
+    (simulated) rewrites it, for the first ``times`` reads of that file."""
+
+    def __init__(self, target, new_content: bytes, times: int):
+        self.target, self.new_content, self.times, self.reads = str(target), new_content, times, 0
+
+    def __call__(self, path, mode="r", *args, **kwargs):
+        f = open(path, mode, *args, **kwargs)
+        if str(path) != self.target:
+            return f
+        self.reads += 1
+        if self.reads > self.times:
+            return f
+        real_read = f.read
+
+        def read(*a):
+            data = real_read(*a)
+            with open(path, "ab") as w:  # the writer appends the rest of the file meanwhile
+                w.write(self.new_content[len(data):] or b"\0")
+            st = os.stat(path)
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+            return data
+
+        f.read = read
+        return f
+
+
+def test_file_changing_while_read_is_read_again(photo_dir, ws, monkeypatch):
+    target = find(photo_dir, "img01.png")
+    final = target.read_bytes()
+    target.write_bytes(final[: len(final) // 2])  # half written when the run starts
+    spy = WrittenWhileRead(target, final, times=1)
+    monkeypatch.setattr(ingest_mod, "open", spy, raising=False)
+    report = ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
+    assert spy.reads == 2 and not report.failed  # the torn read was thrown away
+    row = ws.catalog.by_path(str(target))
+    assert row.state == INDEXED and row.size == target.stat().st_size
+    np.testing.assert_array_equal(ws.pixels.read([row.id])[0],
+                                  load_image(target, ws.pixels.size)[0])
+
+
+def test_file_that_never_holds_still_fails_and_is_read_next_run(photo_dir, ws, monkeypatch):
+    target = find(photo_dir, "img01.png")
+    final = target.read_bytes()
+    target.write_bytes(final[:100])
+    monkeypatch.setattr(ingest_mod, "_READ_TRIES", 2)
+    monkeypatch.setattr(ingest_mod, "open", WrittenWhileRead(target, final, times=99),
+                        raising=False)
+    report = ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
+    assert [p for p, _ in report.failed] == [str(target)]
+    assert "changed while being read" in report.failed[0][1]
+    assert ws.catalog.by_path(str(target)).state == FAILED
+    monkeypatch.undo()  # the writer has finished: the next run reads it again
+    target.write_bytes(final)
+    again = ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
+    assert again.updated == 1 and not again.failed
+    assert ws.catalog.by_path(str(target)).state == INDEXED
