@@ -13,7 +13,7 @@ def test_evaluate_fashion_mnist_quick(tmp_path):
     cmd = [sys.executable, str(ROOT / "scripts" / "evaluate_fashion_mnist.py"), "--quick",
            "--data", str(tmp_path / "no-data-here"), "--methods", "pixels,pca,ae,vae",
            "--minutes", "0.05", "--epochs", "1", "--widths", "4", "8", "--dim", "8",
-           "--work", str(tmp_path / "work"), "--out", str(out)]
+           "--tsne", "60", "--work", str(tmp_path / "work"), "--out", str(out)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     data = json.loads(out.with_suffix(".json").read_text())
@@ -27,6 +27,7 @@ def test_evaluate_fashion_mnist_quick(tmp_path):
     assert pixels["P@10"] > 0.5  # the generated classes are easy for raw pixels
     assert "| pixels | 784 |" in out.with_suffix(".md").read_text()
     assert (tmp_path / "res-precision.png").stat().st_size > 1000
+    assert (tmp_path / "res-tsne.png").stat().st_size > 1000  # the 2-D maps, side by side
 
 
 def test_evaluate_copy_detection_quick(tmp_path):
@@ -55,3 +56,13 @@ def test_evaluate_copy_detection_quick(tmp_path):
     assert "| phash | 64 |" in out.with_suffix(".md").read_text()
     for picture in ("cd-recall.png", "cd-edits.png"):
         assert (tmp_path / picture).stat().st_size > 1000
+    table = out.with_suffix(".md").read_text()
+    assert all(f"{m} per edit" in table for m in ("recall@1", "recall@10", "mAP"))
+
+    # --render redraws the tables from the JSON alone
+    out.with_suffix(".md").unlink()
+    cmd = [sys.executable, str(ROOT / "scripts" / "evaluate_copy_detection.py"), "--render",
+           str(out.with_suffix(".json")), "--out", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert out.with_suffix(".md").read_text() == table
