@@ -4,16 +4,19 @@ then encode the collection into the method's FAISS index."""
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from .build import BuildReport, ProgressFn, sync_method
+from .config import TrainConfig
 from .errors import ImgSearchError
 from .learned import LearnedEmbedder
 from .models.autoencoder import AEConfig
 from .models.vae import VAEConfig
 from .pixelcache import CachedImages
-from .config import TrainConfig
-from .train import Epoch, TrainProgressFn, train
+from .train import ArraySource, Epoch, TrainProgressFn, load_checkpoint, train
 from .workspace import Workspace
 
 LOG = logging.getLogger(__name__)
@@ -48,3 +51,18 @@ def open_model(ws: Workspace, path: Path) -> LearnedEmbedder:
     embedder = LearnedEmbedder.from_file(path)
     embedder.check_input(ws.config.input_size, 3)
     return embedder
+
+
+def train_on_array(kind: str, model_cfg: AEConfig | VAEConfig, images: np.ndarray,
+                   train_cfg: TrainConfig, checkpoint: Path, resume: bool = False
+                   ) -> tuple[LearnedEmbedder, dict]:
+    """Train ``kind`` on an in-memory (N, S, S, C) uint8 array, as the evaluation scripts do;
+    returns the trained embedder and a JSON-ready summary of the training."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.exists() and not resume:
+        checkpoint.unlink()
+    history = train(kind, model_cfg, ArraySource(images), train_cfg, checkpoint)
+    summary = {"epochs": len(history), "minutes": sum(h.seconds for h in history) / 60,
+               "images_per_s": history[-1].images_per_s, "val_loss": history[-1].val_loss,
+               "model": asdict(model_cfg), "train_config": asdict(train_cfg)}
+    return LearnedEmbedder(load_checkpoint(checkpoint)), summary

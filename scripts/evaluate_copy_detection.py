@@ -32,7 +32,6 @@ import io
 import json
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -175,10 +174,9 @@ def same_picture_groups(images: np.ndarray, tol: float) -> np.ndarray:
 # -- the methods ---------------------------------------------------------------------------
 def learned_embedder(name: str, db: np.ndarray, args, report: dict):
     from imgsearch.config import TrainConfig
-    from imgsearch.learned import LearnedEmbedder
+    from imgsearch.learn import train_on_array
     from imgsearch.models.autoencoder import AEConfig
     from imgsearch.models.vae import VAEConfig
-    from imgsearch.train import ArraySource, load_checkpoint, train
 
     kind, settings = VARIANTS[name]
     cls = AEConfig if kind == "ae" else VAEConfig
@@ -186,15 +184,9 @@ def learned_embedder(name: str, db: np.ndarray, args, report: dict):
               **({"widths": tuple(args.widths)} if args.widths else {}))
     tcfg = TrainConfig(epochs=10**6, min_steps=0, max_minutes=args.minutes,
                        max_steps=args.steps, batch_size=args.batch_size, lr=args.lr)
-    ckpt = args.work / f"{name}.pt"
-    if ckpt.exists() and not args.resume:
-        ckpt.unlink()
-    history = train(kind, cfg, ArraySource(db), tcfg, ckpt)
-    report["train"] = {"epochs": len(history), "minutes": sum(h.seconds for h in history) / 60,
-                       "images_per_s": history[-1].images_per_s,
-                       "val_loss": history[-1].val_loss, "model": asdict(cfg),
-                       "train_config": asdict(tcfg)}
-    return LearnedEmbedder(load_checkpoint(ckpt))
+    embedder, report["train"] = train_on_array(kind, cfg, db, tcfg, args.work / f"{name}.pt",
+                                               args.resume)
+    return embedder
 
 
 def rank_vectors(name: str, db: np.ndarray, queries: np.ndarray, args,

@@ -18,7 +18,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -65,11 +64,10 @@ def embedder_for(name: str, train: Split, args, report: dict):
         pca = PCAEmbedder(28, args.dim)
         pca.fit(lambda: iter([images]), len(images))
         return pca
-    from imgsearch.learned import LearnedEmbedder
+    from imgsearch.config import TrainConfig
+    from imgsearch.learn import train_on_array
     from imgsearch.models.autoencoder import AEConfig
     from imgsearch.models.vae import VAEConfig
-    from imgsearch.config import TrainConfig
-    from imgsearch.train import ArraySource, load_checkpoint, train as fit
 
     kind, settings = VARIANTS[name]
     cls = AEConfig if kind == "ae" else VAEConfig
@@ -77,15 +75,9 @@ def embedder_for(name: str, train: Split, args, report: dict):
               **settings)
     tcfg = TrainConfig(epochs=args.epochs, min_steps=0, max_minutes=args.minutes,
                        batch_size=args.batch_size, lr=args.lr)
-    ckpt = args.work / f"{name}.pt"
-    if ckpt.exists() and not args.resume:
-        ckpt.unlink()
-    history = fit(kind, cfg, ArraySource(images), tcfg, ckpt)
-    report["train"] = {"epochs": len(history), "minutes": sum(h.seconds for h in history) / 60,
-                       "images_per_s": history[-1].images_per_s,
-                       "val_loss": history[-1].val_loss, "model": asdict(cfg),
-                       "train_config": asdict(tcfg)}
-    return LearnedEmbedder(load_checkpoint(ckpt))
+    embedder, report["train"] = train_on_array(kind, cfg, images, tcfg,
+                                               args.work / f"{name}.pt", args.resume)
+    return embedder
 
 
 def full_map(index: VectorIndex, queries: np.ndarray, db_labels: np.ndarray,

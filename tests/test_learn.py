@@ -1,0 +1,27 @@
+"""Training a model on an in-memory array, as the evaluation scripts do."""
+
+import numpy as np
+
+from imgsearch.config import TrainConfig
+from imgsearch.learn import train_on_array
+from imgsearch.models.autoencoder import AEConfig
+from imgsearch.train import load_checkpoint
+
+CFG = AEConfig(input_size=16, channels=1, widths=(4, 8), code_dim=6)
+
+
+def test_train_on_array_returns_the_embedder_and_a_summary(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (40, 16, 16, 1), np.uint8)
+    tcfg = TrainConfig(epochs=2, min_steps=0, max_minutes=0, batch_size=16)
+    ckpt = tmp_path / "ae.pt"
+    embedder, summary = train_on_array("ae", CFG, images, tcfg, ckpt)
+    assert embedder.encode(images).shape == (40, 6)
+    assert summary["epochs"] == 2 and summary["model"]["code_dim"] == 6
+    assert summary["train_config"]["batch_size"] == 16 and summary["val_loss"] > 0
+
+    # a second call starts afresh unless told to resume
+    again, summary = train_on_array("ae", CFG, images, tcfg, ckpt)
+    assert summary["epochs"] == 2
+    longer = TrainConfig(epochs=3, min_steps=0, max_minutes=0, batch_size=16)
+    _, summary = train_on_array("ae", CFG, images, longer, ckpt, resume=True)
+    assert summary["epochs"] == 3 and load_checkpoint(ckpt)["epoch"] == 3
