@@ -237,12 +237,11 @@ class Workspace:
         with self.writing():  # a reader may be loading from a staged or old folder
             for m in ALL_METHODS:
                 live, (staged, old) = self.method_dir(m), self._swap_dirs(m)
-                if not live.exists() and (staged / "state.json").is_file():
-                    os.rename(staged, live)
-                    done.append(f"{m}: finished swapping in the new build")
-                if not live.exists() and old.is_dir():
-                    os.rename(old, live)
-                    done.append(f"{m}: restored the previous build")
+                source = self.reader_dir(m)  # what readers use now becomes the live folder
+                if source != live:
+                    os.rename(source, live)
+                    done.append(f"{m}: finished swapping in the new build" if source == staged
+                                else f"{m}: restored the previous build")
                 for leftover in (staged, old):
                     if leftover.exists():
                         shutil.rmtree(leftover, ignore_errors=True)

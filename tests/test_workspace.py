@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from imgsearch.build import load_method, sync_method
 from imgsearch.cli import app
-from imgsearch.search import Searcher
 from imgsearch.ingest import ingest
+from imgsearch.search import Searcher
 from imgsearch.verify import check
 
 
@@ -36,34 +36,6 @@ def test_update_swaps_a_new_folder_and_links_the_model(synced, photo_dir):
     assert methods(synced) == ["pca"]  # no staging or old folder left behind
 
 
-def test_recover_finishes_a_swap_cut_between_the_renames(synced):
-    live = synced.method_dir("pca")
-    staged = synced.staging_dir("pca", keep_embedder=True)
-    for name in ("index.faiss", "state.json"):
-        os.link(live / name, staged / name)
-    os.rename(live, live.with_name(".pca.old"))  # killed after the first rename
-    assert not live.exists() and synced.reader_dir("pca") == staged
-    done = synced.recover()
-    assert "pca: finished swapping in the new build" in done
-    assert methods(synced) == ["pca"] and check(synced).ok
-
-
-def test_recover_restores_the_old_folder_when_staging_is_unfinished(synced):
-    live = synced.method_dir("pca")
-    staged = synced.staging_dir("pca", keep_embedder=True)  # no index or state yet
-    os.rename(live, live.with_name(".pca.old"))
-    synced.recover()
-    assert methods(synced) == ["pca"] and synced.method_state("pca")["count"] == 12
-    assert not staged.exists()
-
-
-def test_recover_removes_leftover_temporary_files(synced):
-    tmp = synced.method_dir("pca") / ".index.faiss.12345.tmp"
-    tmp.write_bytes(b"half a file")
-    assert "removed temporary file .index.faiss.12345.tmp" in synced.recover()
-    assert not tmp.exists()
-
-
 def _cut_between_renames(ws, staged_complete: bool):
     """What a writer killed between the two renames of a swap leaves: no live folder, the
     previous build moved aside, and a staged build (complete or not)."""
@@ -74,6 +46,28 @@ def _cut_between_renames(ws, staged_complete: bool):
             os.link(live / name, staged / name)
     os.rename(live, live.with_name(".pca.old"))
     return staged
+
+
+def test_recover_finishes_a_swap_cut_between_the_renames(synced):
+    staged = _cut_between_renames(synced, staged_complete=True)
+    assert not synced.method_dir("pca").exists() and synced.reader_dir("pca") == staged
+    done = synced.recover()
+    assert "pca: finished swapping in the new build" in done
+    assert methods(synced) == ["pca"] and check(synced).ok
+
+
+def test_recover_restores_the_old_folder_when_staging_is_unfinished(synced):
+    staged = _cut_between_renames(synced, staged_complete=False)  # no index or state yet
+    assert "pca: restored the previous build" in synced.recover()
+    assert methods(synced) == ["pca"] and synced.method_state("pca")["count"] == 12
+    assert not staged.exists()
+
+
+def test_recover_removes_leftover_temporary_files(synced):
+    tmp = synced.method_dir("pca") / ".index.faiss.12345.tmp"
+    tmp.write_bytes(b"half a file")
+    assert "removed temporary file .index.faiss.12345.tmp" in synced.recover()
+    assert not tmp.exists()
 
 
 @pytest.mark.parametrize("staged_complete", [True, False])
