@@ -19,9 +19,10 @@ def test_train_on_array_returns_the_embedder_and_a_summary(tmp_path):
     assert summary["epochs"] == 2 and summary["model"]["code_dim"] == 6
     assert summary["train_config"]["batch_size"] == 16 and summary["val_loss"] > 0
 
-    # a second call starts afresh unless told to resume
-    again, summary = train_on_array("ae", CFG, images, tcfg, ckpt)
-    assert summary["epochs"] == 2
+    # resume=True continues the run on file; otherwise a call starts afresh (after 3 epochs
+    # on file, a resumed 2-epoch run would train nothing and report the 3 epochs it found)
     longer = TrainConfig(epochs=3, min_steps=0, max_minutes=0, batch_size=16)
     _, summary = train_on_array("ae", CFG, images, longer, ckpt, resume=True)
     assert summary["epochs"] == 3 and load_checkpoint(ckpt)["epoch"] == 3
+    _, summary = train_on_array("ae", CFG, images, tcfg, ckpt)
+    assert summary["epochs"] == 2 and load_checkpoint(ckpt)["epoch"] == 2
