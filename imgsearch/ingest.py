@@ -152,7 +152,8 @@ def read_stable(path: str) -> tuple[bytes, os.stat_result]:
         if len(data) == after.st_size and (before.st_size, before.st_mtime_ns) == (
                 after.st_size, after.st_mtime_ns):
             return data, after
-        time.sleep(0.05 * (attempt + 1))
+        if attempt + 1 < _READ_TRIES:
+            time.sleep(0.05 * (attempt + 1))  # give the writer a moment
     raise FileChanging(f"changed while being read ({_READ_TRIES} tries; still being written?); "
                        "the next run reads it again")
 

@@ -57,6 +57,11 @@ def png_bytes(im: Image.Image, **kw) -> bytes:
     return buf.getvalue()
 
 
+def growing_jpeg() -> bytes:
+    """The finished version of the file that is written to while it is read."""
+    return jpeg_bytes(Image.fromarray(pattern(18, 96)))
+
+
 def corrupt_exif_jpeg() -> bytes:
     """A JPEG whose APP1 Exif segment holds garbage after a valid TIFF header start."""
     good = jpeg_bytes(Image.fromarray(pattern(21, 64)))
@@ -140,7 +145,7 @@ def make_corpus(root, outside) -> dict[str, str]:
         INDEXED)
     put("vanishes.jpg", jpeg_bytes(Image.fromarray(pattern(15, 64))), FAILED)
     put("changes.png", png_bytes(Image.fromarray(pattern(16, 64))), INDEXED)
-    growing = jpeg_bytes(Image.fromarray(pattern(18, 96)))
+    growing = growing_jpeg()
     put("growing.jpg", growing[: len(growing) // 3], INDEXED)  # written to while it is read
     return expect
 
@@ -176,8 +181,8 @@ def corpus(tmp_path, monkeypatch):
         return found, bad
 
     monkeypatch.setattr(ingest_mod, "scan", racing_scan)
-    growing = jpeg_bytes(Image.fromarray(pattern(18, 96)))
-    monkeypatch.setattr(ingest_mod, "open", WrittenWhileRead(root / "growing.jpg", growing, 1),
+    monkeypatch.setattr(ingest_mod, "open", WrittenWhileRead(root / "growing.jpg",
+                                                             growing_jpeg(), 1),
                         raising=False)  # inherited by the forked decoding workers
     return root, expect, changed
 
