@@ -15,12 +15,13 @@ from .train import load_checkpoint, model_from_checkpoint, pick_device, to_batch
 LOG = logging.getLogger(__name__)
 
 FILE = "model.pt"
+BATCH = 512  # images per encoding step
 
 
 class LearnedEmbedder(Embedder):
     """Encodes with a trained ConvAutoencoder (its code) or ConvVAE (mu)."""
 
-    def __init__(self, ckpt: dict, device: str = "auto", batch_size: int = 512):
+    def __init__(self, ckpt: dict, device: str = "auto", batch_size: int = BATCH):
         self.ckpt = ckpt
         self.name, self.model = model_from_checkpoint(ckpt)
         self.device = pick_device(device)

@@ -21,12 +21,11 @@ import numpy as np
 import torch
 
 from imgsearch.embedders import PCAEmbedder, PixelsEmbedder
+from imgsearch.learned import BATCH as PRODUCT_BATCH
 from imgsearch.learned import LearnedEmbedder
 from imgsearch.models.autoencoder import AEConfig
 from imgsearch.models.vae import VAEConfig
 from imgsearch.train import new_model
-
-PRODUCT_BATCH = 512
 
 
 def checkpoint(kind: str, size: int) -> dict:

@@ -259,6 +259,14 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
+def write_tables(rows: list[dict], meta: dict, out: Path) -> str:
+    """Write OUT.md and OUT-recall.png; return the markdown."""
+    table = markdown(rows, meta)
+    out.with_suffix(".md").write_text(table)
+    plot_recall(rows, out.with_name(out.name + "-recall.png"))
+    return table
+
+
 def plot_recall(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -320,8 +328,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.render:
         saved = json.loads(args.render.read_text())
-        args.out.with_suffix(".md").write_text(markdown(saved["rows"], saved["meta"]))
-        plot_recall(saved["rows"], args.out.with_name(args.out.name + "-recall.png"))
+        write_tables(saved["rows"], saved["meta"], args.out)
         return
     methods = [m.strip() for m in args.methods.split(",")]
     for m in methods:
@@ -399,10 +406,7 @@ def main() -> None:
     meta = {"source": source, "photos": len(files), "distractors": len(distractor_files),
             "database": len(db), "queries": len(queries), "edits": list(EDITS),
             "dropped_same_picture": dropped, "command": " ".join(sys.argv)}
-    table = markdown(rows, meta)
-    print(table)
-    args.out.with_suffix(".md").write_text(table)
-    plot_recall(rows, args.out.with_name(args.out.name + "-recall.png"))
+    print(write_tables(rows, meta, args.out))
     plot_edits(open_upright(files[0], 480), args.seed, args.out.with_name(args.out.name + "-edits.png"))
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
 
