@@ -31,7 +31,9 @@ demo: install data
 	$(BIN)/imgsearch reconstruct --index demo -n 8 --out out/demo-reconstruct.png
 	@echo "pictures: out/demo-query-ae.png out/demo-query-pca.png out/demo-reconstruct.png"
 
+# The lint (rule set in pyproject.toml) and every test, the slow subprocess ones included.
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 bench: install data

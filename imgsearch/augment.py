@@ -14,7 +14,6 @@ from torchvision.transforms import v2
 from .config import CORRUPTIONS
 
 
-
 def photo_edits(size: int) -> v2.Transform:
     """A random edit of a (C, S, S) uint8 image: crop-resize, flip, rotation, colour."""
     return v2.Compose([

@@ -1,9 +1,13 @@
-"""Bring one method's FAISS index up to date with the catalog.
+"""Write a method's codes into its vector index, and load a built method back for reading.
 
-A method's index is synced to an ingest generation G (its state.json): every catalog row
-changed in a later generation is re-encoded from the pixel cache and upserted, or removed if it
-is no longer indexed. Syncing is idempotent, so a run interrupted between writing the index
-and its state simply repeats the same upserts next time.
+A method's vector index is synced to an ingest generation G (its MethodState): every catalog
+row changed in a later generation is re-encoded from the image cache and upserted, or removed
+if it is no longer indexed. Syncing is idempotent, so a run interrupted between writing the
+vector index and its state simply repeats the same upserts next time.
+
+Every new version of a method folder is written in a staging folder and swapped in whole
+(Workspace.commit_method). What to do for a method (fit, train, import, re-encode, sync) is
+decided by the planner (pipeline.py), not here.
 """
 
 from __future__ import annotations
@@ -15,27 +19,30 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import methods
 from .catalog import INDEXED
-from .config import BASELINE_METHODS, LEARNED_METHODS
-from .embedders import Embedder, load_embedder, new_embedder
-from .errors import ImgSearchError, MethodNotBuilt
+from .errors import MethodNotBuilt
 from .index import IVF_TRAIN, VectorIndex
+from .methods import Embedder
+from .store import MethodState
 from .workspace import Workspace
 
 LOG = logging.getLogger(__name__)
 
 ENCODE_BATCH = 1024
-ProgressFn = Callable[[int, int], None]
+ProgressFn = Callable[[int, int], None]  # done, total
 
 
 @dataclass(frozen=True)
 class BuildReport:
+    """What writing one method's vector index did."""
+
     method: str
-    fitted: bool
+    action: str  # what the planner decided (pipeline.Action)
     encoded: int
     removed: int
     total: int
-    kind: str
+    index_type: str
     seconds: float
 
 
@@ -43,7 +50,7 @@ class BuildReport:
 class LoadedMethod:
     """A built method's files, loaded together so that they match."""
 
-    state: dict
+    state: MethodState
     embedder: Embedder
     index: VectorIndex
 
@@ -51,12 +58,13 @@ class LoadedMethod:
 def open_embedder(ws: Workspace, method: str) -> Embedder:
     """The fitted embedder saved for ``method`` in ``ws``."""
     with ws.reading():
-        return load_embedder(method, ws.reader_dir(method), ws.config)
+        return methods.get(method).load(ws.reader_dir(method), ws.config)
 
 
 def load_method(ws: Workspace, method: str) -> LoadedMethod:
-    """``method``'s state, embedder and index, loaded while no writer swaps them; from the last
-    complete build, also when a writer was killed in the middle of a swap."""
+    """``method``'s state, embedder and vector index, loaded while no writer swaps them; from
+    the last complete build, also when a writer was killed in the middle of a swap."""
+    spec = methods.get(method)
     with ws.reading():
         folder = ws.reader_dir(method)
         state = ws.method_state(method, folder)
@@ -64,18 +72,18 @@ def load_method(ws: Workspace, method: str) -> LoadedMethod:
             built = ", ".join(ws.built_methods()) or "none"
             raise MethodNotBuilt(f"method {method!r} is not built in index {ws.root} "
                                  f"(built: {built})")
-        index = VectorIndex.load(folder / "index.faiss", ws.config.ivf_nprobe)
-        embedder = load_embedder(method, folder, ws.config)
+        index = VectorIndex.load(folder / ws.INDEX_FILE, ws.config.ivf_nprobe)
+        embedder = spec.load(folder, ws.config)
     return LoadedMethod(state, embedder, index)
 
 
 def encode_batches(ws: Workspace, embedder: Embedder, ids: list[int],
                    on_progress: ProgressFn | None = None) -> Iterator[tuple[list[int], np.ndarray]]:
-    """(ids, codes) of catalog rows ``ids``, from the pixel cache, a batch at a time."""
+    """(ids, codes) of catalog rows ``ids``, from the image cache, a batch at a time."""
     done = 0
     for start in range(0, len(ids), ENCODE_BATCH):
         chunk = ids[start : start + ENCODE_BATCH]
-        yield chunk, embedder.encode(ws.pixels.read(chunk))
+        yield chunk, embedder.encode(ws.cache.read(chunk))
         done += len(chunk)
         if on_progress:
             on_progress(done, len(ids))
@@ -88,9 +96,10 @@ def encode_ids(ws: Workspace, embedder: Embedder, ids: list[int],
     return np.concatenate(parts) if parts else np.empty((0, embedder.dim), np.float32)
 
 
-def build_index(ws: Workspace, embedder: Embedder, ids: list[int],
-                on_progress: ProgressFn | None = None) -> VectorIndex:
-    """A new index of every row in ``ids``, encoded a batch at a time (memory: index + batch)."""
+def new_index(ws: Workspace, embedder: Embedder, ids: list[int],
+              on_progress: ProgressFn | None = None) -> VectorIndex:
+    """A new vector index of every row in ``ids``, encoded a batch at a time (memory: the
+    index and one batch)."""
     cfg = ws.config
     train = None
     if len(ids) > cfg.exact_threshold:
@@ -104,60 +113,53 @@ def build_index(ws: Workspace, embedder: Embedder, ids: list[int],
     return index
 
 
-def sync_method(ws: Workspace, method: str, embedder: Embedder | None = None,
-                rebuild: bool = False, on_progress: ProgressFn | None = None) -> BuildReport:
-    """Bring ``method``'s index up to date with the catalog, and save it.
-
-    - ``embedder`` handed in (a freshly trained or imported model): saved, and every code
-      re-encoded with it.
-    - a baseline not built yet, or ``rebuild``: fitted on every indexed image, then encoded.
-    - a learned method with ``rebuild``: its saved model is kept, every code re-encoded.
-    - otherwise: only the rows changed since the index's generation are encoded or removed.
-
-    The new index, its state and the embedder are written to a staging folder and swapped in
-    whole (Workspace.commit_method).
-    """
-    t0 = time.perf_counter()
-    cat = ws.catalog
-    state = None if rebuild else ws.method_state(method)
-    fitted = embedder is None and method in BASELINE_METHODS and state is None
-    if fitted:
-        ids = cat.indexed_ids()
-        if not ids:
-            raise ImgSearchError(f"index {ws.root} has no readable images to learn from")
-        embedder = new_embedder(method, ws.config)
-        LOG.info("fitting %s on %d images", method, len(ids))
-        embedder.fit(lambda: ws.pixels.batches(ids, ENCODE_BATCH), len(ids))
-    full = embedder is not None or state is None
-    if embedder is None:
-        if method in LEARNED_METHODS and not (ws.method_dir(method) / "model.pt").is_file():
-            raise MethodNotBuilt(f"method {method!r} needs a trained model: run "
-                                 f"`imgsearch train --model {method}`")
-        embedder = open_embedder(ws, method)
-
-    gen = cat.gen  # read before encoding: rows changed meanwhile are picked up next time
-    LOG.info("encoding %s (%s)", method, "every image" if full else f"changes since "
-             f"generation {state['gen']}")
-    if full:
-        ids = cat.indexed_ids()
-        folder = ws.staging_dir(method)
-        embedder.save(folder)
-        index, removed = build_index(ws, embedder, ids, on_progress), 0
-    else:
-        folder = ws.staging_dir(method, keep_embedder=True)
-        index = VectorIndex.load(ws.index_path(method), ws.config.ivf_nprobe)
-        changed = cat.changed_since(int(state["gen"]))
-        ids = [i for i, s in changed if s == INDEXED]
-        removed = index.remove([i for i, s in changed if s != INDEXED])
-        for chunk, codes in encode_batches(ws, embedder, ids, on_progress):
-            index.upsert(codes, chunk)
-        index = index.rebalanced(ws.config.exact_threshold, ws.config.ivf_nprobe)
-    LOG.info("writing the %s index (%d codes)", method, index.ntotal)
-    index.save(folder / "index.faiss")
-    ws.save_method_state(method, {"gen": gen, "kind": index.kind, "dim": index.dim,
-                                  "count": index.ntotal}, folder)
+def _write(ws: Workspace, method: str, folder, index: VectorIndex, gen: int) -> None:
+    LOG.info("writing the %s vector index (%d codes)", method, index.ntotal)
+    index.save(folder / ws.INDEX_FILE)
+    MethodState(gen, index.index_type, index.dim, index.ntotal).save(folder)
     ws.commit_method(method, folder)
-    report = BuildReport(method, fitted, len(ids), removed, index.ntotal, index.kind,
+
+
+def build_method(ws: Workspace, method: str, embedder: Embedder, action: str = "encode",
+                 on_progress: ProgressFn | None = None) -> BuildReport:
+    """Save ``embedder`` as ``method``'s and encode every indexed image with it into a new
+    vector index, swapped in with the embedder."""
+    t0 = time.perf_counter()
+    gen = ws.catalog.gen  # read before encoding: rows changed meanwhile are picked up next time
+    ids = ws.catalog.indexed_ids()
+    LOG.info("encoding %s: every image (%d)", method, len(ids))
+    folder = ws.staging_dir(method)
+    embedder.save(folder)
+    index = new_index(ws, embedder, ids, on_progress)
+    _write(ws, method, folder, index, gen)
+    report = BuildReport(method, action, len(ids), 0, index.ntotal, index.index_type,
+                         time.perf_counter() - t0)
+    LOG.info("%s", report)
+    return report
+
+
+def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = None
+                ) -> BuildReport:
+    """Bring a built method's vector index up to date with the catalog: encode the rows
+    changed since its generation with its saved embedder, remove the rows gone."""
+    t0 = time.perf_counter()
+    state = ws.method_state(method)
+    if state is None:
+        raise MethodNotBuilt(f"method {method!r} is not built in index {ws.root}")
+    embedder = open_embedder(ws, method)
+    cat = ws.catalog
+    gen = cat.gen
+    LOG.info("encoding %s: changes since generation %d", method, state.gen)
+    folder = ws.staging_dir(method, keep_embedder=True)
+    index = VectorIndex.load(ws.index_path(method), ws.config.ivf_nprobe)
+    changed = cat.changed_since(state.gen)
+    ids = [i for i, s in changed if s == INDEXED]
+    removed = index.remove([i for i, s in changed if s != INDEXED])
+    for chunk, codes in encode_batches(ws, embedder, ids, on_progress):
+        index.upsert(codes, chunk)
+    index = index.rebalanced(ws.config.exact_threshold, ws.config.ivf_nprobe)
+    _write(ws, method, folder, index, gen)
+    report = BuildReport(method, "sync", len(ids), removed, index.ntotal, index.index_type,
                          time.perf_counter() - t0)
     LOG.info("%s", report)
     return report

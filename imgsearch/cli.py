@@ -12,17 +12,25 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn,
-                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
-from . import build, workspace
-from .config import ALL_METHODS, LEARNED_METHODS, IndexConfig, TrainConfig
-from .errors import CatalogError, ImgSearchError, MethodNotBuilt
-from .ingest import check_folder, ingest
-from .lock import WriteLock
+from . import build, methods, workspace
+from .config import IndexConfig, TrainConfig
+from .errors import ImgSearchError, MethodNotBuilt
+from .ingest import check_folder
+from .pipeline import model_config, train_method, update_index
 from .search import Searcher
+from .store import WriteLock
 
 app = typer.Typer(help="Image similarity search over your own photo collection.",
                   no_args_is_help=True, add_completion=False)
@@ -34,7 +42,6 @@ IndexOpt = Annotated[str, typer.Option(
 WaitOpt = Annotated[bool, typer.Option(
     "--wait", help="If another process is updating the index, wait for it instead of "
                    "stopping with an error.")]
-PREFERENCE = ("ae", "vae", "pca", "pixels")  # the default query method: first one built
 
 
 @app.callback()
@@ -67,10 +74,12 @@ def user_errors():
 
 
 class RateColumn(ProgressColumn):
-    """Images per second, computed when the bar is drawn (about 10 times a second)."""
+    """Images (or training steps) per second, computed when the bar is drawn."""
 
     def render(self, task) -> Text:
-        return Text(f"{task.speed:,.0f} img/s" if task.speed else "", style="progress.data.speed")
+        unit = task.fields.get("unit", "img")
+        return Text(f"{task.speed:,.0f} {unit}/s" if task.speed else "",
+                    style="progress.data.speed")
 
 
 def progress_bar() -> Progress:
@@ -79,27 +88,51 @@ def progress_bar() -> Progress:
                     TextColumn("ETA"), TimeRemainingColumn(), console=err)
 
 
-def _progress_fn(bar: Progress, task):
-    def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
-    return update
+@contextmanager
+def progress_bars():
+    """A progress(phase, done, total, note) callback that draws one bar per phase. The bars
+    appear with the first report, so an error raised before any work prints alone."""
+    bar = progress_bar()
+    tasks: dict[str, object] = {}
+
+    def progress(phase: str, done: int, total: int | None, note: str = "") -> None:
+        if not tasks:
+            bar.start()
+        if phase not in tasks:
+            unit = "step" if phase.startswith("train") else "img"
+            tasks[phase] = bar.add_task(phase, total=total, note=note, unit=unit)
+        bar.update(tasks[phase], completed=done, total=total, note=note)
+
+    try:
+        yield progress
+    finally:
+        if tasks:
+            bar.stop()
 
 
 def parse_methods(value: str) -> list[str]:
     names = [m.strip() for m in value.split(",") if m.strip()]
     for m in names:
-        workspace.check_method(m)
+        methods.get(m)
     return names
+
+
+def print_build(b) -> None:
+    err.print(f"  {b.method}: {b.total} codes ({b.index_type}), {b.encoded} encoded, "
+              f"{b.removed} removed ({b.action}, {b.seconds:.1f}s)", highlight=False,
+              soft_wrap=True)
 
 
 @app.command("index")
 def index_cmd(
     photos: Annotated[Path, typer.Argument(help="Folder of photos, searched recursively.")],
     index: IndexOpt = workspace.DEFAULT_NAME,
-    methods: Annotated[str, typer.Option(help="Comma-separated methods to build.")]
+    methods_opt: Annotated[str, typer.Option(
+        "--methods", help=f"Comma-separated methods to build, of {', '.join(methods.names())}.")]
     = "pixels,pca,ae",
     model: Annotated[Path | None, typer.Option(
-        help="Use this trained checkpoint (ae or vae) instead of training one.")] = None,
+        help="Use this trained checkpoint (of a learned method) instead of training one.")]
+    = None,
     train_minutes: Annotated[float, typer.Option(
         help="Time budget for training a model the index does not have yet.")] = 5.0,
     train_epochs: Annotated[int, typer.Option(
@@ -114,7 +147,7 @@ def index_cmd(
     = False,
     wait: WaitOpt = False,
 ) -> None:
-    """Ingest PHOTOS (new, changed and deleted files only) and bring every method's index up to date.
+    """Ingest PHOTOS (new, changed and deleted files only) and bring every method up to date.
 
     A method the index has not learned yet (ae, vae) is trained first, within
     --train-minutes; later runs encode new photos with the same model.
@@ -122,7 +155,7 @@ def index_cmd(
     Example: imgsearch index ~/Pictures --index holidays
     """
     with user_errors():
-        wanted = parse_methods(methods)
+        wanted = parse_methods(methods_opt)
         if workers < 0:
             raise ImgSearchError(f"--workers must be 0 or more, got {workers}")
         if train_minutes < 0 or train_epochs < 1:
@@ -134,58 +167,33 @@ def index_cmd(
         check_folder(photos)  # before an index folder is created for nothing
         config = (IndexConfig(input_size=input_size, pixel_size=min(32, input_size))
                   if input_size is not None else None)
-        lock = WriteLock(workspace.resolve(index), "imgsearch index",
-                         None if wait else 0).acquire()
-        ws = None
+        ws = workspace.Workspace.create(index, config)
         try:
-            ws = workspace.Workspace.create(index, config)
-            ws.recover()
-            if rebuild:
-                _catalog_or_reset(ws)
-            imported = None
-            if model is not None:  # checked before any work is done
-                from .learn import open_model
-
-                imported = open_model(ws, model)
-            with progress_bar() as bar:
-                task = bar.add_task("ingest", total=None, note="")
-                report = ingest(photos, ws.catalog, ws.pixels, workers or None,
-                                _progress_fn(bar, task))
-            built = []
-            if imported is not None:
-                with progress_bar() as bar:
-                    task = bar.add_task(f"encode {imported.name}", total=None, note="")
-                    built.append(build.sync_method(ws, imported.name, imported,
-                                                   on_progress=_progress_fn(bar, task)))
-                wanted = [m for m in wanted if m != imported.name]
-            for m in wanted:
-                if m in LEARNED_METHODS and not ws.has_model(m):
-                    budget = TrainConfig(epochs=train_epochs, max_minutes=train_minutes)
-                    built.append(_train(ws, m, budget, {})[1])
-                    continue
-                with progress_bar() as bar:
-                    task = bar.add_task(f"encode {m}", total=None, note="")
-                    built.append(build.sync_method(ws, m, rebuild=rebuild,
-                                                   on_progress=_progress_fn(bar, task)))
+            with progress_bars() as progress:
+                result = update_index(
+                    ws, photos, wanted, model=model, rebuild=rebuild,
+                    budget=TrainConfig(epochs=train_epochs, max_minutes=train_minutes),
+                    workers=workers or None, wait=None if wait else 0, progress=progress)
         except KeyboardInterrupt:
             raise fail("interrupted; everything committed so far is kept. Re-run the same "
                        "command to resume.", 130) from None
         finally:
-            if ws is not None:
-                ws.close()
-            lock.release()
+            ws.close()
+    for note in result.notes:
+        err.print(f"[yellow]{note}[/yellow]", highlight=False, soft_wrap=True)
+    report = result.ingest
     err.print(
         f"[bold]{report.root}[/bold]: {report.scanned} files, {report.added} new, "
         f"{report.updated} changed, {report.unchanged} unchanged, {report.reused} reused by "
         f"content hash, {report.removed} removed, {len(report.failed)} failed "
         f"({report.seconds:.1f}s)", highlight=False, soft_wrap=True)
-    for b in built:
-        err.print(f"  {b.method}: {b.total} codes ({b.kind}), {b.encoded} encoded, "
-                  f"{b.removed} removed ({b.seconds:.1f}s)", highlight=False, soft_wrap=True)
+    for b in result.built:
+        print_build(b)
     if report.failed:
         err.print(f"[yellow]{len(report.failed)} file(s) could not be read:[/yellow]")
         for path, reason in report.failed[:20]:
-            err.print(f"  {printable(path)}: {reason}", highlight=False, markup=False, soft_wrap=True)
+            err.print(f"  {printable(path)}: {reason}", highlight=False, markup=False,
+                      soft_wrap=True)
         if len(report.failed) > 20:
             err.print(f"  ... and {len(report.failed) - 20} more "
                       f"(`sqlite-utils rows {ws.root / ws.CATALOG} images --where "
@@ -193,19 +201,9 @@ def index_cmd(
     err.print(f"index ready: {ws.root}", highlight=False, soft_wrap=True)
 
 
-def _catalog_or_reset(ws: workspace.Workspace) -> None:
-    """--rebuild: a catalog that cannot be opened is moved aside and started anew."""
-    try:
-        ws.catalog  # noqa: B018 - opening it is the check
-    except CatalogError as e:
-        moved = ws.reset_catalog()
-        err.print(f"[yellow]{e}[/yellow]\nmoved it to {moved}; ingesting the folder anew",
-                  highlight=False, soft_wrap=True)
-
-
 def open_searcher(ws: workspace.Workspace, method: str) -> Searcher:
     """The method's state, embedder and index, loaded together while no writer swaps them."""
-    loaded = build.load_method(ws, workspace.check_method(method))
+    loaded = build.load_method(ws, methods.get(method).name)
     return Searcher(ws.catalog, loaded.embedder, loaded.index, ws.config.input_size)
 
 
@@ -215,8 +213,8 @@ def query_cmd(
     index: IndexOpt = workspace.DEFAULT_NAME,
     k: Annotated[int, typer.Option("-k", "--k", help="Number of neighbours.")] = 10,
     method: Annotated[str | None, typer.Option(
-        help=f"One of {', '.join(ALL_METHODS)}; default: the first built of "
-             f"{', '.join(PREFERENCE)}.")] = None,
+        help=f"One of {', '.join(methods.names())}; default: the index's preferred method "
+             "(`imgsearch info`).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     montage: Annotated[Path | None, typer.Option(
         help="Write a PNG contact sheet of the query and its neighbours.")] = None,
@@ -229,14 +227,10 @@ def query_cmd(
         if k <= 0:
             raise ImgSearchError(f"-k must be at least 1, got {k}")
         if method is not None:
-            workspace.check_method(method)
+            methods.get(method)
         ws = workspace.Workspace.open(index)
         try:
-            if method is None:
-                method = next((m for m in PREFERENCE if ws.method_state(m)), None)
-                if method is None:
-                    raise MethodNotBuilt(f"index {ws.root} has no method built; "
-                                         "run `imgsearch index PHOTOS_DIR`")
+            method = method or ws.preferred_method()
             searcher = open_searcher(ws, method)
             pixels = searcher.load_query(image)
             hits = searcher.search_pixels(pixels, k)
@@ -274,9 +268,10 @@ def info_cmd(
         ws = workspace.Workspace.open(index)
         try:
             counts = ws.catalog.counts()
-            methods = {m: ws.method_state(m) for m in ws.built_methods()}
+            built = {m: ws.method_state(m).as_dict() for m in ws.built_methods()}
             info = {"index": str(ws.root), "counts": counts,
-                    "input_size": ws.config.input_size, "methods": methods,
+                    "input_size": ws.config.input_size, "methods": built,
+                    "preferred": ws.preferred_method() if built else None,
                     "disk_bytes": ws.disk_bytes(), "schema_version": ws.catalog.version}
         finally:
             ws.close()
@@ -287,11 +282,12 @@ def info_cmd(
               f"{ws.config.input_size}, {info['disk_bytes'] / 2**20:.1f} MiB on disk")
     out.print("images: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     table = Table()
-    for col in ("method", "codes", "dim", "index"):
+    for col in ("method", "codes", "dim", "index type"):
         table.add_column(col)
-    for m, st in methods.items():
-        table.add_row(m, str(st["count"]), str(st["dim"]), st["kind"])
-    out.print(table if methods else "no method built yet")
+    for m, st in built.items():
+        table.add_row(m + (" (preferred)" if m == info["preferred"] else ""), str(st["count"]),
+                      str(st["dim"]), st["index_type"])
+    out.print(table if built else "no method built yet")
 
 
 @app.command("check")
@@ -327,23 +323,14 @@ def check_cmd(
         raise typer.Exit(1)
 
 
-def _train(ws: workspace.Workspace, kind: str, train_cfg: TrainConfig, settings: dict,
+def _train(ws: workspace.Workspace, method: str, train_cfg: TrainConfig, settings: dict,
            fresh: bool = False):
-    """Train ``kind`` on the index with progress bars; returns (history, build report)."""
-    from .learn import default_model_config, train_method
-
-    model_cfg = default_model_config(kind, ws, **settings)
-    with progress_bar() as bar:
-        task = bar.add_task(f"train {kind}", total=None, note="")
-
-        def on_train(step: int, steps: int, loss: float, rate: float) -> None:
-            bar.update(task, completed=step, total=steps, note=f"loss {loss:.4g}")
-
-        enc = bar.add_task(f"encode {kind}", total=None, note="")
-        history, report = train_method(ws, kind, model_cfg, train_cfg, fresh, on_train,
-                                       _progress_fn(bar, enc))
+    """Train ``method`` on the index with progress bars; returns (history, build report)."""
+    model_cfg = model_config(ws, method, **settings)
+    with progress_bars() as progress:
+        history, report = train_method(ws, method, model_cfg, train_cfg, fresh, progress)
     for h in history[-3:]:
-        err.print(f"  {kind} epoch {h.epoch}: train loss {h.train_loss:.5g}, "
+        err.print(f"  {method} epoch {h.epoch}: train loss {h.train_loss:.5g}, "
                   f"validation loss {h.val_loss:.5g}, {h.images_per_s:,.0f} img/s",
                   highlight=False, soft_wrap=True)
     return history, report
@@ -351,7 +338,9 @@ def _train(ws: workspace.Workspace, kind: str, train_cfg: TrainConfig, settings:
 
 @app.command("train")
 def train_cmd(
-    model: Annotated[str, typer.Option("--model", "-m", help="ae or vae.")] = "ae",
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help=f"The learned method: {', '.join(methods.names(learned=True))}.")]
+    = "ae",
     index: IndexOpt = workspace.DEFAULT_NAME,
     epochs: Annotated[int, typer.Option(
         help="Epochs in all, at least --min-steps steps (a resumed run continues).")] = 20,
@@ -379,20 +368,23 @@ def train_cmd(
     = False,
     wait: WaitOpt = False,
 ) -> None:
-    """Train an autoencoder (ae) or VAE (vae) on the index's cached pixels, then index its codes.
+    """Train a learned method's model on the index's cached pixels, then index its codes.
 
     An interrupted run resumes from its last checkpoint when run again.
 
     Example: imgsearch train --model vae --beta 0.5 --max-minutes 10
     """
     with user_errors():
-        if model not in LEARNED_METHODS:
-            raise ImgSearchError(f"--model must be ae or vae, got {model!r}")
+        learned = methods.names(learned=True)
+        if model not in learned:
+            raise ImgSearchError(f"--model must be {', '.join(learned[:-1])} or {learned[-1]}, "
+                                 f"got {model!r}")
+        spec = methods.get(model)
         if epochs < 1 or batch_size < 1 or lr <= 0 or max_minutes < 0:
             raise ImgSearchError("--epochs and --batch-size must be at least 1, --lr positive, "
                                  "--max-minutes 0 or more")
         settings = {"denoise": denoise, "noise": noise, "dropout": dropout}
-        if model == "ae":
+        if spec.arch == "ae":
             settings |= {"sparse": sparse, "sparse_weight": sparse_weight,
                          "contractive_weight": contractive, "unpool": unpool}
         else:
@@ -411,8 +403,8 @@ def train_cmd(
                        "resume.", 130) from None
         finally:
             ws.close()
-    err.print(f"{model}: {report.total} codes ({report.kind}) in {ws.root}", highlight=False,
-              soft_wrap=True)
+    err.print(f"{model}: {report.total} codes ({report.index_type}) in {ws.root}",
+              highlight=False, soft_wrap=True)
 
 
 def _sample_ids(ws: workspace.Workspace, n: int, seed: int) -> list[int]:
@@ -432,7 +424,7 @@ def reconstruct_cmd(
     n: Annotated[int, typer.Option("-n", help="Number of images.")] = 8,
     seed: Annotated[int, typer.Option(help="Which images: a seeded random choice.")] = 0,
 ) -> None:
-    """Draw originals and their AE, VAE and PCA reconstructions (same number of components).
+    """Draw originals and their reconstructions by every built method that can draw them.
 
     Example: imgsearch reconstruct -n 8 --out grid.png
     """
@@ -444,16 +436,15 @@ def reconstruct_cmd(
         ws = workspace.Workspace.open(index)
         try:
             ids = _sample_ids(ws, n, seed)
-            images = ws.pixels.read(ids)
+            images = ws.cache.read(ids)
             rows = [("original", images)]
-            for m in ("ae", "vae", "pca"):
+            drawable = [m for m in methods.names() if methods.get(m).reconstructs]
+            for m in drawable:
                 if ws.method_state(m) is not None:
                     emb = build.open_embedder(ws, m)
-                    recon = (emb.reconstruct(images) if m != "pca"
-                             else emb.reconstruct(emb.encode(images)))
-                    rows.append((f"{m} ({emb.dim}-d)", recon))
+                    rows.append((f"{m} ({emb.dim}-d)", emb.reconstruct(images)))
             if len(rows) == 1:
-                raise MethodNotBuilt(f"index {ws.root} has none of ae, vae, pca built")
+                raise MethodNotBuilt(f"index {ws.root} has none of {', '.join(drawable)} built")
             save_png(image_grid(rows), out_png)
         finally:
             ws.close()
@@ -469,25 +460,35 @@ def sample_cmd(
         help="Two images to interpolate between (default: two chosen at random).")] = None,
     steps: Annotated[int, typer.Option(help="Interpolation steps.")] = 10,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    method: Annotated[str | None, typer.Option(
+        help="A method with a prior to sample: "
+             f"{', '.join(m for m in methods.names() if methods.get(m).samples)} "
+             "(default: the first built).")] = None,
 ) -> None:
-    """Draw VAE samples from the prior N(0, I) and an interpolation between two images' codes.
+    """Draw samples from a generative method's prior N(0, I) through its decoder, and an
+    interpolation between two images' codes.
 
     Example: imgsearch sample --out samples.png --between a.jpg b.jpg
     """
     import numpy as np
 
-    from .ingest import load_image
+    from .images import load_image
     from .viz import image_grid, save_png
 
+    samplers = [m for m in methods.names() if methods.get(m).samples]
     with user_errors():
         if n < 1 or steps < 2:
             raise ImgSearchError("-n must be at least 1 and --steps at least 2")
+        if method is not None and not methods.get(method).samples:
+            raise ImgSearchError(f"--method must be one of {', '.join(samplers)}, got {method!r}")
         ws = workspace.Workspace.open(index)
         try:
-            if ws.method_state("vae") is None:
-                raise MethodNotBuilt(f"method 'vae' is not built in index {ws.root}; run "
-                                     "`imgsearch train --model vae`")
-            vae = build.open_embedder(ws, "vae")
+            built = [m for m in ([method] if method else samplers) if ws.method_state(m)]
+            if not built:
+                want = method or samplers[0]
+                raise MethodNotBuilt(f"method {want!r} is not built in index {ws.root}; run "
+                                     f"`imgsearch train --model {want}`")
+            vae = build.open_embedder(ws, built[0])
             rng = np.random.default_rng(seed)
             samples = vae.decode(rng.standard_normal((n, vae.dim)).astype(np.float32))
             if between:
@@ -498,7 +499,7 @@ def sample_cmd(
                     pair.append(load_image(p, ws.config.input_size)[0])
                 ends = np.stack(pair)
             else:
-                ends = ws.pixels.read(_sample_ids(ws, 2, seed))
+                ends = ws.cache.read(_sample_ids(ws, 2, seed))
             mu = vae.encode(ends)  # (2, dim)
             t = np.linspace(0, 1, steps, dtype=np.float32)[:, None]
             path = vae.decode((1 - t) * mu[0] + t * mu[1])

@@ -7,12 +7,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from .errors import ConfigMismatch
-from .files import write_json
+from .store import write_json
 
-#: Methods that answer queries. Baselines first; learned codes come from models/.
-BASELINE_METHODS = ("pixels", "pca")
-LEARNED_METHODS = ("ae", "vae")
-ALL_METHODS = BASELINE_METHODS + LEARNED_METHODS
 #: Input corruptions for denoising training (augment.py).
 CORRUPTIONS = ("none", "gaussian", "mask", "edits")
 
@@ -31,7 +27,8 @@ class IndexConfig:
         if self.input_size < 8:
             raise ConfigMismatch(f"input_size must be at least 8, got {self.input_size}")
         if not 1 <= self.pixel_size <= self.input_size:
-            raise ConfigMismatch(f"pixel_size must be in 1..{self.input_size}, got {self.pixel_size}")
+            raise ConfigMismatch(f"pixel_size must be in 1..{self.input_size}, "
+                                 f"got {self.pixel_size}")
         if self.code_dim < 1:
             raise ConfigMismatch(f"code_dim must be positive, got {self.code_dim}")
 

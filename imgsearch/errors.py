@@ -1,4 +1,5 @@
-"""Domain errors. Library code raises these; only the CLI turns them into messages and exit codes."""
+"""Domain errors. Library code raises these; only the CLI turns them into messages and exit
+codes."""
 
 
 class ImgSearchError(Exception):
@@ -39,3 +40,7 @@ class IndexLocked(ImgSearchError):
 
 class FileChanging(ImgSearchError):
     """A file kept changing while it was read (still being written)."""
+
+
+class CacheMiss(ImgSearchError):
+    """The image cache holds no pixels for a catalog row."""

@@ -1,4 +1,5 @@
-"""FAISS index of codes under their catalog ids: exact below a size threshold, IVF above it.
+"""The vector index: codes under their catalog ids in FAISS, exact below a size threshold and
+IVF above it.
 
 The exact index is ``IndexIDMap2(IndexFlatL2)``. Above ``exact_threshold`` vectors it is replaced
 by ``IndexIVFFlat`` (ids stored natively, a hash-table direct map so ids can be removed and
@@ -16,7 +17,7 @@ import faiss
 import numpy as np
 
 from .errors import IndexFileError
-from .files import replacing
+from .store import replacing
 
 LOG = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ class VectorIndex:
         return out
 
     @property
-    def kind(self) -> str:
+    def index_type(self) -> str:
+        """The structure: "flat" (exact) or "ivf"."""
         return "ivf" if isinstance(self.index, faiss.IndexIVF) else "flat"
 
     @property
@@ -82,7 +84,7 @@ class VectorIndex:
 
     def ids(self) -> np.ndarray:
         """Every id held, sorted."""
-        if self.kind == "flat":
+        if self.index_type == "flat":
             return np.sort(faiss.vector_to_array(self.index.id_map))
         invlists = self.index.invlists
         parts = [faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
@@ -113,7 +115,7 @@ class VectorIndex:
     def rebalanced(self, exact_threshold: int, nprobe: int) -> VectorIndex:
         """This index, or a rebuilt one if it has crossed the exact/IVF threshold."""
         want_ivf = self.ntotal > exact_threshold
-        if want_ivf == (self.kind == "ivf") or self.ntotal == 0:
+        if want_ivf == (self.index_type == "ivf") or self.ntotal == 0:
             return self
         ids = self.ids()
         return VectorIndex.build(self.vectors(ids), ids, exact_threshold, nprobe)

@@ -1,9 +1,6 @@
-"""Walk a folder, decode and resize images in worker processes, and record every file.
-
-Decoding: EXIF orientation applied, every Pillow mode converted to RGB (transparency composited
-on white, 16-bit scaled down), JPEGs decoded in draft mode so a 24-megapixel photo is never
-decoded at full size, then the whole image resized (not cropped) to the index's square input.
-A file that cannot be read is recorded as failed with its reason; it never stops a run.
+"""Walk a folder, decode and resize images in worker processes (images.py), and record every
+file in the catalog and the image cache. A file that cannot be read is recorded as failed with
+its reason; it never stops a run.
 """
 
 from __future__ import annotations
@@ -15,91 +12,19 @@ import multiprocessing
 import os
 import signal
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
-
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .catalog import FAILED, INDEXED, REMOVED, Catalog
 from .errors import FileChanging, ImageLoadError, ImgSearchError
-from .pixelcache import PixelCache
+from .imagecache import ImageCache
+from .images import EXTENSIONS, load_image
 
 LOG = logging.getLogger(__name__)
 
-EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
-_HIGH_DEPTH = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
-_ALPHA = {"RGBA", "LA", "PA", "RGBa", "La"}
 _BATCH = 256  # catalog rows committed per transaction
 _READ_TRIES = 3  # reads of a file that changes while it is read, before it is recorded failed
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    """What decoding learns of a file: its upright size and its format."""
-
-    width: int
-    height: int
-    format: str | None
-
-
-def to_rgb(im: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to RGB: alpha over white, 16/32-bit scaled to 8 bits."""
-    if im.mode in _HIGH_DEPTH:
-        a = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
-        if im.mode == "F" and a.max(initial=0) <= 1.0:
-            top = 1.0
-        im = Image.fromarray(np.clip(a * (255.0 / top), 0, 255).astype(np.uint8), "L")
-    if im.mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")
-    if im.mode in _ALPHA:
-        rgba = im.convert("RGBA")
-        out = Image.new("RGB", rgba.size, (255, 255, 255))
-        out.paste(rgba, mask=rgba.getchannel("A"))
-        return out
-    return im if im.mode == "RGB" else im.convert("RGB")
-
-
-def _upright(im: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation; a corrupt EXIF block leaves the image as stored."""
-    try:
-        return ImageOps.exif_transpose(im)
-    except Exception as e:  # noqa: BLE001 - Pillow raises many types on corrupt EXIF
-        LOG.debug("ignoring unreadable EXIF: %s", e)
-        return im
-
-
-def load_image(source: str | Path | BinaryIO, size: int) -> tuple[np.ndarray, ImageInfo]:
-    """Decode one image to a (size, size, 3) uint8 RGB array; raise ImageLoadError if it can't."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(source) as im:
-                fmt = im.format
-                width, height = im.size
-                if _orientation(im) in (5, 6, 7, 8):  # stored rotated by 90 degrees
-                    width, height = height, width
-                if fmt == "JPEG":
-                    im.draft("RGB", (size, size))  # decode at 1/2, 1/4 or 1/8 scale
-                im = to_rgb(_upright(im))
-                im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-                pixels = np.asarray(im, dtype=np.uint8)
-    except UnidentifiedImageError as e:
-        raise ImageLoadError("not a recognised image format") from e
-    except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file, not a crash
-        raise ImageLoadError(f"{type(e).__name__}: {e}") from e
-    return pixels, ImageInfo(width, height, fmt)
-
-
-def _orientation(im: Image.Image) -> int:
-    try:
-        return int(im.getexif().get(0x0112, 1))
-    except Exception:  # noqa: BLE001 - corrupt EXIF means no usable orientation
-        return 1
 
 
 # -- scanning ------------------------------------------------------------------------------
@@ -182,7 +107,7 @@ def _read_one(task: tuple[str, int, dict[str, int]]) -> dict:
         out["error"] = str(e)
     except OSError as e:
         out["error"] = f"{type(e).__name__}: {e.strerror or e}"
-    except Exception as e:  # noqa: BLE001 - a worker must never take the run down
+    except Exception as e:
         out["error"] = f"{type(e).__name__}: {e}"
     return out
 
@@ -214,11 +139,11 @@ ProgressFn = Callable[[int, int], None]
 def ingest(
     root: Path | str,
     catalog: Catalog,
-    cache: PixelCache,
+    cache: ImageCache,
     workers: int | None = None,
     on_progress: ProgressFn | None = None,
 ) -> IngestReport:
-    """Bring the catalog and pixel cache up to date with the files under ``root``.
+    """Bring the catalog and image cache up to date with the files under ``root``.
 
     New and changed files (size or mtime differ) are read; a file whose content hash matches
     an indexed file of the same size reuses its cached pixels instead of being decoded.
@@ -300,7 +225,7 @@ class _RowWriter:
     that says ``indexed`` always has its pixels in the cache.
     """
 
-    def __init__(self, catalog: Catalog, cache: PixelCache, known: dict, gen: int,
+    def __init__(self, catalog: Catalog, cache: ImageCache, known: dict, gen: int,
                  report: IngestReport):
         self.catalog, self.cache, self.known, self.gen, self.report = (
             catalog, cache, known, gen, report)

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from .catalog import INDEXED, Catalog
-from .embedders import Embedder
 from .errors import ImageLoadError, ImgSearchError
+from .images import load_image
 from .index import VectorIndex
-from .ingest import load_image
+from .methods import Embedder
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Check that an index's catalog, pixel cache and every method's FAISS index agree.
+"""Check that an index's catalog, image cache and every method's FAISS index agree.
 
 The invariant, for a method whose index is synced to ingest generation G (its state.json):
 every catalog row last changed at or before G is in the FAISS index if and only if it is
@@ -47,13 +47,13 @@ class Check:
 def _check_method(ws: Workspace, method: str, rows: dict[int, tuple[str, int]]) -> MethodCheck:
     loaded = load_method(ws, method)
     state, embedder, index = loaded.state, loaded.embedder, loaded.index
-    gen = int(state["gen"])
+    gen = state.gen
     out = MethodCheck(method, gen, index.ntotal, sum(g > gen for _, g in rows.values()))
     held = set(index.ids().tolist())
     if len(held) != index.ntotal:
         out.problems.append(f"{index.ntotal - len(held)} duplicate ids in the FAISS index")
-    if state.get("count") != index.ntotal:
-        out.problems.append(f"state.json says {state.get('count')} codes, index holds "
+    if state.count != index.ntotal:
+        out.problems.append(f"state.json says {state.count} codes, index holds "
                             f"{index.ntotal}")
     if index.dim != embedder.dim:
         out.problems.append(f"index has {index.dim}-d codes, the embedder makes {embedder.dim}")
@@ -72,13 +72,13 @@ def _check_method(ws: Workspace, method: str, rows: dict[int, tuple[str, int]]) 
 
 
 def check(ws: Workspace) -> Check:
-    """Every disagreement between the catalog, the pixel cache and the method indexes."""
+    """Every disagreement between the catalog, the image cache and the method indexes."""
     cat = ws.catalog
     rows = {r.id: (r.state, r.gen) for r in cat.rows()}
     problems = []
     indexed = np.array([i for i, (s, _) in rows.items() if s == INDEXED], dtype=np.int64)
-    if len(indexed) and len(ws.pixels) <= int(indexed.max()):
-        problems.append(f"pixel cache {ws.pixels.path} holds {len(ws.pixels)} images, "
+    if len(indexed) and len(ws.cache) <= int(indexed.max()):
+        problems.append(f"image cache {ws.cache.path} holds {len(ws.cache)} images, "
                         f"catalog ids go up to {int(indexed.max())}")
     methods = []
     for m in ws.built_methods():

@@ -1,4 +1,4 @@
-"""Pictures: a contact sheet of a query and its neighbours."""
+"""Pictures: contact sheets of a query and its neighbours, grids of reconstructions."""
 
 from __future__ import annotations
 
@@ -7,25 +7,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
-from .files import replacing
-from .ingest import to_rgb
+from .images import open_upright
+from .store import replacing
 
 THUMB = 160
 CAPTION = 34
 PAD = 6
 
 
-def thumbnail(path: str | Path, fallback: np.ndarray | None = None, size: int = THUMB) -> Image.Image:
+def thumbnail(path: str | Path, fallback: np.ndarray | None = None,
+              size: int = THUMB) -> Image.Image:
     """An upright RGB thumbnail of an image file; ``fallback`` pixels if the file is unreadable."""
     try:
-        with Image.open(path) as im:
-            im.draft("RGB", (size, size))
-            im = to_rgb(ImageOps.exif_transpose(im))
-            im.thumbnail((size, size))
-            return im.copy()
-    except Exception:  # noqa: BLE001 - a missing or broken file still gets a tile
+        return open_upright(path, size)
+    except Exception:
         if fallback is not None:
             return Image.fromarray(fallback).resize((size, size))
         return Image.new("RGB", (size, size), (200, 200, 200))

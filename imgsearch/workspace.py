@@ -3,38 +3,36 @@
     indexes/NAME/
       config.json          IndexConfig (input size, code size, thresholds)
       catalog.db           SQLite catalog (catalog.py)
-      pixels.u8            resized pixels of every image, by catalog id (pixelcache.py)
+      pixels.u8            the image cache: resized pixels of every image, by catalog id
+                           (imagecache.py)
       methods/METHOD/      one folder per method:
-        index.faiss        the FAISS index of codes under catalog ids
-        state.json         the ingest generation the index is synced to, its kind and dim
+        index.faiss        the vector index (FAISS) of codes under catalog ids
+        state.json         MethodState: the ingest generation it is synced to, index type, dim
         ...                what the embedder saves (pca.npz, model.pt)
-      training/KIND.pt     the resumable training checkpoint of a learned method
-      lock                 the writer's lock (lock.py)
+      training/METHOD.pt   the resumable training checkpoint of a learned method
+      lock                 the writer's lock (store.WriteLock)
 
 Every new version of a method folder (a first build, --rebuild, a new model, or an update with
-new codes) is written in ``methods/.METHOD.staging/`` and swapped in under the commit lock, so a
-reader or a killed run only ever sees the old folder or the new one: never a new model beside an
-old index, nor an index ahead of its state.
+new codes) is written in ``methods/.METHOD.staging/`` and swapped in under the commit lock
+(store.py), so a reader or a killed run only ever sees the old folder or the new one: never a
+new model beside an old index, nor an index ahead of its state.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
-import shutil
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from functools import cached_property
 from pathlib import Path
 
+from . import methods, store
 from .catalog import Catalog
-from .config import ALL_METHODS, IndexConfig
-from .errors import ConfigMismatch, IndexFileError, IndexNotFound, UnknownMethod
-from .files import write_json
-from .pixelcache import PixelCache
+from .config import IndexConfig
+from .errors import ConfigMismatch, IndexFileError, IndexNotFound, MethodNotBuilt
+from .imagecache import ImageCache
+from .store import MethodState
 
 LOG = logging.getLogger(__name__)
 
@@ -54,16 +52,12 @@ def resolve(name_or_path: str | os.PathLike | None) -> Path:
     return indexes_home() / value
 
 
-def check_method(method: str) -> str:
-    if method not in ALL_METHODS:
-        raise UnknownMethod(f"unknown method {method!r}; choose one of {', '.join(ALL_METHODS)}")
-    return method
-
-
 class Workspace:
-    """One index folder: its config, catalog, pixel cache and per-method files."""
+    """One index folder (what the CLI calls an index): its config, catalog, image cache and
+    per-method folders. Durability (locks, staged swaps, recovery) is store.py's."""
 
-    CONFIG, CATALOG, PIXELS, METHODS = "config.json", "catalog.db", "pixels.u8", "methods"
+    CONFIG, CATALOG, CACHE, METHODS = "config.json", "catalog.db", "pixels.u8", "methods"
+    INDEX_FILE = "index.faiss"  # a method's vector index, in its folder
 
     def __init__(self, root: Path, config: IndexConfig):
         self.root = Path(root)
@@ -109,61 +103,45 @@ class Workspace:
         return Catalog(self.root / self.CATALOG)
 
     @cached_property
-    def pixels(self) -> PixelCache:
-        return PixelCache(self.root / self.PIXELS, self.config.input_size)
+    def cache(self) -> ImageCache:
+        return ImageCache(self.root / self.CACHE, self.config.input_size)
 
     def close(self) -> None:
         if "catalog" in self.__dict__:
             self.catalog.close()
-        if "pixels" in self.__dict__:
-            self.pixels.close()
+        if "cache" in self.__dict__:
+            self.cache.close()
 
     # -- methods ----------------------------------------------------------------------------
     def method_dir(self, method: str) -> Path:
-        return self.root / self.METHODS / check_method(method)
+        """The live folder of ``method``: its vector index, state and embedder files."""
+        return self.root / self.METHODS / methods.get(method).name
 
     def index_path(self, method: str) -> Path:
-        return self.method_dir(method) / "index.faiss"
+        return self.method_dir(method) / self.INDEX_FILE
+
+    @property
+    def commit_lock(self) -> store.CommitLock:
+        return store.CommitLock(self.root / self.METHODS / ".commit")
+
+    def reading(self) -> AbstractContextManager[None]:
+        """Hold while loading a method's state, embedder and vector index: they match."""
+        return self.commit_lock.shared()
 
     def reader_dir(self, method: str) -> Path:
-        """The folder a reader loads ``method`` from: the live one, or, if a writer was killed
-        between the two renames of a swap (no live folder), the complete build that
-        ``recover()`` will put in place: the staged one if it is complete, else the old one.
-        Call holding ``reading()``."""
-        live = self.method_dir(method)
-        if live.exists():
-            return live
-        staged, old = self._swap_dirs(method)
-        if (staged / "state.json").is_file():
-            return staged
-        return old if old.is_dir() else live
+        """The folder a reader loads ``method`` from (store.reader_dir); hold ``reading()``."""
+        return store.reader_dir(self.method_dir(method))
 
-    def _swap_dirs(self, method: str) -> tuple[Path, Path]:
-        """(staging folder, previous folder moved aside) of a swap of ``method``."""
-        live = self.method_dir(method)
-        return live.with_name(f".{method}.staging"), live.with_name(f".{method}.old")
-
-    def method_state(self, method: str, folder: Path | None = None) -> dict | None:
-        """What state.json says of a built method, or None if it is not built."""
+    def method_state(self, method: str, folder: Path | None = None) -> MethodState | None:
+        """The state of a built method, or None if it is not built."""
         folder = folder or self.reader_dir(method)
-        path = folder / "state.json"
-        if not path.is_file() or not (folder / "index.faiss").is_file():
+        if not (folder / self.INDEX_FILE).is_file():
             return None
-        try:
-            state = json.loads(path.read_text())
-            int(state["gen"])
-            return state
-        except (ValueError, KeyError, TypeError) as e:
-            raise IndexFileError(
-                f"{path} is unreadable; re-run `imgsearch index PHOTOS_DIR --rebuild`"
-            ) from e
-
-    def save_method_state(self, method: str, state: dict, folder: Path | None = None) -> None:
-        write_json((folder or self.method_dir(method)) / "state.json", state)
+        return MethodState.load(folder)
 
     def has_model(self, method: str) -> bool:
         """Whether a learned method has its trained model in place."""
-        return (self.method_dir(method) / "model.pt").is_file()
+        return (self.method_dir(method) / methods.MODEL_FILE).is_file()
 
     def reset_catalog(self) -> Path:
         """Move an unreadable catalog aside (with its WAL files); return where it went."""
@@ -174,95 +152,44 @@ class Workspace:
             src = self.root / (self.CATALOG + suffix)
             if src.exists():
                 os.rename(src, Path(str(target) + suffix))
-        for state in (self.root / self.METHODS).glob("*/state.json"):
+        for state in (self.root / self.METHODS).glob(f"*/{MethodState.FILE}"):
             state.unlink()  # codes are keyed by the old catalog's ids: every method rebuilds
         return target
 
-    def training_checkpoint(self, kind: str) -> Path:
-        return self.root / "training" / f"{check_method(kind)}.pt"
+    def training_checkpoint(self, method: str) -> Path:
+        """The resumable checkpoint (with optimizer state) of a learned method's training."""
+        return self.root / "training" / f"{methods.get(method).name}.pt"
 
-    # -- swapping a method folder in whole ------------------------------------------------------
+    # -- swapping a method folder in whole --------------------------------------------------
     def staging_dir(self, method: str, keep_embedder: bool = False) -> Path:
         """A folder to build the next version of ``method`` in: empty, or holding hard links
-        to the live embedder files (never modified in place, so linking is safe) when only
-        the index and its state change."""
-        path = self._swap_dirs(method)[0]
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
-        if keep_embedder:
-            for f in self.method_dir(method).iterdir():
-                if f.is_file() and f.name not in ("index.faiss", "state.json"):
-                    os.link(f, path / f.name)
-        return path
-
-    @contextmanager
-    def _commit_lock(self, shared: bool) -> Iterator[None]:
-        """Readers (shared) load a method's files while no writer (exclusive) swaps them."""
-        path = self.root / self.METHODS / ".commit"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the flock
-
-    def reading(self) -> AbstractContextManager[None]:
-        """Hold while loading a method's state, embedder and index: they match each other."""
-        return self._commit_lock(shared=True)
-
-    def writing(self) -> AbstractContextManager[None]:
-        """Hold while replacing a method's files in place (index, then state)."""
-        return self._commit_lock(shared=False)
+        to the live embedder files when only the vector index and its state change."""
+        live = self.method_dir(method)
+        keep = ()
+        if keep_embedder and live.is_dir():
+            keep = tuple(f.name for f in live.iterdir() if f.is_file()
+                         and f.name not in (self.INDEX_FILE, MethodState.FILE))
+        return store.stage(live, keep)
 
     def commit_method(self, method: str, staged: Path) -> None:
         """Swap a fully built staging folder in as ``method``'s folder."""
-        live, old = self.method_dir(method), self._swap_dirs(method)[1]
-        with self.writing():
-            shutil.rmtree(old, ignore_errors=True)
-            if live.exists():
-                os.rename(live, old)
-            os.rename(staged, live)
-            _fsync_dir(live.parent)
-        shutil.rmtree(old, ignore_errors=True)
+        store.commit(self.method_dir(method), staged, self.commit_lock)
 
     def recover(self) -> list[str]:
-        """Finish or undo what a killed writer left; call holding the write lock.
-
-        A staging folder that was complete (has its state.json) when the run died is swapped
-        in; an incomplete one is discarded, and the previous folder put back if it was moved
-        aside. Temporary files of interrupted atomic writes are removed.
-        """
-        done = []
-        with self.writing():  # a reader may be loading from a staged or old folder
-            for m in ALL_METHODS:
-                live, (staged, old) = self.method_dir(m), self._swap_dirs(m)
-                source = self.reader_dir(m)  # what readers use now becomes the live folder
-                if source != live:
-                    os.rename(source, live)
-                    done.append(f"{m}: finished swapping in the new build" if source == staged
-                                else f"{m}: restored the previous build")
-                for leftover in (staged, old):
-                    if leftover.exists():
-                        shutil.rmtree(leftover, ignore_errors=True)
-                        done.append(f"{m}: removed unfinished {leftover.name}")
-        for tmp in self.root.rglob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
-            done.append(f"removed temporary file {tmp.name}")
-        for line in done:
-            LOG.info("recovered %s: %s", self.root, line)
-        return done
+        """Finish or undo what a killed writer left (store.recover); hold the write lock."""
+        return store.recover(self.root, [self.method_dir(m) for m in methods.names()],
+                             self.commit_lock)
 
     def built_methods(self) -> list[str]:
-        return [m for m in ALL_METHODS if self.method_state(m) is not None]
+        return [m for m in methods.names() if self.method_state(m) is not None]
+
+    def preferred_method(self) -> str:
+        """The method a query uses when none is named: the best built one."""
+        built = self.built_methods()
+        if not built:
+            raise MethodNotBuilt(f"index {self.root} has no method built; "
+                                 "run `imgsearch index PHOTOS_DIR`")
+        return methods.by_preference(built)[0]
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -20,18 +20,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imgsearch.embedders import PCAEmbedder, PixelsEmbedder
-from imgsearch.learned import BATCH as PRODUCT_BATCH
-from imgsearch.learned import LearnedEmbedder
+from imgsearch.methods.baselines import PCAEmbedder, PixelsEmbedder
+from imgsearch.methods.learned import BATCH as PRODUCT_BATCH
+from imgsearch.methods.learned import LearnedEmbedder
 from imgsearch.models.autoencoder import AEConfig
+from imgsearch.models.checkpoint import new_model
 from imgsearch.models.vae import VAEConfig
-from imgsearch.train import new_model
 
 
 def checkpoint(kind: str, size: int) -> dict:
     cfg = (AEConfig if kind == "ae" else VAEConfig)(input_size=size)
-    model = new_model(kind, cfg)
-    return {"kind": kind, "model": model.state_dict(), "config": asdict(cfg)}
+    model = new_model(cfg)
+    return {"method": kind, "arch": kind, "model": model.state_dict(), "config": asdict(cfg)}
 
 
 def rate(encode, images: np.ndarray, repeats: int) -> float:

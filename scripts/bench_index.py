@@ -21,9 +21,9 @@ import faiss
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from imgsearch.datasets import fashion_mnist  # noqa: E402
-from imgsearch.embedders import PCAEmbedder  # noqa: E402
-from imgsearch.index import VectorIndex  # noqa: E402
+from imgsearch.datasets import fashion_mnist
+from imgsearch.index import VectorIndex
+from imgsearch.methods.baselines import PCAEmbedder
 
 
 def synthetic(n: int, q: int, d: int = 256) -> tuple[np.ndarray, np.ndarray]:

@@ -73,11 +73,12 @@ def tree_rss(pid: int) -> int:
     while stack:
         p = stack.pop()
         try:
-            for line in open(f"/proc/{p}/status"):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
             for task in os.listdir(f"/proc/{p}/task"):
-                stack += [int(c) for c in open(f"/proc/{p}/task/{task}/children").read().split()]
+                children = Path(f"/proc/{p}/task/{task}/children").read_text()
+                stack += [int(c) for c in children.split()]
         except (FileNotFoundError, ProcessLookupError):
             continue
     return total
@@ -99,7 +100,7 @@ def run_imgsearch(folder: Path, index: Path, workers: int) -> tuple[float, int, 
 
     t = threading.Thread(target=sample)
     t.start()
-    out, err = proc.communicate()
+    _out, err = proc.communicate()
     seconds = time.perf_counter() - t0
     done.set()
     t.join()

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import faiss
-import torch  # noqa: F401 - imported before timing, so the first fit is not charged for it
 import numpy as np
+import torch  # noqa: F401 - imported before timing, so the first fit is not charged for it
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from imgsearch.embedders import PCAEmbedder, pixel_vectors  # noqa: E402
+from imgsearch.methods.baselines import PCAEmbedder, pixel_vectors
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
         t_faiss = time.perf_counter() - t0
         ours = PCAEmbedder(32, args.dim)
         t0 = time.perf_counter()
-        ours.fit(lambda: iter([images]), n)
+        ours.fit(lambda images=images: iter([images]), n)
         t_torch = time.perf_counter() - t0
         kept = ours.encode(images).var(axis=0).sum() / exact.apply(x).var(axis=0).sum()
         print(f"{n:>7} {t_faiss:>8.2f} {t_torch:>8.2f} {t_faiss / t_torch:>8.1f}x {kept:>14.4f}")

@@ -1,6 +1,6 @@
 """Training throughput (images/s) of the autoencoder and the VAE at the index's input size.
 
-Runs the real training loop (imgsearch.train.train) for a fixed number of steps on random
+Runs the real training loop (imgsearch.training.train) for a fixed number of steps on random
 images (throughput does not depend on content) and reports images/s over the steps after the
 first --warmup ones (the GPU is waited for at both ends of the timed span), for each setting,
 with its ratio to the first setting of the same model, measured in the same run:
@@ -24,7 +24,7 @@ import torch
 from imgsearch.config import TrainConfig
 from imgsearch.models.autoencoder import AEConfig
 from imgsearch.models.vae import VAEConfig
-from imgsearch.train import ArraySource, train
+from imgsearch.training import ArraySource, train
 
 
 class TimedSource(ArraySource):

@@ -5,7 +5,7 @@ fixed, seeded set of edited copies (EDITS below); each copy is a query whose one
 answer is its original. Reported per edit and overall: recall@1, recall@10 and mAP (with one
 relevant item, AP = 1 / rank of the original in the whole ranking).
 
-Methods go through the product's own pipeline: files are decoded by ``imgsearch.ingest.load_image``
+Methods go through the product's own pipeline: files are decoded by ``imgsearch.images.load_image``
 at the index input size, encoded by the same embedders, and searched in a ``VectorIndex``.
 Learned models are trained on the database photos only (never on the edited copies), as
 ``imgsearch index`` trains on a collection; ``-edits`` variants train as denoisers of random
@@ -38,13 +38,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from imgsearch.embedders import PCAEmbedder, PixelsEmbedder  # noqa: E402
-from imgsearch.errors import ImageLoadError  # noqa: E402
-from imgsearch.evaluate import average_precision, recall_at_k  # noqa: E402
-from imgsearch.index import VectorIndex  # noqa: E402
-from imgsearch.ingest import EXTENSIONS, load_image, to_rgb  # noqa: E402
+from imgsearch.errors import ImageLoadError
+from imgsearch.evaluate import average_precision, recall_at_k
+from imgsearch.images import EXTENSIONS, load_image, open_upright
+from imgsearch.index import VectorIndex
+from imgsearch.methods.baselines import PCAEmbedder, PixelsEmbedder
 
-#: Learned variants: (model kind, model settings). "ae" and "vae" are the product defaults.
+#: Learned variants: (architecture, model settings). "ae" and "vae" are the product defaults.
 VARIANTS = {
     "ae": ("ae", {}),
     "ae-edits": ("ae", {"denoise": "edits"}),
@@ -147,15 +147,6 @@ def generated_photos(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-def open_upright(path: Path, max_side: int) -> Image.Image:
-    """The photo upright in RGB, reduced to at most max_side on its long side."""
-    with Image.open(path) as im:
-        im.draft("RGB", (max_side, max_side))
-        im = to_rgb(ImageOps.exif_transpose(im))
-        im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        return im
-
-
 def same_picture_groups(images: np.ndarray, tol: float) -> np.ndarray:
     """For each image, the index of the first image that is the same picture (mean absolute
     difference of 16x16 grey thumbnails below tol, in 0..255), itself if none."""
@@ -174,17 +165,17 @@ def same_picture_groups(images: np.ndarray, tol: float) -> np.ndarray:
 # -- the methods ---------------------------------------------------------------------------
 def learned_embedder(name: str, db: np.ndarray, args, report: dict):
     from imgsearch.config import TrainConfig
-    from imgsearch.learn import train_on_array
     from imgsearch.models.autoencoder import AEConfig
     from imgsearch.models.vae import VAEConfig
+    from imgsearch.pipeline import train_on_array
 
-    kind, settings = VARIANTS[name]
-    cls = AEConfig if kind == "ae" else VAEConfig
+    arch, settings = VARIANTS[name]
+    cls = AEConfig if arch == "ae" else VAEConfig
     cfg = cls(input_size=args.size, channels=3, code_dim=args.dim, **settings,
               **({"widths": tuple(args.widths)} if args.widths else {}))
     tcfg = TrainConfig(epochs=10**6, min_steps=0, max_minutes=args.minutes,
                        max_steps=args.steps, batch_size=args.batch_size, lr=args.lr)
-    embedder, report["train"] = train_on_array(kind, cfg, db, tcfg, args.work / f"{name}.pt",
+    embedder, report["train"] = train_on_array(arch, cfg, db, tcfg, args.work / f"{name}.pt",
                                                args.resume)
     return embedder
 
@@ -213,8 +204,7 @@ def rank_phash(db_files: list, query_files: list, args, report: dict) -> np.ndar
     def hashes(sources):
         out = []
         for src in sources:
-            with Image.open(src) as im:
-                bits = imagehash.phash(to_rgb(ImageOps.exif_transpose(im))).hash
+            bits = imagehash.phash(open_upright(src, 1024)).hash
             out.append(bits.reshape(-1))
         return np.array(out, dtype=bool)  # (N, 64)
 
@@ -407,7 +397,8 @@ def main() -> None:
             "database": len(db), "queries": len(queries), "edits": list(EDITS),
             "dropped_same_picture": dropped, "command": " ".join(sys.argv)}
     print(write_tables(rows, meta, args.out))
-    plot_edits(open_upright(files[0], 480), args.seed, args.out.with_name(args.out.name + "-edits.png"))
+    plot_edits(open_upright(files[0], 480), args.seed,
+               args.out.with_name(args.out.name + "-edits.png"))
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
 
 

@@ -23,14 +23,19 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from imgsearch.datasets import Split, fashion_mnist  # noqa: E402
-from imgsearch.embedders import PCAEmbedder, PixelsEmbedder  # noqa: E402
-from imgsearch.errors import ImgSearchError  # noqa: E402
-from imgsearch.evaluate import (average_precision, knn_accuracy,  # noqa: E402
-                                mean_average_precision, precision_at_k, relevance)
-from imgsearch.index import VectorIndex  # noqa: E402
+from imgsearch.datasets import Split, fashion_mnist
+from imgsearch.errors import ImgSearchError
+from imgsearch.evaluate import (
+    average_precision,
+    knn_accuracy,
+    mean_average_precision,
+    precision_at_k,
+    relevance,
+)
+from imgsearch.index import VectorIndex
+from imgsearch.methods.baselines import PCAEmbedder, PixelsEmbedder
 
-#: Learned variants: (model kind, model settings). "ae" is the default autoencoder.
+#: Learned variants: (architecture, model settings). "ae" is the default autoencoder.
 VARIANTS = {
     "ae": ("ae", {"unpool": "fixed"}),
     "ae-switches": ("ae", {"unpool": "switches"}),
@@ -65,17 +70,17 @@ def embedder_for(name: str, train: Split, args, report: dict):
         pca.fit(lambda: iter([images]), len(images))
         return pca
     from imgsearch.config import TrainConfig
-    from imgsearch.learn import train_on_array
     from imgsearch.models.autoencoder import AEConfig
     from imgsearch.models.vae import VAEConfig
+    from imgsearch.pipeline import train_on_array
 
-    kind, settings = VARIANTS[name]
-    cls = AEConfig if kind == "ae" else VAEConfig
+    arch, settings = VARIANTS[name]
+    cls = AEConfig if arch == "ae" else VAEConfig
     cfg = cls(input_size=28, channels=1, widths=tuple(args.widths), code_dim=args.dim,
               **settings)
     tcfg = TrainConfig(epochs=args.epochs, min_steps=0, max_minutes=args.minutes,
                        batch_size=args.batch_size, lr=args.lr)
-    embedder, report["train"] = train_on_array(kind, cfg, images, tcfg,
+    embedder, report["train"] = train_on_array(arch, cfg, images, tcfg,
                                                args.work / f"{name}.pt", args.resume)
     return embedder
 
@@ -139,7 +144,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
                      " | ".join(f"{r[c]:.4f}" for c in COLUMNS) +
                      f" | {t} | {r['encode_ms_per_image']:.3f} | {r['index_build_s']:.2f} | "
                      f"{r['query_ms']:.2f} |")
-    return "\n".join(lines) + f"\n\n{meta['database']} database images, {meta['queries']} queries.\n"
+    return ("\n".join(lines)
+            + f"\n\n{meta['database']} database images, {meta['queries']} queries.\n")
 
 
 def plot(rows: list[dict], path: Path) -> None:

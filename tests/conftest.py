@@ -1,6 +1,13 @@
-"""Shared fixtures: generated images (nothing binary is committed) and fresh index folders."""
+"""Shared fixtures and helpers: generated images (nothing binary is committed), fresh index
+folders, a file that changes while it is read, and imgsearch run as a watched subprocess."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -48,3 +55,106 @@ def ws(tmp_path, tiny_config):
     w = Workspace.create(tmp_path / "index", tiny_config)
     yield w
     w.close()
+
+
+def find(root, name):
+    return next(root.rglob(name))
+
+
+# Pillow's exif_transpose applies these; storing the inverse makes the upright image U again.
+STORED = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+          4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+          6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+          8: Image.Transpose.ROTATE_270}
+
+
+class WrittenWhileRead:
+    """Stands in for ``open`` in the ingest module: while one file is read, another process
+    (simulated) rewrites it, for the first ``times`` reads of that file."""
+
+    def __init__(self, target, new_content: bytes, times: int):
+        self.target, self.new_content, self.times, self.reads = str(target), new_content, times, 0
+
+    def __call__(self, path, mode="r", *args, **kwargs):
+        f = open(path, mode, *args, **kwargs)  # noqa: SIM115 - handed back to the reader
+        if str(path) != self.target:
+            return f
+        self.reads += 1
+        if self.reads > self.times:
+            return f
+        real_read = f.read
+
+        def read(*a):
+            data = real_read(*a)
+            with open(path, "ab") as w:  # the writer appends the rest of the file meanwhile
+                w.write(self.new_content[len(data):] or b"\0")
+            st = os.stat(path)
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+            return data
+
+        f.read = read
+        return f
+
+
+# -- imgsearch as a subprocess, its -v log watched ------------------------------------------
+#: phase -> the start of the `-v` log line that opens it, and how long to wait at most in it
+PHASES = {
+    "scan": ("scanning", 0.05),
+    "decode": ("decoding", 1.0),
+    "fit": ("fitting pca", 0.3),
+    "train": ("training ae", 3.0),
+    "encode": ("encoding", 0.5),
+    "write": ("writing the", 0.05),
+}
+def imgsearch(*args: str) -> list[str]:
+    return [sys.executable, "-m", "imgsearch", "-v", *args]
+
+
+def env() -> dict:
+    return {**os.environ, "COLUMNS": "300", "PYTHONUNBUFFERED": "1"}
+
+
+class Watched:
+    """A running imgsearch process whose stderr lines are collected as they arrive."""
+
+    def __init__(self, cmd: list[str]):
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, env=env(), start_new_session=True)
+        self.lines: list[str] = []
+        self.cond = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+
+    def wait_for(self, marker: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not any(marker in line for line in self.lines):
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self.reader.is_alive()):
+                    return any(marker in line for line in self.lines)
+                self.cond.wait(min(left, 0.02))
+            return True
+
+    def phase(self) -> str:
+        """The last phase whose line has been seen."""
+        with self.cond:
+            for line in reversed(self.lines):
+                for name, (marker, _) in PHASES.items():
+                    if marker in line:
+                        return name
+        return "start-up"
+
+    def finish(self, timeout: float = 300) -> int:
+        rc = self.proc.wait(timeout)
+        self.reader.join(10)
+        return rc
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)

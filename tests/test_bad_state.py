@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from imgsearch.cli import app
 from imgsearch.errors import IndexFileError
-from imgsearch.train import load_checkpoint
+from imgsearch.models.checkpoint import load_checkpoint
 
 runner = CliRunner()
 

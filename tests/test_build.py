@@ -4,8 +4,15 @@ from imgsearch.build import encode_ids, open_embedder, sync_method
 from imgsearch.catalog import INDEXED
 from imgsearch.index import VectorIndex
 from imgsearch.ingest import ingest
+from imgsearch.pipeline import update_methods
 
-from .test_ingest import find
+from .conftest import find
+
+
+def build(ws, method, rebuild=False):
+    """Plan and build one method, as `imgsearch index` does after ingesting."""
+    (report,) = update_methods(ws, [method], rebuild=rebuild)
+    return report
 
 
 def index_of(ws, method):
@@ -13,26 +20,27 @@ def index_of(ws, method):
 
 
 def test_first_sync_fits_and_indexes_everything(photo_dir, ws):
-    ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
+    ingest(photo_dir, ws.catalog, ws.cache, workers=1)
     for method in ("pixels", "pca"):
-        report = sync_method(ws, method)
-        assert report.total == report.encoded == 12 and report.kind == "flat"
+        report = build(ws, method)
+        assert report.action == "fit"
+        assert report.total == report.encoded == 12 and report.index_type == "flat"
         np.testing.assert_array_equal(index_of(ws, method).ids(), ws.catalog.indexed_ids())
-        assert ws.method_state(method)["gen"] == ws.catalog.gen
+        assert ws.method_state(method).gen == ws.catalog.gen
     assert ws.built_methods() == ["pixels", "pca"]
-    assert ws.method_state("pca")["dim"] == 8
+    assert ws.method_state("pca").dim == 8
 
 
 def test_incremental_sync_encodes_only_changed_rows(photo_dir, ws):
-    ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
-    sync_method(ws, "pca")
+    ingest(photo_dir, ws.catalog, ws.cache, workers=1)
+    build(ws, "pca")
     pca_before = (ws.method_dir("pca") / "pca.npz").read_bytes()
 
     find(photo_dir, "img03.bmp").unlink()
     find(photo_dir, "img05.gif").rename(photo_dir / "moved.gif")
-    ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
-    report = sync_method(ws, "pca")
-    assert not report.fitted and report.encoded == 1 and report.removed == 2
+    ingest(photo_dir, ws.catalog, ws.cache, workers=1)
+    report = build(ws, "pca")
+    assert report.action == "sync" and report.encoded == 1 and report.removed == 2
     assert (ws.method_dir("pca") / "pca.npz").read_bytes() == pca_before  # not refitted
     index = index_of(ws, "pca")
     np.testing.assert_array_equal(index.ids(), ws.catalog.indexed_ids())
@@ -47,21 +55,21 @@ def test_incremental_sync_encodes_only_changed_rows(photo_dir, ws):
 
 
 def test_rebuild_refits(photo_dir, ws):
-    ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
-    sync_method(ws, "pca")
-    report = sync_method(ws, "pca", rebuild=True)
-    assert report.fitted and report.encoded == 12
+    ingest(photo_dir, ws.catalog, ws.cache, workers=1)
+    build(ws, "pca")
+    report = build(ws, "pca", rebuild=True)
+    assert report.action == "fit" and report.encoded == 12
 
 
 def test_sync_is_idempotent_when_state_was_not_written(photo_dir, ws):
     # A run killed after writing index.faiss but before state.json repeats the same upserts.
-    ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
-    sync_method(ws, "pixels")
+    ingest(photo_dir, ws.catalog, ws.cache, workers=1)
+    build(ws, "pixels")
     state = ws.method_state("pixels")
     find(photo_dir, "img01.png").unlink()
-    ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
+    ingest(photo_dir, ws.catalog, ws.cache, workers=1)
     sync_method(ws, "pixels")
-    ws.save_method_state("pixels", state)  # roll the state back, keep the new index
+    state.save(ws.method_dir("pixels"))  # roll the state back, keep the new index
     sync_method(ws, "pixels")
     assert index_of(ws, "pixels").ntotal == len(ws.catalog.rows(INDEXED)) == 11
 
@@ -78,9 +86,8 @@ def test_exact_sets_decoded_and_reencoded_after_edits(photo_dir, ws, monkeypatch
 
     from .conftest import pattern
 
-    ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
-    for method in ("pixels", "pca"):
-        sync_method(ws, method)
+    ingest(photo_dir, ws.catalog, ws.cache, workers=1)
+    update_methods(ws, ["pixels", "pca"])
     before = {r.path: r.id for r in ws.catalog.rows()}
 
     modified = find(photo_dir, "img01.png")
@@ -103,12 +110,12 @@ def test_exact_sets_decoded_and_reencoded_after_edits(photo_dir, ws, monkeypatch
         return real_load(source, size)
 
     monkeypatch.setattr(ingest_mod, "load_image", spy_load)
-    ingest(photo_dir, ws.catalog, ws.pixels, workers=1)  # in-process: the spy sees every decode
+    ingest(photo_dir, ws.catalog, ws.cache, workers=1)  # in-process: the spy sees every decode
     assert len(decoded) == 2  # the modified and the new file; nothing else was decoded
 
     read: list[int] = []
-    real_read = ws.pixels.read
-    monkeypatch.setattr(ws.pixels, "read", lambda ids: (read.extend(ids), real_read(ids))[1])
+    real_read = ws.cache.read
+    monkeypatch.setattr(ws.cache, "read", lambda ids: (read.extend(ids), real_read(ids))[1])
     new_ids = {p: ws.catalog.by_path(str(p)).id
                for p in (photo_dir / "renamed.tiff", photo_dir / "copy.gif",
                          photo_dir / "new.png")}
@@ -121,5 +128,5 @@ def test_exact_sets_decoded_and_reencoded_after_edits(photo_dir, ws, monkeypatch
         assert before[str(deleted)] not in held and before[str(renamed_from)] not in held
         assert held == set(ws.catalog.indexed_ids())
     # the renamed file's pixels (and so its codes) are those of the original, never re-decoded
-    np.testing.assert_array_equal(ws.pixels.read([new_ids[photo_dir / "renamed.tiff"]]),
-                                  ws.pixels.read([before[str(renamed_from)]]))
+    np.testing.assert_array_equal(ws.cache.read([new_ids[photo_dir / "renamed.tiff"]]),
+                                  ws.cache.read([before[str(renamed_from)]]))

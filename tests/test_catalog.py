@@ -47,7 +47,7 @@ def test_refuses_newer_schema(tmp_path):
 def test_corrupt_catalog_is_a_clear_error(tmp_path):
     path = tmp_path / "c.db"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(CatalogError, match="unreadable.*--rebuild"):
+    with pytest.raises(CatalogError, match=r"unreadable.*--rebuild"):
         Catalog(path)
 
 

@@ -8,8 +8,7 @@ from typer.testing import CliRunner
 
 from imgsearch.cli import app
 
-from .conftest import pattern
-from .test_ingest import find
+from .conftest import find, pattern
 
 runner = CliRunner()
 
@@ -41,7 +40,8 @@ def test_index_reports_summary_on_stderr(photo_dir, tmp_path):
     assert "broken.jpg: not a recognised image format" in result.stderr
     assert result.stdout == ""
     again = run("index", photo_dir, "--index", tmp_path / "idx", "--methods", "pixels,pca")
-    assert "0 new, 0 changed, 13 unchanged" in again.stderr  # a failed file is not retried until it changes
+    # a failed file is not retried until it changes
+    assert "0 new, 0 changed, 13 unchanged" in again.stderr
 
 
 def test_query_json_is_one_object(built, photo_dir):
@@ -70,7 +70,7 @@ def test_info(built):
     data = json.loads(result.stdout)
     assert data["counts"] == {"indexed": 12, "failed": 0, "removed": 0}
     assert set(data["methods"]) == {"pixels", "pca"} and data["input_size"] == 64
-    assert data["methods"]["pixels"] == {"gen": 1, "kind": "flat", "dim": 3072, "count": 12}
+    assert data["methods"]["pixels"] == {"gen": 1, "index_type": "flat", "dim": 3072, "count": 12}
     assert "pixels" in run("info", "--index", built).stdout
 
 

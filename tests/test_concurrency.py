@@ -17,10 +17,9 @@ from typer.testing import CliRunner
 
 from imgsearch.cli import app
 from imgsearch.errors import IndexLocked
-from imgsearch.lock import WriteLock
+from imgsearch.store import WriteLock
 
-from .conftest import pattern
-from .test_crash import Watched, env, imgsearch
+from .conftest import Watched, env, imgsearch, pattern
 
 runner = CliRunner()
 
@@ -63,10 +62,11 @@ def test_wait_queues_behind_the_holder(photo_dir, tmp_path):
     assert time.monotonic() - t0 >= 0.9
 
 
+@pytest.mark.slow
 def test_stale_lock_of_a_killed_writer_is_taken_over(photo_dir, tmp_path):
     index = tmp_path / "idx"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from imgsearch.lock import WriteLock; "
+        [sys.executable, "-c", "import sys, time; from imgsearch.store import WriteLock; "
          f"WriteLock({str(index)!r}).acquire(); print('locked', flush=True); time.sleep(600)"],
         stdout=subprocess.PIPE, text=True, env=env())
     assert holder.stdout.readline().strip() == "locked"
@@ -80,6 +80,7 @@ def test_stale_lock_of_a_killed_writer_is_taken_over(photo_dir, tmp_path):
     assert f"took over the lock left by pid {holder.pid}" in " ".join(result.stderr.split())
 
 
+@pytest.mark.slow
 def test_queries_during_a_rebuild_answer_from_a_complete_index(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -17,14 +17,12 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from imgsearch.catalog import INDEXED, REMOVED
@@ -32,74 +30,11 @@ from imgsearch.index import VectorIndex
 from imgsearch.verify import check
 from imgsearch.workspace import Workspace
 
-from .conftest import pattern
+from .conftest import PHASES, Watched, imgsearch, pattern
 
 KILLS = int(os.environ.get("IMGSEARCH_KILLS", "10"))
-#: phase -> the start of the `-v` log line that opens it, and how long to wait at most in it
-PHASES = {
-    "scan": ("scanning", 0.05),
-    "decode": ("decoding", 1.0),
-    "fit": ("fitting pca", 0.3),
-    "train": ("training ae", 3.0),
-    "encode": ("encoding", 0.5),
-    "write": ("writing the", 0.05),
-}
 ARGS = ["--methods", "pixels,pca,ae", "--input-size", "32", "--workers", "2",
         "--train-minutes", "0.05", "--train-epochs", "2"]
-
-
-def imgsearch(*args: str) -> list[str]:
-    return [sys.executable, "-m", "imgsearch", "-v", *args]
-
-
-def env() -> dict:
-    return {**os.environ, "COLUMNS": "300", "PYTHONUNBUFFERED": "1"}
-
-
-class Watched:
-    """A running imgsearch process whose stderr lines are collected as they arrive."""
-
-    def __init__(self, cmd: list[str]):
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, env=env(), start_new_session=True)
-        self.lines: list[str] = []
-        self.cond = threading.Condition()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stderr:
-            with self.cond:
-                self.lines.append(line)
-                self.cond.notify_all()
-
-    def wait_for(self, marker: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not any(marker in line for line in self.lines):
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None and not self.reader.is_alive():
-                    return any(marker in line for line in self.lines)
-                self.cond.wait(min(left, 0.02))
-            return True
-
-    def phase(self) -> str:
-        """The last phase whose line has been seen."""
-        with self.cond:
-            for line in reversed(self.lines):
-                for name, (marker, _) in PHASES.items():
-                    if marker in line:
-                        return name
-        return "start-up"
-
-    def finish(self, timeout: float = 300) -> int:
-        rc = self.proc.wait(timeout)
-        self.reader.join(10)
-        return rc
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
 
 
 class Photos:
@@ -156,7 +91,7 @@ def snapshot(index: Path) -> dict:
         live = [r for r in rows.values() if r.state == INDEXED]
         out = {
             "rows": {p: (r.state, r.hash, r.size, r.width, r.height) for p, r in rows.items()},
-            "cache": {r.path: ws.pixels.read([r.id])[0] for r in live},
+            "cache": {r.path: ws.cache.read([r.id])[0] for r in live},
         }
         for method in ws.built_methods():
             index_ = VectorIndex.load(ws.index_path(method))
@@ -172,6 +107,7 @@ def distances(codes: dict) -> np.ndarray:
     return np.linalg.norm(x[:, None] - x[None], axis=2)
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_never_corrupts(tmp_path):
     seed = int(os.environ.get("IMGSEARCH_KILL_SEED", "0"))
     rng = np.random.default_rng(seed)
@@ -179,7 +115,7 @@ def test_sigkill_at_random_points_never_corrupts(tmp_path):
     index = tmp_path / "idx"
     tally: Counter = Counter()
     completed = 0
-    for round_ in range(KILLS):
+    for _ in range(KILLS):
         phase = str(rng.choice(list(PHASES)))
         if phase == "train" and (index / "methods" / "ae" / "model.pt").is_file():
             cmd = imgsearch("train", "--index", str(index), "--model", "ae", "--epochs", "3",
@@ -236,6 +172,7 @@ def test_sigkill_at_random_points_never_corrupts(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path):
     photos = Photos(tmp_path / "photos", 300, np.random.default_rng(1))
     index = tmp_path / "idx"

@@ -1,8 +1,14 @@
 import numpy as np
 import pytest
 
-from imgsearch.evaluate import (average_precision, knn_accuracy, mean_average_precision,
-                                precision_at_k, recall_at_k, relevance)
+from imgsearch.evaluate import (
+    average_precision,
+    knn_accuracy,
+    mean_average_precision,
+    precision_at_k,
+    recall_at_k,
+    relevance,
+)
 
 # Two hand-built rankings of 5 neighbours; 3 relevant items exist per query in the database.
 REL = np.array([[1, 0, 1, 0, 0],

@@ -22,11 +22,10 @@ import imgsearch.ingest as ingest_mod
 from imgsearch.catalog import FAILED, INDEXED
 from imgsearch.cli import app
 from imgsearch.config import IndexConfig
-from imgsearch.ingest import load_image
+from imgsearch.images import load_image
 from imgsearch.workspace import Workspace
 
-from .conftest import pattern
-from .test_ingest import STORED, WrittenWhileRead
+from .conftest import STORED, WrittenWhileRead, pattern
 
 SIZE = 32
 runner = CliRunner()
@@ -216,10 +215,10 @@ def test_hostile_corpus_is_indexed_without_a_crash(corpus, tmp_path):
         assert "DecompressionBomb" in rows["bomb.png"].reason
         assert ws.catalog.counts()[INDEXED] == n_good
         for method in ("pixels", "pca"):
-            assert ws.method_state(method)["count"] == n_good
+            assert ws.method_state(method).count == n_good
 
         def pixels(name):
-            return ws.pixels.read([rows[name].id])[0].astype(int)
+            return ws.cache.read([rows[name].id])[0].astype(int)
 
         # awkward but valid files are decoded correctly
         assert (rows["huge-10000x10000.jpg"].width, rows["huge-10000x10000.jpg"].height) == (

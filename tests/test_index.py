@@ -22,7 +22,7 @@ def test_exact_search_equals_numpy_brute_force():
     x, q = data(2000, 16), data(50, 16, seed=1)
     ids = np.arange(2000) * 7 + 3
     index = VectorIndex.build(x, ids, exact_threshold=10_000, nprobe=1)
-    assert index.kind == "flat"
+    assert index.index_type == "flat"
     dist, got = index.search(q, 10)
     want_d, want_i = brute_force(x, ids, q, 10)
     np.testing.assert_array_equal(got, want_i)
@@ -41,7 +41,7 @@ def test_ivf_above_threshold_reaches_stated_recall():
     ids = np.arange(30_000)
     ivf = VectorIndex.build(x, ids, exact_threshold=10_000, nprobe=32)
     exact = VectorIndex.build(x, ids, exact_threshold=10**9, nprobe=32)
-    assert ivf.kind == "ivf" and ivf.ntotal == 30_000
+    assert ivf.index_type == "ivf" and ivf.ntotal == 30_000
     assert recall_at_10(ivf, exact, q) >= 0.95
 
 
@@ -49,7 +49,7 @@ def test_ivf_above_threshold_reaches_stated_recall():
 def test_upsert_remove_and_ids(threshold):
     x = data(2000, 8)
     index = VectorIndex.build(x, np.arange(2000), exact_threshold=threshold, nprobe=64)
-    assert index.kind == ("ivf" if threshold == 500 else "flat")
+    assert index.index_type == ("ivf" if threshold == 500 else "flat")
     assert index.remove([0, 1, 5000]) == 2
     index.upsert(x[10:12] + 100, [10, 11])  # replaced, not duplicated
     assert index.ntotal == 1998
@@ -59,15 +59,15 @@ def test_upsert_remove_and_ids(threshold):
     assert got[0, 0] == 10
 
 
-def test_rebalance_switches_kind_across_threshold():
+def test_rebalance_switches_index_type_across_threshold():
     x = data(3000, 8)
     flat = VectorIndex.build(x[:100], np.arange(100), exact_threshold=1000, nprobe=8)
     flat.upsert(x[100:], np.arange(100, 3000))
     ivf = flat.rebalanced(exact_threshold=1000, nprobe=8)
-    assert (flat.kind, ivf.kind, ivf.ntotal) == ("flat", "ivf", 3000)
+    assert (flat.index_type, ivf.index_type, ivf.ntotal) == ("flat", "ivf", 3000)
     np.testing.assert_array_equal(ivf.ids(), np.arange(3000))
     assert ivf.rebalanced(1000, 8) is ivf
-    assert ivf.rebalanced(10_000, 8).kind == "flat"
+    assert ivf.rebalanced(10_000, 8).index_type == "flat"
 
 
 def test_short_lists_and_k_larger_than_index():
@@ -85,7 +85,7 @@ def test_save_load_round_trip_and_corrupt_file(tmp_path):
     again = VectorIndex.load(tmp_path / "i.faiss", nprobe=4)
     np.testing.assert_array_equal(again.search(x[:5], 5)[1], index.search(x[:5], 5)[1])
     (tmp_path / "bad.faiss").write_bytes(b"garbage" * 10)
-    with pytest.raises(IndexFileError, match="unreadable.*--rebuild"):
+    with pytest.raises(IndexFileError, match=r"unreadable.*--rebuild"):
         VectorIndex.load(tmp_path / "bad.faiss")
     with pytest.raises(IndexFileError, match="missing"):
         VectorIndex.load(tmp_path / "none.faiss")

@@ -8,9 +8,10 @@ from PIL import Image
 import imgsearch.ingest as ingest_mod
 from imgsearch.catalog import FAILED, INDEXED, REMOVED
 from imgsearch.errors import ImageLoadError, ImgSearchError
-from imgsearch.ingest import ingest, load_image, scan
+from imgsearch.images import load_image
+from imgsearch.ingest import ingest, scan
 
-from .conftest import pattern
+from .conftest import STORED, WrittenWhileRead, find, pattern
 
 WHITE = (255, 255, 255)
 
@@ -65,15 +66,8 @@ def test_palette_with_and_without_transparency(tmp_path):
 def test_gif_uses_first_frame(tmp_path):
     frames = [Image.new("RGB", (10, 10), c) for c in [(255, 0, 0), (0, 0, 255)]]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
-    r, g, b = rgb_of(tmp_path / "a.gif")[0]
+    r, _g, b = rgb_of(tmp_path / "a.gif")[0]
     assert r > 200 and b < 50
-
-
-# Pillow's exif_transpose applies these; storing the inverse makes the upright image U again.
-STORED = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-          4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-          6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
-          8: Image.Transpose.ROTATE_270}
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -112,10 +106,6 @@ def test_unreadable_files_raise_image_load_error(tmp_path):
         load_image(tmp_path / "empty.jpg", 8)
 
 
-def find(root, name):
-    return next(root.rglob(name))
-
-
 def make_bad_files(root):
     (root / "zero.jpg").write_bytes(b"")
     good = find(root, "img00.jpg").read_bytes()
@@ -128,7 +118,7 @@ def make_bad_files(root):
 def test_bad_files_are_recorded_not_fatal(photo_dir, ws):
     make_bad_files(photo_dir)
     (photo_dir / "notes.txt").write_text("ignored: not an image extension")
-    report = ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
+    report = ingest(photo_dir, ws.catalog, ws.cache, workers=1)
     failed = {os.path.basename(p): reason for p, reason in report.failed}
     assert set(failed) == {"zero.jpg", "truncated.jpg", "random.png", "text.webp",
                            "broken-link.jpg"}
@@ -141,10 +131,10 @@ def test_bad_files_are_recorded_not_fatal(photo_dir, ws):
 
 
 def test_cached_pixels_match_a_direct_decode(photo_dir, ws):
-    ingest(photo_dir, ws.catalog, ws.pixels, workers=2)
+    ingest(photo_dir, ws.catalog, ws.cache, workers=2)
     for r in ws.catalog.rows(INDEXED):
         want, _ = load_image(r.path, ws.config.input_size)
-        np.testing.assert_array_equal(ws.pixels.read([r.id])[0], want)
+        np.testing.assert_array_equal(ws.cache.read([r.id])[0], want)
 
 
 def test_scan_is_recursive_and_filters_extensions(photo_dir):
@@ -156,10 +146,10 @@ def test_scan_is_recursive_and_filters_extensions(photo_dir):
 
 def test_missing_and_non_folder_roots(tmp_path, ws):
     with pytest.raises(ImgSearchError, match="folder not found"):
-        ingest(tmp_path / "nope", ws.catalog, ws.pixels)
+        ingest(tmp_path / "nope", ws.catalog, ws.cache)
     (tmp_path / "f.jpg").write_bytes(b"x")
     with pytest.raises(ImgSearchError, match="not a folder"):
-        ingest(tmp_path / "f.jpg", ws.catalog, ws.pixels)
+        ingest(tmp_path / "f.jpg", ws.catalog, ws.cache)
 
 
 def bump_mtime(path):
@@ -168,11 +158,11 @@ def bump_mtime(path):
 
 
 def test_rerun_processes_only_what_changed(photo_dir, ws):
-    first = ingest(photo_dir, ws.catalog, ws.pixels, workers=2)
+    first = ingest(photo_dir, ws.catalog, ws.cache, workers=2)
     assert (first.added, first.decoded) == (12, 12)
     ids = {r.path: r.id for r in ws.catalog.rows()}
 
-    again = ingest(photo_dir, ws.catalog, ws.pixels, workers=2)
+    again = ingest(photo_dir, ws.catalog, ws.cache, workers=2)
     assert (again.unchanged, again.decoded, again.added, again.removed) == (12, 0, 0, 0)
 
     modified = find(photo_dir, "img01.png")
@@ -185,7 +175,7 @@ def test_rerun_processes_only_what_changed(photo_dir, ws):
     shutil.copy(find(photo_dir, "img05.gif"), photo_dir / "copy.gif")
     changed_before = ws.catalog.gen
 
-    third = ingest(photo_dir, ws.catalog, ws.pixels, workers=2)
+    third = ingest(photo_dir, ws.catalog, ws.cache, workers=2)
     assert third.updated == 1 and third.decoded == 1  # only img01 was decoded
     assert third.reused == 2 and third.added == 2  # the renamed and the copied file
     assert third.removed == 2  # the deleted and the renamed-away path
@@ -196,48 +186,20 @@ def test_rerun_processes_only_what_changed(photo_dir, ws):
                        "renamed.tiff": INDEXED, "copy.gif": INDEXED}
     assert ws.catalog.by_path(str(modified)).id == ids[str(modified)]  # same id, new pixels
     renamed = ws.catalog.by_path(str(photo_dir / "renamed.tiff"))
-    np.testing.assert_array_equal(ws.pixels.read([renamed.id])[0],
-                                  ws.pixels.read([ids[str(moved_from)]])[0])
+    np.testing.assert_array_equal(ws.cache.read([renamed.id])[0],
+                                  ws.cache.read([ids[str(moved_from)]])[0])
 
 
 def test_deleted_then_restored_file_is_indexed_again(photo_dir, ws):
-    ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
+    ingest(photo_dir, ws.catalog, ws.cache, workers=1)
     path = find(photo_dir, "img01.png")
     data = path.read_bytes()
     path.unlink()
-    assert ingest(photo_dir, ws.catalog, ws.pixels, workers=1).removed == 1
+    assert ingest(photo_dir, ws.catalog, ws.cache, workers=1).removed == 1
     path.write_bytes(data)
-    report = ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
+    report = ingest(photo_dir, ws.catalog, ws.cache, workers=1)
     assert report.added == 1
     assert ws.catalog.by_path(str(path)).state == INDEXED
-
-
-class WrittenWhileRead:
-    """Stands in for ``open`` in the ingest module: while one file is read, another process
-    (simulated) rewrites it, for the first ``times`` reads of that file."""
-
-    def __init__(self, target, new_content: bytes, times: int):
-        self.target, self.new_content, self.times, self.reads = str(target), new_content, times, 0
-
-    def __call__(self, path, mode="r", *args, **kwargs):
-        f = open(path, mode, *args, **kwargs)
-        if str(path) != self.target:
-            return f
-        self.reads += 1
-        if self.reads > self.times:
-            return f
-        real_read = f.read
-
-        def read(*a):
-            data = real_read(*a)
-            with open(path, "ab") as w:  # the writer appends the rest of the file meanwhile
-                w.write(self.new_content[len(data):] or b"\0")
-            st = os.stat(path)
-            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-            return data
-
-        f.read = read
-        return f
 
 
 def test_file_changing_while_read_is_read_again(photo_dir, ws, monkeypatch):
@@ -246,12 +208,12 @@ def test_file_changing_while_read_is_read_again(photo_dir, ws, monkeypatch):
     target.write_bytes(final[: len(final) // 2])  # half written when the run starts
     spy = WrittenWhileRead(target, final, times=1)
     monkeypatch.setattr(ingest_mod, "open", spy, raising=False)
-    report = ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
+    report = ingest(photo_dir, ws.catalog, ws.cache, workers=1)
     assert spy.reads == 2 and not report.failed  # the torn read was thrown away
     row = ws.catalog.by_path(str(target))
     assert row.state == INDEXED and row.size == target.stat().st_size
-    np.testing.assert_array_equal(ws.pixels.read([row.id])[0],
-                                  load_image(target, ws.pixels.size)[0])
+    np.testing.assert_array_equal(ws.cache.read([row.id])[0],
+                                  load_image(target, ws.cache.size)[0])
 
 
 def test_file_that_never_holds_still_fails_and_is_read_next_run(photo_dir, ws, monkeypatch):
@@ -261,12 +223,12 @@ def test_file_that_never_holds_still_fails_and_is_read_next_run(photo_dir, ws, m
     monkeypatch.setattr(ingest_mod, "_READ_TRIES", 2)
     monkeypatch.setattr(ingest_mod, "open", WrittenWhileRead(target, final, times=99),
                         raising=False)
-    report = ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
+    report = ingest(photo_dir, ws.catalog, ws.cache, workers=1)
     assert [p for p, _ in report.failed] == [str(target)]
     assert "changed while being read" in report.failed[0][1]
     assert ws.catalog.by_path(str(target)).state == FAILED
     monkeypatch.undo()  # the writer has finished: the next run reads it again
     target.write_bytes(final)
-    again = ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
+    again = ingest(photo_dir, ws.catalog, ws.cache, workers=1)
     assert again.updated == 1 and not again.failed
     assert ws.catalog.by_path(str(target)).state == INDEXED

@@ -5,14 +5,20 @@ import math
 import pytest
 import torch
 
-from imgsearch.models.autoencoder import (AEConfig, ConvAutoencoder, ae_loss, contractive_penalty,
-                                          kl_sparsity, l1_sparsity)
+from imgsearch.models.autoencoder import (
+    AEConfig,
+    ConvAutoencoder,
+    ae_loss,
+    contractive_penalty,
+    kl_sparsity,
+    l1_sparsity,
+)
 from imgsearch.models.blocks import fixed_switches
 from imgsearch.models.vae import ConvVAE, VAEConfig, kl_divergence, vae_loss
 
 from .conftest import pattern
 
-TINY = dict(input_size=16, channels=3, widths=(4, 8), code_dim=6)
+TINY = {"input_size": 16, "channels": 3, "widths": (4, 8), "code_dim": 6}
 
 
 def batch(b=5, size=16, channels=3, seed=0):
@@ -32,7 +38,7 @@ def test_autoencoder_shapes(unpool):
     code, switches = model.encode(x)
     assert code.shape == (5, 6)
     assert [s[0].shape for s in switches] == [(5, 4, 8, 8), (5, 8, 4, 4)]
-    recon, code2 = model(x)
+    recon, _code2 = model(x)
     assert recon.shape == x.shape and torch.all((recon >= 0) & (recon <= 1))
 
 
@@ -48,7 +54,7 @@ def test_unpooling_puts_values_at_the_encoders_argmax():
     x = batch(2)
     first_block = model.encoder.blocks[0](x)  # (2, 4, 16, 16) before pooling
     pooled, idx = model.encoder.pool(first_block)
-    code, switches = model.encode(x)
+    _code, switches = model.encode(x)
     assert torch.equal(switches[0][0], idx)
     up = model.decoder.unpool(pooled, switches[0][0], output_size=(16, 16))
     nonzero = up.flatten(2) != 0
@@ -132,8 +138,8 @@ def test_contractive_penalty_estimates_the_jacobian_frobenius_norm():
 
 
 @pytest.mark.parametrize("settings", [
-    dict(), dict(unpool="switches"), dict(sparse="l1", sparse_weight=0.1),
-    dict(sparse="kl", sparse_weight=0.1), dict(contractive_weight=0.01), dict(dropout=0.1),
+    {}, {"unpool": "switches"}, {"sparse": "l1", "sparse_weight": 0.1},
+    {"sparse": "kl", "sparse_weight": 0.1}, {"contractive_weight": 0.01}, {"dropout": 0.1},
 ])
 def test_autoencoder_loss_falls_on_a_fixed_batch(settings):
     torch.manual_seed(0)

@@ -5,7 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow  # each test runs a script end to end
 
 
 def test_evaluate_fashion_mnist_quick(tmp_path):

@@ -1,19 +1,20 @@
 import pytest
 
-from imgsearch.build import open_embedder, sync_method
+from imgsearch.build import open_embedder
 from imgsearch.catalog import REMOVED
 from imgsearch.errors import ImageLoadError, ImgSearchError
 from imgsearch.index import VectorIndex
 from imgsearch.ingest import ingest
+from imgsearch.pipeline import update_methods
 from imgsearch.search import Searcher
 
-from .test_ingest import find
+from .conftest import find
 
 
 @pytest.fixture
 def searcher(photo_dir, ws):
-    ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
-    sync_method(ws, "pixels")
+    ingest(photo_dir, ws.catalog, ws.cache, workers=1)
+    update_methods(ws, ["pixels"])
     index = VectorIndex.load(ws.index_path("pixels"))
     return Searcher(ws.catalog, open_embedder(ws, "pixels"), index, ws.config.input_size)
 

@@ -1,21 +1,23 @@
 """The consistency check finds each kind of disagreement between catalog and index."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from imgsearch.build import sync_method
 from imgsearch.catalog import REMOVED
 from imgsearch.cli import app
 from imgsearch.index import VectorIndex
 from imgsearch.ingest import ingest
+from imgsearch.pipeline import update_methods
 from imgsearch.verify import check
 
 
 @pytest.fixture
 def synced(photo_dir, ws):
-    ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
-    sync_method(ws, "pixels")
+    ingest(photo_dir, ws.catalog, ws.cache, workers=1)
+    update_methods(ws, ["pixels"])
     return ws
 
 
@@ -23,8 +25,7 @@ def tamper(ws, fn):
     index = VectorIndex.load(ws.index_path("pixels"))
     fn(index)
     index.save(ws.index_path("pixels"))
-    state = ws.method_state("pixels")
-    ws.save_method_state("pixels", {**state, "count": index.ntotal})
+    replace(ws.method_state("pixels"), count=index.ntotal).save(ws.method_dir("pixels"))
 
 
 def test_a_synced_index_is_consistent(synced):
@@ -58,8 +59,7 @@ def test_pending_changes_are_not_problems(synced):
 
 
 def test_state_count_mismatch_is_found(synced):
-    state = synced.method_state("pixels")
-    synced.save_method_state("pixels", {**state, "count": 11})
+    replace(synced.method_state("pixels"), count=11).save(synced.method_dir("pixels"))
     assert check(synced).all_problems() == ["pixels: state.json says 11 codes, index holds 12"]
 
 

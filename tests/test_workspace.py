@@ -7,17 +7,18 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from imgsearch.build import load_method, sync_method
+from imgsearch.build import load_method
 from imgsearch.cli import app
 from imgsearch.ingest import ingest
+from imgsearch.pipeline import update_methods
 from imgsearch.search import Searcher
 from imgsearch.verify import check
 
 
 @pytest.fixture
 def synced(photo_dir, ws):
-    ingest(photo_dir, ws.catalog, ws.pixels, workers=1)
-    sync_method(ws, "pca")
+    ingest(photo_dir, ws.catalog, ws.cache, workers=1)
+    update_methods(ws, ["pca"])
     return ws
 
 
@@ -29,10 +30,10 @@ def test_update_swaps_a_new_folder_and_links_the_model(synced, photo_dir):
     live = synced.method_dir("pca")
     pca_inode = (live / "pca.npz").stat().st_ino
     next(photo_dir.rglob("img01.png")).unlink()
-    ingest(photo_dir, synced.catalog, synced.pixels, workers=1)
-    sync_method(synced, "pca")
+    ingest(photo_dir, synced.catalog, synced.cache, workers=1)
+    update_methods(synced, ["pca"])
     assert (live / "pca.npz").stat().st_ino == pca_inode  # hard-linked, not rewritten
-    assert synced.method_state("pca")["count"] == 11
+    assert synced.method_state("pca").count == 11
     assert methods(synced) == ["pca"]  # no staging or old folder left behind
 
 
@@ -59,7 +60,7 @@ def test_recover_finishes_a_swap_cut_between_the_renames(synced):
 def test_recover_restores_the_old_folder_when_staging_is_unfinished(synced):
     staged = _cut_between_renames(synced, staged_complete=False)  # no index or state yet
     assert "pca: restored the previous build" in synced.recover()
-    assert methods(synced) == ["pca"] and synced.method_state("pca")["count"] == 12
+    assert methods(synced) == ["pca"] and synced.method_state("pca").count == 12
     assert not staged.exists()
 
 
@@ -77,7 +78,7 @@ def test_readers_use_the_last_complete_build_after_a_cut_swap(synced, photo_dir,
     old = synced.method_dir("pca").with_name(".pca.old")
     assert synced.reader_dir("pca") == (staged if staged_complete else old)
     loaded = load_method(synced, "pca")
-    assert loaded.state["count"] == loaded.index.ntotal == 12
+    assert loaded.state.count == loaded.index.ntotal == 12
     searcher = Searcher(synced.catalog, loaded.embedder, loaded.index, 16)
     query = next(photo_dir.rglob("img01.png"))
     assert Path(searcher.query(query, 1)[0].path) == query  # answers, and rightly

@@ -37,9 +37,9 @@ class AEConfig:
     contractive_weight: float = 0.0  # weight of ||J_encoder(x)||_F^2
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "widths", tuple(self.widths))
+        object.__setattr__(self, "widths", tuple(self.widths))  # lists come back from JSON
         if self.denoise not in CORRUPTIONS:
-            raise ValueError(f"denoise must be one of {CORRUPTIONS}, got {self.denoise!r}")  # lists come back from JSON
+            raise ValueError(f"denoise must be one of {CORRUPTIONS}, got {self.denoise!r}")
         if self.unpool not in UNPOOL:
             raise ValueError(f"unpool must be one of {UNPOOL}, got {self.unpool!r}")
         if self.sparse not in SPARSE:

@@ -3,12 +3,13 @@ import pytest
 import torch
 
 from imgsearch.augment import Corruption
-from imgsearch.errors import ConfigMismatch, IndexFileError
-from imgsearch.learned import LearnedEmbedder
-from imgsearch.models.autoencoder import AEConfig
-from imgsearch.models.vae import VAEConfig
 from imgsearch.config import TrainConfig
-from imgsearch.train import ArraySource, load_checkpoint, split, train
+from imgsearch.errors import ConfigMismatch, IndexFileError
+from imgsearch.methods.learned import LearnedEmbedder
+from imgsearch.models.autoencoder import AEConfig
+from imgsearch.models.checkpoint import load_checkpoint
+from imgsearch.models.vae import VAEConfig
+from imgsearch.training import ArraySource, split, train
 
 from .conftest import pattern
 
@@ -22,9 +23,9 @@ def images():
     return ArraySource(np.stack([pattern(i, 16) for i in range(20)]))
 
 
-@pytest.mark.parametrize("kind, config", [("ae", TINY_AE), ("vae", TINY_VAE)])
-def test_checkpoint_round_trip_reproduces_codes(tmp_path, images, kind, config):
-    history = train(kind, config, images, FAST, tmp_path / "c.pt")
+@pytest.mark.parametrize("method, config", [("ae", TINY_AE), ("vae", TINY_VAE)])
+def test_checkpoint_round_trip_reproduces_codes(tmp_path, images, method, config):
+    history = train(method, config, images, FAST, tmp_path / "c.pt")
     assert [h.epoch for h in history] == [1] and np.isfinite(history[0].val_loss)
     first = LearnedEmbedder.from_file(tmp_path / "c.pt", device="cpu")
     codes = first.encode(images.images)
@@ -37,7 +38,7 @@ def test_checkpoint_round_trip_reproduces_codes(tmp_path, images, kind, config):
 def test_checkpoint_holds_only_plain_values(tmp_path, images):
     train("ae", TINY_AE, images, FAST, tmp_path / "c.pt")
     ckpt = torch.load(tmp_path / "c.pt", weights_only=True)
-    assert set(ckpt) == {"kind", "model", "optimizer", "config", "train_config", "epoch",
+    assert set(ckpt) == {"method", "arch", "model", "optimizer", "config", "train_config", "epoch",
                          "history"}
     assert ckpt["config"]["widths"] == (4, 8) or ckpt["config"]["widths"] == [4, 8]
     assert ckpt["epoch"] == 1 and not list(tmp_path.glob(".*tmp"))

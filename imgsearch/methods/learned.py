@@ -1,4 +1,8 @@
-"""Learned codes as an Embedder: a trained autoencoder's code, or a VAE's mu."""
+"""Learned codes as an Embedder: a trained model's code (an autoencoder's code, a VAE's mu).
+
+Inference only: this module reads checkpoints (models/checkpoint.py) and never imports the
+training loop.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +12,38 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .embedders import Embedder
-from .errors import ConfigMismatch
-from .train import load_checkpoint, model_from_checkpoint, pick_device, to_batch, write_checkpoint
+from ..config import IndexConfig
+from ..errors import ConfigMismatch
+from ..models.checkpoint import (
+    config_from_checkpoint,
+    load_checkpoint,
+    model_from_checkpoint,
+    pick_device,
+    to_batch,
+    write_checkpoint,
+)
+from .base import MODEL_FILE, Embedder
 
 LOG = logging.getLogger(__name__)
 
-FILE = "model.pt"
 BATCH = 512  # images per encoding step
 
 
 class LearnedEmbedder(Embedder):
-    """Encodes with a trained ConvAutoencoder (its code) or ConvVAE (mu)."""
+    """Encodes with a trained model: ``model.encode(x)[0]`` is the search code."""
 
     def __init__(self, ckpt: dict, device: str = "auto", batch_size: int = BATCH):
         self.ckpt = ckpt
-        self.name, self.model = model_from_checkpoint(ckpt)
+        self.name = ckpt["method"]
+        self.arch = ckpt["arch"]
+        self.config = config_from_checkpoint(ckpt)
+        self.model = model_from_checkpoint(ckpt)
         self.device = pick_device(device)
         self.model.to(self.device)
         self.batch_size = batch_size
-        self.dim = self.model.cfg.code_dim
-        self.input_size = self.model.cfg.input_size
-        self.channels = self.model.cfg.channels
+        self.dim = self.config.code_dim
+        self.input_size = self.config.input_size
+        self.channels = self.config.channels
 
     @classmethod
     def from_file(cls, path: Path, device: str = "auto") -> LearnedEmbedder:
@@ -51,7 +65,7 @@ class LearnedEmbedder(Embedder):
         out = []
         for start in range(0, len(images), self.batch_size):
             x = to_batch(np.ascontiguousarray(images[start : start + self.batch_size]),
-                         self.device, False)
+                         self.device)
             code = self.model.encode(x)[0]  # AE: (code, switches); VAE: (mu, logvar)
             out.append(code.float().cpu().numpy())
         return np.concatenate(out) if out else np.empty((0, self.dim), np.float32)
@@ -59,12 +73,10 @@ class LearnedEmbedder(Embedder):
     @torch.no_grad()
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """(B, S, S, C) uint8 -> (B, S, S, C) float32 reconstructions in [0, 1]."""
-        x = to_batch(np.ascontiguousarray(images), self.device, False)
-        if self.name == "ae":
-            code, switches = self.model.encode(x)
-            recon = self.model.decode(code, switches)
-        else:
-            recon = self.model.decode(self.model.encode(x)[0])  # decode mu
+        x = to_batch(np.ascontiguousarray(images), self.device)
+        code, extra = self.model.encode(x)
+        # the AE's switches variant unpools at the encoder's argmax; a VAE decodes mu
+        recon = self.model.decode(code, extra) if self.arch == "ae" else self.model.decode(code)
         return recon.permute(0, 2, 3, 1).float().cpu().numpy()
 
     @torch.no_grad()
@@ -75,8 +87,8 @@ class LearnedEmbedder(Embedder):
 
     def save(self, folder: Path) -> None:
         """Weights, config and history; no optimizer state. Written atomically."""
-        write_checkpoint(Path(folder) / FILE, {**self.ckpt, "optimizer": {}})
+        write_checkpoint(Path(folder) / MODEL_FILE, {**self.ckpt, "optimizer": {}})
 
     @classmethod
-    def load(cls, folder: Path) -> LearnedEmbedder:
-        return cls.from_file(Path(folder) / FILE)
+    def load(cls, folder: Path, cfg: IndexConfig | None = None) -> LearnedEmbedder:
+        return cls.from_file(Path(folder) / MODEL_FILE)

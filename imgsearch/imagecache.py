@@ -1,4 +1,4 @@
-"""The pixel cache: every image's resized pixels, so training and re-encoding never decode again.
+"""The image cache: every image's resized pixels, so training and re-encoding never decode again.
 
 A flat file of uint8 records, one per catalog id: record ``i`` is the (S, S, 3) RGB image of
 catalog row ``i`` at byte offset ``i * S * S * 3``. Writes are positional (``os.pwrite``), reads
@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import CacheMiss
 
-class PixelCache:
+
+class ImageCache:
     """Fixed-size RGB records keyed by catalog id."""
 
     def __init__(self, path: Path | str, size: int):
@@ -56,7 +58,10 @@ class PixelCache:
             return np.empty((0, *self.shape), np.uint8)
         n = len(self)
         if ids.max() >= n or ids.min() < 0:
-            raise KeyError(f"id {int(ids.max())} is not in the pixel cache {self.path}")
+            bad = int(ids.max()) if ids.max() >= n else int(ids.min())
+            raise CacheMiss(f"image cache {self.path} has no pixels for catalog id {bad}; "
+                            "re-run `imgsearch index PHOTOS_DIR --rebuild` to ingest the "
+                            "folder anew")
         mm = np.memmap(self.path, dtype=np.uint8, mode="r", shape=(n, *self.shape))
         return np.array(mm[ids])
 
@@ -69,7 +74,7 @@ class PixelCache:
 class CachedImages:
     """The cached pixels of some catalog ids, handed out by position (for training)."""
 
-    def __init__(self, cache: PixelCache, ids: Sequence[int]):
+    def __init__(self, cache: ImageCache, ids: Sequence[int]):
         self.cache = cache
         self.ids = np.asarray(ids, dtype=np.int64)
 

@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 
-from imgsearch.pixelcache import PixelCache
+from imgsearch.errors import CacheMiss
+from imgsearch.imagecache import ImageCache
 
 
 def test_write_read_by_id(tmp_path):
-    cache = PixelCache(tmp_path / "p.u8", 4)
+    cache = ImageCache(tmp_path / "p.u8", 4)
     a = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
     cache.write(3, a)
     cache.write(1, a[::-1].copy())
@@ -19,9 +20,10 @@ def test_write_read_by_id(tmp_path):
 
 
 def test_rejects_wrong_size_and_unknown_ids(tmp_path):
-    cache = PixelCache(tmp_path / "p.u8", 4)
+    cache = ImageCache(tmp_path / "p.u8", 4)
     with pytest.raises(ValueError):
         cache.write(0, np.zeros((3, 3, 3), np.uint8))
     cache.write(0, np.zeros((4, 4, 3), np.uint8))
-    with pytest.raises(KeyError):
+    with pytest.raises(CacheMiss, match=r"no pixels for catalog id 5; re-run `imgsearch index "
+                       r"PHOTOS_DIR --rebuild`"):
         cache.read([5])

@@ -1,45 +1,19 @@
-"""The embedder interface and the two baselines every learned code is compared against.
-
-An embedder is fitted on the collection's cached pixels, encodes batches of (B, S, S, 3) uint8
-images to (B, dim) float32 codes compared by L2 distance, and saves itself into a folder.
-"""
+"""The two baselines every learned code is compared against: raw pixels, and their PCA."""
 
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .config import IndexConfig
-from .errors import IndexFileError
-from .files import replacing
+from ..config import IndexConfig
+from ..errors import IndexFileError
+from ..store import replacing
+from .base import BatchSource, Embedder
 
 LOG = logging.getLogger(__name__)
-
-#: A re-iterable source of (B, S, S, 3) uint8 batches: called once per pass over the data.
-BatchSource = Callable[[], Iterator[np.ndarray]]
-
-
-class Embedder(ABC):
-    """Images in, float32 codes out."""
-
-    name: str
-    dim: int
-
-    def fit(self, batches: BatchSource, count: int) -> None:  # noqa: B027 - optional
-        """Learn from the collection (``count`` images in ``batches``); a no-op by default."""
-
-    @abstractmethod
-    def encode(self, images: np.ndarray) -> np.ndarray:
-        """(B, S, S, 3) uint8 -> (B, dim) float32."""
-
-    @abstractmethod
-    def save(self, folder: Path) -> None:
-        """Write whatever ``load`` needs into ``folder``."""
 
 
 def pixel_vectors(images: np.ndarray, size: int) -> np.ndarray:
@@ -72,6 +46,10 @@ class PixelsEmbedder(Embedder):
 
     def save(self, folder: Path) -> None:
         Path(folder).mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def load(cls, folder: Path, cfg: IndexConfig) -> PixelsEmbedder:
+        return cls(cfg.pixel_size)
 
 
 class PCAEmbedder(Embedder):
@@ -119,10 +97,14 @@ class PCAEmbedder(Embedder):
     def encode(self, images: np.ndarray) -> np.ndarray:
         return (pixel_vectors(images, self.pixel_size) - self.mean) @ self.components.T
 
-    def reconstruct(self, codes: np.ndarray) -> np.ndarray:
+    def decode(self, codes: np.ndarray) -> np.ndarray:
         """(B, dim) codes -> (B, P, P, 3) float32 images in [0, 1]: mean + codes @ components."""
         x = self.mean + np.asarray(codes, np.float32) @ self.components
         return np.clip(x, 0, 1).reshape(len(codes), self.pixel_size, self.pixel_size, 3)
+
+    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        """(B, S, S, 3) uint8 -> (B, P, P, 3): the images as their PCA codes keep them."""
+        return self.decode(self.encode(images))
 
     def save(self, folder: Path) -> None:
         with replacing(Path(folder) / self.FILE) as tmp, open(tmp, "wb") as f:
@@ -134,30 +116,8 @@ class PCAEmbedder(Embedder):
         try:
             with np.load(path, allow_pickle=False) as f:
                 mean, components = f["mean"], f["components"]
-        except Exception as e:  # noqa: BLE001 - numpy/zipfile raise many types for a bad file
+        except Exception as e:
             raise IndexFileError(
                 f"PCA file {path} is unreadable; re-run `imgsearch index PHOTOS_DIR --rebuild`"
             ) from e
         return cls(cfg.pixel_size, cfg.code_dim, mean, components)
-
-
-def new_embedder(method: str, cfg: IndexConfig) -> Embedder:
-    """An unfitted embedder for a baseline method."""
-    if method == "pixels":
-        return PixelsEmbedder(cfg.pixel_size)
-    if method == "pca":
-        return PCAEmbedder(cfg.pixel_size, cfg.code_dim)
-    raise KeyError(method)
-
-
-def load_embedder(method: str, folder: Path, cfg: IndexConfig) -> Embedder:
-    """A fitted embedder saved in ``folder``. Learned ones import torch only when asked for."""
-    if method == "pixels":
-        return PixelsEmbedder(cfg.pixel_size)
-    if method == "pca":
-        return PCAEmbedder.load(folder, cfg)
-    if method in ("ae", "vae"):
-        from .learned import LearnedEmbedder
-
-        return LearnedEmbedder.load(folder)
-    raise KeyError(method)

@@ -2,9 +2,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imgsearch import methods
 from imgsearch.config import IndexConfig
-from imgsearch.embedders import (PCAEmbedder, PixelsEmbedder, load_embedder, new_embedder,
-                                 pixel_vectors)
+from imgsearch.errors import UnknownMethod
+from imgsearch.methods import Decodes, Reconstructs
+from imgsearch.methods.baselines import PCAEmbedder, PixelsEmbedder, pixel_vectors
+
+
+def new_embedder(name, cfg):
+    return methods.get(name).create(cfg)
 
 
 def images(n, size, seed=0):
@@ -50,12 +56,13 @@ def test_pca_keeps_leading_components_and_round_trips(tmp_path):
     x = flat.reshape(200, 4, 4, 3).repeat(2, axis=1).repeat(2, axis=2)
     pca = new_embedder("pca", cfg)
     pca.fit(lambda: iter([x]), len(x))
-    recon = pca.reconstruct(pca.encode(x))
+    recon = pca.reconstruct(x)
+    np.testing.assert_array_equal(recon, pca.decode(pca.encode(x)))
     assert recon.shape == (200, 4, 4, 3)
     err = np.abs(recon - pixel_vectors(x, 4).reshape(recon.shape))
     assert err.mean() < 0.002 and err.max() < 0.01  # only uint8 rounding is lost
     pca.save(tmp_path)
-    again = load_embedder("pca", tmp_path, cfg)
+    again = methods.get("pca").load(tmp_path, cfg)
     np.testing.assert_array_equal(again.encode(x[:5]), pca.encode(x[:5]))
 
 
@@ -67,8 +74,26 @@ def test_pca_with_fewer_images_than_components():
 
 
 def test_unknown_method_raises():
-    with pytest.raises(KeyError):
+    with pytest.raises(UnknownMethod, match="unknown method 'nope'; choose one of pixels, pca"):
         new_embedder("nope", IndexConfig())
+
+
+def test_registry_describes_every_method():
+    assert methods.names() == ("pixels", "pca", "ae", "vae")
+    assert methods.names(learned=True) == ("ae", "vae")
+    assert methods.names(learned=False) == ("pixels", "pca")
+    for m in methods.METHODS.values():
+        assert m.learned == (m.arch is not None) and m.learned == (m.create is None), m.name
+        assert m.summary and m.load is not None
+    assert methods.by_preference(["pixels", "pca", "vae", "ae"]) == ["ae", "vae", "pca", "pixels"]
+
+
+def test_capabilities_are_protocols_the_embedders_meet():
+    cfg = IndexConfig(input_size=8, pixel_size=4, code_dim=4)
+    pca, pixels = new_embedder("pca", cfg), new_embedder("pixels", cfg)
+    assert isinstance(pca, Reconstructs) and isinstance(pca, Decodes)
+    assert not isinstance(pixels, Reconstructs) and not isinstance(pixels, Decodes)
+    assert methods.get("pca").reconstructs and not methods.get("pixels").reconstructs
 
 
 def test_randomized_pca_captures_the_variance_of_an_exact_pca():

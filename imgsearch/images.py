@@ -1,0 +1,100 @@
+"""Decoding images: one file to a square RGB array, as every part of imgsearch sees images.
+
+EXIF orientation applied, every Pillow mode converted to RGB (transparency composited on white,
+16-bit scaled down), JPEGs decoded in draft mode so a 24-megapixel photo is never decoded at
+full size, then the whole image resized (not cropped) to the index's square input.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageLoadError
+
+LOG = logging.getLogger(__name__)
+
+EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+_HIGH_DEPTH = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
+_ALPHA = {"RGBA", "LA", "PA", "RGBa", "La"}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What decoding learns of a file: its upright size and its format."""
+
+    width: int
+    height: int
+    format: str | None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB: alpha over white, 16/32-bit scaled to 8 bits."""
+    if im.mode in _HIGH_DEPTH:
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
+        if im.mode == "F" and a.max(initial=0) <= 1.0:
+            top = 1.0
+        im = Image.fromarray(np.clip(a * (255.0 / top), 0, 255).astype(np.uint8), "L")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in _ALPHA:
+        rgba = im.convert("RGBA")
+        out = Image.new("RGB", rgba.size, (255, 255, 255))
+        out.paste(rgba, mask=rgba.getchannel("A"))
+        return out
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a corrupt EXIF block leaves the image as stored."""
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception as e:
+        LOG.debug("ignoring unreadable EXIF: %s", e)
+        return im
+
+
+def load_image(source: str | Path | BinaryIO, size: int) -> tuple[np.ndarray, ImageInfo]:
+    """Decode one image to a (size, size, 3) uint8 RGB array; raise ImageLoadError if it can't."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as im:
+                fmt = im.format
+                width, height = im.size
+                if _orientation(im) in (5, 6, 7, 8):  # stored rotated by 90 degrees
+                    width, height = height, width
+                if fmt == "JPEG":
+                    im.draft("RGB", (size, size))  # decode at 1/2, 1/4 or 1/8 scale
+                im = to_rgb(_upright(im))
+                im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+                pixels = np.asarray(im, dtype=np.uint8)
+    except UnidentifiedImageError as e:
+        raise ImageLoadError("not a recognised image format") from e
+    except Exception as e:
+        raise ImageLoadError(f"{type(e).__name__}: {e}") from e
+    return pixels, ImageInfo(width, height, fmt)
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except Exception:
+        return 1
+
+
+def open_upright(source: str | Path | BinaryIO, max_side: int) -> Image.Image:
+    """The image upright in RGB, reduced to at most ``max_side`` on its long side (JPEGs
+    draft-decoded). For pictures of a photo: thumbnails, contact sheets, edited copies."""
+    with Image.open(source) as im:
+        im.draft("RGB", (max_side, max_side))
+        im = to_rgb(_upright(im))
+        im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        return im.copy()

@@ -1,0 +1,8 @@
+"""Methods: how an image becomes a code. The Embedder interface (base.py), the raw-pixel and
+PCA baselines (baselines.py), learned codes (learned.py) and the one registry (registry.py)."""
+
+from .base import MODEL_FILE, BatchSource, Decodes, Embedder, Reconstructs
+from .registry import METHODS, Method, by_preference, get, names
+
+__all__ = ["METHODS", "MODEL_FILE", "BatchSource", "Decodes", "Embedder", "Method", "Reconstructs",
+           "by_preference", "get", "names"]

@@ -1,0 +1,77 @@
+"""The one registry of methods. Every list of method names in imgsearch is derived from it.
+
+A method turns an image into a code. A baseline is created and fitted here (``create``); a
+learned method names the model architecture it trains (``arch``, models/checkpoint.py) and its
+default settings. Adding a method is a model module (for a new architecture) plus one entry
+in ``METHODS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from ..config import IndexConfig
+from ..errors import UnknownMethod
+from .base import Embedder
+from .baselines import PCAEmbedder, PixelsEmbedder
+
+
+def _load_learned(folder: Path, cfg: IndexConfig) -> Embedder:
+    from .learned import LearnedEmbedder  # imports torch: only when a learned method is used
+
+    return LearnedEmbedder.load(folder, cfg)
+
+
+@dataclass(frozen=True)
+class Method:
+    """How to create, fit or train, save and load one method, and what it can do."""
+
+    name: str
+    summary: str  # one line for --help and the README
+    load: Callable[[Path, IndexConfig], Embedder]  # the fitted embedder saved in a folder
+    create: Callable[[IndexConfig], Embedder] | None = None  # baselines: an unfitted embedder
+    arch: str | None = None  # learned methods: the architecture they train
+    settings: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    reconstructs: bool = False  # `imgsearch reconstruct` can draw its reconstructions
+    samples: bool = False  # `imgsearch sample` can draw from its prior
+    preference: int = 100  # rank as the default query method (lower first)
+
+    @property
+    def learned(self) -> bool:
+        return self.arch is not None
+
+
+METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
+    Method("pixels", "the image box-filtered to 32x32 RGB, flattened (3,072-d)",
+           load=PixelsEmbedder.load, create=lambda cfg: PixelsEmbedder(cfg.pixel_size),
+           preference=4),
+    Method("pca", "PCA of the raw pixels, fitted on the collection (256-d)",
+           load=PCAEmbedder.load, create=lambda cfg: PCAEmbedder(cfg.pixel_size, cfg.code_dim),
+           reconstructs=True, preference=3),
+    Method("ae", "convolutional autoencoder trained on the collection (256-d code)",
+           load=_load_learned, arch="ae", reconstructs=True, preference=1),
+    Method("vae", "convolutional VAE trained on the collection (256-d mu)",
+           load=_load_learned, arch="vae", reconstructs=True, samples=True, preference=2),
+)})
+
+
+def get(name: str) -> Method:
+    """The method called ``name``; UnknownMethod if there is none."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise UnknownMethod(f"unknown method {name!r}; choose one of {', '.join(METHODS)}"
+                            ) from None
+
+
+def names(*, learned: bool | None = None) -> tuple[str, ...]:
+    """Every method's name in registry order; only learned or only baseline ones if asked."""
+    return tuple(m.name for m in METHODS.values() if learned is None or m.learned == learned)
+
+
+def by_preference(candidates: Iterable[str]) -> list[str]:
+    """``candidates`` ordered as default query methods, best first."""
+    return sorted(candidates, key=lambda n: (get(n).preference, n))

@@ -1,0 +1,119 @@
+"""What inference needs of a trained model: the checkpoint format, the architectures that can
+be rebuilt from one, and moving images onto a device. The training loop (training.py) writes
+checkpoints; a query only reads them, and never imports training code.
+
+A checkpoint is ``{"method", "arch", "model", "optimizer", "config", "train_config", "epoch",
+"history"}``: ``model`` is the state dict, ``config`` the architecture's frozen config as a dict.
+Tensors and plain values only, so it loads with ``torch.load(weights_only=True)``. Written to a
+temporary file and renamed: a run killed at any moment leaves the last good one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigMismatch, IndexFileError
+from ..store import replacing
+from .autoencoder import AEConfig, ConvAutoencoder
+from .vae import ConvVAE, VAEConfig
+
+#: Architectures by name: (module class, its frozen config class).
+ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
+    "ae": (ConvAutoencoder, AEConfig),
+    "vae": (ConvVAE, VAEConfig),
+}
+
+
+def arch_of(config) -> str:
+    """The architecture name of a model config."""
+    for name, (_, cfg_cls) in ARCHITECTURES.items():
+        if type(config) is cfg_cls:
+            return name
+    raise ConfigMismatch(f"no architecture takes a {type(config).__name__}")
+
+
+def new_config(arch: str, **settings):
+    """The frozen config of ``arch`` with ``settings``; unknown settings are refused."""
+    if arch not in ARCHITECTURES:
+        raise ConfigMismatch(f"unknown architecture {arch!r}; choose one of "
+                             f"{', '.join(ARCHITECTURES)}")
+    cfg_cls = ARCHITECTURES[arch][1]
+    known = {f.name for f in fields(cfg_cls)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigMismatch(f"{arch} has no setting {', '.join(unknown)}")
+    return cfg_cls(**settings)
+
+
+def new_model(config) -> nn.Module:
+    """An untrained model for a config."""
+    return ARCHITECTURES[arch_of(config)][0](config)
+
+
+def write_checkpoint(path: Path, ckpt: dict) -> None:
+    """Write a checkpoint dict atomically."""
+    with replacing(path) as tmp:
+        torch.save(ckpt, tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint's dict, loaded without unpickling arbitrary objects.
+
+    Checkpoints written before version 0.2 name their architecture ``kind``; they read as
+    ``arch`` and ``method`` of that name."""
+    path = Path(path)
+    if not path.is_file():
+        raise IndexFileError(f"checkpoint {path} not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if "kind" in ckpt:
+            ckpt.setdefault("arch", ckpt["kind"])
+            ckpt.setdefault("method", ckpt.pop("kind"))
+        ckpt["arch"], ckpt["method"], ckpt["config"], ckpt["model"]
+        return ckpt
+    except Exception as e:
+        raise IndexFileError(
+            f"checkpoint {path} is unreadable ({type(e).__name__}); train a new model with "
+            "`imgsearch train --fresh`"
+        ) from e
+
+
+def config_from_checkpoint(ckpt: dict):
+    """The frozen model config a checkpoint was trained with (settings it does not know of are
+    left at their defaults, so older checkpoints load)."""
+    arch = ckpt["arch"]
+    if arch not in ARCHITECTURES:
+        raise IndexFileError(f"checkpoint is for architecture {arch!r}, which this imgsearch "
+                             "does not have; upgrade imgsearch")
+    cfg_cls = ARCHITECTURES[arch][1]
+    known = {f.name for f in fields(cfg_cls)}
+    return cfg_cls(**{k: v for k, v in ckpt["config"].items() if k in known})
+
+
+def model_from_checkpoint(ckpt: dict) -> nn.Module:
+    """Rebuild the model a checkpoint describes, with its weights, in eval mode."""
+    model = new_model(config_from_checkpoint(ckpt))
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto``: the GPU when torch sees one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def to_batch(images: np.ndarray, device: torch.device, channels_last: bool = False
+             ) -> torch.Tensor:
+    """(B, S, S, C) uint8 -> (B, C, S, S) float in [0, 1] on ``device``."""
+    if not images.flags.writeable:  # e.g. a decoded query image; torch wants writable memory
+        images = images.copy()
+    x = torch.from_numpy(images).to(device, non_blocking=True).permute(0, 3, 1, 2).float() / 255
+    return x.contiguous(memory_format=torch.channels_last if channels_last else
+                        torch.contiguous_format)

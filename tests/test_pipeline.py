@@ -1,0 +1,134 @@
+"""The planner, driven directly (no CLI): what it decides for each method, and what it does."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from imgsearch import pipeline
+from imgsearch.config import IndexConfig, TrainConfig
+from imgsearch.errors import ConfigMismatch, IndexLocked, UnknownMethod
+from imgsearch.pipeline import Step, plan, update_index
+from imgsearch.store import WriteLock
+from imgsearch.workspace import Workspace
+
+from .conftest import find
+
+FAST = TrainConfig(epochs=1, min_steps=0, max_steps=2, batch_size=4)
+
+
+@pytest.fixture
+def small(tmp_path):
+    ws = Workspace.create(tmp_path / "idx", IndexConfig(input_size=16, pixel_size=8,
+                                                        code_dim=8))
+    yield ws
+    ws.close()
+
+
+def actions(report):
+    return [(b.method, b.action) for b in report.built]
+
+
+def test_first_run_fits_baselines_and_trains_the_learned_method(small, photo_dir):
+    calls = []
+    report = update_index(small, photo_dir, ["pixels", "pca", "ae"], budget=FAST,
+                          progress=lambda *a: calls.append(a))
+    assert actions(report) == [("pixels", "fit"), ("pca", "fit"), ("ae", "train")]
+    assert report.ingest.added == 12 and all(b.total == 12 for b in report.built)
+    assert small.built_methods() == ["pixels", "pca", "ae"]
+    phases = {c[0] for c in calls}
+    assert {"ingest", "encode pixels", "encode pca", "train ae", "encode ae"} <= phases
+    assert all(done <= total for _, done, total, _ in calls if total is not None)
+
+
+def test_second_run_syncs_only_what_changed(small, photo_dir):
+    update_index(small, photo_dir, ["pixels", "ae"], budget=FAST)
+    find(photo_dir, "img03.bmp").unlink()
+    report = update_index(small, photo_dir, ["pixels", "ae"], budget=FAST)
+    assert actions(report) == [("pixels", "sync"), ("ae", "sync")]
+    assert [(b.encoded, b.removed, b.total) for b in report.built] == [(0, 1, 11)] * 2
+
+
+def test_rebuild_refits_baselines_and_reencodes_with_the_saved_model(small, photo_dir):
+    update_index(small, photo_dir, ["pca", "ae"], budget=FAST)
+    model = (small.method_dir("ae") / "model.pt").read_bytes()
+    report = update_index(small, photo_dir, ["pca", "ae"], budget=FAST, rebuild=True)
+    assert actions(report) == [("pca", "fit"), ("ae", "encode")]
+    assert (small.method_dir("ae") / "model.pt").read_bytes() == model  # not retrained
+
+
+def test_plan_decides_once_per_method(small, photo_dir):
+    assert plan(small, ["pixels", "vae"]) == [
+        Step("pixels", "fit", "not built yet"), Step("vae", "train", "no trained model yet")]
+    update_index(small, photo_dir, ["pixels", "ae"], budget=FAST)
+    assert [(s.method, s.action) for s in plan(small, ["pixels", "ae"])] == [
+        ("pixels", "sync"), ("ae", "sync")]
+    assert [(s.method, s.action) for s in plan(small, ["pixels"], imported="ae")] == [
+        ("ae", "import"), ("pixels", "sync")]
+    shutil.rmtree(small.method_dir("ae") / ".." / "pixels")  # a model but no index: encode
+    (small.method_dir("ae") / "state.json").unlink()
+    assert [(s.method, s.action) for s in plan(small, ["pixels", "ae"])] == [
+        ("pixels", "fit"), ("ae", "encode")]
+
+
+def test_importing_a_model_trained_elsewhere(small, photo_dir, tmp_path):
+    update_index(small, photo_dir, ["ae"], budget=FAST)
+    other = Workspace.create(tmp_path / "other", small.config)
+    report = update_index(other, photo_dir, ["pixels"], model=small.method_dir("ae") / "model.pt")
+    assert actions(report) == [("ae", "import"), ("pixels", "fit")]
+    wrong = Workspace.create(tmp_path / "wrong", IndexConfig(input_size=32, code_dim=8))
+    with pytest.raises(ConfigMismatch, match="model expects 3-channel 16x16 images"):
+        update_index(wrong, photo_dir, ["pixels"], model=small.method_dir("ae") / "model.pt")
+    assert wrong.catalog.counts()["indexed"] == 0  # refused before any work
+    other.close()
+    wrong.close()
+
+
+def test_update_holds_the_write_lock_and_checks_names_first(small, photo_dir):
+    with pytest.raises(UnknownMethod):
+        update_index(small, photo_dir, ["pixels", "sift"])
+    with WriteLock(small.root, "test"), pytest.raises(IndexLocked):
+        update_index(small, photo_dir, ["pixels"])
+
+
+def test_a_corrupt_catalog_is_moved_aside_on_rebuild(small, photo_dir):
+    update_index(small, photo_dir, ["pixels"])
+    small.close()
+    (small.root / "catalog.db").write_bytes(b"not a database" * 100)
+    ws = Workspace.open(small.root)
+    report = update_index(ws, photo_dir, ["pixels"], rebuild=True)
+    assert report.notes and "moved it to" in report.notes[0]
+    assert report.ingest.added == 12 and actions(report) == [("pixels", "fit")]
+    ws.close()
+
+
+def test_model_config_takes_the_index_sizes_and_the_method_defaults(small):
+    cfg = pipeline.model_config(small, "vae", beta=0.5)
+    assert (cfg.input_size, cfg.code_dim, cfg.beta) == (16, 8, 0.5)
+    with pytest.raises(ConfigMismatch, match="not learned"):
+        pipeline.model_config(small, "pca")
+
+
+@pytest.mark.slow
+def test_a_query_never_loads_training_code(small, photo_dir):
+    """Inference apart from training: a query with a learned method, in a fresh process,
+    imports torch and the model but neither the training loop nor torchvision."""
+    update_index(small, photo_dir, ["ae"], budget=FAST)
+    query = find(photo_dir, "img01.png")
+    code = (
+        "import json, sys\n"
+        "from imgsearch.cli import app\n"
+        "try:\n"
+        f"    app(['query', {str(query)!r}, '--index', {str(small.root)!r}, '--method', 'ae',"
+        " '--json'])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    loaded = set(__import__("json").loads(run.stderr.strip().splitlines()[-1]))
+    assert '"method": "ae"' in run.stdout
+    assert "torch" in loaded and "imgsearch.models.autoencoder" in loaded
+    assert "imgsearch.training" not in loaded and "imgsearch.augment" not in loaded
+    assert not any(m == "torchvision" or m.startswith("torchvision.") for m in loaded)
