@@ -17,8 +17,8 @@ import torch
 from .augment import Corruption
 from .config import TrainConfig
 from .errors import ConfigMismatch
-from .models.autoencoder import ae_loss
 from .models.checkpoint import (
+    ARCHITECTURES,
     arch_of,
     load_checkpoint,
     new_model,
@@ -26,7 +26,6 @@ from .models.checkpoint import (
     to_batch,
     write_checkpoint,
 )
-from .models.vae import vae_loss
 
 LOG = logging.getLogger(__name__)
 
@@ -65,14 +64,6 @@ TrainProgressFn = Callable[[int, int, float, float], None]  # step, steps, loss,
 PROGRESS_SECONDS = 0.2  # at most this often a progress report (and a GPU sync)
 
 
-def loss_of(arch: str, model: torch.nn.Module, corrupt: Corruption, x: torch.Tensor):
-    """The model's loss on a clean batch ``x`` (corrupted first when denoising)."""
-    if arch == "ae":
-        return ae_loss(model, corrupt(x), x)
-    recon, mu, logvar = model(corrupt(x))
-    return vae_loss(recon, x, mu, logvar, model.cfg.beta)
-
-
 def split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded (train, validation) positions; validation gets at least one image if n > 1."""
     order = np.random.default_rng(seed).permutation(n)
@@ -99,16 +90,12 @@ def evaluate(arch: str, model, data: ImageSource, positions: np.ndarray, cfg: Tr
         return float("nan")
     model.eval()
     total, n = 0.0, 0
-    none = Corruption("none", 0.0, 0)
+    objective = ARCHITECTURES[arch].objective
     for start in range(0, len(positions), cfg.batch_size):
         pos = positions[start : start + cfg.batch_size]
         x = to_batch(data.get(pos), device, cfg.channels_last and device.type == "cuda")
         with torch.autocast(device.type, torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
-            if arch == "ae":
-                recon, _ = model(x)
-                loss = torch.nn.functional.mse_loss(recon.float(), x)
-            else:
-                loss = loss_of(arch, model, none, x).total
+            loss = objective(model, x, x, train=False)[0].total
         total += float(loss) * len(pos)
         n += len(pos)
     model.train()
@@ -151,6 +138,7 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
     net = torch.compile(model) if cfg.compile else model  # attribute access reaches `model`
     amp = cfg.amp and device.type == "cuda"
     corrupt = Corruption(config.denoise, config.noise, config.input_size)
+    objective = ARCHITECTURES[arch].objective
     train_pos, val_pos = split(len(data), cfg.val_fraction, cfg.seed)
     steps_per_epoch = max(1, math.ceil(len(train_pos) / cfg.batch_size))
     epochs = max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
@@ -168,7 +156,7 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
             for start in range(0, len(order), cfg.batch_size):
                 x = to_batch(data.get(order[start : start + cfg.batch_size]), device, cl)
                 with torch.autocast(device.type, torch.bfloat16, enabled=amp):
-                    loss = loss_of(arch, net, corrupt, x).total
+                    loss = objective(net, corrupt(x), x)[0].total
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from imgsearch.models.autoencoder import (
     AEConfig,
@@ -202,3 +203,22 @@ def test_dropout_is_active_only_while_training():
     assert not torch.equal(model.encode(x)[0], model.encode(x)[0])
     model.eval()
     assert torch.equal(model.encode(x)[0], model.encode(x)[0])
+
+
+def test_every_architecture_has_an_objective_that_returns_its_search_code():
+    from imgsearch.models.checkpoint import ARCHITECTURES, new_model
+
+    torch.manual_seed(0)
+    x = batch()
+    for name, arch in ARCHITECTURES.items():
+        cfg = arch.config(**{**TINY, "sparse": "l1", "sparse_weight": 1.0} if name == "ae"
+                          else TINY)
+        model = new_model(cfg).eval()
+        losses, code = arch.objective(model, x, x)
+        torch.testing.assert_close(code, model.encode(x)[0])  # AE: the code; VAE: mu
+        valid, _ = arch.objective(model, x, x, train=False)
+        assert valid.total.ndim == 0 and losses.total.ndim == 0
+        if name == "ae":  # validation: reconstruction error alone, no regularizer
+            recon, _ = model(x)
+            torch.testing.assert_close(valid.total, F.mse_loss(recon, x))
+            assert losses.total > valid.total

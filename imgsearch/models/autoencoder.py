@@ -122,16 +122,27 @@ def contractive_penalty(model: ConvAutoencoder, x: torch.Tensor, n_proj: int = 1
 
 def ae_loss(model: ConvAutoencoder, corrupted: torch.Tensor, clean: torch.Tensor) -> AELoss:
     """Reconstruct ``clean`` from ``corrupted`` plus the configured regularizers."""
+    return objective(model, corrupted, clean)[0]
+
+
+def objective(model: ConvAutoencoder, inputs: torch.Tensor, target: torch.Tensor,
+              train: bool = True) -> tuple[AELoss, torch.Tensor]:
+    """The loss of reconstructing ``target`` from ``inputs``, and the code of ``inputs``, from
+    one forward pass (what training.py calls for every architecture). ``train=False`` (the
+    validation loss, without gradients) is the reconstruction error alone: the regularizers
+    shape training and are not a measure of the model."""
     cfg = model.cfg
-    recon, code = model(corrupted)
-    rec = reconstruction_loss(recon, clean)
+    recon, code = model(inputs)
+    rec = reconstruction_loss(recon, target)
     zero = rec.new_zeros(())
+    if not train:
+        return AELoss(rec, rec, zero, zero), code
     if cfg.sparse == "l1":
         sparse = l1_sparsity(code)
     elif cfg.sparse == "kl":
         sparse = kl_sparsity(code, cfg.sparse_target)
     else:
         sparse = zero
-    contractive = contractive_penalty(model, corrupted) if cfg.contractive_weight else zero
+    contractive = contractive_penalty(model, inputs) if cfg.contractive_weight else zero
     total = rec + cfg.sparse_weight * sparse + cfg.contractive_weight * contractive
-    return AELoss(total, rec, sparse, contractive)
+    return AELoss(total, rec, sparse, contractive), code

@@ -10,7 +10,8 @@ temporary file and renamed: a run killed at any moment leaves the last good one.
 
 from __future__ import annotations
 
-from dataclasses import fields
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +20,30 @@ from torch import nn
 
 from ..errors import ConfigMismatch, IndexFileError
 from ..store import replacing
-from .autoencoder import AEConfig, ConvAutoencoder
-from .vae import ConvVAE, VAEConfig
+from . import autoencoder, vae
 
-#: Architectures by name: (module class, its frozen config class).
-ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
-    "ae": (ConvAutoencoder, AEConfig),
-    "vae": (ConvVAE, VAEConfig),
+
+@dataclass(frozen=True)
+class Architecture:
+    """A model module's three parts: the nn.Module, its frozen config, and its training
+    objective ``objective(model, inputs, target, train) -> (losses with .total, code)``."""
+
+    module: type[nn.Module]
+    config: type
+    objective: Callable
+
+
+#: Architectures by name. A new one is a model module plus one line here.
+ARCHITECTURES: dict[str, Architecture] = {
+    "ae": Architecture(autoencoder.ConvAutoencoder, autoencoder.AEConfig, autoencoder.objective),
+    "vae": Architecture(vae.ConvVAE, vae.VAEConfig, vae.objective),
 }
 
 
 def arch_of(config) -> str:
     """The architecture name of a model config."""
-    for name, (_, cfg_cls) in ARCHITECTURES.items():
-        if type(config) is cfg_cls:
+    for name, arch in ARCHITECTURES.items():
+        if type(config) is arch.config:
             return name
     raise ConfigMismatch(f"no architecture takes a {type(config).__name__}")
 
@@ -42,7 +53,7 @@ def new_config(arch: str, **settings):
     if arch not in ARCHITECTURES:
         raise ConfigMismatch(f"unknown architecture {arch!r}; choose one of "
                              f"{', '.join(ARCHITECTURES)}")
-    cfg_cls = ARCHITECTURES[arch][1]
+    cfg_cls = ARCHITECTURES[arch].config
     known = {f.name for f in fields(cfg_cls)}
     unknown = sorted(set(settings) - known)
     if unknown:
@@ -52,7 +63,7 @@ def new_config(arch: str, **settings):
 
 def new_model(config) -> nn.Module:
     """An untrained model for a config."""
-    return ARCHITECTURES[arch_of(config)][0](config)
+    return ARCHITECTURES[arch_of(config)].module(config)
 
 
 def write_checkpoint(path: Path, ckpt: dict) -> None:
@@ -90,7 +101,7 @@ def config_from_checkpoint(ckpt: dict):
     if arch not in ARCHITECTURES:
         raise IndexFileError(f"checkpoint is for architecture {arch!r}, which this imgsearch "
                              "does not have; upgrade imgsearch")
-    cfg_cls = ARCHITECTURES[arch][1]
+    cfg_cls = ARCHITECTURES[arch].config
     known = {f.name for f in fields(cfg_cls)}
     return cfg_cls(**{k: v for k, v in ckpt["config"].items() if k in known})
 

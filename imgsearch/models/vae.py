@@ -94,3 +94,11 @@ def vae_loss(recon: torch.Tensor, target: torch.Tensor, mu: torch.Tensor,
     rec = -(t * torch.log(r) + (1 - t) * torch.log(1 - r)).sum() / len(t)
     kl = kl_divergence(mu, logvar)
     return VAELoss(rec + beta * kl, rec, kl)
+
+
+def objective(model: ConvVAE, inputs: torch.Tensor, target: torch.Tensor,
+              train: bool = True) -> tuple[VAELoss, torch.Tensor]:
+    """The VAE loss of reconstructing ``target`` from ``inputs``, and mu, the search code, from
+    one forward pass (what training.py calls for every architecture)."""
+    recon, mu, logvar = model(inputs)
+    return vae_loss(recon, target, mu, logvar, model.cfg.beta), mu
