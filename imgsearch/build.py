@@ -58,13 +58,13 @@ class LoadedMethod:
 def open_embedder(ws: Workspace, method: str) -> Embedder:
     """The fitted embedder saved for ``method`` in ``ws``."""
     with ws.reading():
-        return methods.get(method).load(ws.reader_dir(method), ws.config)
+        return methods.open_embedder(method, ws.reader_dir(method), ws.config)
 
 
 def load_method(ws: Workspace, method: str) -> LoadedMethod:
     """``method``'s state, embedder and vector index, loaded while no writer swaps them; from
     the last complete build, also when a writer was killed in the middle of a swap."""
-    spec = methods.get(method)
+    methods.get(method)
     with ws.reading():
         folder = ws.reader_dir(method)
         state = ws.method_state(method, folder)
@@ -73,7 +73,7 @@ def load_method(ws: Workspace, method: str) -> LoadedMethod:
             raise MethodNotBuilt(f"method {method!r} is not built in index {ws.root} "
                                  f"(built: {built})")
         index = VectorIndex.load(folder / ws.INDEX_FILE, ws.config.ivf_nprobe)
-        embedder = spec.load(folder, ws.config)
+        embedder = methods.open_embedder(method, folder, ws.config)
     return LoadedMethod(state, embedder, index)
 
 
@@ -113,17 +113,20 @@ def new_index(ws: Workspace, embedder: Embedder, ids: list[int],
     return index
 
 
-def _write(ws: Workspace, method: str, folder, index: VectorIndex, gen: int) -> None:
+def _write(ws: Workspace, method: str, folder, index: VectorIndex, gen: int,
+           selfcheck: float | None) -> None:
     LOG.info("writing the %s vector index (%d codes)", method, index.ntotal)
     index.save(folder / ws.INDEX_FILE)
-    MethodState(gen, index.index_type, index.dim, index.ntotal).save(folder)
+    MethodState(gen, index.index_type, index.dim, index.ntotal, selfcheck).save(folder)
     ws.commit_method(method, folder)
 
 
 def build_method(ws: Workspace, method: str, embedder: Embedder, action: str = "encode",
-                 on_progress: ProgressFn | None = None) -> BuildReport:
+                 on_progress: ProgressFn | None = None, selfcheck: float | None = None
+                 ) -> BuildReport:
     """Save ``embedder`` as ``method``'s and encode every indexed image with it into a new
-    vector index, swapped in with the embedder."""
+    vector index, swapped in with the embedder; ``selfcheck`` is its score, kept in its
+    state."""
     t0 = time.perf_counter()
     gen = ws.catalog.gen  # read before encoding: rows changed meanwhile are picked up next time
     ids = ws.catalog.indexed_ids()
@@ -131,7 +134,7 @@ def build_method(ws: Workspace, method: str, embedder: Embedder, action: str = "
     folder = ws.staging_dir(method)
     embedder.save(folder)
     index = new_index(ws, embedder, ids, on_progress)
-    _write(ws, method, folder, index, gen)
+    _write(ws, method, folder, index, gen, selfcheck)
     report = BuildReport(method, action, len(ids), 0, index.ntotal, index.index_type,
                          time.perf_counter() - t0)
     LOG.info("%s", report)
@@ -158,7 +161,7 @@ def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = Non
     for chunk, codes in encode_batches(ws, embedder, ids, on_progress):
         index.upsert(codes, chunk)
     index = index.rebalanced(ws.config.exact_threshold, ws.config.ivf_nprobe)
-    _write(ws, method, folder, index, gen)
+    _write(ws, method, folder, index, gen, state.selfcheck)  # same embedder, same score
     report = BuildReport(method, "sync", len(ids), removed, index.ntotal, index.index_type,
                          time.perf_counter() - t0)
     LOG.info("%s", report)

@@ -28,7 +28,7 @@ from . import build, methods, workspace
 from .config import IndexConfig, TrainConfig
 from .errors import ImgSearchError, MethodNotBuilt
 from .ingest import check_folder
-from .pipeline import model_config, train_method, update_index
+from .pipeline import model_config, train_config, train_method, update_index
 from .search import Searcher
 from .store import WriteLock
 
@@ -172,7 +172,7 @@ def index_cmd(
             with progress_bars() as progress:
                 result = update_index(
                     ws, photos, wanted, model=model, rebuild=rebuild,
-                    budget=TrainConfig(epochs=train_epochs, max_minutes=train_minutes),
+                    training={"epochs": train_epochs, "max_minutes": train_minutes},
                     workers=workers or None, wait=None if wait else 0, progress=progress)
         except KeyboardInterrupt:
             raise fail("interrupted; everything committed so far is kept. Re-run the same "
@@ -269,9 +269,10 @@ def info_cmd(
         try:
             counts = ws.catalog.counts()
             built = {m: ws.method_state(m).as_dict() for m in ws.built_methods()}
+            preferred, because = ws.preference() if built else (None, None)
             info = {"index": str(ws.root), "counts": counts,
                     "input_size": ws.config.input_size, "methods": built,
-                    "preferred": ws.preferred_method() if built else None,
+                    "preferred": preferred, "preferred_because": because,
                     "disk_bytes": ws.disk_bytes(), "schema_version": ws.catalog.version}
         finally:
             ws.close()
@@ -282,12 +283,15 @@ def info_cmd(
               f"{ws.config.input_size}, {info['disk_bytes'] / 2**20:.1f} MiB on disk")
     out.print("images: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     table = Table()
-    for col in ("method", "codes", "dim", "index type"):
+    for col in ("method", "codes", "dim", "index type", "self-check recall@1"):
         table.add_column(col)
     for m, st in built.items():
+        score = f"{st['selfcheck']:.3f}" if st["selfcheck"] is not None else "-"
         table.add_row(m + (" (preferred)" if m == info["preferred"] else ""), str(st["count"]),
-                      str(st["dim"]), st["index_type"])
+                      str(st["dim"]), st["index_type"], score)
     out.print(table if built else "no method built yet")
+    if preferred:
+        out.print(f"queries use {preferred} by default: {because}", highlight=False)
 
 
 @app.command("check")
@@ -324,16 +328,22 @@ def check_cmd(
 
 
 def _train(ws: workspace.Workspace, method: str, train_cfg: TrainConfig, settings: dict,
-           fresh: bool = False):
+           fresh: bool = False, post: str | None = None):
     """Train ``method`` on the index with progress bars; returns (history, build report)."""
     model_cfg = model_config(ws, method, **settings)
     with progress_bars() as progress:
-        history, report = train_method(ws, method, model_cfg, train_cfg, fresh, progress)
+        history, report = train_method(ws, method, model_cfg, train_cfg, fresh, progress, post)
     for h in history[-3:]:
+        check = f", self-check {h.selfcheck:.3f}" if h.selfcheck is not None else ""
         err.print(f"  {method} epoch {h.epoch}: train loss {h.train_loss:.5g}, "
-                  f"validation loss {h.val_loss:.5g}, {h.images_per_s:,.0f} img/s",
+                  f"validation loss {h.val_loss:.5g}{check}, {h.images_per_s:,.0f} img/s",
                   highlight=False, soft_wrap=True)
     return history, report
+
+
+def _given(**values) -> dict:
+    """The options the user gave (not None): they override the method's recipe."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 @app.command("train")
@@ -342,27 +352,44 @@ def train_cmd(
         "--model", "-m", help=f"The learned method: {', '.join(methods.names(learned=True))}.")]
     = "ae",
     index: IndexOpt = workspace.DEFAULT_NAME,
-    epochs: Annotated[int, typer.Option(
-        help="Epochs in all, at least --min-steps steps (a resumed run continues).")] = 20,
-    min_steps: Annotated[int, typer.Option(
-        help="Small collections: train at least this many steps.")] = 1000,
-    max_minutes: Annotated[float, typer.Option(help="Time budget for this run (0: none).")]
-    = 5.0,
-    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 2e-3,
-    beta: Annotated[float, typer.Option(
-        help="VAE: weight of the KL term (beta-VAE); 0.1 gave the best codes.")] = 0.1,
-    denoise: Annotated[str, typer.Option(
-        help="Input corruption: none, gaussian, mask, or edits (photo edits).")] = "none",
-    noise: Annotated[float, typer.Option(help="Gaussian std or mask probability.")] = 0.1,
-    sparse: Annotated[str, typer.Option(help="AE sparsity: none, l1 or kl.")] = "none",
-    sparse_weight: Annotated[float, typer.Option(help="Weight of the sparsity term.")] = 0.0,
-    contractive: Annotated[float, typer.Option(
-        help="AE: weight of the encoder Jacobian's squared Frobenius norm.")] = 0.0,
-    unpool: Annotated[str, typer.Option(
+    epochs: Annotated[int | None, typer.Option(
+        help="Epochs in all, at least --min-steps steps (a resumed run continues).")] = None,
+    min_steps: Annotated[int | None, typer.Option(
+        help="Small collections: train at least this many steps.")] = None,
+    max_minutes: Annotated[float | None, typer.Option(
+        help="Time budget for this run (0: none; default 5).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
+    lr: Annotated[float | None, typer.Option(help="AdamW peak learning rate.")] = None,
+    patience: Annotated[int | None, typer.Option(
+        help="Stop after this many self-checks without improvement (0: never).")] = None,
+    invariance: Annotated[str | None, typer.Option(
+        help="Pull the codes of two edited views of each image together: vicreg, infonce "
+             "or none.")] = None,
+    invariance_weight: Annotated[float | None, typer.Option(
+        help="Weight of the invariance term beside reconstruction.")] = None,
+    koleo: Annotated[float | None, typer.Option(
+        help="Weight of the KoLeo term that spreads codes apart (SSCD).")] = None,
+    augment: Annotated[str | None, typer.Option(
+        help="Edits for the views: auto, photo or small (grey or small images).")] = None,
+    post: Annotated[str | None, typer.Option(
+        help="Retrieval-time processing of the codes, any of flip,center,whiten,l2, or "
+             "none.")] = None,
+    beta: Annotated[float | None, typer.Option(
+        help="VAE: weight of the KL term (beta-VAE).")] = None,
+    denoise: Annotated[str | None, typer.Option(
+        help="Input corruption: none, gaussian, mask, or edits (photo edits).")] = None,
+    noise: Annotated[float | None, typer.Option(help="Gaussian std or mask probability.")]
+    = None,
+    sparse: Annotated[str | None, typer.Option(help="AE sparsity: none, l1 or kl.")] = None,
+    sparse_weight: Annotated[float | None, typer.Option(help="Weight of the sparsity term.")]
+    = None,
+    contractive: Annotated[float | None, typer.Option(
+        help="AE: weight of the encoder Jacobian's squared Frobenius norm.")] = None,
+    unpool: Annotated[str | None, typer.Option(
         help="AE decoder: fixed (from the code alone) or switches (encoder's argmax).")]
-    = "fixed",
-    dropout: Annotated[float, typer.Option(help="Dropout2d after every encoder block.")] = 0.0,
+    = None,
+    dropout: Annotated[float | None, typer.Option(
+        help="Dropout2d after every encoder block.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     fresh: Annotated[bool, typer.Option(help="Discard the saved checkpoint; start anew.")]
     = False,
@@ -370,7 +397,8 @@ def train_cmd(
 ) -> None:
     """Train a learned method's model on the index's cached pixels, then index its codes.
 
-    An interrupted run resumes from its last checkpoint when run again.
+    Every setting left out is the method's recipe (README: "choosing a model"). An
+    interrupted run resumes from its last checkpoint when run again.
 
     Example: imgsearch train --model vae --beta 0.5 --max-minutes 10
     """
@@ -379,23 +407,22 @@ def train_cmd(
         if model not in learned:
             raise ImgSearchError(f"--model must be {', '.join(learned[:-1])} or {learned[-1]}, "
                                  f"got {model!r}")
-        spec = methods.get(model)
-        if epochs < 1 or batch_size < 1 or lr <= 0 or max_minutes < 0:
+        if any(v is not None and v < 1 for v in (epochs, batch_size)) or (
+                lr is not None and lr <= 0) or (max_minutes is not None and max_minutes < 0):
             raise ImgSearchError("--epochs and --batch-size must be at least 1, --lr positive, "
                                  "--max-minutes 0 or more")
-        settings = {"denoise": denoise, "noise": noise, "dropout": dropout}
-        if spec.arch == "ae":
-            settings |= {"sparse": sparse, "sparse_weight": sparse_weight,
-                         "contractive_weight": contractive, "unpool": unpool}
-        else:
-            settings |= {"beta": beta}
+        settings = _given(denoise=denoise, noise=noise, dropout=dropout, sparse=sparse,
+                          sparse_weight=sparse_weight, contractive_weight=contractive,
+                          unpool=unpool, beta=beta, invariance=invariance,
+                          invariance_weight=invariance_weight, koleo_weight=koleo)
+        overrides = _given(epochs=epochs, min_steps=min_steps, max_minutes=max_minutes,
+                           batch_size=batch_size, lr=lr, patience=patience, augment=augment)
         ws = workspace.Workspace.open(index)
         try:
             with WriteLock(ws.root, "imgsearch train", None if wait else 0):
                 ws.recover()
-                cfg = TrainConfig(epochs=epochs, min_steps=min_steps, max_minutes=max_minutes,
-                                  batch_size=batch_size, lr=lr, device=device)
-                _, report = _train(ws, model, cfg, settings, fresh)
+                cfg = train_config(model, device=device, **overrides)
+                _, report = _train(ws, model, cfg, settings, fresh, post)
         except ValueError as e:
             raise ImgSearchError(str(e)) from None
         except KeyboardInterrupt:

@@ -59,3 +59,14 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA
     channels_last: bool = True  # on CUDA
     compile: bool = False  # torch.compile the model
+    augment: str = "auto"  # random views and edits: auto | photo | small (augment.py)
+    schedule: str = "cosine"  # learning rate: cosine (warm-up, then decay) | constant
+    check_every: int = 200  # self-check after an epoch at least this many steps after the last
+    patience: int = 0  # stop after this many self-checks without improvement (0: never)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("cosine", "constant"):
+            raise ConfigMismatch(f"schedule must be cosine or constant, got {self.schedule!r}")
+        if self.batch_size < 2 or self.lr <= 0 or self.check_every < 1 or self.patience < 0:
+            raise ConfigMismatch("batch size must be at least 2, learning rate positive, "
+                                 "check_every at least 1 and patience 0 or more")

@@ -1,5 +1,7 @@
-"""Labelled evaluation data: Fashion-MNIST from IDX files (Debian's dataset-fashion-mnist),
-a given folder, or torchvision's download where the internet is reachable."""
+"""Evaluation data: Fashion-MNIST from IDX files (Debian's dataset-fashion-mnist), a given
+folder, or torchvision's download where the internet is reachable; folders of real photos
+(Debian's opencv-doc and mate-backgrounds, fetched by scripts/fetch_data.sh) and generated
+stand-ins for quick runs."""
 
 from __future__ import annotations
 
@@ -65,3 +67,69 @@ def fashion_mnist(folder: Path | None = None, download_to: Path | None = None
 
     splits = [FashionMNIST(str(download_to), train=t, download=True) for t in (True, False)]
     return tuple(Split(s.data.numpy(), s.targets.numpy().astype(np.int64)) for s in splits)
+
+
+# -- photos --------------------------------------------------------------------------------
+#: Where the evaluation scripts look for real photos: the repo's data folder (fetch_data.sh),
+#: then Debian's opencv-doc examples and mate-backgrounds where they are installed.
+PHOTO_DIRS = (Path("data/photos"), Path("/usr/share/doc/opencv-doc/examples/data"),
+              Path("/usr/share/backgrounds/mate"))
+
+
+def photo_files(roots: list[Path] | None = None) -> list[Path]:
+    """Every image file under ``roots`` (default: the first of PHOTO_DIRS that exists, plus the
+    system folders when that is the repo's), sorted."""
+    from .images import EXTENSIONS
+
+    if roots is None:
+        roots = [p for p in PHOTO_DIRS if p.is_dir()][:1]
+        if roots and roots[0] != PHOTO_DIRS[0]:
+            roots += [p for p in PHOTO_DIRS[2:] if p.is_dir()]
+    files: list[Path] = []
+    for root in roots:
+        files += [p for p in sorted(Path(root).rglob("*"))
+                  if p.is_file() and p.suffix.lower() in EXTENSIONS]
+    return files
+
+
+def generated_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
+    """Stand-in pictures for quick runs without photos: smooth random colour fields with
+    shapes, saved as PNG."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        base = rng.uniform(0, 255, (4, 6, 3)).astype(np.uint8)
+        im = Image.fromarray(base).resize((240, 160), Image.Resampling.BICUBIC)
+        draw = ImageDraw.Draw(im)
+        for _ in range(4):
+            x, y = rng.integers(0, 200), rng.integers(0, 120)
+            draw.ellipse((x, y, x + rng.integers(10, 60), y + rng.integers(10, 60)),
+                         fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+        paths.append(folder / f"gen{i:03d}.png")
+        im.save(paths[-1])
+    return paths
+
+
+def distinct_photos(files: list[Path], size: int, tol: float = 6.0
+                    ) -> tuple[list[Path], np.ndarray, int]:
+    """The readable photos among ``files`` that are not the same picture as an earlier one
+    (evaluate.same_picture_groups), their (N, size, size, 3) pixels, and how many were
+    dropped as the same picture."""
+    from .errors import ImageLoadError
+    from .evaluate import same_picture_groups
+    from .images import load_image
+
+    kept, pixels = [], []
+    for f in files:
+        try:
+            pixels.append(load_image(f, size)[0])
+            kept.append(f)
+        except ImageLoadError:
+            continue
+    pixels = np.stack(pixels)
+    first = same_picture_groups(pixels, tol)
+    keep = first == np.arange(len(first))
+    return [f for f, k in zip(kept, keep) if k], pixels[keep], int((~keep).sum())

@@ -44,3 +44,7 @@ class FileChanging(ImgSearchError):
 
 class CacheMiss(ImgSearchError):
     """The image cache holds no pixels for a catalog row."""
+
+
+class TrainingDiverged(ImgSearchError):
+    """Training produced a loss that is not a finite number."""

@@ -70,3 +70,18 @@ def knn_accuracy(neighbour_labels: np.ndarray, query_labels: np.ndarray, k: int)
         vote = next(v for v in row if v in best)  # tie: the label reached first
         correct += vote == truth
     return correct / len(labels)
+
+
+def same_picture_groups(images: np.ndarray, tol: float) -> np.ndarray:
+    """For each image, the index of the first image that is the same picture (mean absolute
+    difference of 16x16 grey thumbnails below tol, in 0..255), itself if none."""
+    grey = images.astype(np.float32).mean(axis=3)  # (N, S, S)
+    n, s = grey.shape[:2]
+    f = s // 16
+    thumbs = grey.reshape(n, 16, f, 16, f).mean(axis=(2, 4)).reshape(n, -1)
+    first = np.arange(n)
+    for i in range(n):
+        d = np.abs(thumbs[:i] - thumbs[i]).mean(axis=1)
+        if len(d) and d.min() < tol:
+            first[i] = first[int(d.argmin())]
+    return first

@@ -56,7 +56,7 @@ def _upright(im: Image.Image) -> Image.Image:
     """Apply the EXIF orientation; a corrupt EXIF block leaves the image as stored."""
     try:
         return ImageOps.exif_transpose(im)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types on corrupt EXIF
         LOG.debug("ignoring unreadable EXIF: %s", e)
         return im
 
@@ -78,7 +78,7 @@ def load_image(source: str | Path | BinaryIO, size: int) -> tuple[np.ndarray, Im
                 pixels = np.asarray(im, dtype=np.uint8)
     except UnidentifiedImageError as e:
         raise ImageLoadError("not a recognised image format") from e
-    except Exception as e:
+    except Exception as e:  # any decoder failure is a bad file, not a crash
         raise ImageLoadError(f"{type(e).__name__}: {e}") from e
     return pixels, ImageInfo(width, height, fmt)
 
@@ -86,7 +86,7 @@ def load_image(source: str | Path | BinaryIO, size: int) -> tuple[np.ndarray, Im
 def _orientation(im: Image.Image) -> int:
     try:
         return int(im.getexif().get(0x0112, 1))
-    except Exception:
+    except Exception:  # noqa: BLE001 - corrupt EXIF means no usable orientation
         return 1
 
 

@@ -107,7 +107,7 @@ def _read_one(task: tuple[str, int, dict[str, int]]) -> dict:
         out["error"] = str(e)
     except OSError as e:
         out["error"] = f"{type(e).__name__}: {e.strerror or e}"
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - a worker must never take the run down
         out["error"] = f"{type(e).__name__}: {e}"
     return out
 

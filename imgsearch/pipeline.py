@@ -100,6 +100,11 @@ def model_config(ws: Workspace, method: str, **settings):
                       code_dim=ws.config.code_dim, **{**spec.settings, **settings})
 
 
+def train_config(method: str, **overrides) -> TrainConfig:
+    """How ``method`` trains: its recipe in the registry, overridden by ``overrides``."""
+    return TrainConfig(**{**methods.get(method).training, **overrides})
+
+
 def import_model(ws: Workspace, path: Path):
     """A checkpoint trained elsewhere, checked against this index's images and the registry."""
     from .methods.learned import LearnedEmbedder
@@ -113,59 +118,114 @@ def import_model(ws: Workspace, path: Path):
     return embedder
 
 
+# -- the self-check ------------------------------------------------------------------------
+def self_check(ws: Workspace, ids: list[int] | None = None):
+    """The index's self-check (selfcheck.py): edited copies of its held-out images searched
+    among them and a sample of the rest; None if the collection is too small."""
+    from .selfcheck import MAX_DISTRACTORS, SelfCheck, holdout
+
+    ids = ws.catalog.indexed_ids() if ids is None else ids
+    held = holdout(ids)
+    if not held:
+        return None
+    rest = sorted(set(ids) - set(held))
+    if len(rest) > MAX_DISTRACTORS:
+        rest = sorted(np.random.default_rng(0).choice(rest, MAX_DISTRACTORS, replace=False))
+    return SelfCheck(ws.cache.read(held), ws.cache.read(rest))
+
+
+def prepare(ws: Workspace, method: str, embedder, post: str | None = None):
+    """``embedder`` (a new baseline, or a trained model) with the method's post-processing,
+    fitted on the indexed images; a baseline's own fit happens here too."""
+    from .methods.postprocess import Processed, parse, unwrap
+
+    steps = parse(methods.get(method).post if post is None else post)
+    ids = ws.catalog.indexed_ids()
+    if not ids:
+        raise ImgSearchError(f"index {ws.root} has no readable images to learn from")
+    out = Processed(unwrap(embedder), steps) if steps else unwrap(embedder)
+    LOG.info("fitting %s on %d images", method, len(ids))
+    out.fit(lambda: ws.cache.batches(ids, ENCODE_BATCH), len(ids))
+    return out
+
+
+def _score(check, embedder, method: str) -> float | None:
+    if check is None:
+        return None
+    score = check(embedder.encode)
+    LOG.info("%s self-check recall@1: %.4f", method, score)
+    return score
+
+
+# -- learned methods -----------------------------------------------------------------------
 def train_method(ws: Workspace, method: str, model_cfg, train_cfg: TrainConfig,
-                 fresh: bool = False, progress: Progress = _quiet
-                 ) -> tuple[list, BuildReport]:
-    """Train (or resume) ``method`` on every indexed image's cached pixels, then index its
-    codes; returns (history, build report)."""
+                 fresh: bool = False, progress: Progress = _quiet, post: str | None = None,
+                 check=False) -> tuple[list, BuildReport]:
+    """Train (or resume) ``method`` on the indexed images' cached pixels (less the images the
+    self-check holds out), keeping the weights that score best on the self-check; then fit its
+    post-processing and index its codes. Returns (history, build report)."""
     from .methods.learned import LearnedEmbedder
+    from .selfcheck import holdout
     from .training import train
 
     ids = ws.catalog.indexed_ids()
     if len(ids) < 2:
         raise ImgSearchError(f"index {ws.root} has {len(ids)} indexed images; "
                              "training needs at least 2")
+    check = self_check(ws, ids) if check is False else check
+    held = set(holdout(ids)) if check is not None else set()
+    train_ids = [i for i in ids if i not in held]
     ckpt = ws.training_checkpoint(method)  # resumable: with the optimizer state
     if fresh and ckpt.exists():
         ckpt.unlink()
-    LOG.info("training %s on %d images", method, len(ids))
+    LOG.info("training %s on %d images (%d held out for the self-check)", method,
+             len(train_ids), len(held))
+    last_score = [""]
 
     def on_train(step: int, steps: int, loss: float, rate: float) -> None:
-        progress(f"train {method}", step, steps, f"loss {loss:.4g}")
+        progress(f"train {method}", step, steps, f"loss {loss:.4g}{last_score[0]}")
 
-    history = train(method, model_cfg, CachedImages(ws.cache, ids), train_cfg, ckpt, on_train)
-    embedder = LearnedEmbedder.from_file(ckpt)
-    return history, build_method(ws, method, embedder, "train", _phase(progress, method))
+    def scored(encode) -> float:
+        score = check(encode)
+        last_score[0] = f", self-check {score:.3f}"
+        return score
+
+    history = train(method, model_cfg, CachedImages(ws.cache, train_ids), train_cfg, ckpt,
+                    on_train, scored if check is not None else None)
+    embedder = prepare(ws, method, LearnedEmbedder.from_file(ckpt), post)
+    return history, build_method(ws, method, embedder, "train", _phase(progress, method),
+                                 _score(check, embedder, method))
 
 
 def train_on_array(method: str, model_cfg, images: np.ndarray, train_cfg: TrainConfig,
-                   checkpoint: Path, resume: bool = False):
+                   checkpoint: Path, resume: bool = False, check=None, post: str = ""):
     """Train ``method`` on an in-memory (N, S, S, C) uint8 array, as the evaluation scripts
-    do; returns the trained embedder and a JSON-ready summary of the training."""
+    do (``check``: a SelfCheck, or None), then fit the post-processing ``post`` on the
+    array; returns the embedder and a JSON-ready summary of the training."""
     from .methods.learned import LearnedEmbedder
+    from .methods.postprocess import Processed, parse
     from .models.checkpoint import load_checkpoint
     from .training import ArraySource, train
 
     checkpoint = Path(checkpoint)
     if checkpoint.exists() and not resume:
         checkpoint.unlink()
-    history = train(method, model_cfg, ArraySource(images), train_cfg, checkpoint)
-    summary = {"epochs": len(history), "minutes": sum(h.seconds for h in history) / 60,
+    history = train(method, model_cfg, ArraySource(images), train_cfg, checkpoint, check=check)
+    ckpt = load_checkpoint(checkpoint)
+    summary = {"epochs": len(history), "steps": ckpt.get("step", 0),
+               "minutes": sum(h.seconds for h in history) / 60,
                "images_per_s": history[-1].images_per_s, "val_loss": history[-1].val_loss,
-               "model": asdict(model_cfg), "train_config": asdict(train_cfg)}
-    return LearnedEmbedder(load_checkpoint(checkpoint)), summary
-
-
-# -- baselines -----------------------------------------------------------------------------
-def fit_baseline(ws: Workspace, method: str):
-    """A new embedder for baseline ``method``, fitted on every indexed image."""
-    ids = ws.catalog.indexed_ids()
-    if not ids:
-        raise ImgSearchError(f"index {ws.root} has no readable images to learn from")
-    embedder = methods.get(method).create(ws.config)
-    LOG.info("fitting %s on %d images", method, len(ids))
-    embedder.fit(lambda: ws.cache.batches(ids, ENCODE_BATCH), len(ids))
-    return embedder
+               "best_epoch": ckpt["best"]["epoch"] if ckpt.get("best") else None,
+               "selfcheck": [h.selfcheck for h in history],
+               "model": asdict(model_cfg), "train_config": asdict(train_cfg), "post": post}
+    embedder = LearnedEmbedder(ckpt)
+    steps = parse(post)
+    if steps:
+        embedder = Processed(embedder, steps)
+        data = images if images.ndim == 4 else images[..., None]
+        embedder.fit(lambda: (data[i : i + 1024] for i in range(0, len(data), 1024)),
+                     len(data))
+    return embedder, summary
 
 
 # -- the whole update ----------------------------------------------------------------------
@@ -175,45 +235,50 @@ def _phase(progress: Progress, method: str):
     return on_encode
 
 
-def run_step(ws: Workspace, step: Step, budget: TrainConfig, imported=None,
-             progress: Progress = _quiet) -> BuildReport:
-    """Carry out one planned step."""
-    m = step.method
-    if step.action == "import":
-        return build_method(ws, m, imported, "import", _phase(progress, m))
+def run_step(ws: Workspace, step: Step, training: dict | None = None, imported=None,
+             progress: Progress = _quiet, check=False) -> BuildReport:
+    """Carry out one planned step (``training``: TrainConfig overrides of the recipe)."""
+    m, phase = step.method, _phase(progress, step.method)
+    if step.action == "sync":
+        return sync_method(ws, m, phase)
+    check = self_check(ws) if check is False else check
     if step.action == "train":
-        return train_method(ws, m, model_config(ws, m), budget, progress=progress)[1]
-    if step.action == "fit":
-        return build_method(ws, m, fit_baseline(ws, m), "fit", _phase(progress, m))
-    if step.action == "encode":
+        return train_method(ws, m, model_config(ws, m), train_config(m, **(training or {})),
+                            progress=progress, check=check)[1]
+    if step.action == "import":
+        embedder = prepare(ws, m, imported)
+    elif step.action == "fit":
+        embedder = prepare(ws, m, methods.get(m).create(ws.config))
+    else:  # encode: the saved model, its post-processing fitted anew on the collection
         from .build import open_embedder
 
-        return build_method(ws, m, open_embedder(ws, m), "encode", _phase(progress, m))
-    return sync_method(ws, m, _phase(progress, m))
+        embedder = prepare(ws, m, open_embedder(ws, m))
+    return build_method(ws, m, embedder, step.action, phase, _score(check, embedder, m))
 
 
 def update_methods(ws: Workspace, wanted: list[str], *, imported=None, rebuild: bool = False,
-                   budget: TrainConfig | None = None, progress: Progress = _quiet
+                   training: dict | None = None, progress: Progress = _quiet
                    ) -> list[BuildReport]:
     """Plan and carry out every method in ``wanted`` (and an ``imported`` model's method) on
     the catalog as it is; the caller holds the write lock. Returns a report per step."""
     steps = plan(ws, wanted, imported.name if imported is not None else None, rebuild)
     LOG.info("plan: %s", "; ".join(f"{s.method}: {s.action} ({s.reason})" for s in steps))
-    return [run_step(ws, s, budget or TrainConfig(), imported, progress) for s in steps]
+    check = self_check(ws) if any(s.action != "sync" for s in steps) else None
+    return [run_step(ws, s, training, imported, progress, check) for s in steps]
 
 
 def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path | None = None,
-                 budget: TrainConfig | None = None, workers: int | None = None,
+                 training: dict | None = None, workers: int | None = None,
                  rebuild: bool = False, wait: float | None = 0,
                  progress: Progress = _quiet) -> IndexReport:
     """Ingest ``photos`` (new, changed and deleted files only) and bring every method in
     ``wanted`` up to date, holding the index's write lock throughout.
 
-    A learned method with no model is trained within ``budget``; ``model`` imports a
+    A learned method with no model is trained by its recipe, ``training`` overriding its
+    TrainConfig settings (the time budget, say); ``model`` imports a
     checkpoint trained elsewhere instead; ``rebuild`` re-fits every method from the cache (and
     moves a corrupt catalog aside, ingesting the folder anew).
     """
-    budget = budget or TrainConfig()
     for name in wanted:
         methods.get(name)
     with WriteLock(ws.root, "imgsearch index", wait):
@@ -232,6 +297,6 @@ def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path 
             progress("ingest", done, total, "")
 
         ingested = ingest(photos, ws.catalog, ws.cache, workers, on_ingest)
-        built = update_methods(ws, wanted, imported=imported, rebuild=rebuild, budget=budget,
-                               progress=progress)
+        built = update_methods(ws, wanted, imported=imported, rebuild=rebuild,
+                               training=training, progress=progress)
     return IndexReport(str(ws.root), ingested, built, recovered, notes)

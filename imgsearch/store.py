@@ -252,6 +252,7 @@ class MethodState:
     index_type: str  # the vector index's structure (index.py), e.g. "flat" or "ivf"
     dim: int  # code size
     count: int  # codes held
+    selfcheck: float | None = None  # recall@1 of edited held-out copies (selfcheck.py)
 
     @classmethod
     def load(cls, folder: Path) -> MethodState | None:

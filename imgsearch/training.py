@@ -14,18 +14,20 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from .augment import Corruption
+from .augment import Augment, Corruption, preset_for
 from .config import TrainConfig
-from .errors import ConfigMismatch
+from .errors import ConfigMismatch, TrainingDiverged
 from .models.checkpoint import (
     ARCHITECTURES,
     arch_of,
+    config_from_checkpoint,
     load_checkpoint,
     new_model,
     pick_device,
     to_batch,
     write_checkpoint,
 )
+from .models.invariance import invariance_loss, koleo
 
 LOG = logging.getLogger(__name__)
 
@@ -58,10 +60,16 @@ class Epoch:
     val_loss: float
     images_per_s: float
     seconds: float
+    selfcheck: float | None = None  # recall@1 of edited held-out copies (selfcheck.py)
+    lr: float | None = None  # learning rate at the end of the epoch
 
 
 TrainProgressFn = Callable[[int, int, float, float], None]  # step, steps, loss, images/s
+#: A self-check: given a function encoding (B, S, S, C) uint8 images to (B, D) codes, a score
+#: (higher is better) of how well the codes find edited copies (selfcheck.SelfCheck).
+Check = Callable[[Callable[[np.ndarray], np.ndarray]], float]
 PROGRESS_SECONDS = 0.2  # at most this often a progress report (and a GPU sync)
+WARMUP_STEPS = 100  # linear learning-rate warm-up before the cosine decay
 
 
 def split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,17 +79,60 @@ def split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarra
     return order[n_val:], order[:n_val]
 
 
+def learning_rate(cfg: TrainConfig, step: int, planned: int) -> float:
+    """``cfg.lr`` (constant), or warmed up linearly for WARMUP_STEPS then decayed along a
+    half cosine to 1% of it at step ``planned`` (Loshchilov & Hutter, SGDR, ICLR 2017)."""
+    if cfg.schedule == "constant":
+        return cfg.lr
+    warm = min(WARMUP_STEPS, max(1, planned // 10))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    t = min(1.0, (step - warm) / max(1, planned - warm))
+    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
 # -- checkpoints --------------------------------------------------------------------------
+def _cpu_state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 def save_checkpoint(path: Path, method: str, model: torch.nn.Module, optimizer, config,
-                    train_cfg: TrainConfig, epoch: int, history: list[Epoch]) -> None:
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    write_checkpoint(path, {"method": method, "arch": arch_of(config), "model": state,
+                    train_cfg: TrainConfig, epoch: int, history: list[Epoch],
+                    best: dict | None = None, step: int = 0) -> None:
+    """The resumable checkpoint: the latest weights and optimizer state, and the weights that
+    scored best on the self-check (``best``: model, epoch, selfcheck), which inference uses."""
+    write_checkpoint(path, {"method": method, "arch": arch_of(config), "model": _cpu_state(model),
                             "optimizer": optimizer.state_dict() if optimizer is not None else {},
                             "config": asdict(config), "train_config": asdict(train_cfg),
-                            "epoch": epoch, "history": [asdict(h) for h in history]})
+                            "epoch": epoch, "step": step,
+                            "history": [asdict(h) for h in history],
+                            **({"best": best} if best else {})})
 
 
-# -- training -----------------------------------------------------------------------------
+# -- one step -----------------------------------------------------------------------------
+def step_loss(model: torch.nn.Module, net: torch.nn.Module, objective, x: torch.Tensor,
+              corrupt: Corruption, views: Augment | None) -> torch.Tensor:
+    """The training loss of one clean batch ``x``.
+
+    Without invariance: the objective of reconstructing ``x`` from its corruption (the image
+    itself unless denoising). With it: two random views of every image are encoded in one
+    batch, each reconstructs the clean image, and the invariance term pulls the projected
+    codes of the two views together (models/invariance.py)."""
+    cfg = model.cfg
+    if views is None:
+        return objective(net, corrupt(x), x)[0].total
+    both = torch.cat([views(x), views(x)]).to(x.dtype)  # (2B, C, S, S)
+    losses, code = objective(net, both, torch.cat([x, x]))
+    z1, z2 = model.projector(code).float().chunk(2)  # (B, P) each
+    total = losses.total + cfg.invariance_weight * invariance_loss(cfg.invariance, z1, z2,
+                                                                   cfg.temperature)
+    if cfg.koleo_weight:
+        c1, c2 = code.float().chunk(2)
+        total = total + cfg.koleo_weight * (koleo(c1) + koleo(c2)) / 2
+    return total
+
+
+# -- evaluation ---------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(arch: str, model, data: ImageSource, positions: np.ndarray, cfg: TrainConfig,
              device: torch.device) -> float:
@@ -102,14 +153,37 @@ def evaluate(arch: str, model, data: ImageSource, positions: np.ndarray, cfg: Tr
     return total / n
 
 
+def encoder(model: torch.nn.Module, device: torch.device, batch: int = 512):
+    """A function (B, S, S, C) uint8 -> (B, D) float32 codes with the model as it is now."""
+
+    @torch.no_grad()
+    def encode(images: np.ndarray) -> np.ndarray:
+        was = model.training
+        model.eval()
+        out = [model.encode(to_batch(np.ascontiguousarray(images[i : i + batch]), device))[0]
+               .float().cpu().numpy() for i in range(0, len(images), batch)]
+        model.train(was)
+        return np.concatenate(out) if out else np.empty((0, model.cfg.code_dim), np.float32)
+
+    return encode
+
+
+# -- the loop -----------------------------------------------------------------------------
 def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: Path,
-          on_progress: TrainProgressFn | None = None) -> list[Epoch]:
+          on_progress: TrainProgressFn | None = None, check: Check | None = None
+          ) -> list[Epoch]:
     """Train (or resume training of) ``method``'s model, of architecture and settings
     ``config``, on ``data``; returns the history of every epoch.
 
     If ``checkpoint`` exists for the same method and model config, training resumes after its
     last completed epoch, with its optimizer state. A checkpoint is written after every epoch
     and when the time budget or step limit stops the run.
+
+    With ``check``, the model is scored at the end of every epoch that comes at least
+    ``cfg.check_every`` steps after the last score (so every epoch on a collection of any size,
+    and every few epochs on a tiny one), and at the end of the run; the best-scoring weights
+    are kept in the checkpoint for inference, and training stops early after ``cfg.patience``
+    scores without improvement.
     """
     if len(data) < 2:
         raise ConfigMismatch(f"need at least 2 images to train, have {len(data)}")
@@ -120,16 +194,17 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
     # fused: one kernel for the whole update on CUDA instead of several per parameter
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   fused=device.type == "cuda")
-    start_epoch, history = 0, []
+    start_epoch, history, best, step = 0, [], None, 0
     if Path(checkpoint).exists():
         ckpt = load_checkpoint(checkpoint)
-        if (ckpt["method"], ckpt["arch"], ckpt["config"]) != (method, arch, asdict(config)):
+        if (ckpt["method"], ckpt["arch"]) != (method, arch) or (
+                config_from_checkpoint(ckpt) != config):
             raise ConfigMismatch(f"checkpoint {checkpoint} is for another model "
                                  f"({ckpt['method']}: {ckpt['config']}); delete it to start anew")
         model.load_state_dict(ckpt["model"])
         if ckpt["optimizer"]:
             optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch = ckpt["epoch"]
+        start_epoch, step, best = ckpt["epoch"], ckpt.get("step", 0), ckpt.get("best")
         history = [Epoch(**h) for h in ckpt["history"]]
         LOG.info("resuming %s from epoch %d", checkpoint, start_epoch)
     cl = cfg.channels_last and device.type == "cuda"
@@ -137,49 +212,89 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
         model = model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if cfg.compile else model  # attribute access reaches `model`
     amp = cfg.amp and device.type == "cuda"
-    corrupt = Corruption(config.denoise, config.noise, config.input_size)
+    aug = preset_for(cfg.augment, config.input_size, config.channels)
+    corrupt = Corruption(config.denoise, config.noise, config.input_size, config.channels,
+                         cfg.augment, cfg.seed)
+    views = (Augment(aug, config.input_size, config.channels, cfg.seed + start_epoch)
+             if config.invariance != "none" else None)
     objective = ARCHITECTURES[arch].objective
     train_pos, val_pos = split(len(data), cfg.val_fraction, cfg.seed)
-    steps_per_epoch = max(1, math.ceil(len(train_pos) / cfg.batch_size))
+    # an incomplete last batch is dropped when there are full ones: batch statistics (batch
+    # norm, the invariance terms) are meaningless on a handful of images
+    full_batches = len(train_pos) // cfg.batch_size
+    steps_per_epoch = max(1, full_batches)
+    epoch_len = full_batches * cfg.batch_size if full_batches else len(train_pos)
     epochs = max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
-    total_steps = steps_per_epoch * max(0, epochs - start_epoch)
+    planned = steps_per_epoch * epochs  # the schedule's length, shortened by a time budget
+    if cfg.max_steps:
+        planned = min(planned, step + cfg.max_steps)
+    total_steps = planned - step
     deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
     rng = np.random.default_rng(cfg.seed + start_epoch)
-    step, stop = 0, False
+    run_steps, stop, t_run = 0, False, time.perf_counter()
+    last_check = step
+    best_score = best["selfcheck"] if best else -math.inf
+    stale = 0
     model.train()
     for epoch in range(start_epoch, epochs):
         t0, seen = time.perf_counter(), 0
         loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
         reported = -math.inf
-        order = rng.permutation(train_pos)
+        order = rng.permutation(train_pos)[:epoch_len]
         try:
             for start in range(0, len(order), cfg.batch_size):
+                lr = learning_rate(cfg, step, planned)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
                 x = to_batch(data.get(order[start : start + cfg.batch_size]), device, cl)
                 with torch.autocast(device.type, torch.bfloat16, enabled=amp):
-                    loss = objective(net, corrupt(x), x)[0].total
+                    loss = step_loss(model, net, objective, x, corrupt, views)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 step += 1
+                run_steps += 1
                 seen += len(x)
                 loss_sum += loss.detach().float() * len(x)
                 now = time.perf_counter()
+                if run_steps == 20 and deadline < math.inf:  # fit the schedule to the budget
+                    rate = run_steps / (now - t_run)
+                    planned = min(planned, step + int(rate * (deadline - time.monotonic())))
+                    total_steps = run_steps + planned - step
                 if on_progress and now - reported >= PROGRESS_SECONDS:
                     reported = now  # .item() waits for the GPU, so only a few times a second
-                    on_progress(step, total_steps, loss.item(), seen / (now - t0))
-                if time.monotonic() > deadline or (cfg.max_steps and step >= cfg.max_steps):
+                    on_progress(run_steps, total_steps, loss.item(), seen / (now - t0))
+                if time.monotonic() > deadline or step >= planned:
                     stop = True  # the budget ends this epoch early; it counts as done
                     break
         except KeyboardInterrupt:  # keep the weights; a resumed run redoes this epoch
-            save_checkpoint(checkpoint, method, model, optimizer, config, cfg, epoch, history)
+            save_checkpoint(checkpoint, method, model, optimizer, config, cfg, epoch, history,
+                            best, step)
             raise
         train_loss = loss_sum.item() / max(seen, 1)  # waits for the epoch's last step
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(f"training {method} diverged (loss {train_loss}) in epoch "
+                                   f"{epoch + 1}; the last good checkpoint is kept. Try a "
+                                   "lower --lr, or --fresh")
         seconds = time.perf_counter() - t0
+        last = stop or epoch == epochs - 1
+        score = None
+        if check is not None and (step - last_check >= cfg.check_every or last):
+            score, last_check = float(check(encoder(model, device))), step
+            if score > best_score:
+                best_score, stale = score, 0
+                best = {"model": _cpu_state(model), "epoch": epoch + 1, "selfcheck": score}
+            else:
+                stale += 1
         history.append(Epoch(epoch + 1, train_loss,
                              evaluate(arch, model, data, val_pos, cfg, device),
-                             seen / seconds, seconds))
+                             seen / seconds, seconds, score, lr))
         LOG.info("%s", history[-1])
-        save_checkpoint(checkpoint, method, model, optimizer, config, cfg, epoch + 1, history)
+        if cfg.patience and stale >= cfg.patience:
+            LOG.info("self-check has not improved for %d checks: stopping early", stale)
+            stop = True
+        save_checkpoint(checkpoint, method, model, optimizer, config, cfg, epoch + 1, history,
+                        best, step)
         if stop:
             break
     return history

@@ -22,7 +22,7 @@ def thumbnail(path: str | Path, fallback: np.ndarray | None = None,
     """An upright RGB thumbnail of an image file; ``fallback`` pixels if the file is unreadable."""
     try:
         return open_upright(path, size)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a missing or broken file still gets a tile
         if fallback is not None:
             return Image.fromarray(fallback).resize((size, size))
         return Image.new("RGB", (size, size), (200, 200, 200))

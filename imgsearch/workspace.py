@@ -184,12 +184,20 @@ class Workspace:
         return [m for m in methods.names() if self.method_state(m) is not None]
 
     def preferred_method(self) -> str:
-        """The method a query uses when none is named: the best built one."""
-        built = self.built_methods()
-        if not built:
+        """The method a query uses when none is named (``preference`` says why)."""
+        return self.preference()[0]
+
+    def preference(self) -> tuple[str, str]:
+        """(the default query method, why): the built method that scored best on the
+        self-check of this collection (selfcheck.py)."""
+        from .selfcheck import MIN_IMAGES
+
+        states = {m: self.method_state(m) for m in self.built_methods()}
+        if not states:
             raise MethodNotBuilt(f"index {self.root} has no method built; "
                                  "run `imgsearch index PHOTOS_DIR`")
-        return methods.by_preference(built)[0]
+        images = self.catalog.counts()["indexed"]
+        return methods.choose({m: s.selfcheck for m, s in states.items()}, images, MIN_IMAGES)
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())

@@ -5,20 +5,27 @@ fixed, seeded set of edited copies (EDITS below); each copy is a query whose one
 answer is its original. Reported per edit and overall: recall@1, recall@10 and mAP (with one
 relevant item, AP = 1 / rank of the original in the whole ranking).
 
-Methods go through the product's own pipeline: files are decoded by ``imgsearch.images.load_image``
-at the index input size, encoded by the same embedders, and searched in a ``VectorIndex``.
-Learned models are trained on the database photos only (never on the edited copies), as
-``imgsearch index`` trains on a collection; ``-edits`` variants train as denoisers of random
-photo edits (augment.py), drawn independently of the benchmark's fixed edits. ``phash`` is
-imagehash's perceptual hash of the full image, ranked by Hamming distance (ties broken at
-random, seeded, so that database order cannot help it).
+Two edit families are not among the training augmentations (augment.py), to show what the
+codes do with edits they never saw: a perspective warp, and the photo pasted, smaller, into a
+larger unrelated picture (NEW_EDITS).
+
+Methods go through the product's own code: files are decoded by ``imgsearch.images.load_image``
+at the index input size, encoded by the same embedders, and searched exactly. Learned models
+train on the database photos only (never on the edited copies), as ``imgsearch index`` trains
+on a collection, holding out a tenth for the self-check (selfcheck.py) that picks the best
+weights; the variants are in scripts/recipes.py. Every learned model is also reported with
+each retrieval-time processing of scripts/recipes.POSTS (the same weights), the ablation.
+``phash`` is imagehash's perceptual hash of the full image, ranked by Hamming distance (ties
+broken at random, seeded, so that database order cannot help it).
+
+``--holdout``: the models train on one half of the photos (seeded) and the queries are the
+edited copies of the other half, photos the models never saw; the database is all of them.
 
 Edits are made on the photo reduced to at most --edit-side pixels on its long side (the
 database entry is the original file). Originals that are the same picture as an earlier one
 (the same photo stored at several resolutions) are dropped, so every query has one answer.
 
-    python scripts/evaluate_copy_detection.py --photos data/photos --steps 6000 \
-        --out docs/results/copy-detection
+    python scripts/evaluate_copy_detection.py --steps 3000 --out docs/results/copy-detection
 
 Writes OUT.json, OUT.md (tables), OUT-recall.png (recall@1 per edit) and OUT-edits.png (the
 edits of one photo). --quick runs on generated pictures when no photos are given, for tests;
@@ -36,24 +43,17 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
+from recipes import POSTS, VARIANTS, configs, post_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from imgsearch.errors import ImageLoadError
+from imgsearch.datasets import distinct_photos, generated_photos, photo_files
 from imgsearch.evaluate import average_precision, recall_at_k
-from imgsearch.images import EXTENSIONS, load_image, open_upright
-from imgsearch.index import VectorIndex
+from imgsearch.images import load_image, open_upright
 from imgsearch.methods.baselines import PCAEmbedder, PixelsEmbedder
+from imgsearch.methods.postprocess import Processed, parse
+from imgsearch.selfcheck import SelfCheck, holdout
 
-#: Learned variants: (architecture, model settings). "ae" and "vae" are the product defaults.
-VARIANTS = {
-    "ae": ("ae", {}),
-    "ae-edits": ("ae", {"denoise": "edits"}),
-    "vae": ("vae", {}),
-    "vae-edits": ("vae", {"denoise": "edits"}),
-}
-ALL = ("pixels", "pca", *VARIANTS, "phash")
-DEFAULT_PHOTOS = (Path("data/photos"), Path("/usr/share/doc/opencv-doc/examples/data"),
-                  Path("/usr/share/backgrounds/mate"))
+ALL = ("pixels", "pca", "phash", *VARIANTS)
 
 
 # -- the edits -----------------------------------------------------------------------------
@@ -94,6 +94,43 @@ def _caption(im: Image.Image, rng: np.random.Generator) -> Image.Image:
     return out
 
 
+def _perspective(im: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A perspective warp: two neighbouring corners pulled in by 12 to 20% of the side, as
+    when a photo of a photo is taken at an angle."""
+    w, h = im.size
+    d = rng.uniform(0.12, 0.2)
+    src = [(0, 0), (w, 0), (w, h), (0, h)]
+    side = int(rng.integers(4))  # which edge is the far one
+    dst = [list(p) for p in src]
+    for k in (side, (side + 1) % 4):
+        cx, cy = src[k]
+        dst[k] = [cx + (w / 2 - cx) * 2 * d, cy + (h / 2 - cy) * 2 * d]
+    # coefficients of the map from output to input pixel, as Image.transform wants them
+    a = []
+    for (x, y), (u, v) in zip(dst, src):
+        a.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        a.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+    coeffs = np.linalg.solve(np.array(a, float), np.array(src, float).reshape(-1))
+    return im.transform((w, h), Image.Transform.PERSPECTIVE, tuple(coeffs),
+                        Image.Resampling.BICUBIC)
+
+
+def _pasted(im: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The photo at 55 to 70% of the side of a larger, unrelated generated picture (a smooth
+    colour field with shapes, like a page or a screen around it), at a seeded place."""
+    f = rng.uniform(0.55, 0.7)
+    w, h = round(im.width / f), round(im.height / f)
+    base = rng.uniform(0, 255, (3, 4, 3)).astype(np.uint8)
+    bg = Image.fromarray(base).resize((w, h), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(bg)
+    for _ in range(5):
+        x, y = rng.integers(0, w), rng.integers(0, h)
+        r = rng.integers(w // 20, w // 6)
+        draw.ellipse((x, y, x + r, y + r), fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+    bg.paste(im, (int(rng.integers(0, w - im.width + 1)), int(rng.integers(0, h - im.height + 1))))
+    return bg
+
+
 EDITS = {
     "downscale 50%": lambda im, rng: _scale(im, 0.5),
     "downscale 25%": lambda im, rng: _scale(im, 0.25),
@@ -108,7 +145,10 @@ EDITS = {
     "caption": _caption,
     "crop+JPEG+brightness": lambda im, rng: ImageEnhance.Brightness(
         _jpeg(_crop(im, 0.8, rng), 40)).enhance(1.3),
+    "perspective": _perspective,
+    "pasted into larger": _pasted,
 }
+NEW_EDITS = ("perspective", "pasted into larger")  # families the training never sees
 
 
 def edit_file(im: Image.Image, edit: str, rng: np.random.Generator) -> io.BytesIO:
@@ -120,82 +160,40 @@ def edit_file(im: Image.Image, edit: str, rng: np.random.Generator) -> io.BytesI
     return buf
 
 
-# -- the photos ----------------------------------------------------------------------------
-def find_photos(roots: list[Path]) -> list[Path]:
-    files = []
-    for root in roots:
-        files += [p for p in sorted(root.rglob("*"))
-                  if p.is_file() and p.suffix.lower() in EXTENSIONS]
-    return files
-
-
-def generated_photos(folder: Path, n: int) -> list[Path]:
-    """Stand-in pictures for --quick: smooth random colour fields with shapes, saved as PNG."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        base = rng.uniform(0, 255, (4, 6, 3)).astype(np.uint8)
-        im = Image.fromarray(base).resize((240, 160), Image.Resampling.BICUBIC)
-        draw = ImageDraw.Draw(im)
-        for _ in range(4):
-            x, y = rng.integers(0, 200), rng.integers(0, 120)
-            draw.ellipse((x, y, x + rng.integers(10, 60), y + rng.integers(10, 60)),
-                         fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
-        paths.append(folder / f"gen{i:03d}.png")
-        im.save(paths[-1])
-    return paths
-
-
-def same_picture_groups(images: np.ndarray, tol: float) -> np.ndarray:
-    """For each image, the index of the first image that is the same picture (mean absolute
-    difference of 16x16 grey thumbnails below tol, in 0..255), itself if none."""
-    grey = images.astype(np.float32).mean(axis=3)  # (N, S, S)
-    n, s = grey.shape[:2]
-    f = s // 16
-    thumbs = grey.reshape(n, 16, f, 16, f).mean(axis=(2, 4)).reshape(n, -1)
-    first = np.arange(n)
-    for i in range(n):
-        d = np.abs(thumbs[:i] - thumbs[i]).mean(axis=1)
-        if len(d) and d.min() < tol:
-            first[i] = first[int(d.argmin())]
-    return first
-
-
 # -- the methods ---------------------------------------------------------------------------
-def learned_embedder(name: str, db: np.ndarray, args, report: dict):
-    from imgsearch.config import TrainConfig
-    from imgsearch.models.autoencoder import AEConfig
-    from imgsearch.models.vae import VAEConfig
+def learned(name: str, train: np.ndarray, args, report: dict) -> dict[str, object]:
+    """Variant ``name`` trained on ``train`` (less its self-check holdout); one embedder per
+    retrieval-time processing (the ablation), keyed ``name [post]``, and ``name`` itself."""
     from imgsearch.pipeline import train_on_array
 
-    arch, settings = VARIANTS[name]
-    cls = AEConfig if arch == "ae" else VAEConfig
-    cfg = cls(input_size=args.size, channels=3, code_dim=args.dim, **settings,
-              **({"widths": tuple(args.widths)} if args.widths else {}))
-    tcfg = TrainConfig(epochs=10**6, min_steps=0, max_minutes=args.minutes,
-                       max_steps=args.steps, batch_size=args.batch_size, lr=args.lr)
-    embedder, report["train"] = train_on_array(arch, cfg, db, tcfg, args.work / f"{name}.pt",
-                                               args.resume)
-    return embedder
+    positions = list(range(len(train)))
+    held = holdout(positions)
+    rest = np.array(sorted(set(positions) - set(held)), dtype=int)
+    check = SelfCheck(train[held], train[rest]) if held else None
+    method, model, tcfg = configs(name, args.size, 3, args.dim, args.widths,
+                                  epochs=10**6, min_steps=0, max_minutes=args.minutes,
+                                  max_steps=args.steps)
+    raw, report["train"] = train_on_array(method, model, train[rest] if held else train, tcfg,
+                                          args.work / f"{name}.pt", args.resume, check)
+    out = {}
+    for label, post in {**POSTS, "": post_of(name)}.items():
+        steps = parse(post)
+        emb = Processed(raw, steps) if steps else raw
+        if steps:
+            emb.fit(lambda: iter([train]), len(train))
+        out[f"{name} [{label}]" if label else name] = emb
+    return out
 
 
-def rank_vectors(name: str, db: np.ndarray, queries: np.ndarray, args,
-                 report: dict) -> np.ndarray:
-    """(Q, N) database positions, nearest first, for pixels, pca and the learned methods."""
-    if name == "pixels":
-        emb = PixelsEmbedder(args.pixel_size)
-    elif name == "pca":
-        emb = PCAEmbedder(args.pixel_size, args.dim)
-        emb.fit(lambda: iter([db]), len(db))
-    else:
-        emb = learned_embedder(name, db, args, report)
+def rank_codes(emb, db: np.ndarray, queries: np.ndarray, report: dict) -> np.ndarray:
+    """(Q, N) database positions, nearest first (exact L2 on the codes)."""
     t0 = time.perf_counter()
     db_codes, q_codes = emb.encode(db), emb.encode(queries)
     report["encode_ms_per_image"] = (time.perf_counter() - t0) / (len(db) + len(queries)) * 1e3
     report["dim"] = int(db_codes.shape[1])
-    index = VectorIndex.build(db_codes, np.arange(len(db)), exact_threshold=10**9, nprobe=1)
-    return index.search(q_codes, len(db))[1]
+    q, d = q_codes.astype(np.float64), db_codes.astype(np.float64)
+    dist = (q * q).sum(1)[:, None] + (d * d).sum(1)[None] - 2 * q @ d.T  # (Q, N) squared L2
+    return np.argsort(dist, axis=1, kind="stable")
 
 
 def rank_phash(db_files: list, query_files: list, args, report: dict) -> np.ndarray:
@@ -204,8 +202,9 @@ def rank_phash(db_files: list, query_files: list, args, report: dict) -> np.ndar
     def hashes(sources):
         out = []
         for src in sources:
-            bits = imagehash.phash(open_upright(src, 1024)).hash
-            out.append(bits.reshape(-1))
+            if hasattr(src, "seek"):
+                src.seek(0)
+            out.append(imagehash.phash(open_upright(src, 1024)).hash.reshape(-1))
         return np.array(out, dtype=bool)  # (N, 64)
 
     t0 = time.perf_counter()
@@ -226,26 +225,44 @@ def score(ranking: np.ndarray, truth: np.ndarray) -> dict:
 
 # -- output --------------------------------------------------------------------------------
 def markdown(rows: list[dict], meta: dict) -> str:
-    head = "| method | dim | recall@1 | recall@10 | mAP | train | encode ms/img |"
+    main = [r for r in rows if "[" not in r["method"]]
+    ablation = [r for r in rows if "[" in r["method"]]
+    head = ("| method | dim | recall@1 | recall@10 | mAP | worst edit (recall@1) | "
+            "train | encode ms/img |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in rows:
+    for r in main:
         t = r.get("train")
-        t = f"{t['epochs']} ep, {t['minutes']:.1f} min" if t else "-"
+        t = f"{t['steps']} steps, {t['minutes']:.1f} min" if t else "-"
         o = r["overall"]
+        worst = min(r["per_edit"], key=lambda e: r["per_edit"][e]["recall@1"])
         lines.append(f"| {r['method']} | {r['dim']} | {o['recall@1']:.4f} | "
-                     f"{o['recall@10']:.4f} | {o['mAP']:.4f} | {t} | "
+                     f"{o['recall@10']:.4f} | {o['mAP']:.4f} | {worst} "
+                     f"({r['per_edit'][worst]['recall@1']:.3f}) | {t} | "
                      f"{r['encode_ms_per_image']:.2f} |")
+    if ablation:
+        posts = ", ".join(f"{k} = {v or 'none'}" for k, v in POSTS.items())
+        lines += ["", f"Retrieval-time processing (the same trained weights; {posts}):", "",
+                  "| model [processing] | recall@1 | recall@10 | mAP | worst edit |",
+                  "|---|---|---|---|---|"]
+        for r in ablation:
+            o = r["overall"]
+            worst = min(r["per_edit"], key=lambda e: r["per_edit"][e]["recall@1"])
+            lines.append(f"| {r['method']} | {o['recall@1']:.4f} | {o['recall@10']:.4f} | "
+                         f"{o['mAP']:.4f} | {worst} ({r['per_edit'][worst]['recall@1']:.3f}) |")
     for metric in ("recall@1", "recall@10", "mAP"):
-        lines += ["", f"{metric} per edit (best in bold):", "",
-                  "| edit | " + " | ".join(r["method"] for r in rows) + " |",
-                  "|---|" + "---|" * len(rows)]
-        for edit in EDITS:
-            values = [r["per_edit"][edit][metric] for r in rows]
+        lines += ["", f"{metric} per edit (best in bold; * not among the training edits):", "",
+                  "| edit | " + " | ".join(r["method"] for r in main) + " |",
+                  "|---|" + "---|" * len(main)]
+        for edit in meta["edits"]:
+            values = [r["per_edit"][edit][metric] for r in main]
             cells = [(f"**{v:.3f}**" if v == max(values) else f"{v:.3f}") for v in values]
-            lines.append(f"| {edit} | " + " | ".join(cells) + " |")
+            mark = " *" if edit in NEW_EDITS else ""
+            lines.append(f"| {edit}{mark} | " + " | ".join(cells) + " |")
     lines.append(f"\n{meta['database']} database images ({meta['photos']} photos, "
                  f"{meta['distractors']} distractors), {meta['queries']} queries "
-                 f"({len(EDITS)} edits per photo). Source: {meta['source']}.\n")
+                 f"({len(meta['edits'])} edits per query photo"
+                 + (f"; models trained on {meta['trained_on']} other photos, never on these"
+                    if meta.get("holdout") else "") + f"). Source: {meta['source']}.\n")
     return "\n".join(lines)
 
 
@@ -253,25 +270,28 @@ def write_tables(rows: list[dict], meta: dict, out: Path) -> str:
     """Write OUT.md and OUT-recall.png; return the markdown."""
     table = markdown(rows, meta)
     out.with_suffix(".md").write_text(table)
-    plot_recall(rows, out.with_name(out.name + "-recall.png"))
+    plot_recall([r for r in rows if "[" not in r["method"]], meta["edits"],
+                out.with_name(out.name + "-recall.png"))
     return table
 
 
-def plot_recall(rows: list[dict], path: Path) -> None:
+def plot_recall(rows: list[dict], edits: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(11, 4.5))
+    fig, ax = plt.subplots(figsize=(12, 4.8))
     width = 0.8 / len(rows)
-    x = np.arange(len(EDITS))
+    x = np.arange(len(edits))
     for i, r in enumerate(rows):
-        ax.bar(x + i * width, [r["per_edit"][e]["recall@1"] for e in EDITS], width,
+        ax.bar(x + i * width, [r["per_edit"][e]["recall@1"] for e in edits], width,
                label=r["method"])
-    ax.set_xticks(x + 0.4 - width / 2, list(EDITS), rotation=30, ha="right")
-    ax.set(ylabel="recall@1", ylim=(0, 1.05), title="Copy detection: recall@1 per edit")
-    ax.legend(ncol=len(rows), fontsize=8, loc="lower left")
+    labels = [e + (" *" if e in NEW_EDITS else "") for e in edits]
+    ax.set_xticks(x + 0.4 - width / 2, labels, rotation=30, ha="right")
+    ax.set(ylabel="recall@1", ylim=(0, 1.05),
+           title="Copy detection: recall@1 per edit (* not among the training edits)")
+    ax.legend(ncol=min(len(rows), 5), fontsize=8, loc="lower left")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -286,7 +306,7 @@ def plot_edits(im: Image.Image, seed: int, path: Path) -> None:
                                   for e in EDITS]
     for t, _ in tiles:
         t.thumbnail((THUMB, THUMB))
-    save_png(contact_sheet(tiles, columns=7), path)
+    save_png(contact_sheet(tiles, columns=8), path)
 
 
 def main() -> None:
@@ -295,16 +315,16 @@ def main() -> None:
                     help="folders of photos (default: data/photos, else the Debian folders)")
     ap.add_argument("--distractors", type=Path, nargs="*", default=[],
                     help="folders of extra database images that no query is a copy of")
-    ap.add_argument("--methods", default="pixels,pca,ae,ae-edits,vae,phash",
+    ap.add_argument("--methods", default="pixels,pca,phash,ae-plain,ae-edits,ae,vae",
                     help=f"any of {','.join(ALL)}")
+    ap.add_argument("--holdout", action="store_true",
+                    help="train on one half of the photos, query with copies of the other")
     ap.add_argument("--size", type=int, default=64, help="index input size, as `imgsearch index`")
     ap.add_argument("--pixel-size", type=int, default=32)
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--widths", type=int, nargs="+", default=None)
-    ap.add_argument("--steps", type=int, default=6000, help="training steps per model")
+    ap.add_argument("--steps", type=int, default=3000, help="training steps per model")
     ap.add_argument("--minutes", type=float, default=0, help="training time cap (0: none)")
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--edit-side", type=int, default=1024)
     ap.add_argument("--same-picture", type=float, default=4.0,
                     help="tolerance (0..255) under which two originals are the same picture")
@@ -327,75 +347,78 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
-    roots = args.photos or [p for p in DEFAULT_PHOTOS if p.is_dir()][:1]
-    if args.photos is None and roots == [Path("/usr/share/doc/opencv-doc/examples/data")]:
-        roots += [p for p in DEFAULT_PHOTOS[2:] if p.is_dir()]
-    files = find_photos([r for r in roots if r.is_dir()])
-    source = ", ".join(str(r) for r in roots)
+    files = photo_files(args.photos)
+    source = ", ".join(sorted({str(f.parent) for f in files})) or "none"
     if not files:
         if not args.quick:
-            raise SystemExit(f"no photos found in {source}; run scripts/fetch_data.sh or "
-                             "give --photos")
+            raise SystemExit("no photos found; run scripts/fetch_data.sh or give --photos")
         files, source = generated_photos(args.work / "generated", 24), "generated stand-ins"
+    files, originals, dropped = distinct_photos(files, args.size, args.same_picture)
+    distractor_files, distractors = [], np.empty((0, args.size, args.size, 3), np.uint8)
+    if args.distractors:
+        distractor_files, distractors, _ = distinct_photos(photo_files(args.distractors),
+                                                           args.size, 0.0)
 
-    def load_all(paths):
-        kept, arrays = [], []
-        for p in paths:
-            try:
-                arrays.append(load_image(p, args.size)[0])
-                kept.append(p)
-            except ImageLoadError as e:
-                print(f"skipping {p}: {e}", file=sys.stderr)
-        return kept, np.stack(arrays)
-
-    files, originals = load_all(files)
-    first = same_picture_groups(originals, args.same_picture)
-    dropped = [(str(files[i]), str(files[first[i]])) for i in range(len(files)) if first[i] != i]
-    for d, kept in dropped:
-        print(f"same picture as {kept}, dropped: {d}", file=sys.stderr)
-    keep = first == np.arange(len(files))
-    files, originals = [f for f, k in zip(files, keep) if k], originals[keep]
-    distractor_files, distractors = load_all(find_photos(args.distractors)) if \
-        args.distractors else ([], np.empty((0, args.size, args.size, 3), np.uint8))
-
-    print(f"making {len(EDITS)} edits of {len(files)} photos ...", file=sys.stderr, flush=True)
+    query_photos = np.arange(len(files))
+    train = originals
+    if args.holdout:  # train on half, query with copies of the other half
+        order = np.random.default_rng(args.seed).permutation(len(files))
+        trained, query_photos = np.sort(order[: len(files) // 2]), np.sort(order[len(files) // 2:])
+        train = originals[trained]
+    print(f"making {len(EDITS)} edits of {len(query_photos)} photos ...", file=sys.stderr,
+          flush=True)
     query_files, query_arrays, truth, edit_of = [], [], [], []
-    for i, path in enumerate(files):
-        rng = np.random.default_rng([args.seed, i])
-        im = open_upright(path, args.edit_side)
+    for i in query_photos:
+        rng = np.random.default_rng([args.seed, int(i)])
+        im = open_upright(files[i], args.edit_side)
         for edit in EDITS:
             buf = edit_file(im, edit, rng)
             query_arrays.append(load_image(buf, args.size)[0])
             buf.seek(0)
             query_files.append(buf)
-            truth.append(i)
+            truth.append(int(i))
             edit_of.append(edit)
     queries, truth, edit_of = np.stack(query_arrays), np.array(truth), np.array(edit_of)
     db = np.concatenate([originals, distractors])
     db_files = [*files, *distractor_files]
 
     rows = []
-    for m in methods:
-        print(f"[{m}] ...", file=sys.stderr, flush=True)
-        report: dict = {"method": m}
-        t0 = time.perf_counter()
-        if m == "phash":
-            for buf in query_files:
-                buf.seek(0)
-            ranking = rank_phash(db_files, query_files, args, report)
-        else:
-            ranking = rank_vectors(m, db, queries, args, report)
-        report["seconds"] = time.perf_counter() - t0
-        report["overall"] = score(ranking, truth)
-        report["per_edit"] = {e: score(ranking[edit_of == e], truth[edit_of == e]) for e in EDITS}
+
+    def record(label: str, ranking: np.ndarray, report: dict) -> None:
+        report |= {"method": label, "overall": score(ranking, truth),
+                   "per_edit": {e: score(ranking[edit_of == e], truth[edit_of == e])
+                                for e in EDITS}}
         rows.append(report)
         o = report["overall"]
-        print(f"[{m}] recall@1 {o['recall@1']:.4f}  recall@10 {o['recall@10']:.4f}  "
+        print(f"[{label}] recall@1 {o['recall@1']:.4f}  recall@10 {o['recall@10']:.4f}  "
               f"mAP {o['mAP']:.4f}", file=sys.stderr, flush=True)
+
+    for m in methods:
+        print(f"[{m}] ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        if m == "phash":
+            report = {}
+            ranking = rank_phash(db_files, query_files, args, report)
+            record(m, ranking, report | {"seconds": time.perf_counter() - t0})
+            continue
+        if m in ("pixels", "pca"):
+            emb = PixelsEmbedder(args.pixel_size) if m == "pixels" else PCAEmbedder(
+                args.pixel_size, args.dim)
+            emb.fit(lambda: iter([db]), len(db))
+            report = {}
+            record(m, rank_codes(emb, db, queries, report), report)
+            continue
+        report: dict = {}
+        embedders = learned(m, train, args, report)
+        for label, emb in embedders.items():
+            r = {"train": report["train"]} if label == m else {}
+            record(label, rank_codes(emb, db, queries, r), r)
 
     meta = {"source": source, "photos": len(files), "distractors": len(distractor_files),
             "database": len(db), "queries": len(queries), "edits": list(EDITS),
-            "dropped_same_picture": dropped, "command": " ".join(sys.argv)}
+            "new_edits": list(NEW_EDITS), "holdout": args.holdout,
+            "trained_on": len(train), "dropped_same_picture": dropped,
+            "command": " ".join(sys.argv)}
     print(write_tables(rows, meta, args.out))
     plot_edits(open_upright(files[0], 480), args.seed,
                args.out.with_name(args.out.name + "-edits.png"))

@@ -1,14 +1,21 @@
 """Fashion-MNIST category retrieval: every method side by side.
 
 The 60,000 training images are the database, the 10,000 test images the queries; a neighbour
-is relevant when it has the query's class. Learned models train on the training split only,
-each within --minutes. For each method: P@1, P@10, P@100, mAP@100 (AP over the relevant items
-in the top 100), mAP over the whole database (classic AP, 6,000 relevant per query), 10-NN
-accuracy, training, encoding, index-build and per-query search times.
+is relevant when it has the query's class. Learned models train on the training split only
+(less 300 images held out for the self-check that picks the best weights), each within
+--steps and --minutes; the variants are in scripts/recipes.py, and every learned model is also
+reported with each retrieval-time processing of recipes.POSTS (the same weights: the
+ablation). For each method: P@1, P@10, P@100, mAP@100 (AP over the relevant items in the top
+100), mAP over the whole database (classic AP, 6,000 relevant per query; main rows only),
+10-NN accuracy, training, encoding, index-build and per-query search times. ``phash`` is
+imagehash's perceptual hash, ranked by Hamming distance.
 
-    python scripts/evaluate_fashion_mnist.py --minutes 8 --out docs/results/fashion-mnist
+    python scripts/evaluate_fashion_mnist.py --steps 4000 --tsne 5000 \
+        --out docs/results/fashion-mnist
 
-Writes OUT.json, OUT.md (the table) and OUT-precision.png (precision@k curves).
+Writes OUT.json, OUT.md (the table), OUT-precision.png (precision@k curves), OUT-tsne.png
+(--tsne: t-SNE maps of test codes, the best learned code beside pixels) and
+OUT-neighbours.png (queries and their nearest neighbours by pixels and by the best code).
 --quick runs on a small subset (or generated images when Fashion-MNIST is absent) for tests.
 """
 
@@ -21,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from recipes import POSTS, VARIANTS, configs, post_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgsearch.datasets import Split, fashion_mnist
@@ -34,17 +42,10 @@ from imgsearch.evaluate import (
 )
 from imgsearch.index import VectorIndex
 from imgsearch.methods.baselines import PCAEmbedder, PixelsEmbedder
+from imgsearch.methods.postprocess import Processed, parse
+from imgsearch.selfcheck import SelfCheck
 
-#: Learned variants: (architecture, model settings). "ae" is the default autoencoder.
-VARIANTS = {
-    "ae": ("ae", {"unpool": "fixed"}),
-    "ae-switches": ("ae", {"unpool": "switches"}),
-    "ae-mask": ("ae", {"unpool": "fixed", "denoise": "mask", "noise": 0.3}),
-    "ae-sparse": ("ae", {"unpool": "fixed", "sparse": "l1", "sparse_weight": 1e-3}),
-    "vae": ("vae", {"beta": 1.0}),
-    "vae-beta0.1": ("vae", {"beta": 0.1}),
-}
-ALL = ("pixels", "pca", *VARIANTS)
+ALL = ("pixels", "pca", "phash", *VARIANTS)
 
 
 def synthetic(n_train: int, n_test: int) -> tuple[Split, Split]:
@@ -60,29 +61,49 @@ def synthetic(n_train: int, n_test: int) -> tuple[Split, Split]:
     return make(n_train), make(n_test)
 
 
-def embedder_for(name: str, train: Split, args, report: dict):
-    """A fitted embedder for one method; learned ones are trained here on ``train`` only."""
+def embedders_for(name: str, train: Split, args, report: dict) -> dict[str, object]:
+    """Fitted embedders for one method, by row label: one for a baseline; for a learned
+    variant, trained here on ``train`` only, one per retrieval-time processing (``name [post]``)
+    and ``name`` itself with its own."""
     images = train.images[..., None]  # (N, 28, 28, 1)
     if name == "pixels":
-        return PixelsEmbedder(28)
+        return {name: PixelsEmbedder(28)}
     if name == "pca":
         pca = PCAEmbedder(28, args.dim)
         pca.fit(lambda: iter([images]), len(images))
-        return pca
-    from imgsearch.config import TrainConfig
-    from imgsearch.models.autoencoder import AEConfig
-    from imgsearch.models.vae import VAEConfig
+        return {name: pca}
     from imgsearch.pipeline import train_on_array
 
-    arch, settings = VARIANTS[name]
-    cls = AEConfig if arch == "ae" else VAEConfig
-    cfg = cls(input_size=28, channels=1, widths=tuple(args.widths), code_dim=args.dim,
-              **settings)
-    tcfg = TrainConfig(epochs=args.epochs, min_steps=0, max_minutes=args.minutes,
-                       batch_size=args.batch_size, lr=args.lr)
-    embedder, report["train"] = train_on_array(arch, cfg, images, tcfg,
-                                               args.work / f"{name}.pt", args.resume)
-    return embedder
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(images))
+    held, rest = order[: args.held], order[args.held :]
+    check = SelfCheck(images[held], images[rest[:3000]]) if args.held else None
+    method, model, tcfg = configs(name, 28, 1, args.dim, args.widths, epochs=10**6,
+                                  min_steps=0, max_minutes=args.minutes, max_steps=args.steps)
+    raw, report["train"] = train_on_array(method, model, images[np.sort(rest)], tcfg,
+                                          args.work / f"{name}.pt", args.resume, check)
+    out = {}
+    batches = lambda: (images[i : i + 4096] for i in range(0, len(images), 4096))  # noqa: E731
+    for label, post in {**POSTS, "": post_of(name)}.items():
+        steps = parse(post)
+        emb = Processed(raw, steps) if steps else raw
+        if steps:
+            emb.fit(batches, len(images))
+        out[f"{name} [{label}]" if label else name] = emb
+    return out
+
+
+class PHash:
+    """imagehash's perceptual hash as 64 0/1 dimensions: L2 on them ranks as Hamming does."""
+
+    dim = 64
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        import imagehash
+        from PIL import Image
+
+        return np.array([imagehash.phash(Image.fromarray(im.squeeze(-1))).hash.reshape(-1)
+                         for im in images], dtype=np.float32)
 
 
 def full_map(index: VectorIndex, queries: np.ndarray, db_labels: np.ndarray,
@@ -98,11 +119,8 @@ def full_map(index: VectorIndex, queries: np.ndarray, db_labels: np.ndarray,
     return float(np.concatenate(aps).mean())
 
 
-def evaluate_method(name: str, train: Split, test: Split, args) -> dict:
-    report: dict = {"method": name}
-    t0 = time.perf_counter()
-    emb = embedder_for(name, train, args, report)
-    report["fit_s"] = time.perf_counter() - t0
+def evaluate_embedder(label: str, emb, train: Split, test: Split, args, report: dict) -> dict:
+    report = {"method": label, **report}
     t0 = time.perf_counter()
     db = emb.encode(train.images[..., None])
     q = emb.encode(test.images[..., None])
@@ -115,15 +133,20 @@ def evaluate_method(name: str, train: Split, test: Split, args) -> dict:
     for row in q[:200]:
         index.search(row[None], 10)
     report["query_ms"] = (time.perf_counter() - t0) / min(200, len(q)) * 1e3
+    if label == "phash":  # ties in Hamming distance: broken at random, seeded
+        shuffle = np.random.default_rng(0).permutation(len(db))
+        index = VectorIndex.build(db[shuffle], shuffle, exact_threshold=10**9, nprobe=1)
     _, ids = index.search(q, 100)
     labels = train.labels[ids]
     rel = relevance(labels, test.labels)
     report |= {
         "P@1": precision_at_k(rel, 1), "P@10": precision_at_k(rel, 10),
         "P@100": precision_at_k(rel, 100), "mAP@100": mean_average_precision(rel, k=100),
-        "mAP": full_map(index, q, train.labels, test.labels),
+        "mAP": (full_map(index, q, train.labels, test.labels) if "[" not in label
+                else float("nan")),
         "10-NN accuracy": knn_accuracy(labels, test.labels, 10),
         "precision_curve": [precision_at_k(rel, k) for k in range(1, 101)],
+        "neighbours": ids[: args.show, :8].tolist(),
     }
     if args.tsne:
         report["codes_sample"] = q[: args.tsne]
@@ -139,7 +162,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         train = r.get("train")
-        t = f"{train['epochs']} ep, {train['minutes']:.1f} min" if train else "-"
+        t = f"{train['steps']} steps, {train['minutes']:.1f} min" if train else "-"
         lines.append(f"| {r['method']} | {r['dim']} | " +
                      " | ".join(f"{r[c]:.4f}" for c in COLUMNS) +
                      f" | {t} | {r['encode_ms_per_image']:.3f} | {r['index_build_s']:.2f} | "
@@ -156,7 +179,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in rows:
-        ax.plot(range(1, 101), r["precision_curve"], label=r["method"])
+        if "[" not in r["method"]:
+            ax.plot(range(1, 101), r["precision_curve"], label=r["method"])
     ax.set(xlabel="k", ylabel="precision@k", title="Fashion-MNIST: same-class precision@k")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -165,18 +189,27 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def best_learned(rows: list[dict]) -> dict | None:
+    """The learned main row with the highest P@10."""
+    learned = [r for r in rows if r.get("train") and "[" not in r["method"]]
+    return max(learned, key=lambda r: r["P@10"]) if learned else None
+
+
 def plot_tsne(rows: list[dict], labels: np.ndarray, path: Path) -> None:
+    """t-SNE maps of the test codes: pixels, PCA and the best learned code side by side."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.manifold import TSNE
 
-    fig, axes = plt.subplots(1, len(rows), figsize=(4 * len(rows), 4.2))
-    for ax, r in zip(np.atleast_1d(axes), rows):
+    best = best_learned(rows)
+    shown = [r for r in rows if r["method"] in ("pixels", "pca")] + ([best] if best else [])
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.5 * len(shown), 4.6))
+    for ax, r in zip(np.atleast_1d(axes), shown):
         xy = TSNE(2, init="pca", random_state=0).fit_transform(r["codes_sample"])
         ax.scatter(xy[:, 0], xy[:, 1], c=labels[: len(xy)], cmap="tab10", s=2)
-        ax.set_title(r["method"])
+        ax.set_title(f"{r['method']} (P@10 {r['P@10']:.3f})")
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
@@ -184,19 +217,39 @@ def plot_tsne(rows: list[dict], labels: np.ndarray, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_neighbours(rows: list[dict], train: Split, test: Split, path: Path) -> None:
+    """Each of a few queries, then its 8 nearest neighbours by pixels and by the best learned
+    code; a neighbour of another class is marked with a red square in its corner."""
+    from imgsearch.viz import image_grid, save_png
+
+    best, pixels = best_learned(rows), next(r for r in rows if r["method"] == "pixels")
+    grid = []
+    for q in range(len(pixels["neighbours"])):
+        for r in (pixels, best):
+            tiles = [np.repeat(test.images[q][..., None], 3, -1)]
+            for i in r["neighbours"][q]:
+                tile = np.repeat(train.images[i][..., None], 3, -1).copy()
+                if train.labels[i] != test.labels[q]:
+                    tile[:5, :5] = (230, 20, 20)
+                tiles.append(tile)
+            grid.append((f"{r['method']}", np.stack(tiles)))
+    save_png(image_grid(grid, scale=3, label_width=110), path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=None, help="folder of the IDX files")
     ap.add_argument("--download", type=Path, default=None,
                     help="download through torchvision into this folder if not found")
-    ap.add_argument("--methods", default="pixels,pca,ae,vae", help=f"any of {','.join(ALL)}")
-    ap.add_argument("--minutes", type=float, default=8.0, help="training budget per model")
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--methods", default="pixels,pca,phash,ae-plain,ae-edits,ae,vae",
+                    help=f"any of {','.join(ALL)}")
+    ap.add_argument("--steps", type=int, default=4000, help="training steps per model")
+    ap.add_argument("--minutes", type=float, default=20.0, help="training time cap per model")
+    ap.add_argument("--held", type=int, default=300, help="images held out for the self-check")
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128])
     ap.add_argument("--tsne", type=int, default=0, help="t-SNE map of this many test codes")
+    ap.add_argument("--show", type=int, default=6, help="queries in the neighbours picture")
     ap.add_argument("--quick", action="store_true", help="a small subset, for tests")
     ap.add_argument("--resume", action="store_true", help="continue saved training runs")
     ap.add_argument("--work", type=Path, default=Path("out/fashion-mnist"))
@@ -216,21 +269,31 @@ def main() -> None:
     if args.quick:
         train, test = Split(train.images[:600], train.labels[:600]), Split(
             test.images[:100], test.labels[:100])
+        args.held = min(args.held, 60)
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for m in methods:
         print(f"[{m}] ...", file=sys.stderr, flush=True)
-        rows.append(evaluate_method(m, train, test, args))
-        r = rows[-1]
-        print(f"[{m}] P@10 {r['P@10']:.4f}  mAP@100 {r['mAP@100']:.4f}  mAP {r['mAP']:.4f}",
-              file=sys.stderr, flush=True)
+        report: dict = {}
+        t0 = time.perf_counter()
+        embedders = {"phash": PHash()} if m == "phash" else embedders_for(m, train, args, report)
+        fit_s = time.perf_counter() - t0
+        for label, emb in embedders.items():
+            extra = {"fit_s": fit_s, **({"train": report["train"]} if label == m and report
+                                        else {})}
+            rows.append(evaluate_embedder(label, emb, train, test, args, extra))
+            r = rows[-1]
+            print(f"[{label}] P@10 {r['P@10']:.4f}  mAP@100 {r['mAP@100']:.4f}  "
+                  f"mAP {r['mAP']:.4f}", file=sys.stderr, flush=True)
     meta = {"source": source, "database": len(train.images), "queries": len(test.images),
             "command": " ".join(sys.argv)}
     table = markdown(rows, meta)
     print(table)
     args.out.with_suffix(".md").write_text(table)
     plot(rows, args.out.with_name(args.out.name + "-precision.png"))
+    if best_learned(rows) and any(r["method"] == "pixels" for r in rows):
+        plot_neighbours(rows, train, test, args.out.with_name(args.out.name + "-neighbours.png"))
     if args.tsne:
         plot_tsne(rows, test.labels, args.out.with_name(args.out.name + "-tsne.png"))
     for r in rows:

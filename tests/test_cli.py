@@ -70,7 +70,8 @@ def test_info(built):
     data = json.loads(result.stdout)
     assert data["counts"] == {"indexed": 12, "failed": 0, "removed": 0}
     assert set(data["methods"]) == {"pixels", "pca"} and data["input_size"] == 64
-    assert data["methods"]["pixels"] == {"gen": 1, "index_type": "flat", "dim": 3072, "count": 12}
+    assert data["methods"]["pixels"] == {"gen": 1, "index_type": "flat", "dim": 3072, "count": 12,
+                                         "selfcheck": None}  # 12 images: too few to score
     assert "pixels" in run("info", "--index", built).stdout
 
 
@@ -136,8 +137,13 @@ def test_train_builds_the_method_and_resumes(small, photo_dir):
     info = json.loads(run("info", "--index", small, "--json").stdout)
     assert info["methods"]["vae"]["count"] == 12 and info["methods"]["vae"]["dim"] == 256
     query = find(photo_dir, "img03.bmp")
-    data = json.loads(run("query", query, "--index", small, "--json", "-k", 1).stdout)
+    data = json.loads(run("query", query, "--index", small, "--json", "-k", 1, "--method",
+                          "vae").stdout)
     assert data["method"] == "vae" and data["results"][0]["path"] == str(query)
+    # 12 images are too few for a self-check: a baseline answers by default, and info says why
+    assert info["preferred"] == "pca" and "too small" in info["preferred_because"]
+    data = json.loads(run("query", query, "--index", small, "--json", "-k", 1).stdout)
+    assert data["method"] == "pca"
     resumed = run(*[a if a != 2 else 3 for a in args])
     first_epoch = [line for line in result.stderr.splitlines() if "vae epoch 1:" in line]
     assert "vae epoch 3" in resumed.stderr

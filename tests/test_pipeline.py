@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from imgsearch import pipeline
-from imgsearch.config import IndexConfig, TrainConfig
+from imgsearch.config import IndexConfig
 from imgsearch.errors import ConfigMismatch, IndexLocked, UnknownMethod
 from imgsearch.pipeline import Step, plan, update_index
 from imgsearch.store import WriteLock
@@ -15,7 +15,7 @@ from imgsearch.workspace import Workspace
 
 from .conftest import find
 
-FAST = TrainConfig(epochs=1, min_steps=0, max_steps=2, batch_size=4)
+FAST = {"epochs": 1, "min_steps": 0, "max_steps": 2, "batch_size": 4}
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def actions(report):
 
 def test_first_run_fits_baselines_and_trains_the_learned_method(small, photo_dir):
     calls = []
-    report = update_index(small, photo_dir, ["pixels", "pca", "ae"], budget=FAST,
+    report = update_index(small, photo_dir, ["pixels", "pca", "ae"], training=FAST,
                           progress=lambda *a: calls.append(a))
     assert actions(report) == [("pixels", "fit"), ("pca", "fit"), ("ae", "train")]
     assert report.ingest.added == 12 and all(b.total == 12 for b in report.built)
@@ -43,17 +43,17 @@ def test_first_run_fits_baselines_and_trains_the_learned_method(small, photo_dir
 
 
 def test_second_run_syncs_only_what_changed(small, photo_dir):
-    update_index(small, photo_dir, ["pixels", "ae"], budget=FAST)
+    update_index(small, photo_dir, ["pixels", "ae"], training=FAST)
     find(photo_dir, "img03.bmp").unlink()
-    report = update_index(small, photo_dir, ["pixels", "ae"], budget=FAST)
+    report = update_index(small, photo_dir, ["pixels", "ae"], training=FAST)
     assert actions(report) == [("pixels", "sync"), ("ae", "sync")]
     assert [(b.encoded, b.removed, b.total) for b in report.built] == [(0, 1, 11)] * 2
 
 
 def test_rebuild_refits_baselines_and_reencodes_with_the_saved_model(small, photo_dir):
-    update_index(small, photo_dir, ["pca", "ae"], budget=FAST)
+    update_index(small, photo_dir, ["pca", "ae"], training=FAST)
     model = (small.method_dir("ae") / "model.pt").read_bytes()
-    report = update_index(small, photo_dir, ["pca", "ae"], budget=FAST, rebuild=True)
+    report = update_index(small, photo_dir, ["pca", "ae"], training=FAST, rebuild=True)
     assert actions(report) == [("pca", "fit"), ("ae", "encode")]
     assert (small.method_dir("ae") / "model.pt").read_bytes() == model  # not retrained
 
@@ -61,7 +61,7 @@ def test_rebuild_refits_baselines_and_reencodes_with_the_saved_model(small, phot
 def test_plan_decides_once_per_method(small, photo_dir):
     assert plan(small, ["pixels", "vae"]) == [
         Step("pixels", "fit", "not built yet"), Step("vae", "train", "no trained model yet")]
-    update_index(small, photo_dir, ["pixels", "ae"], budget=FAST)
+    update_index(small, photo_dir, ["pixels", "ae"], training=FAST)
     assert [(s.method, s.action) for s in plan(small, ["pixels", "ae"])] == [
         ("pixels", "sync"), ("ae", "sync")]
     assert [(s.method, s.action) for s in plan(small, ["pixels"], imported="ae")] == [
@@ -73,7 +73,7 @@ def test_plan_decides_once_per_method(small, photo_dir):
 
 
 def test_importing_a_model_trained_elsewhere(small, photo_dir, tmp_path):
-    update_index(small, photo_dir, ["ae"], budget=FAST)
+    update_index(small, photo_dir, ["ae"], training=FAST)
     other = Workspace.create(tmp_path / "other", small.config)
     report = update_index(other, photo_dir, ["pixels"], model=small.method_dir("ae") / "model.pt")
     assert actions(report) == [("ae", "import"), ("pixels", "fit")]
@@ -114,7 +114,7 @@ def test_model_config_takes_the_index_sizes_and_the_method_defaults(small):
 def test_a_query_never_loads_training_code(small, photo_dir):
     """Inference apart from training: a query with a learned method, in a fresh process,
     imports torch and the model but neither the training loop nor torchvision."""
-    update_index(small, photo_dir, ["ae"], budget=FAST)
+    update_index(small, photo_dir, ["ae"], training=FAST)
     query = find(photo_dir, "img01.png")
     code = (
         "import json, sys\n"

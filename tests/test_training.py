@@ -4,7 +4,7 @@ import torch
 
 from imgsearch.augment import Corruption
 from imgsearch.config import TrainConfig
-from imgsearch.errors import ConfigMismatch, IndexFileError
+from imgsearch.errors import ConfigMismatch, IndexFileError, TrainingDiverged
 from imgsearch.methods.learned import LearnedEmbedder
 from imgsearch.models.autoencoder import AEConfig
 from imgsearch.models.checkpoint import load_checkpoint
@@ -39,7 +39,7 @@ def test_checkpoint_holds_only_plain_values(tmp_path, images):
     train("ae", TINY_AE, images, FAST, tmp_path / "c.pt")
     ckpt = torch.load(tmp_path / "c.pt", weights_only=True)
     assert set(ckpt) == {"method", "arch", "model", "optimizer", "config", "train_config", "epoch",
-                         "history"}
+                         "step", "history"}
     assert ckpt["config"]["widths"] == (4, 8) or ckpt["config"]["widths"] == [4, 8]
     assert ckpt["epoch"] == 1 and not list(tmp_path.glob(".*tmp"))
 
@@ -58,11 +58,33 @@ def test_resume_continues_from_the_saved_epoch(tmp_path, images):
 
 def test_budget_stops_early_and_min_steps_extends_small_runs(tmp_path, images):
     stopped = train("ae", TINY_AE, images, TrainConfig(**{**FAST.__dict__, "epochs": 5,
-                                                         "max_steps": 2}), tmp_path / "a.pt")
-    assert len(stopped) == 1  # stopped inside the first epoch (3 steps of 8 images)
+                                                         "max_steps": 1}), tmp_path / "a.pt")
+    assert len(stopped) == 1  # stopped inside the first epoch (2 steps of 8 images)
+    assert load_checkpoint(tmp_path / "a.pt")["step"] == 1
     extended = train("ae", TINY_AE, images, TrainConfig(**{**FAST.__dict__, "min_steps": 7}),
                      tmp_path / "b.pt")
-    assert len(extended) == 3  # 3 steps per epoch: 3 epochs reach 7 steps
+    # 19 training images: 2 full batches of 8 per epoch (the last 3 are dropped), so 4 epochs
+    # reach 7 steps
+    assert len(extended) == 4 and load_checkpoint(tmp_path / "b.pt")["step"] == 8
+
+
+def test_invariance_training_never_sees_a_batch_of_one(tmp_path):
+    # 18 images: 17 train, batches of 8, 8 and 1; a batch of one image would make the
+    # variance terms NaN
+    data = ArraySource(np.stack([pattern(i, 16) for i in range(18)]))
+    cfg = AEConfig(input_size=16, channels=3, widths=(4, 8), code_dim=6, invariance="vicreg",
+                   projector=(16, 16))
+    history = train("ae", cfg, data, TrainConfig(**{**FAST.__dict__, "epochs": 2}),
+                    tmp_path / "c.pt")
+    assert all(np.isfinite(h.train_loss) for h in history)
+    codes = LearnedEmbedder.from_file(tmp_path / "c.pt", device="cpu").encode(data.images)
+    assert np.isfinite(codes).all()
+
+
+def test_a_diverging_run_stops_with_a_clear_error(tmp_path, images):
+    cfg = TrainConfig(**{**FAST.__dict__, "lr": 1e30, "schedule": "constant"})
+    with pytest.raises(TrainingDiverged, match=r"diverged .* Try a lower --lr"):
+        train("vae", TINY_VAE, images, cfg, tmp_path / "c.pt")
 
 
 def test_other_model_checkpoint_is_refused(tmp_path, images):

@@ -29,7 +29,7 @@ def pixel_vectors(images: np.ndarray, size: int) -> np.ndarray:
             np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BOX))
             for im in images
         ]).astype(np.float32)
-    return (small / 255.0).reshape(b, -1)
+    return (small / 255.0).reshape(b, size * size * c)
 
 
 class PixelsEmbedder(Embedder):
@@ -116,7 +116,7 @@ class PCAEmbedder(Embedder):
         try:
             with np.load(path, allow_pickle=False) as f:
                 mean, components = f["mean"], f["components"]
-        except Exception as e:
+        except Exception as e:  # numpy/zipfile raise many types for a bad file
             raise IndexFileError(
                 f"PCA file {path} is unreadable; re-run `imgsearch index PHOTOS_DIR --rebuild`"
             ) from e

@@ -86,8 +86,10 @@ class LearnedEmbedder(Embedder):
         return self.model.decode(z).permute(0, 2, 3, 1).float().cpu().numpy()
 
     def save(self, folder: Path) -> None:
-        """Weights, config and history; no optimizer state. Written atomically."""
-        write_checkpoint(Path(folder) / MODEL_FILE, {**self.ckpt, "optimizer": {}})
+        """The weights in use, config and history; no optimizer state. Written atomically."""
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        kept = {k: v for k, v in self.ckpt.items() if k not in ("best", "optimizer", "model")}
+        write_checkpoint(Path(folder) / MODEL_FILE, {**kept, "model": state, "optimizer": {}})
 
     @classmethod
     def load(cls, folder: Path, cfg: IndexConfig | None = None) -> LearnedEmbedder:

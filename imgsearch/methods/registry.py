@@ -35,6 +35,8 @@ class Method:
     create: Callable[[IndexConfig], Embedder] | None = None  # baselines: an unfitted embedder
     arch: str | None = None  # learned methods: the architecture they train
     settings: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    training: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    post: str = ""  # retrieval-time processing of the codes (postprocess.py), e.g. "l2"
     reconstructs: bool = False  # `imgsearch reconstruct` can draw its reconstructions
     samples: bool = False  # `imgsearch sample` can draw from its prior
     preference: int = 100  # rank as the default query method (lower first)
@@ -56,6 +58,33 @@ METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
     Method("vae", "convolutional VAE trained on the collection (256-d mu)",
            load=_load_learned, arch="vae", reconstructs=True, samples=True, preference=2),
 )})
+
+
+def open_embedder(name: str, folder: Path, cfg: IndexConfig) -> Embedder:
+    """The fitted embedder of method ``name`` saved in ``folder``, with its post-processing."""
+    from .postprocess import Processed
+
+    return Processed.load(get(name).load(folder, cfg), folder, cfg)
+
+
+def choose(scores: Mapping[str, float | None], images: int, min_images: int
+           ) -> tuple[str, str]:
+    """The default query method among built methods (name -> self-check score, None where
+    unscored) of an index of ``images`` images, and why."""
+    built = list(scores)
+    scored = {m: s for m, s in scores.items() if s is not None}
+    if scored:
+        best = max(scored, key=lambda m: (scored[m], -get(m).preference))
+        others = ", ".join(f"{m} {s:.3f}" for m, s in sorted(scored.items(),
+                                                            key=lambda kv: -kv[1]) if m != best)
+        return best, (f"best self-check recall@1 on this collection: {scored[best]:.3f}"
+                      + (f" (then {others})" if others else ""))
+    baselines = [m for m in built if not get(m).learned]
+    if images < min_images and baselines:
+        return by_preference(baselines)[0], (
+            f"the collection ({images} images) is too small to hold images out and score the "
+            f"methods (at least {min_images}); a baseline answers")
+    return by_preference(built)[0], "no method has a self-check score; fixed preference order"
 
 
 def get(name: str) -> Method:

@@ -16,13 +16,14 @@ from torch import nn
 
 from ..config import CORRUPTIONS
 from .blocks import ConvDecoder, ConvEncoder, Switches, trunk_shape
+from .invariance import InvarianceConfig, Projector
 
 UNPOOL = ("switches", "fixed")
 SPARSE = ("none", "l1", "kl")
 
 
 @dataclass(frozen=True)
-class AEConfig:
+class AEConfig(InvarianceConfig):
     input_size: int = 64
     channels: int = 3
     widths: tuple[int, ...] = (32, 64, 128, 128)
@@ -37,6 +38,7 @@ class AEConfig:
     contractive_weight: float = 0.0  # weight of ||J_encoder(x)||_F^2
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         object.__setattr__(self, "widths", tuple(self.widths))  # lists come back from JSON
         if self.denoise not in CORRUPTIONS:
             raise ValueError(f"denoise must be one of {CORRUPTIONS}, got {self.denoise!r}")
@@ -57,6 +59,9 @@ class ConvAutoencoder(nn.Module):
         self.from_code = nn.Linear(cfg.code_dim, c * side * side)
         self.decoder = ConvDecoder(cfg.channels, cfg.widths, cfg.input_size)
         self.trunk = (c, side)
+        # the invariance term's head: training only, the search code is the code itself
+        self.projector = (Projector(cfg.code_dim, cfg.projector) if cfg.invariance != "none"
+                          else None)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, Switches]:
         """(B, C, S, S) in [0, 1] -> code (B, code_dim), switches."""

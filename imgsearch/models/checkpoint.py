@@ -85,9 +85,9 @@ def load_checkpoint(path: Path) -> dict:
         if "kind" in ckpt:
             ckpt.setdefault("arch", ckpt["kind"])
             ckpt.setdefault("method", ckpt.pop("kind"))
-        ckpt["arch"], ckpt["method"], ckpt["config"], ckpt["model"]
+        ckpt["arch"], ckpt["method"], ckpt["config"], ckpt["model"]  # KeyError: no checkpoint
         return ckpt
-    except Exception as e:
+    except Exception as e:  # torch raises many types for a bad file
         raise IndexFileError(
             f"checkpoint {path} is unreadable ({type(e).__name__}); train a new model with "
             "`imgsearch train --fresh`"
@@ -107,9 +107,10 @@ def config_from_checkpoint(ckpt: dict):
 
 
 def model_from_checkpoint(ckpt: dict) -> nn.Module:
-    """Rebuild the model a checkpoint describes, with its weights, in eval mode."""
+    """Rebuild the model a checkpoint describes, in eval mode, with the weights that scored
+    best on the self-check if the checkpoint kept them, else its latest weights."""
     model = new_model(config_from_checkpoint(ckpt))
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(ckpt["best"]["model"] if ckpt.get("best") else ckpt["model"])
     return model.eval()
 
 

@@ -16,10 +16,11 @@ from torch import nn
 
 from ..config import CORRUPTIONS
 from .blocks import ConvDecoder, ConvEncoder, trunk_shape
+from .invariance import InvarianceConfig, Projector
 
 
 @dataclass(frozen=True)
-class VAEConfig:
+class VAEConfig(InvarianceConfig):
     input_size: int = 64
     channels: int = 3
     widths: tuple[int, ...] = (32, 64, 128, 128)
@@ -30,6 +31,7 @@ class VAEConfig:
     noise: float = 0.1
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         object.__setattr__(self, "widths", tuple(self.widths))
         if self.denoise not in CORRUPTIONS:
             raise ValueError(f"denoise must be one of {CORRUPTIONS}, got {self.denoise!r}")
@@ -47,6 +49,9 @@ class ConvVAE(nn.Module):
         self.from_z = nn.Linear(cfg.code_dim, c * side * side)
         self.decoder = ConvDecoder(cfg.channels, cfg.widths, cfg.input_size)
         self.trunk = (c, side)
+        # the invariance term's head, on mu: training only
+        self.projector = (Projector(cfg.code_dim, cfg.projector) if cfg.invariance != "none"
+                          else None)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, S, S) -> mu, log sigma^2, each (B, code_dim)."""

@@ -1,0 +1,113 @@
+"""Retrieval-time processing of codes, fitted on the collection and stored with the method, so
+that the collection and every query are treated alike.
+
+Steps, any of (in this order): ``flip`` (the code of an image averaged with the code of its
+mirror image), ``center`` (subtract the collection's mean code), ``whiten`` (PCA-whitening
+fitted on the collection's codes: rotate onto the principal axes and scale each to unit
+variance, which gives every direction of variation an equal say; Jegou & Chum, "Negative
+evidences and co-occurrences in image retrieval: the benefit of PCA and whitening", ECCV 2012),
+and ``l2`` (unit length: L2 distance then ranks as cosine similarity does).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..config import IndexConfig
+from ..errors import ConfigMismatch, IndexFileError
+from ..store import replacing
+from .base import BatchSource, Embedder
+
+LOG = logging.getLogger(__name__)
+
+STEPS = ("flip", "center", "whiten", "l2")
+FILE = "post.npz"
+MAX_FIT = 20_000  # codes sampled to fit the mean and the whitening
+EPS = 1e-2  # whitening: eigenvalues below this fraction of the mean eigenvalue are floored
+
+
+def parse(spec: str) -> tuple[str, ...]:
+    """"center,whiten,l2" -> the steps, in their fixed order; "none" or "" -> none."""
+    names = {s.strip() for s in spec.split(",") if s.strip() and s.strip() != "none"}
+    unknown = sorted(names - set(STEPS))
+    if unknown:
+        raise ConfigMismatch(f"unknown post-processing {', '.join(unknown)}; choose from "
+                             f"{', '.join(STEPS)} or none")
+    return tuple(s for s in STEPS if s in names)
+
+
+class Processed(Embedder):
+    """An embedder whose codes go through the post-processing ``steps``."""
+
+    def __init__(self, inner: Embedder, steps: tuple[str, ...], mean: np.ndarray | None = None,
+                 proj: np.ndarray | None = None):
+        self.inner, self.steps = inner, steps
+        self.name, self.dim = inner.name, inner.dim
+        self.mean, self.proj = mean, proj  # (dim,), (dim, dim)
+
+    def raw(self, images: np.ndarray) -> np.ndarray:
+        """The inner codes, averaged with the mirror image's when ``flip`` is a step."""
+        codes = self.inner.encode(images)
+        if "flip" in self.steps:
+            codes = (codes + self.inner.encode(np.ascontiguousarray(images[:, :, ::-1]))) / 2
+        return codes
+
+    def fit(self, batches: BatchSource, count: int) -> None:
+        """Fit the inner embedder (a no-op for a trained model), then the mean and whitening
+        on the codes of a uniform sample of at most MAX_FIT images."""
+        self.inner.fit(batches, count)
+        rng = np.random.default_rng(0)
+        parts = []
+        for batch in batches():
+            if count > MAX_FIT:
+                batch = batch[rng.random(len(batch)) < MAX_FIT / count]
+            if len(batch):
+                parts.append(self.raw(batch))
+        codes = np.concatenate(parts).astype(np.float64)
+        self.mean = codes.mean(axis=0)
+        if "whiten" in self.steps:
+            d = codes.shape[1]
+            cov = np.cov(codes - self.mean, rowvar=False).reshape(d, d)
+            vals, vecs = np.linalg.eigh(cov)
+            vals = np.maximum(vals, EPS * max(vals.mean(), 1e-12))
+            self.proj = vecs / np.sqrt(vals)  # (dim, dim): columns are the scaled axes
+        LOG.info("post-processing %s fitted on %d codes", ",".join(self.steps), len(codes))
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        codes = self.raw(images)
+        if "center" in self.steps or "whiten" in self.steps:
+            codes = codes - self.mean
+        if "whiten" in self.steps:
+            codes = codes @ self.proj
+        if "l2" in self.steps:
+            codes = codes / np.maximum(np.linalg.norm(codes, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(codes, dtype=np.float32)
+
+    def save(self, folder: Path) -> None:
+        self.inner.save(folder)
+        with replacing(Path(folder) / FILE) as tmp, open(tmp, "wb") as f:
+            np.savez(f, steps=np.array(self.steps, dtype="U8"),
+                     mean=self.mean if self.mean is not None else np.zeros(0),
+                     proj=self.proj if self.proj is not None else np.zeros((0, 0)))
+
+    @staticmethod
+    def load(inner: Embedder, folder: Path, cfg: IndexConfig | None = None) -> Embedder:
+        """``inner`` with the post-processing saved in ``folder``, or ``inner`` if none is."""
+        path = Path(folder) / FILE
+        if not path.is_file():
+            return inner
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                steps, mean, proj = tuple(str(s) for s in f["steps"]), f["mean"], f["proj"]
+        except Exception as e:  # numpy/zipfile raise many types for a bad file
+            raise IndexFileError(f"post-processing file {path} is unreadable; re-run "
+                                 "`imgsearch index PHOTOS_DIR --rebuild`") from e
+        return Processed(inner, steps, mean if mean.size else None, proj if proj.size else None)
+
+
+def unwrap(embedder: Embedder) -> Embedder:
+    """The embedder under any post-processing: what reconstructs, decodes and samples."""
+    return embedder.inner if isinstance(embedder, Processed) else embedder

@@ -1,0 +1,138 @@
+"""Invariance terms: the codes of two edited views of one image are pulled together, by a loss
+that cannot collapse to a constant code. Pure functions over (B, D) code batches, each citing
+its source; ``Projector`` is the small head (an "expander" in VICReg) the loss sees the codes
+through, so that the search code itself keeps what reconstruction needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+INVARIANCES = ("none", "vicreg", "infonce")
+
+
+@dataclass(frozen=True)
+class InvarianceConfig:
+    """The invariance settings every architecture's config inherits. With ``invariance`` on,
+    training sees two random views of each image (augment.py), reconstructs the clean image
+    from each, and adds ``invariance_weight`` times the chosen loss between the projected codes
+    of the two views, and ``koleo_weight`` times the KoLeo term of the codes."""
+
+    invariance: str = "none"  # none | vicreg | infonce
+    invariance_weight: float = 1.0
+    koleo_weight: float = 0.0
+    projector: tuple[int, ...] = (1024, 1024)  # hidden and output widths of the head
+    temperature: float = 0.1  # infonce
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "projector", tuple(self.projector))  # JSON gives lists
+        if self.invariance not in INVARIANCES:
+            raise ValueError(f"invariance must be one of {INVARIANCES}, "
+                             f"got {self.invariance!r}")
+        if self.invariance_weight < 0 or self.koleo_weight < 0 or self.temperature <= 0:
+            raise ValueError("invariance and KoLeo weights must be 0 or more, temperature "
+                             "positive")
+        if not self.projector:
+            raise ValueError("the projector needs at least one layer")
+
+
+class Projector(nn.Module):
+    """Linear -> BatchNorm -> ReLU per hidden layer, then a last Linear (VICReg's expander,
+    SimCLR's projection head)."""
+
+    def __init__(self, code_dim: int, widths: tuple[int, ...]):
+        super().__init__()
+        layers: list[nn.Module] = []
+        ins = (code_dim, *widths[:-1])
+        for i, (a, b) in enumerate(zip(ins, widths)):
+            layers.append(nn.Linear(a, b))
+            if i < len(widths) - 1:
+                layers += [nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        return self.net(code)  # (B, widths[-1])
+
+
+class VICRegLoss(NamedTuple):
+    total: torch.Tensor
+    invariance: torch.Tensor
+    variance: torch.Tensor
+    covariance: torch.Tensor
+
+
+def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0,
+                var_weight: float = 25.0, cov_weight: float = 1.0, eps: float = 1e-4
+                ) -> VICRegLoss:
+    """VICReg: Bardes, Ponce & LeCun, "VICReg: Variance-Invariance-Covariance Regularization
+    for Self-Supervised Learning", ICLR 2022, eq. (1)-(6):
+
+        s(Z, Z') = mean_i ||z_i - z'_i||^2 / d                      (invariance)
+        v(Z)     = 1/d sum_j max(0, 1 - sqrt(Var(z^j) + eps))       (variance, per dimension)
+        c(Z)     = 1/d sum_{i != j} Cov(Z)_{ij}^2                    (covariance)
+        loss     = lambda s + mu [v(Z) + v(Z')] + nu [c(Z) + c(Z')]
+
+    with lambda = mu = 25, nu = 1 as in the paper. The variance and covariance terms are what
+    keep the codes from collapsing to one point."""
+    z1, z2 = z1.float(), z2.float()
+    n, d = z1.shape
+    inv = F.mse_loss(z1, z2)
+
+    def variance(z: torch.Tensor) -> torch.Tensor:
+        return F.relu(1 - torch.sqrt(z.var(dim=0) + eps)).mean()
+
+    def covariance(z: torch.Tensor) -> torch.Tensor:
+        zc = z - z.mean(dim=0)
+        cov = zc.T @ zc / (n - 1)  # (d, d)
+        off = cov - torch.diag(torch.diagonal(cov))
+        return off.pow(2).sum() / d
+
+    var = variance(z1) + variance(z2)
+    cov = covariance(z1) + covariance(z2)
+    return VICRegLoss(sim_weight * inv + var_weight * var + cov_weight * cov, inv, var, cov)
+
+
+def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """NT-Xent (normalised temperature-scaled cross entropy): Chen et al., "A Simple Framework
+    for Contrastive Learning of Visual Representations" (SimCLR), ICML 2020, eq. (1). For the
+    2N views, each view's positive is the other view of its image and its negatives the 2N - 2
+    views of the other images:
+
+        l(i, j) = -log exp(sim(z_i, z_j) / t) / sum_{k != i} exp(sim(z_i, z_k) / t)
+
+    averaged over all 2N anchors, sim the cosine similarity."""
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # (2N, D)
+    n = len(z1)
+    logits = z @ z.T / temperature
+    logits.fill_diagonal_(float("-inf"))  # an anchor is never its own candidate
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(logits, target)
+
+
+def koleo(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """KoLeo entropy regulariser: Sablayrolles et al., "Spreading vectors for similarity
+    search", ICLR 2019, eq. (5), as used for copy detection by Pizzi et al., "A Self-Supervised
+    Descriptor for Image Copy Detection" (SSCD), CVPR 2022:
+
+        L = -1/n sum_i log(min_{j != i} ||z_i - z_j||),   z L2-normalised
+
+    It pushes every code away from its nearest neighbour, spreading codes uniformly."""
+    z = F.normalize(z.float(), dim=1)
+    d = torch.cdist(z, z)
+    d = d + torch.eye(len(z), device=z.device) * 1e9  # never a code's own distance
+    return -torch.log(d.min(dim=1).values + eps).mean()
+
+
+def invariance_loss(kind: str, p1: torch.Tensor, p2: torch.Tensor, temperature: float
+                    ) -> torch.Tensor:
+    """The invariance term ``kind`` between two batches of projected codes."""
+    if kind == "vicreg":
+        return vicreg_loss(p1, p2).total
+    if kind == "infonce":
+        return info_nce(p1, p2, temperature)
+    raise ValueError(f"invariance must be one of {INVARIANCES}, got {kind!r}")

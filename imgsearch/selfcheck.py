@@ -1,0 +1,124 @@
+"""A score of a method on the user's own collection that needs no labels.
+
+Some of the collection's images are held out (never trained on). Each gets a few edited
+copies (crops, a mirror image, rotation, colour changes, grayscale, JPEG, blur, a caption: the
+edits people make to photos), and every copy is searched among the collection: held-out
+originals plus other images as distractors. The score is recall@1, the fraction of copies
+whose nearest neighbour is their own original. Training scores the model this way every epoch
+(keeping the best weights, stopping early), and every built method gets the same score, so an
+index can answer with whichever method finds copies best on its own photos.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from . import augment as A
+
+HELD_FRACTION = 0.1  # of the collection held out of training for the self-check
+MAX_HELD = 300
+MIN_IMAGES = 20  # below this a collection is too small to hold images out and score
+MAX_DISTRACTORS = 5000
+COPIES = 4  # edited copies per held-out image
+
+
+def _edit(x: torch.Tensor, name: str, rng: np.random.Generator) -> torch.Tensor:
+    """One named edit, with fixed strength and a seeded position where it has one."""
+    b = len(x)
+    t = lambda v: torch.full((b,), float(v))  # noqa: E731
+    no = torch.zeros(b, dtype=torch.bool)
+    if name == "crop 70%":
+        side = math.sqrt(0.7)
+        cx, cy = (torch.from_numpy(rng.uniform(-1, 1, (2, b))).float() * (1 - side))
+        return A.affine(x, t(side), t(side), t(0), cx, cy, no)
+    if name == "mirror":
+        return A.affine(x, t(1), t(1), t(0), t(0), t(0), ~no)
+    if name == "rotate 10°":
+        return A.affine(x, t(1), t(1), t(math.radians(10)), t(0), t(0), no)
+    if name == "brightness +30%":
+        return A.jitter(x, t(1.3), t(1), t(1), t(0))
+    if name == "contrast -30%":
+        return A.jitter(x, t(1), t(0.7), t(1), t(0))
+    if name == "saturation +50%":
+        return A.jitter(x, t(1), t(1), t(1.5), t(0))
+    if name == "grayscale":
+        return A.to_grey(x)
+    if name == "JPEG q30":
+        return A.jpeg(x, t(30))
+    if name == "blur":
+        return A.blur(x, t(1.0))
+    if name == "caption":
+        stamps = A.caption_bank(b, x.shape[-1], x.shape[1], int(rng.integers(1 << 30)))
+        return A.overlay(x, stamps)
+    if name == "crop+JPEG+brightness":
+        x = _edit(x, "crop 70%", rng)
+        return A.jitter(A.jpeg(x, t(40)), t(1.3), t(1), t(1), t(0))
+    raise KeyError(name)
+
+
+EDITS = ("crop 70%", "mirror", "rotate 10°", "brightness +30%", "contrast -30%",
+         "saturation +50%", "grayscale", "JPEG q30", "blur", "caption", "crop+JPEG+brightness")
+GREY_EDITS = ("crop 70%", "mirror", "rotate 10°", "brightness +30%", "contrast -30%",
+              "JPEG q30", "blur", "crop+JPEG+brightness")
+
+
+def edited_copies(images: np.ndarray, copies: int, seed: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``copies`` different edits of each (N, S, S, C) uint8 image: (N * copies, S, S, C) uint8
+    copies and, for each, the position of its original."""
+    rng = np.random.default_rng(seed)
+    names = EDITS if images.shape[-1] == 3 else GREY_EDITS
+    chosen = np.stack([rng.choice(len(names), size=min(copies, len(names)), replace=False)
+                       for _ in images])  # (N, copies)
+    out = np.empty((chosen.size, *images.shape[1:]), np.uint8)
+    origin = np.repeat(np.arange(len(images)), chosen.shape[1])
+    flat = chosen.reshape(-1)
+    for e, name in enumerate(names):  # one batched edit per kind
+        rows = np.flatnonzero(flat == e)
+        if len(rows) == 0:
+            continue
+        x = torch.from_numpy(images[origin[rows]]).permute(0, 3, 1, 2).float() / 255
+        y = _edit(x, name, rng).clamp(0, 1)
+        out[rows] = (y * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return out, origin
+
+
+def holdout(ids: Sequence[int]) -> list[int]:
+    """The catalog ids held out of training for the self-check: a fixed pseudo-random tenth of
+    the collection (by id, so it stays put as the collection grows), at most MAX_HELD; none if
+    the collection has fewer than MIN_IMAGES images."""
+    if len(ids) < MIN_IMAGES:
+        return []
+    chosen = [i for i in ids if (int(i) * 2654435761) % 1000 < HELD_FRACTION * 1000]
+    return chosen[:MAX_HELD] if len(chosen) >= 2 else list(ids[:2])
+
+
+class SelfCheck:
+    """recall@1 of edited copies of ``held`` images among ``held`` + ``others``."""
+
+    def __init__(self, held: np.ndarray, others: np.ndarray, copies: int = COPIES,
+                 seed: int = 0):
+        if len(held) == 0:
+            raise ValueError("a self-check needs held-out images")
+        self.queries, self.truth = edited_copies(held, copies, seed)
+        self.database = np.concatenate([held, others]) if len(others) else held
+
+    def __call__(self, encode: Callable[[np.ndarray], np.ndarray]) -> float:
+        db = np.asarray(encode(self.database), np.float32)
+        q = np.asarray(encode(self.queries), np.float32)
+        nearest = nearest_neighbours(db, q)
+        return float(np.mean(nearest == self.truth))
+
+
+def nearest_neighbours(db: np.ndarray, queries: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Position in ``db`` of each query's nearest code (L2), exactly, a chunk at a time."""
+    sq = (db * db).sum(1)
+    out = []
+    for s in range(0, len(queries), chunk):
+        q = queries[s : s + chunk]
+        out.append(np.argmin(sq[None] - 2 * q @ db.T, axis=1))  # |q|^2 is the same per row
+    return np.concatenate(out) if out else np.empty(0, np.int64)

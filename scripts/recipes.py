@@ -1,0 +1,54 @@
+"""The learned variants the evaluation scripts compare, as overrides of the registry's methods,
+and the retrieval-time processing ablation. Imported by the scripts beside it.
+
+A variant is (method, model settings, training settings, post-processing): the settings
+override the method's recipe in imgsearch/methods/registry.py, and a post-processing of None
+means the method's own. The variants named after a method ("ae", "vae") are exactly what
+`imgsearch index` trains.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from imgsearch import methods
+from imgsearch.config import TrainConfig
+from imgsearch.models.checkpoint import new_config
+
+VARIANTS: dict[str, tuple[str, dict, dict, str | None]] = {
+    "ae": ("ae", {}, {}, None),  # the default recipe
+    "vae": ("vae", {}, {}, None),
+    # the reference: reconstruction alone, no retrieval-time processing (the old default)
+    "ae-plain": ("ae", {"invariance": "none"}, {"augment": "auto"}, ""),
+    "ae-edits": ("ae", {"invariance": "none", "denoise": "edits"}, {}, ""),
+    "vae-plain": ("vae", {"invariance": "none"}, {}, ""),
+    "ae-vicreg": ("ae", {"invariance": "vicreg"}, {}, None),
+    "ae-infonce": ("ae", {"invariance": "infonce"}, {}, None),
+    "vae-vicreg": ("vae", {"invariance": "vicreg"}, {}, None),
+    "vae-infonce": ("vae", {"invariance": "infonce"}, {}, None),
+}
+
+#: Retrieval-time processing measured on and off for every learned model (item 3 of the
+#: quality issue): the same trained weights, only the processing of the codes changes.
+POSTS = {"raw": "", "l2": "center,l2", "whiten": "center,whiten,l2", "flip": "flip,center,l2",
+         "flip+whiten": "flip,center,whiten,l2"}
+
+
+def post_of(name: str) -> str:
+    """The post-processing a variant is reported with."""
+    method, _, _, post = VARIANTS[name]
+    return methods.get(method).post if post is None else post
+
+
+def configs(name: str, input_size: int, channels: int, code_dim: int, widths=None,
+            **training) -> tuple[str, object, TrainConfig]:
+    """(method, model config, train config) of variant ``name`` for these images."""
+    method, settings, overrides, _ = VARIANTS[name]
+    spec = methods.get(method)
+    model = new_config(spec.arch, input_size=input_size, channels=channels, code_dim=code_dim,
+                       **{**spec.settings, **settings,
+                          **({"widths": tuple(widths)} if widths else {})})
+    train = TrainConfig(**{**spec.training, **overrides, **training})
+    return method, model, train

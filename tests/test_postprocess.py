@@ -1,0 +1,60 @@
+"""Retrieval-time processing: each step by its definition, and stored with the method."""
+
+import numpy as np
+import pytest
+
+from imgsearch.config import IndexConfig
+from imgsearch.errors import ConfigMismatch
+from imgsearch.methods import open_embedder
+from imgsearch.methods.baselines import PCAEmbedder
+from imgsearch.methods.postprocess import Processed, parse, unwrap
+
+
+def data(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n, 8, 8, 3)) * [20, 40, 60] + 120
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def fitted(steps, x):
+    emb = Processed(PCAEmbedder(4, 12), steps)
+    emb.fit(lambda: iter([x[:200], x[200:]]), len(x))
+    return emb
+
+
+def test_parse_orders_steps_and_refuses_unknown_ones():
+    assert parse("l2,center") == ("center", "l2")
+    assert parse("none") == () and parse("") == ()
+    with pytest.raises(ConfigMismatch, match="unknown post-processing sharpen"):
+        parse("sharpen")
+
+
+def test_whitening_gives_unit_covariance_and_l2_unit_length():
+    x = data()
+    white = fitted(("center", "whiten"), x).encode(x)
+    np.testing.assert_allclose(white.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(np.cov(white, rowvar=False), np.eye(12), atol=1e-3)
+    unit = fitted(("center", "l2"), x).encode(x)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1, atol=1e-5)
+
+
+def test_flip_averaging_makes_codes_mirror_invariant():
+    x = data(50)
+    emb = fitted(("flip",), x)
+    np.testing.assert_allclose(emb.encode(x), emb.encode(np.ascontiguousarray(x[:, :, ::-1])),
+                               atol=1e-4)
+    raw = unwrap(emb)
+    assert not np.allclose(raw.encode(x), raw.encode(np.ascontiguousarray(x[:, :, ::-1])))
+
+
+def test_saved_with_the_method_and_loaded_back(tmp_path):
+    x = data()
+    emb = fitted(("center", "whiten", "l2"), x)
+    emb.save(tmp_path)
+    again = open_embedder("pca", tmp_path, IndexConfig(input_size=8, pixel_size=4, code_dim=12))
+    assert isinstance(again, Processed) and again.steps == ("center", "whiten", "l2")
+    np.testing.assert_allclose(again.encode(x[:9]), emb.encode(x[:9]), atol=1e-5)
+    plain = tmp_path / "plain"
+    PCAEmbedder(4, 12, emb.inner.mean, emb.inner.components).save(plain)
+    assert isinstance(open_embedder("pca", plain, IndexConfig(input_size=8, pixel_size=4)),
+                      PCAEmbedder)  # no post.npz: the bare embedder

@@ -1,0 +1,61 @@
+"""The label-free self-check: edited copies of held-out images found among the collection."""
+
+import numpy as np
+import pytest
+
+from imgsearch.methods.baselines import pixel_vectors
+from imgsearch.selfcheck import (
+    EDITS,
+    MIN_IMAGES,
+    SelfCheck,
+    edited_copies,
+    holdout,
+    nearest_neighbours,
+)
+
+from .conftest import pattern
+
+
+def images(n, size=32, offset=0):
+    return np.stack([pattern(i + offset, size) for i in range(n)])
+
+
+def test_edited_copies_are_distinct_edits_of_their_originals():
+    x = images(5)
+    copies, origin = edited_copies(x, 3, seed=1)
+    assert copies.shape == (15, 32, 32, 3) and copies.dtype == np.uint8
+    assert origin.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    for i in range(5):  # three different edits of the same picture
+        own = copies[origin == i].astype(int)
+        assert len({c.tobytes() for c in own}) == 3
+        assert np.abs(own - x[i]).mean() < np.abs(own - x[(i + 1) % 5]).mean()
+    again, _ = edited_copies(x, 3, seed=1)
+    np.testing.assert_array_equal(copies, again)  # seeded
+    grey, _ = edited_copies(x[..., :1], 2)
+    assert grey.shape == (10, 32, 32, 1)
+    assert "mirror" in EDITS and "caption" in EDITS
+
+
+def test_score_is_recall_at_1_and_separates_good_codes_from_useless_ones():
+    held, others = images(8), images(30, offset=100)
+    check = SelfCheck(held, others, copies=4)
+    pixels = check(lambda im: pixel_vectors(im, 8))
+    constant = check(lambda im: np.zeros((len(im), 4), np.float32))
+    assert pixels > 0.6  # distinct pictures: most copies are nearest their original
+    assert constant == pytest.approx((check.truth == 0).mean())  # every tie goes to row 0
+
+
+def test_nearest_neighbours_is_exact():
+    rng = np.random.default_rng(0)
+    db, q = rng.normal(size=(50, 6)).astype(np.float32), rng.normal(size=(9, 6))
+    want = np.argmin(((q[:, None] - db[None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(nearest_neighbours(db, q.astype(np.float32), chunk=4), want)
+
+
+def test_holdout_is_a_stable_tenth_and_none_for_tiny_collections():
+    assert holdout(list(range(1, MIN_IMAGES))) == []
+    ids = list(range(1, 2001))
+    held = holdout(ids)
+    assert 150 < len(held) < 250 and set(held) <= set(ids)
+    grown = holdout(list(range(1, 3001)))
+    assert set(held) <= set(grown)  # images added later never change who was held out
