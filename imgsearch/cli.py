@@ -27,7 +27,7 @@ from rich.text import Text
 from . import build, methods, workspace
 from .config import IndexConfig, TrainConfig
 from .errors import ImgSearchError, MethodNotBuilt
-from .ingest import check_folder
+from .ingest import ScanRules, check_folder
 from .pipeline import model_config, train_config, train_method, update_index
 from .search import Searcher
 from .store import WriteLock
@@ -138,6 +138,15 @@ def index_cmd(
     train_epochs: Annotated[int, typer.Option(
         help="Epoch limit for training a model the index does not have yet.")] = 20,
     workers: Annotated[int, typer.Option(help="Decoding processes (0: one per CPU core).")] = 0,
+    exclude: Annotated[list[str] | None, typer.Option(
+        help="Leave out files and folders matching this glob, by name or by path relative to "
+             "PHOTOS (repeatable): --exclude '*.png' --exclude Screenshots "
+             "--exclude 'trips/2019/*'.")] = None,
+    include_hidden: Annotated[bool, typer.Option(
+        help="Also index hidden files and folders (names starting with a dot).")] = False,
+    max_megapixels: Annotated[float, typer.Option(
+        help="Record images bigger than this as failed instead of reading them (0: no "
+             "limit).")] = 0.0,
     input_size: Annotated[int | None, typer.Option(
         help="Side of the cached square images, set when the index is created "
              "(default 64).")] = None,
@@ -158,6 +167,8 @@ def index_cmd(
         wanted = parse_methods(methods_opt)
         if workers < 0:
             raise ImgSearchError(f"--workers must be 0 or more, got {workers}")
+        if max_megapixels < 0:
+            raise ImgSearchError(f"--max-megapixels must be 0 or more, got {max_megapixels:g}")
         if train_minutes < 0 or train_epochs < 1:
             raise ImgSearchError("--train-minutes must be 0 or more and --train-epochs at "
                                  "least 1")
@@ -173,7 +184,8 @@ def index_cmd(
                 result = update_index(
                     ws, photos, wanted, model=model, rebuild=rebuild,
                     training={"epochs": train_epochs, "max_minutes": train_minutes},
-                    workers=workers or None, wait=None if wait else 0, progress=progress)
+                    workers=workers or None, wait=None if wait else 0, progress=progress,
+                    rules=ScanRules(tuple(exclude or ()), include_hidden, max_megapixels))
         except KeyboardInterrupt:
             raise fail("interrupted; everything committed so far is kept. Re-run the same "
                        "command to resume.", 130) from None
@@ -375,7 +387,23 @@ def train_cmd(
         help="Retrieval-time processing of the codes, any of flip,center,whiten,l2, or "
              "none.")] = None,
     beta: Annotated[float | None, typer.Option(
-        help="VAE: weight of the KL term (beta-VAE).")] = None,
+        help="VAE: weight of the KL term (beta-VAE); with --kl tc, of the total "
+             "correlation.")] = None,
+    kl: Annotated[str | None, typer.Option(
+        help="VAE: closed (beta * KL) or tc (beta-TCVAE: alpha MI + beta TC + gamma "
+             "dimension-wise KL).")] = None,
+    alpha: Annotated[float | None, typer.Option(
+        help="beta-TCVAE: weight of the mutual information.")] = None,
+    gamma: Annotated[float | None, typer.Option(
+        help="beta-TCVAE: weight of the dimension-wise KL.")] = None,
+    tied: Annotated[bool | None, typer.Option(
+        "--tied/--untied", help="AE: the decoder's linear layer is the encoder's, "
+                                "transposed.")] = None,
+    tied_convs: Annotated[bool | None, typer.Option(
+        "--tied-convs/--untied-convs", help="AE: the deconvolutions use the encoder's "
+                                            "kernels too.")] = None,
+    adversarial_weight: Annotated[float | None, typer.Option(
+        help="AAE: weight of the encoder's loss against the discriminator.")] = None,
     denoise: Annotated[str | None, typer.Option(
         help="Input corruption: none, gaussian, mask, or edits (photo edits).")] = None,
     noise: Annotated[float | None, typer.Option(help="Gaussian std or mask probability.")]
@@ -414,7 +442,9 @@ def train_cmd(
         settings = _given(denoise=denoise, noise=noise, dropout=dropout, sparse=sparse,
                           sparse_weight=sparse_weight, contractive_weight=contractive,
                           unpool=unpool, beta=beta, invariance=invariance,
-                          invariance_weight=invariance_weight, koleo_weight=koleo)
+                          invariance_weight=invariance_weight, koleo_weight=koleo, kl=kl,
+                          alpha=alpha, gamma=gamma, tied=tied, tied_convs=tied_convs,
+                          adversarial_weight=adversarial_weight)
         overrides = _given(epochs=epochs, min_steps=min_steps, max_minutes=max_minutes,
                            batch_size=batch_size, lr=lr, patience=patience, augment=augment)
         ws = workspace.Workspace.open(index)

@@ -14,15 +14,28 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from .errors import ImageLoadError
 
 LOG = logging.getLogger(__name__)
 
-EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+try:  # HEIC/HEIF, the format phones write: Pillow reads it through pillow-heif's plugin
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    HEIF = (".heic", ".heif")
+except ImportError:  # pragma: no cover - a dependency; an install without it skips HEIC files
+    HEIF = ()
+AVIF = (".avif",) if features.check("avif") else ()  # Pillow's own plugin, where built in
+EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff",
+                        *HEIF, *AVIF})
 _HIGH_DEPTH = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 _ALPHA = {"RGBA", "LA", "PA", "RGBa", "La"}
+
+
+class TooLarge(Exception):
+    """The image has more pixels than the user's limit."""
 
 
 @dataclass(frozen=True)
@@ -61,14 +74,20 @@ def _upright(im: Image.Image) -> Image.Image:
         return im
 
 
-def load_image(source: str | Path | BinaryIO, size: int) -> tuple[np.ndarray, ImageInfo]:
-    """Decode one image to a (size, size, 3) uint8 RGB array; raise ImageLoadError if it can't."""
+def load_image(source: str | Path | BinaryIO, size: int, max_megapixels: float = 0.0
+               ) -> tuple[np.ndarray, ImageInfo]:
+    """Decode one image to a (size, size, 3) uint8 RGB array; raise ImageLoadError if it can't,
+    or if it has more than ``max_megapixels`` million pixels (0: no limit of ours)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(source) as im:
                 fmt = im.format
                 width, height = im.size
+                if max_megapixels and width * height > max_megapixels * 1e6:
+                    raise TooLarge(f"{width * height / 1e6:.1f} megapixels ({width}x{height}), "
+                                   f"over the limit of {max_megapixels:g}; raise "
+                                   "--max-megapixels to index it")
                 if _orientation(im) in (5, 6, 7, 8):  # stored rotated by 90 degrees
                     width, height = height, width
                 if fmt == "JPEG":
@@ -78,6 +97,8 @@ def load_image(source: str | Path | BinaryIO, size: int) -> tuple[np.ndarray, Im
                 pixels = np.asarray(im, dtype=np.uint8)
     except UnidentifiedImageError as e:
         raise ImageLoadError("not a recognised image format") from e
+    except TooLarge as e:
+        raise ImageLoadError(str(e)) from None
     except Exception as e:  # any decoder failure is a bad file, not a crash
         raise ImageLoadError(f"{type(e).__name__}: {e}") from e
     return pixels, ImageInfo(width, height, fmt)

@@ -5,6 +5,7 @@ its reason; it never stops a run.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import io
 import logging
@@ -35,9 +36,28 @@ class FileEntry:
     mtime: float
 
 
-def scan(root: Path) -> tuple[list[FileEntry], list[tuple[str, str]]]:
-    """Every image file under ``root`` (symlinks to files followed, to folders not),
-    and the (path, reason) of entries that could not be examined."""
+@dataclass(frozen=True)
+class ScanRules:
+    """Which files under the folder are photos to index."""
+
+    exclude: tuple[str, ...] = ()  # glob patterns, matched against names and relative paths
+    include_hidden: bool = False  # names starting with "." (files and folders)
+    max_megapixels: float = 0.0  # bigger images are recorded failed, with the reason (0: none)
+
+    def skips(self, name: str, relative: str) -> bool:
+        """Whether the file or folder ``name`` at ``relative`` (to the root, with /) is left
+        out: hidden (unless asked for), AppleDouble metadata (``._*``, never a photo), or
+        matched by an --exclude pattern."""
+        if name.startswith("._") or (name.startswith(".") and not self.include_hidden):
+            return True
+        return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(relative, p)
+                   for p in self.exclude)
+
+
+def scan(root: Path, rules: ScanRules = ScanRules()
+         ) -> tuple[list[FileEntry], list[tuple[str, str]]]:
+    """Every image file under ``root`` that ``rules`` keep (symlinks to files followed, to
+    folders not), and the (path, reason) of entries that could not be examined."""
     found: list[FileEntry] = []
     bad: list[tuple[str, str]] = []
 
@@ -45,9 +65,12 @@ def scan(root: Path) -> tuple[list[FileEntry], list[tuple[str, str]]]:
         bad.append((os.fsdecode(e.filename or root), f"{type(e).__name__}: {e.strerror}"))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=False):
-        dirnames.sort()
+        here = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        prefix = "" if here == "." else here + "/"
+        dirnames[:] = sorted(d for d in dirnames if not rules.skips(d, prefix + d))
         for name in sorted(filenames):
-            if os.path.splitext(name)[1].lower() not in EXTENSIONS:
+            if (os.path.splitext(name)[1].lower() not in EXTENSIONS
+                    or rules.skips(name, prefix + name)):
                 continue
             path = os.path.join(dirpath, name)
             try:
@@ -83,7 +106,7 @@ def read_stable(path: str) -> tuple[bytes, os.stat_result]:
                        "the next run reads it again")
 
 
-def _read_one(task: tuple[str, int, dict[str, int]]) -> dict:
+def _read_one(task: tuple[str, int, dict[str, int], float]) -> dict:
     """Runs in a worker: read, hash, and (unless the hash is already known) decode one file.
 
     The size and mtime returned are those of the bytes read, so a file changed since the scan
@@ -91,7 +114,7 @@ def _read_one(task: tuple[str, int, dict[str, int]]) -> dict:
     read is recorded failed under the scan's size and mtime, which its finished version no
     longer has, so the next run reads it again.
     """
-    path, size, known = task
+    path, size, known, max_megapixels = task
     out: dict = {"path": path}
     try:
         data, st = read_stable(path)
@@ -100,7 +123,7 @@ def _read_one(task: tuple[str, int, dict[str, int]]) -> dict:
         if out["hash"] in known:
             out["reuse"] = known[out["hash"]]
             return out
-        pixels, info = load_image(io.BytesIO(data), size)
+        pixels, info = load_image(io.BytesIO(data), size, max_megapixels)
         out.update(pixels=pixels.tobytes(), width=info.width, height=info.height,
                    format=info.format)
     except (ImageLoadError, FileChanging) as e:
@@ -142,6 +165,7 @@ def ingest(
     cache: ImageCache,
     workers: int | None = None,
     on_progress: ProgressFn | None = None,
+    rules: ScanRules = ScanRules(),
 ) -> IngestReport:
     """Bring the catalog and image cache up to date with the files under ``root``.
 
@@ -155,7 +179,7 @@ def ingest(
     gen = catalog.next_gen()
     report = IngestReport(str(root), gen)
     LOG.info("scanning %s (generation %d)", root, gen)
-    files, bad = scan(root)
+    files, bad = scan(root, rules)
     report.scanned = len(files) + len(bad)
 
     known = {r.path: r for r in catalog.rows()}
@@ -179,7 +203,7 @@ def ingest(
         writer.failed(FileEntry(path, 0, 0.0), reason)
     LOG.info("decoding %d new or changed files of %d", len(todo), len(files))
     entries = {f.path: f for f in todo}
-    tasks = [(f.path, cache.size, by_size.get(f.size, {})) for f in todo]
+    tasks = [(f.path, cache.size, by_size.get(f.size, {}), rules.max_megapixels) for f in todo]
     try:
         for done, result in enumerate(_run(tasks, workers), 1):
             writer.add(entries[result["path"]], result)

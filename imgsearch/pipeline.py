@@ -28,7 +28,7 @@ from .build import ENCODE_BATCH, BuildReport, build_method, sync_method
 from .config import TrainConfig
 from .errors import CatalogError, ConfigMismatch, ImgSearchError
 from .imagecache import CachedImages
-from .ingest import IngestReport, ingest
+from .ingest import IngestReport, ScanRules, ingest
 from .store import WriteLock
 from .workspace import Workspace
 
@@ -269,10 +269,11 @@ def update_methods(ws: Workspace, wanted: list[str], *, imported=None, rebuild: 
 
 def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path | None = None,
                  training: dict | None = None, workers: int | None = None,
+                 rules: ScanRules | None = None,
                  rebuild: bool = False, wait: float | None = 0,
                  progress: Progress = _quiet) -> IndexReport:
-    """Ingest ``photos`` (new, changed and deleted files only) and bring every method in
-    ``wanted`` up to date, holding the index's write lock throughout.
+    """Ingest ``photos`` (new, changed and deleted files only; the files ``rules`` keep) and
+    bring every method in ``wanted`` up to date, holding the index's write lock throughout.
 
     A learned method with no model is trained by its recipe, ``training`` overriding its
     TrainConfig settings (the time budget, say); ``model`` imports a
@@ -296,7 +297,8 @@ def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path 
         def on_ingest(done: int, total: int) -> None:
             progress("ingest", done, total, "")
 
-        ingested = ingest(photos, ws.catalog, ws.cache, workers, on_ingest)
+        ingested = ingest(photos, ws.catalog, ws.cache, workers, on_ingest,
+                          rules or ScanRules())
         built = update_methods(ws, wanted, imported=imported, rebuild=rebuild,
                                training=training, progress=progress)
     return IndexReport(str(ws.root), ingested, built, recovered, notes)

@@ -96,13 +96,15 @@ def _cpu_state(model: torch.nn.Module) -> dict:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def save_checkpoint(path: Path, method: str, model: torch.nn.Module, optimizer, config,
+def save_checkpoint(path: Path, method: str, model: torch.nn.Module, optimizers: list, config,
                     train_cfg: TrainConfig, epoch: int, history: list[Epoch],
                     best: dict | None = None, step: int = 0) -> None:
-    """The resumable checkpoint: the latest weights and optimizer state, and the weights that
-    scored best on the self-check (``best``: model, epoch, selfcheck), which inference uses."""
+    """The resumable checkpoint: the latest weights and optimizer state (and the
+    discriminator's optimizer, for an adversarial architecture), and the weights that scored
+    best on the self-check (``best``: model, epoch, selfcheck), which inference uses."""
+    extra = {"optimizer_d": optimizers[1].state_dict()} if len(optimizers) > 1 else {}
     write_checkpoint(path, {"method": method, "arch": arch_of(config), "model": _cpu_state(model),
-                            "optimizer": optimizer.state_dict() if optimizer is not None else {},
+                            "optimizer": optimizers[0].state_dict(), **extra,
                             "config": asdict(config), "train_config": asdict(train_cfg),
                             "epoch": epoch, "step": step,
                             "history": [asdict(h) for h in history],
@@ -111,16 +113,17 @@ def save_checkpoint(path: Path, method: str, model: torch.nn.Module, optimizer, 
 
 # -- one step -----------------------------------------------------------------------------
 def step_loss(model: torch.nn.Module, net: torch.nn.Module, objective, x: torch.Tensor,
-              corrupt: Corruption, views: Augment | None) -> torch.Tensor:
+              corrupt: Corruption, views: Augment | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The training loss of one clean batch ``x``.
 
     Without invariance: the objective of reconstructing ``x`` from its corruption (the image
     itself unless denoising). With it: two random views of every image are encoded in one
     batch, each reconstructs the clean image, and the invariance term pulls the projected
-    codes of the two views together (models/invariance.py)."""
+    codes of the two views together (models/invariance.py). Returns the loss and the codes."""
     cfg = model.cfg
     if views is None:
-        return objective(net, corrupt(x), x)[0].total
+        losses, code = objective(net, corrupt(x), x)
+        return losses.total, code
     both = torch.cat([views(x), views(x)]).to(x.dtype)  # (2B, C, S, S)
     losses, code = objective(net, both, torch.cat([x, x]))
     z1, z2 = model.projector(code).float().chunk(2)  # (B, P) each
@@ -129,7 +132,7 @@ def step_loss(model: torch.nn.Module, net: torch.nn.Module, objective, x: torch.
     if cfg.koleo_weight:
         c1, c2 = code.float().chunk(2)
         total = total + cfg.koleo_weight * (koleo(c1) + koleo(c2)) / 2
-    return total
+    return total, code
 
 
 # -- evaluation ---------------------------------------------------------------------------
@@ -188,12 +191,18 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
     if len(data) < 2:
         raise ConfigMismatch(f"need at least 2 images to train, have {len(data)}")
     arch = arch_of(config)
+    adversary = ARCHITECTURES[arch].adversary
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = new_model(config).to(device)
-    # fused: one kernel for the whole update on CUDA instead of several per parameter
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  fused=device.type == "cuda")
+    fused = device.type == "cuda"  # one kernel for the whole update instead of several
+    disc = set(map(id, model.discriminator.parameters())) if adversary else set()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if id(p) not in disc],
+                                  lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+    optimizers = [optimizer]
+    if adversary:  # the discriminator has its own optimizer and step (Makhzani et al. 2016)
+        optimizers.append(torch.optim.AdamW(model.discriminator.parameters(),
+                                            lr=config.disc_lr, betas=(0.5, 0.999), fused=fused))
     start_epoch, history, best, step = 0, [], None, 0
     if Path(checkpoint).exists():
         ckpt = load_checkpoint(checkpoint)
@@ -204,6 +213,8 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
         model.load_state_dict(ckpt["model"])
         if ckpt["optimizer"]:
             optimizer.load_state_dict(ckpt["optimizer"])
+        if adversary and ckpt.get("optimizer_d"):
+            optimizers[1].load_state_dict(ckpt["optimizer_d"])
         start_epoch, step, best = ckpt["epoch"], ckpt.get("step", 0), ckpt.get("best")
         history = [Epoch(**h) for h in ckpt["history"]]
         LOG.info("resuming %s from epoch %d", checkpoint, start_epoch)
@@ -219,6 +230,7 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
              if config.invariance != "none" else None)
     objective = ARCHITECTURES[arch].objective
     train_pos, val_pos = split(len(data), cfg.val_fraction, cfg.seed)
+    model.dataset_size = len(train_pos)  # for estimators that need it (beta-TCVAE)
     # an incomplete last batch is dropped when there are full ones: batch statistics (batch
     # norm, the invariance terms) are meaningless on a handful of images
     full_batches = len(train_pos) // cfg.batch_size
@@ -248,10 +260,16 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
                     group["lr"] = lr
                 x = to_batch(data.get(order[start : start + cfg.batch_size]), device, cl)
                 with torch.autocast(device.type, torch.bfloat16, enabled=amp):
-                    loss = step_loss(model, net, objective, x, corrupt, views)
+                    loss, code = step_loss(model, net, objective, x, corrupt, views)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if adversary:  # then the discriminator, on this step's codes
+                    with torch.autocast(device.type, torch.bfloat16, enabled=amp):
+                        d_loss = adversary(model, code)
+                    optimizers[1].zero_grad(set_to_none=True)
+                    d_loss.backward()
+                    optimizers[1].step()
                 step += 1
                 run_steps += 1
                 seen += len(x)
@@ -268,7 +286,7 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
                     stop = True  # the budget ends this epoch early; it counts as done
                     break
         except KeyboardInterrupt:  # keep the weights; a resumed run redoes this epoch
-            save_checkpoint(checkpoint, method, model, optimizer, config, cfg, epoch, history,
+            save_checkpoint(checkpoint, method, model, optimizers, config, cfg, epoch, history,
                             best, step)
             raise
         train_loss = loss_sum.item() / max(seen, 1)  # waits for the epoch's last step
@@ -293,7 +311,7 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
         if cfg.patience and stale >= cfg.patience:
             LOG.info("self-check has not improved for %d checks: stopping early", stale)
             stop = True
-        save_checkpoint(checkpoint, method, model, optimizer, config, cfg, epoch + 1, history,
+        save_checkpoint(checkpoint, method, model, optimizers, config, cfg, epoch + 1, history,
                         best, step)
         if stop:
             break

@@ -125,7 +125,7 @@ def test_checkpoints_never_unpickle_arbitrary_objects(tmp_path):
     (["index", "{photos}", "--index", "{idx}", "--input-size", "20"], "--input-size must be"),
     (["index", "{photos}", "--index", "{idx}", "--train-epochs", "0"], "--train-epochs"),
     (["index", "{photos}", "--index", "{idx}", "--train-minutes", "-1"], "--train-minutes"),
-    (["train", "--index", "{idx}", "--model", "pca"], "--model must be ae or vae"),
+    (["train", "--index", "{idx}", "--model", "pca"], "--model must be ae, vae, tcvae or aae"),
     (["train", "--index", "{idx}", "--epochs", "0"], "--epochs"),
     (["train", "--index", "{idx}", "--denoise", "blur"], "denoise must be one of"),
     (["reconstruct", "--index", "{idx}", "--out", "{tmp}/r.png", "-n", "0"], "-n must be"),

@@ -84,12 +84,12 @@ def test_info(built):
     (["query", "{query}", "--index", "{index}", "--method", "vae"],
      "error: method 'vae' is not built in index {index} (built: pixels, pca)"),
     (["query", "{query}", "--index", "{index}", "--method", "foo"],
-     "error: unknown method 'foo'; choose one of pixels, pca, ae, vae"),
+     "error: unknown method 'foo'; choose one of pixels, pca, ae, vae, tcvae, aae"),
     (["query", "{query}", "--index", "{index}", "-k", "0"], "error: -k must be at least 1, got 0"),
     (["index", "{tmp}/none", "--index", "{index}"], "error: folder not found: {tmp}/none"),
     (["index", "{query}", "--index", "{index}"], "error: not a folder: {query}"),
     (["index", "{tmp}", "--index", "{index}", "--methods", "pixels,nope"],
-     "error: unknown method 'nope'; choose one of pixels, pca, ae, vae"),
+     "error: unknown method 'nope'; choose one of pixels, pca, ae, vae, tcvae, aae"),
     (["info", "--index", "{tmp}/nope"],
      "error: no index at {tmp}/nope; build one with `imgsearch index PHOTOS_DIR`"),
 ])
@@ -191,6 +191,8 @@ def test_reconstruct_and_sample_pictures(small, tmp_path):
 
 def test_train_argument_errors(small):
     result = run("train", "--index", small, "--model", "gan")
-    assert result.stderr == "error: --model must be ae or vae, got 'gan'\n"
+    assert result.stderr == "error: --model must be ae, vae, tcvae or aae, got 'gan'\n"
+    result = run("train", "--index", small, "--model", "ae", "--beta", 2)
+    assert result.exit_code == 1 and result.stderr == "error: ae has no setting beta\n"
     result = run("train", "--index", small, "--denoise", "blur")
     assert result.exit_code == 1 and result.stderr.startswith("error: denoise must be one of")

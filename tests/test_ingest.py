@@ -9,7 +9,7 @@ import imgsearch.ingest as ingest_mod
 from imgsearch.catalog import FAILED, INDEXED, REMOVED
 from imgsearch.errors import ImageLoadError, ImgSearchError
 from imgsearch.images import load_image
-from imgsearch.ingest import ingest, scan
+from imgsearch.ingest import ScanRules, ingest, scan
 
 from .conftest import STORED, WrittenWhileRead, find, pattern
 
@@ -232,3 +232,48 @@ def test_file_that_never_holds_still_fails_and_is_read_next_run(photo_dir, ws, m
     again = ingest(photo_dir, ws.catalog, ws.cache, workers=1)
     assert again.updated == 1 and not again.failed
     assert ws.catalog.by_path(str(target)).state == INDEXED
+
+
+# -- formats and folders people have ------------------------------------------------------
+@pytest.mark.parametrize("ext, fmt", [("heic", "HEIF"), ("avif", "AVIF")])
+def test_phone_formats_are_read(tmp_path, ext, fmt):
+    from imgsearch.images import EXTENSIONS
+
+    assert f".{ext}" in EXTENSIONS
+    path = tmp_path / f"photo.{ext}"
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(path, fmt, quality=95)
+    rgb, info = rgb_of(path)
+    assert np.allclose(rgb, (200, 30, 30), atol=12) and (info.width, info.height) == (40, 30)
+    assert info.format == fmt
+
+
+def test_hidden_appledouble_and_excluded_files_are_left_out(tmp_path):
+    root = tmp_path / "photos"
+    for rel in ("a.jpg", "keep/b.jpg", "keep/._b.jpg", ".hidden/c.jpg", "keep/.d.jpg",
+                "Screenshots/e.jpg", "trips/2019/f.jpg", "trips/2020/g.png", "h.png"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pattern(len(rel))).save(root / rel)
+    names = lambda found: sorted(os.path.relpath(f.path, root) for f in found)  # noqa: E731
+    assert names(scan(root)[0]) == ["Screenshots/e.jpg", "a.jpg", "h.png", "keep/b.jpg",
+                                    "trips/2019/f.jpg", "trips/2020/g.png"]
+    rules = ScanRules(exclude=("Screenshots", "trips/2019/*", "*.png"), include_hidden=True)
+    assert names(scan(root, rules)[0]) == [".hidden/c.jpg", "a.jpg", "keep/.d.jpg",
+                                           "keep/b.jpg"]  # AppleDouble files never
+
+
+def test_an_excluded_file_leaves_the_index_like_a_deleted_one(photo_dir, ws):
+    ingest(photo_dir, ws.catalog, ws.cache, workers=1)
+    report = ingest(photo_dir, ws.catalog, ws.cache, workers=1, rules=ScanRules(("*.gif",)))
+    assert report.removed == 2
+    assert {r.path.endswith(".gif") for r in ws.catalog.rows(REMOVED)} == {True}
+
+
+def test_images_over_the_megapixel_limit_are_recorded_failed(photo_dir, ws):
+    big = photo_dir / "big.png"
+    Image.new("RGB", (1200, 1000), (9, 9, 9)).save(big)
+    report = ingest(photo_dir, ws.catalog, ws.cache, workers=1,
+                    rules=ScanRules(max_megapixels=1.0))
+    assert report.failed == [(str(big), "1.2 megapixels (1200x1000), over the limit of 1; "
+                                        "raise --max-megapixels to index it")]
+    assert ws.catalog.by_path(str(big)).state == FAILED
+    assert ws.catalog.counts()[INDEXED] == 12

@@ -79,13 +79,15 @@ def test_unknown_method_raises():
 
 
 def test_registry_describes_every_method():
-    assert methods.names() == ("pixels", "pca", "ae", "vae")
-    assert methods.names(learned=True) == ("ae", "vae")
+    assert methods.names() == ("pixels", "pca", "ae", "vae", "tcvae", "aae")
+    assert methods.names(learned=True) == ("ae", "vae", "tcvae", "aae")
     assert methods.names(learned=False) == ("pixels", "pca")
     for m in methods.METHODS.values():
         assert m.learned == (m.arch is not None) and m.learned == (m.create is None), m.name
         assert m.summary and m.load is not None
     assert methods.by_preference(["pixels", "pca", "vae", "ae"]) == ["ae", "vae", "pca", "pixels"]
+    assert [methods.get(m).arch for m in ("tcvae", "aae")] == ["vae", "aae"]
+    assert methods.get("tcvae").settings["kl"] == "tc" and methods.get("aae").samples
 
 
 def test_capabilities_are_protocols_the_embedders_meet():

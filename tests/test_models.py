@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -222,3 +223,141 @@ def test_every_architecture_has_an_objective_that_returns_its_search_code():
             recon, _ = model(x)
             torch.testing.assert_close(valid.total, F.mse_loss(recon, x))
             assert losses.total > valid.total
+
+
+# -- the rest of the family: tied weights, beta-TCVAE, the adversarial autoencoder --------
+def test_tied_weights_are_shared_not_copied():
+    from imgsearch.models.blocks import TiedDeconv
+
+    untied = ConvAutoencoder(AEConfig(**TINY))
+    tied = ConvAutoencoder(AEConfig(**TINY, tied=True, tied_convs=True))
+    # the decoder's linear layer is to_code's weight, transposed; its deconvolutions are the
+    # encoder's kernels: no parameter of their own but the biases
+    deconvs = [b[0] for b in tied.decoder.blocks]
+    assert all(isinstance(d, TiedDeconv) for d in deconvs)
+    assert deconvs[0].conv.weight is tied.encoder.blocks[1][0].weight
+    assert deconvs[1].conv.weight is tied.encoder.blocks[0][0].weight
+    saved = sum(p.numel() for p in untied.from_code.parameters()) + sum(
+        b[0].weight.numel() for b in untied.decoder.blocks) - tied.from_code_bias.numel()
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(untied) - n(tied) == saved - sum(
+        b[0].bias.numel() for b in untied.decoder.blocks if b[0].bias is not None) + sum(
+        d.bias.numel() for d in deconvs if d.bias is not None)
+    # decoding alone puts gradient into the encoder's weights: they are the decoder's too
+    code = torch.randn(2, 6)
+    tied.decode(code).sum().backward()
+    assert tied.to_code.weight.grad.abs().sum() > 0
+    assert tied.encoder.blocks[0][0].weight.grad.abs().sum() > 0
+    # an update of the encoder changes the decoder: the same tensors
+    with torch.no_grad():
+        before = tied.decode(code)
+        tied.to_code.weight.mul_(2)
+        assert not torch.allclose(tied.decode(code), before)
+    state = tied.state_dict()  # saved once, under the encoder's names
+    assert not any(k.startswith("decoder.") and k.endswith("conv.weight") for k in state)
+    again = ConvAutoencoder(AEConfig(**TINY, tied=True, tied_convs=True))
+    again.load_state_dict(state)
+    torch.testing.assert_close(again.decode(code), tied.decode(code))
+
+
+def test_tc_decomposition_matches_a_direct_computation():
+    from imgsearch.models.vae import tc_decomposition
+
+    torch.manual_seed(0)
+    m, d, n = 5, 3, 100
+    mu, logvar = torch.randn(m, d), torch.randn(m, d) * 0.5
+    z = mu + torch.exp(0.5 * logvar) * torch.randn(m, d)
+
+    def log_n(x, mean, lv):  # one scalar density, written out
+        return -0.5 * (math.log(2 * math.pi) + lv + (x - mean) ** 2 / math.exp(lv))
+
+    mi = tc = dim = 0.0
+    for i in range(m):
+        log_qzx = sum(log_n(z[i, j], mu[i, j], logvar[i, j]) for j in range(d))
+        per_k = [sum(log_n(z[i, j], mu[k, j], logvar[k, j]) for j in range(d)) for k in range(m)]
+        log_qz = math.log(sum(math.exp(v) for v in per_k)) - math.log(n * m)
+        log_prod = sum(math.log(sum(math.exp(log_n(z[i, j], mu[k, j], logvar[k, j]))
+                                    for k in range(m))) - math.log(n * m) for j in range(d))
+        log_pz = sum(log_n(z[i, j], 0.0, 0.0) for j in range(d))
+        mi += (log_qzx - log_qz) / m
+        tc += (log_qz - log_prod) / m
+        dim += (log_prod - log_pz) / m
+    got = tc_decomposition(z, mu, logvar, n)
+    for g, want in zip(got, (mi, tc, dim)):
+        assert g.item() == pytest.approx(float(want), rel=1e-5, abs=1e-5)
+
+
+def test_tc_terms_add_up_to_the_closed_form_kl_in_expectation():
+    from imgsearch.models.vae import tc_decomposition
+
+    torch.manual_seed(1)
+    mu, logvar = torch.randn(8, 4), torch.randn(8, 4) * 0.3
+    sums = []
+    for _ in range(4000):  # the sum is a one-sample estimate of E_q[log q(z|x) - log p(z)]
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        sums.append(sum(t.item() for t in tc_decomposition(z, mu, logvar, 1000)))
+    sums = np.array(sums)
+    stderr = sums.std() / math.sqrt(len(sums))
+    assert abs(sums.mean() - kl_divergence(mu, logvar).item()) < 4 * stderr
+
+
+def test_tcvae_objective_weights_its_three_terms():
+    from imgsearch.models.vae import objective
+
+    torch.manual_seed(2)
+    x = batch()
+    cfg = VAEConfig(**TINY, kl="tc", alpha=0.5, beta=3.0, gamma=2.0)
+    model = ConvVAE(cfg)
+    model.dataset_size = 40
+    torch.manual_seed(3)
+    losses, mu = objective(model, x, x)
+    assert losses.total.item() == pytest.approx(
+        (losses.recon + 0.5 * losses.mi + 3.0 * losses.tc + 2.0 * losses.dim_kl).item(), rel=1e-6)
+    torch.testing.assert_close(mu, model.encode(x)[0])
+    with pytest.raises(ValueError, match="kl must be one of"):
+        VAEConfig(**TINY, kl="mmd")
+
+
+def test_aae_losses_known_answers_and_shapes():
+    from imgsearch.models.aae import (
+        AAEConfig,
+        AdversarialAutoencoder,
+        discriminator_loss,
+        generator_loss,
+        objective,
+    )
+
+    zero = torch.zeros(4)
+    assert generator_loss(zero).item() == pytest.approx(math.log(2))  # D(z) = 1/2
+    assert discriminator_loss(zero, zero).item() == pytest.approx(2 * math.log(2))
+    sure = torch.full((4,), 20.0)
+    assert discriminator_loss(sure, -sure).item() < 1e-6  # tells them apart: no loss
+    model = AdversarialAutoencoder(AAEConfig(**TINY, disc_widths=(16,)))
+    x = batch()
+    recon, z = model(x)
+    assert recon.shape == x.shape and z.shape == (5, 6)
+    assert model.decode(torch.randn(3, 6)).shape == (3, 3, 16, 16)  # from the prior alone
+    losses, _ = objective(model, x, x)
+    assert losses.total.item() == pytest.approx(
+        (losses.recon + 0.01 * losses.adversarial).item(), rel=1e-6)
+
+
+def test_aae_training_alternates_and_its_checkpoint_holds_the_discriminator(tmp_path):
+    from imgsearch.config import TrainConfig
+    from imgsearch.models.aae import AAEConfig
+    from imgsearch.models.checkpoint import load_checkpoint, model_from_checkpoint
+    from imgsearch.training import ArraySource, train
+
+    data = ArraySource(np.stack([pattern(i, 16) for i in range(24)]))
+    cfg = AAEConfig(**TINY, disc_widths=(16,), adversarial_weight=0.1)
+    fast = TrainConfig(epochs=2, min_steps=0, batch_size=8, max_minutes=0, device="cpu")
+    history = train("aae", cfg, data, fast, tmp_path / "c.pt")
+    ckpt = load_checkpoint(tmp_path / "c.pt")
+    assert any(k.startswith("discriminator.") for k in ckpt["model"])
+    assert ckpt["optimizer_d"]["state"]  # the discriminator was stepped
+    assert all(np.isfinite(h.train_loss) for h in history)
+    again = train("aae", cfg, data, TrainConfig(**{**fast.__dict__, "epochs": 3}),
+                  tmp_path / "c.pt")
+    assert [h.epoch for h in again] == [1, 2, 3] and again[:2] == history  # resumed
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "c.pt"))
+    assert model.decode(torch.randn(2, 6)).shape == (2, 3, 16, 16)

@@ -57,6 +57,14 @@ METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
            load=_load_learned, arch="ae", reconstructs=True, preference=1),
     Method("vae", "convolutional VAE trained on the collection (256-d mu)",
            load=_load_learned, arch="vae", reconstructs=True, samples=True, preference=2),
+    Method("tcvae", "beta-TCVAE: the VAE with its KL split into mutual information, total "
+           "correlation and dimension-wise KL (256-d mu)",
+           load=_load_learned, arch="vae", settings=MappingProxyType(
+               {"kl": "tc", "alpha": 0.1, "beta": 0.6, "gamma": 0.1}),
+           reconstructs=True, samples=True, preference=5),
+    Method("aae", "adversarial autoencoder: codes pushed towards N(0, I) by a discriminator "
+           "(256-d code)", load=_load_learned, arch="aae", reconstructs=True, samples=True,
+           preference=6),
 )})
 
 

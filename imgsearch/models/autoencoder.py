@@ -1,7 +1,8 @@
 """Convolutional autoencoder: max-pooling encoder, unpooling + deconvolution decoder.
 
 Regularized variants are settings of the same model (Vincent et al. 2008 denoising; Ng 2011
-sparse; Rifai et al. 2011 contractive; dropout), their loss terms pure functions below.
+sparse; Rifai et al. 2011 contractive; dropout; tied weights, the decoder using the encoder's
+weights transposed, as in Vincent et al. 2010), their loss terms pure functions below.
 The input corruption of the denoising variant is applied by the training loop (augment.py).
 """
 
@@ -36,6 +37,8 @@ class AEConfig(InvarianceConfig):
     sparse_weight: float = 0.0
     sparse_target: float = 0.05  # rho for the KL sparsity penalty
     contractive_weight: float = 0.0  # weight of ||J_encoder(x)||_F^2
+    tied: bool = False  # the decoder's linear layer is the encoder's, transposed (W* = W^T)
+    tied_convs: bool = False  # ... and its deconvolutions use the encoder's kernels
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,8 +59,12 @@ class ConvAutoencoder(nn.Module):
         c, side = trunk_shape(cfg.input_size, cfg.widths)
         self.encoder = ConvEncoder(cfg.channels, cfg.widths, cfg.dropout)
         self.to_code = nn.Linear(c * side * side, cfg.code_dim)
-        self.from_code = nn.Linear(cfg.code_dim, c * side * side)
-        self.decoder = ConvDecoder(cfg.channels, cfg.widths, cfg.input_size)
+        if cfg.tied:  # the decoder's weight is to_code.weight.T; only its bias is its own
+            self.from_code_bias = nn.Parameter(torch.zeros(c * side * side))
+        else:
+            self.from_code = nn.Linear(cfg.code_dim, c * side * side)
+        self.decoder = ConvDecoder(cfg.channels, cfg.widths, cfg.input_size,
+                                   self.encoder if cfg.tied_convs else None)
         self.trunk = (c, side)
         # the invariance term's head: training only, the search code is the code itself
         self.projector = (Projector(cfg.code_dim, cfg.projector) if cfg.invariance != "none"
@@ -71,7 +78,11 @@ class ConvAutoencoder(nn.Module):
     def decode(self, code: torch.Tensor, switches: Switches | None = None) -> torch.Tensor:
         """(B, code_dim) -> (B, C, S, S); switches are used only by the "switches" variant."""
         c, side = self.trunk
-        h = F.relu(self.from_code(code)).view(-1, c, side, side)  # (B, c, side, side)
+        if self.cfg.tied:
+            h = F.linear(code, self.to_code.weight.t(), self.from_code_bias)  # W^T code + b
+        else:
+            h = self.from_code(code)
+        h = F.relu(h).view(-1, c, side, side)  # (B, c, side, side)
         return self.decoder(h, switches if self.cfg.unpool == "switches" else None)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,15 +1,17 @@
-"""The convolutional trunk both models share: conv + max-pool down, unpool + deconv up.
+"""The convolutional trunk every model shares: conv + max-pool down, unpool + deconv up.
 
 Encoder: ``len(widths)`` blocks of Conv3x3 -> BatchNorm -> ReLU -> MaxPool2d(2), the pooling
 returning the argmax positions ("switches") and the size before pooling.
 Decoder: the mirror image, MaxUnpool2d(2) then ConvTranspose2d(3x3) per block; it unpools at the
 switches when given them, otherwise at fixed positions (the top-left of every 2x2 window),
-so that it can decode from a code alone (Zeiler & Fergus 2014; Dosovitskiy & Brox 2016).
+so that it can decode from a code alone (Zeiler & Fergus 2014; Dosovitskiy & Brox 2016). With
+``tied_to`` its deconvolutions use the encoder's kernels, transposed.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 Switches = list[tuple[torch.Tensor, torch.Size]]  # (argmax indices, pre-pool size) per block
@@ -54,8 +56,23 @@ def fixed_switches(pooled: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return (rows[:, None] + cols[None, :]).expand(b, c, h, w)  # (B, C, h, w)
 
 
+class TiedDeconv(nn.Module):
+    """A deconvolution whose kernel is an encoder convolution's own weight, transposed: the
+    same Parameter, not a copy (tied weights, W* = W^T). A Conv2d(i, o) weight is (o, i, k, k),
+    which is exactly the (in, out, k, k) weight of a ConvTranspose2d(o, i)."""
+
+    def __init__(self, conv: nn.Conv2d, bias: bool):
+        super().__init__()
+        object.__setattr__(self, "conv", conv)  # not a submodule: the encoder owns the weight
+        self.bias = nn.Parameter(torch.zeros(conv.in_channels)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv_transpose2d(x, self.conv.weight, self.bias, padding=1)
+
+
 class ConvDecoder(nn.Module):
-    def __init__(self, channels: int, widths: tuple[int, ...], input_size: int):
+    def __init__(self, channels: int, widths: tuple[int, ...], input_size: int,
+                 tied_to: ConvEncoder | None = None):
         super().__init__()
         outs = (channels, *widths[:-1])
         sides = [input_size // 2**k for k in range(len(widths))]  # pre-pool side per block
@@ -64,8 +81,10 @@ class ConvDecoder(nn.Module):
         self.blocks = nn.ModuleList()
         for n, (i, o) in enumerate(reversed(list(zip(widths, outs)))):
             last = n == len(widths) - 1
+            deconv = (TiedDeconv(tied_to.blocks[len(widths) - 1 - n][0], bias=last)
+                      if tied_to is not None else nn.ConvTranspose2d(i, o, 3, padding=1, bias=last))
             self.blocks.append(nn.Sequential(
-                nn.ConvTranspose2d(i, o, 3, padding=1, bias=last),
+                deconv,
                 nn.Identity() if last else nn.BatchNorm2d(o),
                 nn.Identity() if last else nn.ReLU(inplace=True),
             ))

@@ -3,7 +3,9 @@ be rebuilt from one, and moving images onto a device. The training loop (trainin
 checkpoints; a query only reads them, and never imports training code.
 
 A checkpoint is ``{"method", "arch", "model", "optimizer", "config", "train_config", "epoch",
-"history"}``: ``model`` is the state dict, ``config`` the architecture's frozen config as a dict.
+"step", "history"}``, with ``best`` (the weights that scored best on the self-check) and, for an
+adversarial architecture, ``optimizer_d`` (the discriminator's): ``model`` is the state dict,
+``config`` the architecture's frozen config as a dict.
 Tensors and plain values only, so it loads with ``torch.load(weights_only=True)``. Written to a
 temporary file and renamed: a run killed at any moment leaves the last good one.
 """
@@ -20,7 +22,7 @@ from torch import nn
 
 from ..errors import ConfigMismatch, IndexFileError
 from ..store import replacing
-from . import autoencoder, vae
+from . import aae, autoencoder, vae
 
 
 @dataclass(frozen=True)
@@ -31,12 +33,17 @@ class Architecture:
     module: type[nn.Module]
     config: type
     objective: Callable
+    # adversarial architectures: the loss of a second step that trains ``model.discriminator``
+    # alone on the step's codes, ``adversary(model, codes) -> loss``
+    adversary: Callable | None = None
 
 
 #: Architectures by name. A new one is a model module plus one line here.
 ARCHITECTURES: dict[str, Architecture] = {
     "ae": Architecture(autoencoder.ConvAutoencoder, autoencoder.AEConfig, autoencoder.objective),
     "vae": Architecture(vae.ConvVAE, vae.VAEConfig, vae.objective),
+    "aae": Architecture(aae.AdversarialAutoencoder, aae.AAEConfig, aae.objective,
+                        aae.discriminator_objective),
 }
 
 
