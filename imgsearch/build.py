@@ -113,20 +113,29 @@ def new_index(ws: Workspace, embedder: Embedder, ids: list[int],
     return index
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """What the self-check says of a method on its collection (pipeline.assess)."""
+
+    selfcheck: float | None = None
+    duplicate_threshold: float | None = None
+
+
 def _write(ws: Workspace, method: str, folder, index: VectorIndex, gen: int,
-           selfcheck: float | None) -> None:
+           assessed: Assessment) -> None:
     LOG.info("writing the %s vector index (%d codes)", method, index.ntotal)
     index.save(folder / ws.INDEX_FILE)
-    MethodState(gen, index.index_type, index.dim, index.ntotal, selfcheck).save(folder)
+    MethodState(gen, index.index_type, index.dim, index.ntotal, assessed.selfcheck,
+                assessed.duplicate_threshold).save(folder)
     ws.commit_method(method, folder)
 
 
 def build_method(ws: Workspace, method: str, embedder: Embedder, action: str = "encode",
-                 on_progress: ProgressFn | None = None, selfcheck: float | None = None
-                 ) -> BuildReport:
+                 on_progress: ProgressFn | None = None,
+                 assessed: Assessment = Assessment()) -> BuildReport:
     """Save ``embedder`` as ``method``'s and encode every indexed image with it into a new
-    vector index, swapped in with the embedder; ``selfcheck`` is its score, kept in its
-    state."""
+    vector index, swapped in with the embedder; ``assessed``: its self-check score and
+    duplicate threshold, kept in its state."""
     t0 = time.perf_counter()
     gen = ws.catalog.gen  # read before encoding: rows changed meanwhile are picked up next time
     ids = ws.catalog.indexed_ids()
@@ -134,7 +143,7 @@ def build_method(ws: Workspace, method: str, embedder: Embedder, action: str = "
     folder = ws.staging_dir(method)
     embedder.save(folder)
     index = new_index(ws, embedder, ids, on_progress)
-    _write(ws, method, folder, index, gen, selfcheck)
+    _write(ws, method, folder, index, gen, assessed)
     report = BuildReport(method, action, len(ids), 0, index.ntotal, index.index_type,
                          time.perf_counter() - t0)
     LOG.info("%s", report)
@@ -161,7 +170,8 @@ def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = Non
     for chunk, codes in encode_batches(ws, embedder, ids, on_progress):
         index.upsert(codes, chunk)
     index = index.rebalanced(ws.config.exact_threshold, ws.config.ivf_nprobe)
-    _write(ws, method, folder, index, gen, state.selfcheck)  # same embedder, same score
+    # the same embedder: the same assessment
+    _write(ws, method, folder, index, gen, Assessment(state.selfcheck, state.duplicate_threshold))
     report = BuildReport(method, "sync", len(ids), removed, index.ntotal, index.index_type,
                          time.perf_counter() - t0)
     LOG.info("%s", report)

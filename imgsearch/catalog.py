@@ -146,6 +146,15 @@ class Catalog:
         """The latest ingest generation (0 for a new catalog)."""
         return int(self._get_meta("gen", "0"))
 
+    @property
+    def root(self) -> str | None:
+        """The folder the last ingest run read, or None before the first."""
+        return self._get_meta("root")
+
+    def set_root(self, root: str) -> None:
+        with self.db.conn:
+            self._set_meta("root", root)
+
     def next_gen(self) -> int:
         """Start a new ingest generation and return its number."""
         with self.db.conn:

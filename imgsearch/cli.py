@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -351,6 +352,122 @@ def _train(ws: workspace.Workspace, method: str, train_cfg: TrainConfig, setting
                   f"validation loss {h.val_loss:.5g}{check}, {h.images_per_s:,.0f} img/s",
                   highlight=False, soft_wrap=True)
     return history, report
+
+
+@app.command("duplicates")
+def duplicates_cmd(
+    index: IndexOpt = workspace.DEFAULT_NAME,
+    method: Annotated[str | None, typer.Option(
+        help="Whose codes to compare (default: the index's preferred method).")] = None,
+    threshold: Annotated[float | None, typer.Option(
+        help="Largest code distance within a group (default: calibrated on the collection "
+             "when the method was built; `imgsearch info` shows it).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV: one row per image.")]
+    = False,
+    montage: Annotated[Path | None, typer.Option(
+        help="Write one contact sheet per group into this folder.")] = None,
+    move_to: Annotated[Path | None, typer.Option(
+        help="Move every non-keeper into this folder (relative paths kept), log the moves, "
+             "and update the index.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Move without asking.")] = False,
+    undo: Annotated[Path | None, typer.Option(
+        help="Put back the files a --move-to log lists, and update the index.")] = None,
+    wait: WaitOpt = False,
+) -> None:
+    """Find groups of near-duplicates: copies, resized, cropped, mirrored, rotated or re-saved
+    versions. Each group names a keeper (highest resolution, then largest file, then oldest).
+
+    Nothing is ever deleted: --move-to moves the others aside, with a log that --undo reads.
+
+    Example: imgsearch duplicates --montage dups/ --move-to ~/duplicates
+    """
+    from . import duplicates as dup
+
+    with user_errors():
+        if as_json and as_csv:
+            raise ImgSearchError("--json and --csv: choose one")
+        if threshold is not None and threshold < 0:
+            raise ImgSearchError(f"--threshold must be 0 or more, got {threshold:g}")
+        if method is not None:
+            methods.get(method)
+        ws = workspace.Workspace.open(index)
+    try:
+        with user_errors():
+            if undo is not None:
+                if not undo.is_file():
+                    raise ImgSearchError(f"move log not found: {undo}")
+                back = dup.undo(undo)
+                err.print(f"put back {back} file(s) listed in {undo}", highlight=False)
+                _reindex(ws, wait)
+                return
+            found = dup.in_index(ws, method or ws.preferred_method(), threshold)
+            moves = (dup.plan_moves(found.groups, ws.catalog.root or "/", move_to)
+                     if move_to is not None else [])
+        _show_duplicates(found, as_json, as_csv)
+        if montage is not None:
+            from .viz import group_sheet
+
+            for n, g in enumerate(found.groups, 1):
+                group_sheet(g, montage / f"group-{n:04d}.png")
+            err.print(f"{len(found.groups)} contact sheet(s) written to {montage}",
+                      highlight=False)
+        if moves:
+            if not yes and not typer.confirm(
+                    f"Move {len(moves)} file(s) into {move_to}?", err=True):
+                raise fail("nothing moved", 1)
+            log = move_to / time.strftime("imgsearch-moves-%Y%m%d-%H%M%S.jsonl")
+            with user_errors():
+                moved = dup.move(moves, log)
+            err.print(f"moved {moved} file(s) into {move_to}; undo with `imgsearch duplicates "
+                      f"--index {index} --undo {log}`", highlight=False, soft_wrap=True)
+            with user_errors():
+                _reindex(ws, wait)
+    finally:
+        ws.close()
+
+
+def _show_duplicates(found, as_json: bool, as_csv: bool) -> None:
+    if as_json:
+        print(json.dumps(found.as_dict()))
+        return
+    if as_csv:
+        import csv
+        import sys
+
+        w = csv.writer(sys.stdout)
+        w.writerow(["group", "role", "id", "path", "distance", "width", "height", "bytes"])
+        for n, g in enumerate(found.groups, 1):
+            for role, m in [("keep", g.keeper)] + [("duplicate", m) for m in g.others]:
+                w.writerow([n, role, m.id, m.path, f"{m.distance:.6g}", m.width, m.height,
+                            m.size])
+        return
+    n_dups = sum(len(g.others) for g in found.groups)
+    err.print(f"{found.method}: {len(found.groups)} group(s), {n_dups} duplicate(s) among "
+              f"{found.images} images (threshold {found.threshold:.4g}, "
+              f"{found.threshold_from})", highlight=False)
+    table = Table()
+    for col in ("group", "", "distance", "size", "path"):
+        table.add_column(col, overflow="fold" if col == "path" else None)
+    for n, g in enumerate(found.groups, 1):
+        for role, m in [("keep", g.keeper)] + [("", m) for m in g.others]:
+            size = f"{m.width}x{m.height}" if m.width else "?"
+            table.add_row(str(n), role, f"{m.distance:.4f}", size, printable(m.path))
+    if found.groups:
+        out.print(table)
+
+
+def _reindex(ws: workspace.Workspace, wait: bool) -> None:
+    """Bring the index up to date with its folder after files moved (a normal re-index)."""
+    root = ws.catalog.root
+    if root is None or not Path(root).is_dir():
+        err.print("run `imgsearch index PHOTOS_DIR` to update the index", highlight=False)
+        return
+    with progress_bars() as progress:
+        result = update_index(ws, Path(root), ws.built_methods(), wait=None if wait else 0,
+                              progress=progress)
+    r = result.ingest
+    err.print(f"index updated: {r.removed} removed, {r.added} new", highlight=False)
 
 
 def _given(**values) -> dict:

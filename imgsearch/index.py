@@ -91,6 +91,23 @@ class VectorIndex:
                  for i in range(self.index.nlist) if invlists.list_size(i)]
         return np.sort(np.concatenate(parts)) if parts else np.empty(0, np.int64)
 
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, codes) of everything held, in storage order, read in bulk."""
+        if self.index_type == "flat":
+            ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+            return ids, self.index.index.reconstruct_n(0, self.ntotal)
+        invlists, d = self.index.invlists, self.dim
+        id_parts, code_parts = [], []
+        for i in range(self.index.nlist):
+            n = invlists.list_size(i)
+            if n:
+                id_parts.append(faiss.rev_swig_ptr(invlists.get_ids(i), n).copy())
+                raw = faiss.rev_swig_ptr(invlists.get_codes(i), n * invlists.code_size)
+                code_parts.append(np.frombuffer(raw.copy(), np.float32).reshape(n, d))
+        if not id_parts:
+            return np.empty(0, np.int64), np.empty((0, d), np.float32)
+        return np.concatenate(id_parts), np.concatenate(code_parts)
+
     def vectors(self, ids) -> np.ndarray:
         """The stored codes of ``ids`` (each must be present)."""
         return np.stack([self.index.reconstruct(int(i)) for i in _as_ids(ids)])

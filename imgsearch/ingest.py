@@ -177,6 +177,7 @@ def ingest(
     root = Path(os.path.abspath(root))
     check_folder(root)
     gen = catalog.next_gen()
+    catalog.set_root(str(root))
     report = IngestReport(str(root), gen)
     LOG.info("scanning %s (generation %d)", root, gen)
     files, bad = scan(root, rules)

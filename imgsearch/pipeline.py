@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import methods
-from .build import ENCODE_BATCH, BuildReport, build_method, sync_method
+from .build import ENCODE_BATCH, Assessment, BuildReport, build_method, sync_method
 from .config import TrainConfig
 from .errors import CatalogError, ConfigMismatch, ImgSearchError
 from .imagecache import CachedImages
@@ -149,12 +149,18 @@ def prepare(ws: Workspace, method: str, embedder, post: str | None = None):
     return out
 
 
-def _score(check, embedder, method: str) -> float | None:
+def assess(check, embedder, method: str) -> Assessment:
+    """The self-check score of ``embedder`` and its duplicate threshold, calibrated on the
+    same held-out images (duplicates.calibrate); nothing without a self-check."""
+    from .duplicates import calibrate
+
     if check is None:
-        return None
+        return Assessment()
     score = check(embedder.encode)
-    LOG.info("%s self-check recall@1: %.4f", method, score)
-    return score
+    cal = calibrate(check, embedder.encode)
+    LOG.info("%s self-check recall@1: %.4f; duplicate threshold %.4g", method, score,
+             cal.threshold)
+    return Assessment(score, cal.threshold)
 
 
 # -- learned methods -----------------------------------------------------------------------
@@ -194,7 +200,7 @@ def train_method(ws: Workspace, method: str, model_cfg, train_cfg: TrainConfig,
                     on_train, scored if check is not None else None)
     embedder = prepare(ws, method, LearnedEmbedder.from_file(ckpt), post)
     return history, build_method(ws, method, embedder, "train", _phase(progress, method),
-                                 _score(check, embedder, method))
+                                 assess(check, embedder, method))
 
 
 def train_on_array(method: str, model_cfg, images: np.ndarray, train_cfg: TrainConfig,
@@ -253,7 +259,7 @@ def run_step(ws: Workspace, step: Step, training: dict | None = None, imported=N
         from .build import open_embedder
 
         embedder = prepare(ws, m, open_embedder(ws, m))
-    return build_method(ws, m, embedder, step.action, phase, _score(check, embedder, m))
+    return build_method(ws, m, embedder, step.action, phase, assess(check, embedder, m))
 
 
 def update_methods(ws: Workspace, wanted: list[str], *, imported=None, rebuild: bool = False,

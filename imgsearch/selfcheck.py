@@ -105,6 +105,7 @@ class SelfCheck:
         if len(held) == 0:
             raise ValueError("a self-check needs held-out images")
         self.queries, self.truth = edited_copies(held, copies, seed)
+        self.held = len(held)  # the database starts with the held-out originals
         self.database = np.concatenate([held, others]) if len(others) else held
 
     def __call__(self, encode: Callable[[np.ndarray], np.ndarray]) -> float:

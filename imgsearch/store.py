@@ -253,6 +253,7 @@ class MethodState:
     dim: int  # code size
     count: int  # codes held
     selfcheck: float | None = None  # recall@1 of edited held-out copies (selfcheck.py)
+    duplicate_threshold: float | None = None  # code distance calibrated as "a copy" (duplicates.py)
 
     @classmethod
     def load(cls, folder: Path) -> MethodState | None:

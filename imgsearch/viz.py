@@ -84,3 +84,15 @@ def image_grid(rows: Sequence[tuple[str, np.ndarray]], scale: int = 2,
             sheet.paste(tile.resize((side, side), Image.Resampling.NEAREST),
                         (label_width + PAD + c * (side + PAD), y))
     return sheet
+
+
+def group_sheet(group, out: str | Path, columns: int = 6) -> Path:
+    """A contact sheet of one group of near-duplicates: the keeper, then the others with their
+    distance to it, as a PNG."""
+    def caption(m, role: str) -> str:
+        size = f"{m.width}x{m.height}" if m.width else "?"
+        return f"{role} {size}\n{_name(m.path)}"
+
+    tiles = [(thumbnail(group.keeper.path), caption(group.keeper, "KEEP"))]
+    tiles += [(thumbnail(m.path), caption(m, f"d={m.distance:.3f}")) for m in group.others]
+    return save_png(contact_sheet(tiles, columns), out)

@@ -1,0 +1,142 @@
+"""Near-duplicate groups: the engine on planted codes, and `imgsearch duplicates` end to end."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from imgsearch import duplicates as dup
+from imgsearch.catalog import Row
+from imgsearch.cli import app
+
+from .conftest import find
+
+runner = CliRunner()
+
+
+def planted(n_groups=30, size=3, singles=400, d=16, seed=0):
+    """Codes: groups of near-identical codes (noise 0.01) among scattered singles."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_groups, d))
+    groups = np.repeat(centres, size, 0) + 0.01 * rng.normal(size=(n_groups * size, d))
+    codes = np.concatenate([groups, rng.normal(size=(singles, d))]).astype(np.float32)
+    truth = [list(range(g * size, (g + 1) * size)) for g in range(n_groups)]
+    return codes, truth
+
+
+def rows_for(n):
+    return {i: Row(i, f"/p/{i}.jpg", 1000, float(i), "h", 100, 100, "JPEG", "indexed", None, 1)
+            for i in range(n)}
+
+
+def test_threshold_sits_between_copies_and_distinct_neighbours():
+    copies = np.linspace(0.0, 1.0, 101)  # 95th percentile: 0.95
+    distinct = np.linspace(2.0, 4.0, 101)
+    cal = dup.threshold_between(copies, distinct)
+    assert cal.threshold == pytest.approx(0.95) and cal.distinct_within == 0
+    assert cal.copies_within == pytest.approx(96 / 101)
+    overlapping = dup.threshold_between(copies, np.linspace(0.7, 3.0, 101))
+    assert overlapping.threshold == pytest.approx(0.746)  # 2nd percentile of the distinct side
+    # the collection's own duplicates (nearest distances under the copies' median) are not
+    # taken for distinct images, and the threshold never falls below that median
+    crowded = dup.threshold_between(copies, np.r_[np.zeros(60), np.linspace(2.0, 4.0, 41)])
+    assert crowded.threshold == pytest.approx(0.95)
+    assert dup.threshold_between(copies, np.linspace(0.0, 0.6, 50)).threshold == pytest.approx(
+        0.5, abs=0.01)  # just above the copies' median
+
+
+@pytest.mark.parametrize("exact_max", [100_000, 100])  # exact search, and the IVF path
+def test_planted_groups_are_found_exactly(monkeypatch, exact_max):
+    monkeypatch.setattr(dup, "EXACT_MAX", exact_max)
+    codes, truth = planted()
+    groups = dup.find_groups(np.arange(len(codes)), codes, rows_for(len(codes)), 0.2)
+    found = sorted(sorted([g.keeper.id, *(m.id for m in g.others)]) for g in groups)
+    assert found == truth
+
+
+def test_components_join_chains_and_ignore_singletons():
+    i, j = np.array([0, 1, 5]), np.array([1, 2, 6])
+    assert dup.components(8, i, j) == [[0, 1, 2], [5, 6]]
+
+
+def test_keeper_is_highest_resolution_then_largest_then_oldest():
+    codes = np.zeros((4, 2), np.float32)
+    rows = {0: Row(0, "/a", 500, 3.0, "h", 100, 100, "JPEG", "indexed", None, 1),
+            1: Row(1, "/b", 900, 2.0, "h", 100, 100, "JPEG", "indexed", None, 1),
+            2: Row(2, "/c", 900, 1.0, "h", 100, 100, "JPEG", "indexed", None, 1),
+            3: Row(3, "/d", 100, 0.0, "h", 50, 50, "JPEG", "indexed", None, 1)}
+    (group,) = dup.find_groups(np.arange(4), codes, rows, 0.1)
+    assert group.keeper.id == 2  # same pixels as 1 and same size: the oldest
+    assert [m.id for m in group.others] == [1, 0, 3] or {m.id for m in group.others} == {0, 1, 3}
+    bigger = {**rows, 3: Row(3, "/d", 100, 0.0, "h", 400, 400, "JPEG", "indexed", None, 1)}
+    assert dup.find_groups(np.arange(4), codes, bigger, 0.1)[0].keeper.id == 3
+
+
+@pytest.fixture
+def with_copies(photo_dir, tmp_path):
+    """The 12 generated photos plus: an exact copy, a half-size copy and a JPEG re-save."""
+    src = find(photo_dir, "img01.png")
+    (photo_dir / "copies").mkdir()
+    (photo_dir / "copies" / "exact.png").write_bytes(src.read_bytes())
+    Image.open(src).resize((48, 48)).save(photo_dir / "copies" / "small.png")
+    Image.open(find(photo_dir, "img04.tiff")).convert("RGB").save(
+        photo_dir / "copies" / "resaved.jpg", quality=60)
+    index = tmp_path / "idx"
+    result = runner.invoke(app, ["index", str(photo_dir), "--index", str(index), "--methods",
+                                 "pixels,pca", "--input-size", "32", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    return photo_dir, index
+
+
+def groups_of(data):
+    return sorted(sorted([g["keeper"]["path"].rsplit("/", 1)[-1],
+                          *(m["path"].rsplit("/", 1)[-1] for m in g["others"])])
+                  for g in data["groups"])
+
+
+def test_duplicates_json_and_csv(with_copies):
+    _, index = with_copies
+    result = runner.invoke(app, ["duplicates", "--index", str(index), "--method", "pixels",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["threshold_from"] == "calibrated now"  # 15 images: no self-check at build
+    assert groups_of(data) == [["exact.png", "img01.png", "small.png"],
+                               ["img04.tiff", "resaved.jpg"]]
+    keepers = {g["keeper"]["path"].rsplit("/", 1)[-1] for g in data["groups"]}
+    assert keepers == {"img01.png", "img04.tiff"}  # 96x96 originals beat 48x48 and re-saves
+    table = list(csv.reader(io.StringIO(runner.invoke(
+        app, ["duplicates", "--index", str(index), "--method", "pixels", "--csv"]).stdout)))
+    assert table[0][:4] == ["group", "role", "id", "path"] and len(table) == 6
+    none = runner.invoke(app, ["duplicates", "--index", str(index), "--method", "pixels",
+                               "--threshold", "0", "--json"])
+    assert groups_of(json.loads(none.stdout)) == [["exact.png", "img01.png"]]  # identical only
+
+
+def test_move_aside_updates_the_index_and_undo_puts_back(with_copies, tmp_path):
+    photos, index = with_copies
+    aside = tmp_path / "aside"
+    args = ["duplicates", "--index", str(index), "--method", "pixels", "--move-to", str(aside)]
+    refused = runner.invoke(app, args, input="n\n")
+    assert refused.exit_code == 1 and not aside.exists()  # asked, and told no
+    inside = runner.invoke(app, [*args[:-1], str(photos / "aside"), "--yes"])
+    assert inside.exit_code == 1 and "inside the indexed folder" in inside.stderr
+    moved = runner.invoke(app, [*args, "--yes", "--montage", str(tmp_path / "sheets")])
+    assert moved.exit_code == 0, moved.output
+    assert sorted(p.relative_to(aside).as_posix() for p in aside.rglob("*.*")
+                  if p.suffix != ".jsonl") == ["copies/exact.png", "copies/resaved.jpg",
+                                               "copies/small.png"]
+    assert len(list((tmp_path / "sheets").glob("group-*.png"))) == 2
+    info = json.loads(runner.invoke(app, ["info", "--index", str(index), "--json"]).stdout)
+    assert info["counts"]["indexed"] == 12 and info["counts"]["removed"] == 3
+    log = next(aside.glob("imgsearch-moves-*.jsonl"))
+    back = runner.invoke(app, ["duplicates", "--index", str(index), "--undo", str(log)])
+    assert back.exit_code == 0, back.output
+    assert ((photos / "copies" / "small.png").is_file() and not (aside / "copies").exists()) or \
+        not any((aside / "copies").iterdir())
+    info = json.loads(runner.invoke(app, ["info", "--index", str(index), "--json"]).stdout)
+    assert info["counts"]["indexed"] == 15
