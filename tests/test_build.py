@@ -105,9 +105,9 @@ def test_exact_sets_decoded_and_reencoded_after_edits(photo_dir, ws, monkeypatch
     decoded: list[str] = []
     real_load = ingest_mod.load_image
 
-    def spy_load(source, size):
+    def spy_load(source, size, *limits):
         decoded.append(source)
-        return real_load(source, size)
+        return real_load(source, size, *limits)
 
     monkeypatch.setattr(ingest_mod, "load_image", spy_load)
     ingest(photo_dir, ws.catalog, ws.cache, workers=1)  # in-process: the spy sees every decode

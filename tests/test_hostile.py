@@ -172,8 +172,8 @@ def corpus(tmp_path, monkeypatch):
     changed = png_bytes(Image.fromarray(pattern(17, 80)))
     real_scan = ingest_mod.scan
 
-    def racing_scan(folder):  # the files move under the first scan's feet
-        found, bad = real_scan(folder)
+    def racing_scan(folder, rules):  # the files move under the first scan's feet
+        found, bad = real_scan(folder, rules)
         if (root / "vanishes.jpg").exists():
             (root / "vanishes.jpg").unlink()
             (root / "changes.png").write_bytes(changed)
