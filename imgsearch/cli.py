@@ -470,6 +470,68 @@ def _reindex(ws: workspace.Workspace, wait: bool) -> None:
     err.print(f"index updated: {r.removed} removed, {r.added} new", highlight=False)
 
 
+@app.command("serve")
+def serve_cmd(
+    index: IndexOpt = workspace.DEFAULT_NAME,
+    host: Annotated[str, typer.Option(
+        help="Address to listen on; 127.0.0.1 keeps the page on this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve a local web page of the index: the collection, its neighbours by every method,
+    search by upload, duplicates and a map.
+
+    Example: imgsearch serve --index holidays, then open http://127.0.0.1:8000
+    """
+    import uvicorn
+
+    from .server import create_app
+
+    with user_errors():
+        if not 0 < port < 65536:
+            raise ImgSearchError(f"--port must be from 1 to 65535, got {port}")
+        web = create_app(workspace.resolve(index))
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]warning:[/yellow] listening on {host}: anyone who can reach this "
+                  "machine can browse your photos", highlight=False)
+    err.print(f"serving {workspace.resolve(index)} at http://{host}:{port} (Ctrl-C stops)",
+              highlight=False, soft_wrap=True)
+    uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
+@app.command("map")
+def map_cmd(
+    out_png: Annotated[Path, typer.Option("--out", help="PNG to write.")],
+    index: IndexOpt = workspace.DEFAULT_NAME,
+    method: Annotated[str | None, typer.Option(
+        help="Whose codes place the photos (default: the index's preferred method).")] = None,
+    n: Annotated[int, typer.Option("-n", help="At most this many photos (a seeded sample).")]
+    = 1000,
+    size: Annotated[int, typer.Option(help="Side of the picture in pixels.")] = 2400,
+) -> None:
+    """Draw a 2-D map of the collection: small thumbnails placed by a t-SNE of their codes,
+    so that similar photos sit together.
+
+    Example: imgsearch map --out map.png -n 2000
+    """
+    from .viz import layout, map_picture, save_png
+
+    with user_errors():
+        if n < 2 or size < 200:
+            raise ImgSearchError("-n must be at least 2 and --size at least 200")
+        if method is not None:
+            methods.get(method)
+        ws = workspace.Workspace.open(index)
+        try:
+            chosen = method or ws.preferred_method()
+            ids, xy = layout(ws, chosen, n)
+            pixels = ws.cache.read(ids)
+            save_png(map_picture(pixels, xy, size, title=f"{ws.root.name}: {len(ids)} photos "
+                                 f"by {chosen}"), out_png)
+        finally:
+            ws.close()
+    err.print(f"map of {len(ids)} photos written to {out_png}", highlight=False, soft_wrap=True)
+
+
 def _given(**values) -> dict:
     """The options the user gave (not None): they override the method's recipe."""
     return {k: v for k, v in values.items() if v is not None}

@@ -63,6 +63,7 @@ class TrainConfig:
     schedule: str = "cosine"  # learning rate: cosine (warm-up, then decay) | constant
     check_every: int = 200  # self-check after an epoch at least this many steps after the last
     patience: int = 0  # stop after this many self-checks without improvement (0: never)
+    checkpoint_seconds: float = 30.0  # write the resumable checkpoint at most this often
 
     def __post_init__(self) -> None:
         if self.schedule not in ("cosine", "constant"):

@@ -63,7 +63,11 @@ def fashion_mnist(folder: Path | None = None, download_to: Path | None = None
     if download_to is None:
         raise ImgSearchError("Fashion-MNIST not found: install Debian's dataset-fashion-mnist, "
                              "run scripts/fetch_data.sh, or pass --download")
-    from torchvision.datasets import FashionMNIST
+    try:
+        from torchvision.datasets import FashionMNIST
+    except ImportError:
+        raise ImgSearchError("downloading Fashion-MNIST needs torchvision: pip install "
+                             "'imgsearch[eval]'") from None
 
     splits = [FashionMNIST(str(download_to), train=t, download=True) for t in (True, False)]
     return tuple(Split(s.data.numpy(), s.targets.numpy().astype(np.int64)) for s in splits)

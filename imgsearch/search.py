@@ -28,7 +28,8 @@ class Hit:
 class Searcher:
     """Nearest neighbours of query images under one method."""
 
-    def __init__(self, catalog: Catalog, embedder: Embedder, index: VectorIndex, input_size: int):
+    def __init__(self, catalog: Catalog | None, embedder: Embedder, index: VectorIndex,
+                 input_size: int):
         self.catalog = catalog
         self.embedder = embedder
         self.index = index
@@ -47,14 +48,16 @@ class Searcher:
             raise ImageLoadError(f"cannot read query image {path}: {e}") from e
         return pixels
 
-    def search_pixels(self, pixels: np.ndarray, k: int) -> list[Hit]:
-        """Neighbours of one (S, S, 3) uint8 image, best first."""
+    def search_pixels(self, pixels: np.ndarray, k: int, catalog: Catalog | None = None
+                      ) -> list[Hit]:
+        """Neighbours of one (S, S, 3) uint8 image, best first (``catalog``: another
+        connection to the same catalog, for a caller in another thread)."""
         if k <= 0:
             raise ImgSearchError(f"k must be at least 1, got {k}")
         code = self.embedder.encode(pixels[None])
         dist, ids = self.index.search(code, k)
         pairs = [(int(i), float(d)) for i, d in zip(ids[0], dist[0]) if i >= 0]
-        rows = self.catalog.get_many(i for i, _ in pairs)
+        rows = (catalog or self.catalog).get_many(i for i, _ in pairs)
         live = [(i, d) for i, d in pairs if i in rows and rows[i].state == INDEXED]
         return [Hit(rank, i, rows[i].path, d) for rank, (i, d) in enumerate(live, 1)]
 

@@ -246,7 +246,7 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
     run_steps, stop, t_run = 0, False, time.perf_counter()
     last_check = step
     best_score = best["selfcheck"] if best else -math.inf
-    stale = 0
+    stale, saved_at = 0, time.monotonic()
     model.train()
     for epoch in range(start_epoch, epochs):
         t0, seen = time.perf_counter(), 0
@@ -296,11 +296,11 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
                                    "lower --lr, or --fresh")
         seconds = time.perf_counter() - t0
         last = stop or epoch == epochs - 1
-        score = None
+        score, improved = None, False
         if check is not None and (step - last_check >= cfg.check_every or last):
             score, last_check = float(check(encoder(model, device))), step
             if score > best_score:
-                best_score, stale = score, 0
+                best_score, stale, improved = score, 0, True
                 best = {"model": _cpu_state(model), "epoch": epoch + 1, "selfcheck": score}
             else:
                 stale += 1
@@ -311,8 +311,12 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
         if cfg.patience and stale >= cfg.patience:
             LOG.info("self-check has not improved for %d checks: stopping early", stale)
             stop = True
-        save_checkpoint(checkpoint, method, model, optimizers, config, cfg, epoch + 1, history,
-                        best, step)
+        # a tiny collection's epoch is a step or two: checkpoints every few seconds at most
+        if (stop or epoch == epochs - 1 or improved
+                or time.monotonic() - saved_at >= cfg.checkpoint_seconds):
+            save_checkpoint(checkpoint, method, model, optimizers, config, cfg, epoch + 1,
+                            history, best, step)
+            saved_at = time.monotonic()
         if stop:
             break
     return history

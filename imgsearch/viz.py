@@ -96,3 +96,38 @@ def group_sheet(group, out: str | Path, columns: int = 6) -> Path:
     tiles = [(thumbnail(group.keeper.path), caption(group.keeper, "KEEP"))]
     tiles += [(thumbnail(m.path), caption(m, f"d={m.distance:.3f}")) for m in group.others]
     return save_png(contact_sheet(tiles, columns), out)
+
+
+def layout(ws, method: str, n: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, positions in [0, 1]^2) of up to ``n`` of the index's images (a seeded sample),
+    placed by a 2-D t-SNE of ``method``'s codes (van der Maaten & Hinton 2008, through
+    scikit-learn): similar images end up near each other."""
+    from sklearn.manifold import TSNE
+
+    from .build import load_method
+
+    index = load_method(ws, method).index
+    ids = np.array(ws.catalog.indexed_ids())
+    if len(ids) > n:
+        ids = np.sort(np.random.default_rng(seed).choice(ids, n, replace=False))
+    codes = index.vectors(ids).astype(np.float32)
+    if len(ids) < 4:  # too few for t-SNE: a row
+        xy = np.stack([np.linspace(0, 1, len(ids)), np.full(len(ids), 0.5)], 1)
+        return ids, xy
+    xy = TSNE(2, perplexity=min(30.0, (len(ids) - 1) / 3), init="pca",
+              random_state=seed).fit_transform(codes)
+    xy = (xy - xy.min(0)) / np.maximum(xy.max(0) - xy.min(0), 1e-9)
+    return ids, xy
+
+
+def map_picture(pixels: np.ndarray, xy: np.ndarray, side: int = 2400, tile: int = 56,
+                title: str = "") -> Image.Image:
+    """Thumbnails (N, S, S, 3) uint8 placed at ``xy`` in [0, 1]^2 on a white square."""
+    sheet = Image.new("RGB", (side + tile, side + tile + (24 if title else 0)), "white")
+    top = 24 if title else 0
+    if title:
+        ImageDraw.Draw(sheet).text((PAD, 6), title, fill="black", font=ImageFont.load_default())
+    for im, (x, y) in zip(pixels, xy):
+        t = Image.fromarray(im).resize((tile, tile), Image.Resampling.BILINEAR)
+        sheet.paste(t, (int(x * side), top + int(y * side)))
+    return sheet

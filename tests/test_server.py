@@ -1,0 +1,193 @@
+"""The web API through the ASGI test client: every endpoint, every error, traversal attempts,
+concurrent requests, and a re-index picked up while serving."""
+
+import io
+import json
+import os
+import struct
+import urllib.request
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from imgsearch.config import IndexConfig
+from imgsearch.pipeline import update_index
+from imgsearch.server import create_app
+from imgsearch.workspace import Workspace
+
+from .conftest import find, pattern, serving
+
+
+@pytest.fixture
+def index(photo_dir, tmp_path):
+    ws = Workspace.create(tmp_path / "idx", IndexConfig(input_size=32, pixel_size=16,
+                                                        code_dim=8))
+    update_index(ws, photo_dir, ["pixels", "pca"], workers=1)
+    ws.close()
+    return tmp_path / "idx"
+
+
+@pytest.fixture
+def client(index):
+    with TestClient(create_app(index)) as c:
+        yield c
+
+
+def png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def bomb() -> bytes:
+    """A valid PNG header declaring 100,000 x 100,000 pixels."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+
+
+def test_page_and_assets(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "<title>imgsearch</title>" in page.text
+    assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/static/app.css").status_code == 200
+
+
+def test_info_and_pages_of_images(client):
+    info = client.get("/api/info").json()
+    assert info["counts"]["indexed"] == 12 and set(info["methods"]) == {"pixels", "pca"}
+    assert info["preferred"] in ("pixels", "pca") and info["preferred_because"]
+    first = client.get("/api/images?page=1&per=5").json()
+    last = client.get("/api/images?page=3&per=5").json()
+    assert first["total"] == 12 and len(first["images"]) == 5 and len(last["images"]) == 2
+    assert {"id", "name", "width", "height"} <= set(first["images"][0])
+    assert "path" not in first["images"][0]  # names only: no folder layout leaks
+
+
+def test_similar_by_each_method(client):
+    some = client.get("/api/images").json()["images"][3]
+    data = client.get(f"/api/similar/{some['id']}?method=all&k=5").json()
+    assert set(data["results"]) == {"pixels", "pca"}
+    for hits in data["results"].values():
+        assert len(hits) == 5 and some["id"] not in {h["id"] for h in hits}
+        assert [h["distance"] for h in hits] == sorted(h["distance"] for h in hits)
+    one = client.get(f"/api/similar/{some['id']}?method=pca&k=3").json()
+    assert list(one["results"]) == ["pca"]
+    default = client.get(f"/api/similar/{some['id']}").json()
+    assert list(default["results"]) == [client.get("/api/info").json()["preferred"]]
+
+
+def test_search_with_an_upload_finds_the_photo(client, photo_dir):
+    target = find(photo_dir, "img05.gif")
+    data = client.post("/api/search?method=pixels&k=3",
+                       files={"file": ("q.png", png(Image.open(target).convert("RGB")))}).json()
+    assert data["results"]["pixels"][0]["name"] == "img05.gif"
+
+
+@pytest.mark.parametrize("body, status, says", [
+    (b"not an image at all", 415, "not an image"),
+    (None, 413, "too many pixels"),  # the bomb
+])
+def test_bad_uploads_get_a_4xx_and_the_server_keeps_going(client, body, status, says):
+    r = client.post("/api/search", files={"file": ("x.png", body or bomb())})
+    assert r.status_code == status and says in r.json()["detail"]
+    assert client.get("/api/info").status_code == 200
+
+
+def test_oversized_upload_is_refused(client, monkeypatch):
+    import imgsearch.server as server
+
+    monkeypatch.setattr(server, "MAX_UPLOAD", 1000)
+    r = client.post("/api/search", files={"file": ("big.png", b"\0" * 2000)})
+    assert r.status_code == 413 and "upload over" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("url, status", [
+    ("/api/similar/99999", 404), ("/api/similar/abc", 422), ("/api/similar/1?k=0", 400),
+    ("/api/similar/1?method=nope", 400), ("/api/similar/1?method=ae", 404),
+    ("/api/images?page=0", 422), ("/thumb/99999", 404), ("/api/duplicates?threshold=-1", 422),
+])
+def test_errors(client, url, status):
+    r = client.get(url)
+    assert r.status_code == status and r.json()["detail"]
+
+
+def test_thumbnails_are_made_once_cached_and_carry_headers(client, index):
+    r = client.get("/thumb/1")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert "max-age" in r.headers["cache-control"] and r.headers["etag"]
+    im = Image.open(io.BytesIO(r.content))
+    assert max(im.size) <= 256
+    cached = list((index / "thumbs").glob("1-*.jpg"))
+    assert len(cached) == 1
+    assert client.get("/thumb/1").content == cached[0].read_bytes()
+
+
+@pytest.mark.parametrize("url", [
+    "/static/../server.py", "/static/..%2Fserver.py", "/static/%2e%2e%2fcli.py",
+    "/static//etc/passwd", "/static/%2Fetc%2Fpasswd", "/thumb/..%2F..%2Fcatalog.db",
+    "/thumb/%2Fetc%2Fpasswd", "/static/index.html", "/../../etc/passwd",
+])
+def test_path_traversal_is_refused(client, url):
+    r = client.get(url)
+    assert r.status_code in (404, 422)
+    assert b"root:" not in r.content and b"SQLite" not in r.content and b"import" not in \
+        r.content
+
+
+def test_a_file_swapped_for_a_symlink_out_of_the_folder_is_not_served(client, index,
+                                                                      photo_dir, tmp_path):
+    secret = tmp_path / "secret.png"
+    Image.fromarray(pattern(99)).save(secret)
+    photo = find(photo_dir, "img07.png")
+    ws = Workspace.open(index)
+    row = ws.catalog.by_path(str(photo))
+    ws.close()
+    photo.unlink()
+    os.symlink(secret, photo)  # the catalog's path now leads out of the folder
+    r = client.get(f"/thumb/{row.id}")
+    assert r.status_code == 404 and "changed since it was indexed" in r.json()["detail"]
+
+
+@pytest.mark.slow
+def test_concurrent_requests_to_a_real_server(index):
+    """Many requests at once to `imgsearch serve` (uvicorn's worker threads, as a browser
+    makes them: the test client would run them in one thread)."""
+    with serving(index) as url:
+        def get(path):
+            with urllib.request.urlopen(url + path, timeout=30) as r:
+                return r.status, r.read()
+
+        ids = [im["id"] for im in json.loads(get("/api/images")[1])["images"]]
+        paths = [p for i in ids for p in (f"/api/similar/{i}?method=all&k=4", f"/thumb/{i}",
+                                          "/api/info", "/api/duplicates")] * 2
+        with ThreadPoolExecutor(12) as pool:
+            results = list(pool.map(get, paths))
+    assert [status for status, _ in results] == [200] * len(paths)
+    similar = [json.loads(body) for (_, body), p in zip(results, paths) if "similar" in p]
+    assert all(set(s["results"]) == {"pixels", "pca"} for s in similar)
+
+
+def test_duplicates_and_map(client, index, photo_dir):
+    dups = client.get("/api/duplicates?method=pixels").json()
+    assert dups["method"] == "pixels" and dups["groups"] == [] and dups["images"] == 12
+    got = client.get("/api/map?method=pca&n=10").json()
+    assert len(got["points"]) == 10
+    assert all(0 <= p["x"] <= 1 and 0 <= p["y"] <= 1 for p in got["points"])
+
+
+def test_a_reindex_beside_the_server_is_picked_up(client, index, photo_dir):
+    first = client.get("/api/info").json()["counts"]["indexed"]
+    Image.fromarray(pattern(55)).save(photo_dir / "new.png")
+    ws = Workspace.open(index)
+    update_index(ws, photo_dir, ["pixels", "pca"], workers=1)
+    ws.close()
+    assert client.get("/api/info").json()["counts"]["indexed"] == first + 1
+    data = client.post("/api/search?method=pca&k=1",
+                       files={"file": ("q.png", png(Image.fromarray(pattern(55))))}).json()
+    assert data["results"]["pca"][0]["name"] == "new.png"  # the new build answers
