@@ -12,41 +12,52 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # each test runs a script end to end
 
 
+def script(name: str, *args, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "scripts" / name), *map(str, args)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_evaluate_fashion_mnist_quick(tmp_path):
     out = tmp_path / "res"
-    cmd = [sys.executable, str(ROOT / "scripts" / "evaluate_fashion_mnist.py"), "--quick",
-           "--data", str(tmp_path / "no-data-here"), "--methods", "pixels,pca,ae,vae",
-           "--minutes", "0.05", "--epochs", "1", "--widths", "4", "8", "--dim", "8",
-           "--tsne", "60", "--work", str(tmp_path / "work"), "--out", str(out)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
+    script("evaluate_fashion_mnist.py", "--quick", "--data", tmp_path / "no-data-here",
+           "--methods", "pixels,pca,phash,ae-plain,vae", "--steps", "4", "--widths", "4", "8",
+           "--dim", "8", "--tsne", "60", "--held", "40", "--work", tmp_path / "work",
+           "--out", out)
     data = json.loads(out.with_suffix(".json").read_text())
-    assert [r["method"] for r in data["rows"]] == ["pixels", "pca", "ae", "vae"]
+    main = [r["method"] for r in data["rows"] if "[" not in r["method"]]
+    assert main == ["pixels", "pca", "phash", "ae-plain", "vae"]
+    ablation = [r["method"] for r in data["rows"] if r["method"].startswith("vae [")]
+    assert ablation == ["vae [raw]", "vae [l2]", "vae [whiten]", "vae [flip]",
+                        "vae [flip+whiten]"]  # the same weights, each processing
     assert data["meta"]["database"] == 600 and data["meta"]["queries"] == 100
     for row in data["rows"]:
-        for metric in ("P@1", "P@10", "P@100", "mAP@100", "mAP", "10-NN accuracy"):
+        for metric in ("P@1", "P@10", "P@100", "mAP@100", "10-NN accuracy"):
             assert 0.0 <= row[metric] <= 1.0
         assert len(row["precision_curve"]) == 100
     pixels = data["rows"][0]
     assert pixels["P@10"] > 0.5  # the generated classes are easy for raw pixels
+    assert 0 <= pixels["mAP"] <= 1
+    vae = next(r for r in data["rows"] if r["method"] == "vae")
+    assert vae["train"]["steps"] == 4 and len(vae["train"]["selfcheck"]) >= 1
     assert "| pixels | 784 |" in out.with_suffix(".md").read_text()
-    assert (tmp_path / "res-precision.png").stat().st_size > 1000
-    assert (tmp_path / "res-tsne.png").stat().st_size > 1000  # the 2-D maps, side by side
+    for picture in ("res-precision.png", "res-tsne.png", "res-neighbours.png"):
+        assert (tmp_path / picture).stat().st_size > 1000
 
 
 def test_evaluate_copy_detection_quick(tmp_path):
     out = tmp_path / "cd"
-    cmd = [sys.executable, str(ROOT / "scripts" / "evaluate_copy_detection.py"), "--quick",
-           "--photos", str(tmp_path / "no-photos-here"), "--methods", "pixels,pca,ae,vae,phash",
-           "--steps", "5", "--widths", "4", "8", "--dim", "8", "--size", "32",
-           "--work", str(tmp_path / "work"), "--out", str(out)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
+    script("evaluate_copy_detection.py", "--quick", "--photos", tmp_path / "no-photos-here",
+           "--methods", "pixels,pca,ae-plain,phash", "--steps", "5", "--widths", "4", "8",
+           "--dim", "8", "--size", "32", "--work", tmp_path / "work", "--out", out)
     data = json.loads(out.with_suffix(".json").read_text())
-    assert [r["method"] for r in data["rows"]] == ["pixels", "pca", "ae", "vae", "phash"]
+    main = [r["method"] for r in data["rows"] if "[" not in r["method"]]
+    assert main == ["pixels", "pca", "ae-plain", "phash"]
     meta = data["meta"]
-    assert meta["source"] == "generated stand-ins"
-    assert meta["queries"] == meta["photos"] * len(meta["edits"]) == 24 * 12
+    assert meta["source"] == "generated stand-ins" and len(meta["edits"]) == 14
+    assert meta["new_edits"] == ["perspective", "pasted into larger"]
+    assert meta["queries"] == meta["photos"] * len(meta["edits"]) == 24 * 14
     for row in data["rows"]:
         assert set(row["per_edit"]) == set(meta["edits"])
         for scores in [row["overall"], *row["per_edit"].values()]:
@@ -57,16 +68,53 @@ def test_evaluate_copy_detection_quick(tmp_path):
     for edit in ("downscale 50%", "JPEG q30", "brightness +30%"):
         assert pixels["per_edit"][edit]["recall@1"] == 1.0, edit
     assert pixels["per_edit"]["flip"]["recall@1"] < 0.5  # and a mirror image is not
-    assert "| phash | 64 |" in out.with_suffix(".md").read_text()
+    table = out.with_suffix(".md").read_text()
+    assert "| phash | 64 |" in table and "perspective *" in table
+    assert "ae-plain [whiten]" in table  # the processing ablation
     for picture in ("cd-recall.png", "cd-edits.png"):
         assert (tmp_path / picture).stat().st_size > 1000
-    table = out.with_suffix(".md").read_text()
     assert all(f"{m} per edit" in table for m in ("recall@1", "recall@10", "mAP"))
 
     # --render redraws the tables from the JSON alone
     out.with_suffix(".md").unlink()
-    cmd = [sys.executable, str(ROOT / "scripts" / "evaluate_copy_detection.py"), "--render",
-           str(out.with_suffix(".json")), "--out", str(out)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
+    script("evaluate_copy_detection.py", "--render", out.with_suffix(".json"), "--out", out)
     assert out.with_suffix(".md").read_text() == table
+
+    # held out: trained on one half, queries from the other
+    held = tmp_path / "held"
+    script("evaluate_copy_detection.py", "--quick", "--photos", tmp_path / "no-photos-here",
+           "--methods", "pixels,ae-plain", "--steps", "3", "--widths", "4", "8", "--dim", "8",
+           "--size", "32", "--holdout", "--work", tmp_path / "work2", "--out", held)
+    meta = json.loads(held.with_suffix(".json").read_text())["meta"]
+    assert meta["holdout"] and meta["trained_on"] == 12 and meta["queries"] == 12 * 14
+    assert meta["database"] == 24
+
+
+def test_evaluate_versions_quick(tmp_path):
+    out = tmp_path / "v"
+    script("evaluate_versions.py", "--quick", "--sizes", "20,40", "--methods", "pixels,pca",
+           "--work", tmp_path / "work", "--out", out)
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert [r["files"] for r in data["results"]] == [20, 40]  # 4 and 8 pictures x 5 versions
+    for r in data["results"]:
+        for m in ("pixels", "pca"):
+            s = r["methods"][m]
+            assert 0 < s["recall@1"] <= 1 and 0 < s["mAP"] <= 1
+        assert r["default"] in ("pixels", "pca") and r["default_because"]
+    assert "default mAP - pixels mAP" in out.with_suffix(".md").read_text()
+
+
+def test_evaluate_duplicates_quick(tmp_path):
+    out = tmp_path / "d"
+    script("evaluate_duplicates.py", "--quick", "--methods", "pixels,pca", "--scale", "3000",
+           "--work", tmp_path / "work", "--out", out)
+    data = json.loads(out.with_suffix(".json").read_text())
+    mixed = data["mixed"]
+    assert mixed["files"] == mixed["photos"] * 13 == 130  # 10 generated pictures + 12 edits
+    for s in [*mixed["methods"].values(), mixed["phash"]]:
+        assert 0 <= s["precision"] <= 1 and 0 <= s["recall"] <= 1
+        assert s["true_pairs"] == 10 * 78
+    assert 0 <= mixed["phash"]["threshold"] <= 24
+    scale = data["scale"]
+    assert scale["groups"]["seconds"] > 0 and scale["exact"]["peak_rss_mib"] > 0
+    assert "pHash, best threshold" in out.with_suffix(".md").read_text()
