@@ -88,6 +88,8 @@ def test_info(built):
      "error: unknown method 'foo'; choose one of pixels, pca, ae, vae, tcvae, aae"),
     (["query", "{query}", "--index", "{index}", "-k", "0"], "error: -k must be at least 1, got 0"),
     (["index", "{tmp}/none", "--index", "{index}"], "error: folder not found: {tmp}/none"),
+    (["index", "{tmp}/photos [raw]", "--index", "{index}"],  # brackets are not rich markup
+     "error: folder not found: {tmp}/photos [raw]"),
     (["index", "{query}", "--index", "{index}"], "error: not a folder: {query}"),
     (["index", "{tmp}", "--index", "{index}", "--methods", "pixels,nope"],
      "error: unknown method 'nope'; choose one of pixels, pca, ae, vae, tcvae, aae"),
