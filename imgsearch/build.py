@@ -16,11 +16,13 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from . import methods
 from .catalog import INDEXED
+from .engine import LOCAL, Engine
 from .errors import MethodNotBuilt
 from .index import IVF_TRAIN, VectorIndex
 from .methods import Embedder
@@ -78,37 +80,43 @@ def load_method(ws: Workspace, method: str) -> LoadedMethod:
 
 
 def encode_batches(ws: Workspace, embedder: Embedder, ids: list[int],
-                   on_progress: ProgressFn | None = None) -> Iterator[tuple[list[int], np.ndarray]]:
-    """(ids, codes) of catalog rows ``ids``, from the image cache, a batch at a time."""
+                   on_progress: ProgressFn | None = None, engine: Engine = LOCAL,
+                   folder: Path | None = None) -> Iterator[tuple[list[int], np.ndarray]]:
+    """(ids, codes) of catalog rows ``ids``, from the image cache, a batch at a time, in
+    order; ``engine`` encodes (a cluster engine opens the embedder saved in ``folder``)."""
+    chunks = (ids[start : start + ENCODE_BATCH] for start in range(0, len(ids), ENCODE_BATCH))
+    batches = ((chunk, ws.cache.read(chunk)) for chunk in chunks)
     done = 0
-    for start in range(0, len(ids), ENCODE_BATCH):
-        chunk = ids[start : start + ENCODE_BATCH]
-        yield chunk, embedder.encode(ws.cache.read(chunk))
+    for chunk, codes in engine.encode(embedder.name, embedder, folder, ws.config, batches):
+        yield chunk, codes
         done += len(chunk)
         if on_progress:
             on_progress(done, len(ids))
 
 
 def encode_ids(ws: Workspace, embedder: Embedder, ids: list[int],
-               on_progress: ProgressFn | None = None) -> np.ndarray:
+               on_progress: ProgressFn | None = None, engine: Engine = LOCAL,
+               folder: Path | None = None) -> np.ndarray:
     """Codes of catalog rows ``ids`` in order, as one (N, dim) array."""
-    parts = [codes for _, codes in encode_batches(ws, embedder, ids, on_progress)]
+    parts = [codes for _, codes in encode_batches(ws, embedder, ids, on_progress, engine,
+                                                  folder)]
     return np.concatenate(parts) if parts else np.empty((0, embedder.dim), np.float32)
 
 
 def new_index(ws: Workspace, embedder: Embedder, ids: list[int],
-              on_progress: ProgressFn | None = None) -> VectorIndex:
+              on_progress: ProgressFn | None = None, engine: Engine = LOCAL,
+              folder: Path | None = None) -> VectorIndex:
     """A new vector index of every row in ``ids``, encoded a batch at a time (memory: the
-    index and one batch)."""
+    index and a few batches) by ``engine`` (the embedder saved in ``folder``)."""
     cfg = ws.config
     train = None
     if len(ids) > cfg.exact_threshold:
         rng = np.random.default_rng(0)
         sample = sorted(rng.choice(ids, size=min(len(ids), IVF_TRAIN), replace=False).tolist())
-        train = encode_ids(ws, embedder, sample)
+        train = encode_ids(ws, embedder, sample, None, engine, folder)
     index = VectorIndex.for_size(embedder.dim, len(ids), cfg.exact_threshold, cfg.ivf_nprobe,
                                  train)
-    for chunk, codes in encode_batches(ws, embedder, ids, on_progress):
+    for chunk, codes in encode_batches(ws, embedder, ids, on_progress, engine, folder):
         index.add(codes, chunk)
     return index
 
@@ -132,17 +140,17 @@ def _write(ws: Workspace, method: str, folder, index: VectorIndex, gen: int,
 
 def build_method(ws: Workspace, method: str, embedder: Embedder, action: str = "encode",
                  on_progress: ProgressFn | None = None,
-                 assessed: Assessment = Assessment()) -> BuildReport:
-    """Save ``embedder`` as ``method``'s and encode every indexed image with it into a new
-    vector index, swapped in with the embedder; ``assessed``: its self-check score and
-    duplicate threshold, kept in its state."""
+                 assessed: Assessment = Assessment(), engine: Engine = LOCAL) -> BuildReport:
+    """Save ``embedder`` as ``method``'s and encode every indexed image with it (on
+    ``engine``, from the saved copy) into a new vector index, swapped in with the embedder;
+    ``assessed``: its self-check score and duplicate threshold, kept in its state."""
     t0 = time.perf_counter()
     gen = ws.catalog.gen  # read before encoding: rows changed meanwhile are picked up next time
     ids = ws.catalog.indexed_ids()
     LOG.info("encoding %s: every image (%d)", method, len(ids))
     folder = ws.staging_dir(method)
     embedder.save(folder)
-    index = new_index(ws, embedder, ids, on_progress)
+    index = new_index(ws, embedder, ids, on_progress, engine, folder)
     _write(ws, method, folder, index, gen, assessed)
     report = BuildReport(method, action, len(ids), 0, index.ntotal, index.index_type,
                          time.perf_counter() - t0)
@@ -150,10 +158,11 @@ def build_method(ws: Workspace, method: str, embedder: Embedder, action: str = "
     return report
 
 
-def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = None
-                ) -> BuildReport:
+def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = None,
+                engine: Engine = LOCAL) -> BuildReport:
     """Bring a built method's vector index up to date with the catalog: encode the rows
-    changed since its generation with its saved embedder, remove the rows gone."""
+    changed since its generation with its saved embedder (on ``engine``), remove the rows
+    gone."""
     t0 = time.perf_counter()
     state = ws.method_state(method)
     if state is None:
@@ -167,7 +176,7 @@ def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = Non
     changed = cat.changed_since(state.gen)
     ids = [i for i, s in changed if s == INDEXED]
     removed = index.remove([i for i, s in changed if s != INDEXED])
-    for chunk, codes in encode_batches(ws, embedder, ids, on_progress):
+    for chunk, codes in encode_batches(ws, embedder, ids, on_progress, engine, folder):
         index.upsert(codes, chunk)
     index = index.rebalanced(ws.config.exact_threshold, ws.config.ivf_nprobe)
     # the same embedder: the same assessment

@@ -28,6 +28,7 @@ from rich.text import Text
 
 from . import build, methods, workspace
 from .config import IndexConfig, TrainConfig
+from .engine import ENGINES, engine_for
 from .errors import ImgSearchError, MethodNotBuilt
 from .ingest import ScanRules, check_folder
 from .pipeline import model_config, train_config, train_method, update_index
@@ -158,6 +159,14 @@ def index_cmd(
                                                "moved aside and the folder ingested anew.")]
     = False,
     wait: WaitOpt = False,
+    engine_name: Annotated[str, typer.Option(
+        "--engine", help=f"Where photos are decoded and codes encoded: {' or '.join(ENGINES)} "
+                         "(a Ray cluster; pip install 'imgsearch[ray]'). Training, and "
+                         "writing the index, always happen here.")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="The Ray cluster for --engine ray: HOST:PORT of its head, or auto (default: "
+             "$RAY_ADDRESS, else the cluster last started on this machine, else a new local "
+             "one).")] = None,
 ) -> None:
     """Ingest PHOTOS (new, changed and deleted files only) and bring every method up to date.
 
@@ -179,16 +188,18 @@ def index_cmd(
             raise ImgSearchError(f"--input-size must be a multiple of 16 from 16 to 1024, "
                                  f"got {input_size}")
         check_folder(photos)  # before an index folder is created for nothing
+        engine = engine_for(engine_name, ray_address)  # Ray installed? (connects on first use)
         config = (IndexConfig(input_size=input_size, pixel_size=min(32, input_size))
                   if input_size is not None else None)
         ws = workspace.Workspace.create(index, config)
         try:
-            with progress_bars() as progress:
+            with engine, progress_bars() as progress:
                 result = update_index(
                     ws, photos, wanted, model=model, rebuild=rebuild,
                     training={"epochs": train_epochs, "max_minutes": train_minutes},
                     workers=workers or None, wait=None if wait else 0, progress=progress,
-                    rules=ScanRules(tuple(exclude or ()), include_hidden, max_megapixels))
+                    rules=ScanRules(tuple(exclude or ()), include_hidden, max_megapixels),
+                    engine=engine)
         except KeyboardInterrupt:
             raise fail("interrupted; everything committed so far is kept. Re-run the same "
                        "command to resume.", 130) from None

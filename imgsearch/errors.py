@@ -48,3 +48,7 @@ class CacheMiss(ImgSearchError):
 
 class TrainingDiverged(ImgSearchError):
     """Training produced a loss that is not a finite number."""
+
+
+class EngineError(ImgSearchError):
+    """The compute engine (Ray) is missing, unreachable, or failed after its retries."""

@@ -16,11 +16,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .catalog import FAILED, INDEXED, REMOVED, Catalog
 from .errors import FileChanging, ImageLoadError, ImgSearchError
 from .imagecache import ImageCache
 from .images import EXTENSIONS, load_image
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 LOG = logging.getLogger(__name__)
 
@@ -166,12 +170,15 @@ def ingest(
     workers: int | None = None,
     on_progress: ProgressFn | None = None,
     rules: ScanRules = ScanRules(),
+    engine: Engine | None = None,
 ) -> IngestReport:
     """Bring the catalog and image cache up to date with the files under ``root``.
 
     New and changed files (size or mtime differ) are read; a file whose content hash matches
     an indexed file of the same size reuses its cached pixels instead of being decoded.
     Files gone from ``root`` are marked removed. Every changed row gets this run's generation.
+    ``engine`` reads the files (engine.py; None: this machine's worker pool); this process
+    writes every result.
     """
     t0 = time.perf_counter()
     root = Path(os.path.abspath(root))
@@ -206,7 +213,8 @@ def ingest(
     entries = {f.path: f for f in todo}
     tasks = [(f.path, cache.size, by_size.get(f.size, {}), rules.max_megapixels) for f in todo]
     try:
-        for done, result in enumerate(_run(tasks, workers), 1):
+        results = _run(tasks, workers) if engine is None else engine.read(tasks, workers)
+        for done, result in enumerate(results, 1):
             writer.add(entries[result["path"]], result)
             if on_progress:
                 on_progress(done, len(tasks))

@@ -26,6 +26,7 @@ import numpy as np
 from . import methods
 from .build import ENCODE_BATCH, Assessment, BuildReport, build_method, sync_method
 from .config import TrainConfig
+from .engine import LOCAL, Engine
 from .errors import CatalogError, ConfigMismatch, ImgSearchError
 from .imagecache import CachedImages
 from .ingest import IngestReport, ScanRules, ingest
@@ -166,10 +167,11 @@ def assess(check, embedder, method: str) -> Assessment:
 # -- learned methods -----------------------------------------------------------------------
 def train_method(ws: Workspace, method: str, model_cfg, train_cfg: TrainConfig,
                  fresh: bool = False, progress: Progress = _quiet, post: str | None = None,
-                 check=False) -> tuple[list, BuildReport]:
+                 check=False, engine: Engine = LOCAL) -> tuple[list, BuildReport]:
     """Train (or resume) ``method`` on the indexed images' cached pixels (less the images the
     self-check holds out), keeping the weights that score best on the self-check; then fit its
-    post-processing and index its codes. Returns (history, build report)."""
+    post-processing and index its codes (on ``engine``; training itself always runs here).
+    Returns (history, build report)."""
     from .methods.learned import LearnedEmbedder
     from .selfcheck import holdout
     from .training import train
@@ -200,7 +202,7 @@ def train_method(ws: Workspace, method: str, model_cfg, train_cfg: TrainConfig,
                     on_train, scored if check is not None else None)
     embedder = prepare(ws, method, LearnedEmbedder.from_file(ckpt), post)
     return history, build_method(ws, method, embedder, "train", _phase(progress, method),
-                                 assess(check, embedder, method))
+                                 assess(check, embedder, method), engine)
 
 
 def train_on_array(method: str, model_cfg, images: np.ndarray, train_cfg: TrainConfig,
@@ -242,15 +244,16 @@ def _phase(progress: Progress, method: str):
 
 
 def run_step(ws: Workspace, step: Step, training: dict | None = None, imported=None,
-             progress: Progress = _quiet, check=False) -> BuildReport:
-    """Carry out one planned step (``training``: TrainConfig overrides of the recipe)."""
+             progress: Progress = _quiet, check=False, engine: Engine = LOCAL) -> BuildReport:
+    """Carry out one planned step (``training``: TrainConfig overrides of the recipe); the
+    codes are encoded on ``engine``, fitting and training run here."""
     m, phase = step.method, _phase(progress, step.method)
     if step.action == "sync":
-        return sync_method(ws, m, phase)
+        return sync_method(ws, m, phase, engine)
     check = self_check(ws) if check is False else check
     if step.action == "train":
         return train_method(ws, m, model_config(ws, m), train_config(m, **(training or {})),
-                            progress=progress, check=check)[1]
+                            progress=progress, check=check, engine=engine)[1]
     if step.action == "import":
         embedder = prepare(ws, m, imported)
     elif step.action == "fit":
@@ -259,32 +262,36 @@ def run_step(ws: Workspace, step: Step, training: dict | None = None, imported=N
         from .build import open_embedder
 
         embedder = prepare(ws, m, open_embedder(ws, m))
-    return build_method(ws, m, embedder, step.action, phase, assess(check, embedder, m))
+    return build_method(ws, m, embedder, step.action, phase, assess(check, embedder, m),
+                        engine)
 
 
 def update_methods(ws: Workspace, wanted: list[str], *, imported=None, rebuild: bool = False,
-                   training: dict | None = None, progress: Progress = _quiet
-                   ) -> list[BuildReport]:
+                   training: dict | None = None, progress: Progress = _quiet,
+                   engine: Engine = LOCAL) -> list[BuildReport]:
     """Plan and carry out every method in ``wanted`` (and an ``imported`` model's method) on
-    the catalog as it is; the caller holds the write lock. Returns a report per step."""
+    the catalog as it is, encoding on ``engine``; the caller holds the write lock. Returns a
+    report per step."""
     steps = plan(ws, wanted, imported.name if imported is not None else None, rebuild)
     LOG.info("plan: %s", "; ".join(f"{s.method}: {s.action} ({s.reason})" for s in steps))
     check = self_check(ws) if any(s.action != "sync" for s in steps) else None
-    return [run_step(ws, s, training, imported, progress, check) for s in steps]
+    return [run_step(ws, s, training, imported, progress, check, engine) for s in steps]
 
 
 def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path | None = None,
                  training: dict | None = None, workers: int | None = None,
                  rules: ScanRules | None = None,
                  rebuild: bool = False, wait: float | None = 0,
-                 progress: Progress = _quiet) -> IndexReport:
+                 progress: Progress = _quiet, engine: Engine = LOCAL) -> IndexReport:
     """Ingest ``photos`` (new, changed and deleted files only; the files ``rules`` keep) and
     bring every method in ``wanted`` up to date, holding the index's write lock throughout.
 
     A learned method with no model is trained by its recipe, ``training`` overriding its
     TrainConfig settings (the time budget, say); ``model`` imports a
     checkpoint trained elsewhere instead; ``rebuild`` re-fits every method from the cache (and
-    moves a corrupt catalog aside, ingesting the folder anew).
+    moves a corrupt catalog aside, ingesting the folder anew). ``engine`` reads the photos
+    and encodes the codes (engine.py: this machine, or a Ray cluster); this process writes the
+    catalog, the image cache and the vector indexes, and trains.
     """
     for name in wanted:
         methods.get(name)
@@ -304,7 +311,7 @@ def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path 
             progress("ingest", done, total, "")
 
         ingested = ingest(photos, ws.catalog, ws.cache, workers, on_ingest,
-                          rules or ScanRules())
+                          rules or ScanRules(), engine)
         built = update_methods(ws, wanted, imported=imported, rebuild=rebuild,
-                               training=training, progress=progress)
+                               training=training, progress=progress, engine=engine)
     return IndexReport(str(ws.root), ingested, built, recovered, notes)

@@ -3,6 +3,7 @@ folders, a file that changes while it is read, and imgsearch run as a watched su
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -57,6 +58,17 @@ def ws(tmp_path, tiny_config):
     w = Workspace.create(tmp_path / "index", tiny_config)
     yield w
     w.close()
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray instance of 2 CPUs for one test module, shut down after it. Not skipped
+    when Ray is missing: CI installs the `ray` extra, so its absence is an error."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()
 
 
 def find(root, name):
