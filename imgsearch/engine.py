@@ -26,6 +26,7 @@ import pickle
 import re
 import shutil
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -166,21 +167,32 @@ def _read_batch(batch: dict, fault: Fault | None = None) -> dict:
     return {"result": [pickle.dumps(_read_one(pickle.loads(t))) for t in batch["task"]]}
 
 
+def open_saved(method: str, files: dict[str, bytes], config: IndexConfig) -> Embedder:
+    """``method``'s embedder from its saved files (``method_files``), through a temporary
+    folder: ``methods.open_embedder``, as a query opens it."""
+    folder = Path(tempfile.mkdtemp(prefix=f"imgsearch-{method}-"))
+    try:
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+        return methods.open_embedder(method, folder, config)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class _Encoder:
-    """A Ray actor holding one method's embedder, opened once from its saved files."""
+    """A Ray actor holding one method's embedder, opened once, at its first batch (and again
+    after a restart). The saved files come as an object reference inside a list, so that Ray
+    hands over the reference, not the files, with every batch."""
 
-    def __init__(self, method: str, files: dict[str, bytes], config: IndexConfig,
-                 fault: Fault | None = None):
-        folder = Path(tempfile.mkdtemp(prefix=f"imgsearch-{method}-"))
-        try:
-            for name, data in files.items():
-                (folder / name).write_bytes(data)
-            self.embedder = methods.open_embedder(method, folder, config)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        self.fault = fault
+    def __init__(self, method: str, config: IndexConfig, fault: Fault | None = None):
+        self.method, self.config, self.fault = method, config, fault
+        self.embedder: Embedder | None = None
 
-    def encode(self, pixels: np.ndarray) -> np.ndarray:
+    def encode(self, files: list, pixels: np.ndarray) -> np.ndarray:
+        if self.embedder is None:
+            import ray
+
+            self.embedder = open_saved(self.method, ray.get(files[0]), self.config)
         if self.fault is not None:
             self.fault.strike("encode")
         return self.embedder.encode(pixels)
@@ -209,6 +221,7 @@ class RayEngine(Engine):
         ray = self.ray
         if not ray.is_initialized():
             LOG.info("connecting to Ray at %s", self.address or "$RAY_ADDRESS or local")
+            t0 = time.perf_counter()
             try:
                 ray.init(address=self.address, logging_level=logging.WARNING,
                          configure_logging=False)
@@ -216,8 +229,12 @@ class RayEngine(Engine):
                 raise EngineError(f"cannot connect to Ray at {self.address or 'local'}: "
                                   f"{_line(e)}") from e
             self._owns = True
+            res = ray.cluster_resources()
+            LOG.info("Ray ready in %.1f s: %d nodes, %g CPUs, %g GPUs", time.perf_counter() - t0,
+                     len(ray.nodes()), res.get("CPU", 0), res.get("GPU", 0))
         ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
+        ctx.enable_progress_bars = False  # the CLI draws its own; and no note saying so:
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
         ctx.execution_options.preserve_order = True  # catalog ids as a one-worker local run
         ctx.retried_map_errors, ctx.max_map_retries = True, RETRIES  # a task that raised
         # a task whose worker died (a node lost) is retried by Ray Data until it succeeds
@@ -242,8 +259,9 @@ class RayEngine(Engine):
             blocks = -(-len(window) // READ_CHUNK)
             ds = ray.data.from_items([{"task": pickle.dumps(t)} for t in window],
                                      override_num_blocks=blocks)
+            pool = ray.data.TaskPoolStrategy(size=workers) if workers else None  # --workers
             ds = ds.map_batches(_read_batch, batch_size=None, fn_kwargs={"fault": self.fault},
-                                num_cpus=1, concurrency=workers)
+                                num_cpus=1, compute=pool)
             seen = 0
             try:
                 for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -271,8 +289,8 @@ class RayEngine(Engine):
     def encode(self, method: str, embedder: Embedder, folder: Path, config: IndexConfig,
                batches: Iterable[Batch]) -> Iterator[tuple[list[int], np.ndarray]]:
         """A pool of actors, started as batches arrive (at most one per GPU or CPU), each
-        opening ``method``'s embedder once from ``folder``'s files; a killed actor is
-        restarted and its batch retried. Batches go round the pool, IN_FLIGHT_PER_ACTOR per
+        opening ``method``'s embedder once from a copy of ``folder``'s files; a killed actor
+        is restarted and its batch retried. Batches go round the pool, IN_FLIGHT_PER_ACTOR per
         actor, and come back in order."""
         if folder is None:
             raise EngineError("the Ray engine encodes with an embedder saved in a folder; "
@@ -286,11 +304,11 @@ class RayEngine(Engine):
         try:
             for i, (ids, pixels) in enumerate(batches):
                 if len(pool) < count:
-                    pool.append(actor_class.remote(method, files, config, self.fault))
+                    pool.append(actor_class.remote(method, config, self.fault))
                     LOG.info("started encoding actor %d of at most %d for %s (%s)", len(pool),
                              count, method, "1 GPU" if "num_gpus" in options else "1 CPU")
                 call = pool[i % count].encode.options(retry_exceptions=True)
-                pending.append((ids, call.remote(pixels)))
+                pending.append((ids, call.remote([files], pixels)))
                 if len(pending) >= count * IN_FLIGHT_PER_ACTOR:
                     yield self._take(pending)
             while pending:
