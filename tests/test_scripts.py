@@ -118,3 +118,15 @@ def test_evaluate_duplicates_quick(tmp_path):
     scale = data["scale"]
     assert scale["groups"]["seconds"] > 0 and scale["exact"]["peak_rss_mib"] > 0
     assert "pHash, best threshold" in out.with_suffix(".md").read_text()
+
+
+def test_bench_ray_both_engines_and_the_driver_alone(photo_dir, tmp_path):
+    out = tmp_path / "r"
+    script("bench_ray.py", "--folder", photo_dir, "--work", tmp_path / "work", "--out", out)
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert [r["engine"] for r in data["rows"]] == ["local", "ray"]
+    assert all(r["new"] == 12 and r["failed"] == 0 for r in data["rows"])
+    assert data["rows"][1]["ray_start_seconds"] > 0 and data["ratio_whole"] > 0
+    assert "ray / local: whole command" in out.with_suffix(".txt").read_text()
+    script("bench_ray.py", "--driver", 300, "--work", tmp_path / "work", "--out", out)
+    assert json.loads(out.with_suffix(".json").read_text())["photos"] == 300
