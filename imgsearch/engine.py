@@ -150,6 +150,13 @@ READ_WINDOW = 50_000  # files per Ray Data dataset: bounds the task list in the 
 IN_FLIGHT_PER_ACTOR = 2  # encoding batches queued per actor (one running, one waiting)
 
 
+def shipped_code() -> dict:
+    """The runtime environment of the Ray job an engine starts: this imgsearch package,
+    shipped from the driver to every worker, so that none runs another version's code. (Its
+    dependencies must be installed on every node.)"""
+    return {"py_modules": [str(Path(__file__).resolve().parent)]}
+
+
 def _import_ray():
     """Ray and Ray Data, or EngineError with the line that says how to install them."""
     try:
@@ -203,10 +210,11 @@ class RayEngine(Engine):
 
     ``address``: the cluster, as ``ray.init`` takes it (None: ``$RAY_ADDRESS``, else the Ray
     instance started last on this machine, else a new local one). A Ray instance this engine
-    started or connected to is shut down by ``close``; one the caller initialised is left
-    alone. ``actors``: encoding actors (None: one per GPU for a learned method on a cluster
-    with GPUs, else one per CPU). Photos must be readable at the same path on every node; the
-    index folder stays on the driver's machine.
+    started or connected to is shut down by ``close``, and its workers run this driver's
+    imgsearch code (``shipped_code``); a Ray the caller initialised is left alone, and its
+    job's environment applies. ``actors``: encoding actors (None: one per GPU for a learned
+    method on a cluster with GPUs, else one per CPU). Photos must be readable at the same path
+    on every node; the index folder stays on the driver's machine.
     """
 
     name = "ray"
@@ -223,11 +231,14 @@ class RayEngine(Engine):
             LOG.info("connecting to Ray at %s", self.address or "$RAY_ADDRESS or local")
             t0 = time.perf_counter()
             try:
-                ray.init(address=self.address, logging_level=logging.WARNING,
-                         configure_logging=False)
+                ray.init(address=self.address, runtime_env=shipped_code(),
+                         logging_level=logging.WARNING, configure_logging=False)
             except (ConnectionError, ValueError, RuntimeError) as e:
-                raise EngineError(f"cannot connect to Ray at {self.address or 'local'}: "
-                                  f"{_line(e)}") from e
+                reason = _line(e).split(" Last connection error")[0]
+                raise EngineError(
+                    f"cannot connect to Ray at {self.address or 'local'} ({reason}); is its "
+                    "head running, and does this machine have the cluster's token "
+                    "(RAY_AUTH_MODE=token, and the head's ~/.ray/auth_token)?") from e
             self._owns = True
             res = ray.cluster_resources()
             LOG.info("Ray ready in %.1f s: %d nodes, %g CPUs, %g GPUs", time.perf_counter() - t0,

@@ -207,3 +207,16 @@ def test_killing_the_driver_leaves_a_consistent_index_the_next_run_completes(ray
     finally:
         got.close()
         want.close()
+
+
+@pytest.mark.slow
+def test_workers_of_a_ray_the_engine_starts_run_the_drivers_code(tmp_path):
+    code = ("import ray; from imgsearch.engine import RayEngine\n"
+            "with RayEngine('local') as engine:\n"
+            "    engine._connect()\n"
+            "    where = ray.remote(lambda: __import__('imgsearch').__file__)\n"
+            "    print(ray.get(where.options(num_cpus=0).remote()))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "/runtime_resources/py_modules_files/" in out.stdout  # shipped, not installed
