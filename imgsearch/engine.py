@@ -66,10 +66,12 @@ class Engine(ABC):
         order; ``workers``: parallel readers (None: one per core)."""
 
     @abstractmethod
-    def encode(self, method: str, embedder: Embedder, folder: Path, config: IndexConfig,
-               batches: Iterable[Batch]) -> Iterator[tuple[list[int], np.ndarray]]:
+    def encode(self, method: str, embedder: Embedder, folder: Path | None,
+               config: IndexConfig, batches: Iterable[Batch]
+               ) -> Iterator[tuple[list[int], np.ndarray]]:
         """(ids, codes) of every batch, in the order of ``batches``; ``embedder`` is
-        ``method``'s, saved in ``folder`` (where a cluster engine loads it from)."""
+        ``method``'s, saved in ``folder`` (where a cluster engine loads it from; the local
+        engine needs no folder)."""
 
     def close(self) -> None:  # noqa: B027 - nothing to release by default
         """Release what the engine holds (workers, a connection)."""
@@ -89,8 +91,9 @@ class LocalEngine(Engine):
     def read(self, tasks: list[ReadTask], workers: int | None = None) -> Iterator[dict]:
         return _run(tasks, workers)
 
-    def encode(self, method: str, embedder: Embedder, folder: Path, config: IndexConfig,
-               batches: Iterable[Batch]) -> Iterator[tuple[list[int], np.ndarray]]:
+    def encode(self, method: str, embedder: Embedder, folder: Path | None,
+               config: IndexConfig, batches: Iterable[Batch]
+               ) -> Iterator[tuple[list[int], np.ndarray]]:
         for ids, pixels in batches:
             yield ids, embedder.encode(pixels)
 
@@ -297,8 +300,9 @@ class RayEngine(Engine):
             options["num_gpus"] = 1
         return count, options
 
-    def encode(self, method: str, embedder: Embedder, folder: Path, config: IndexConfig,
-               batches: Iterable[Batch]) -> Iterator[tuple[list[int], np.ndarray]]:
+    def encode(self, method: str, embedder: Embedder, folder: Path | None,
+               config: IndexConfig, batches: Iterable[Batch]
+               ) -> Iterator[tuple[list[int], np.ndarray]]:
         """A pool of actors, started as batches arrive (at most one per GPU or CPU), each
         opening ``method``'s embedder once from a copy of ``folder``'s files; a killed actor
         is restarted and its batch retried. Batches go round the pool, IN_FLIGHT_PER_ACTOR per
