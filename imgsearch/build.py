@@ -13,6 +13,7 @@ decided by the planner (pipeline.py), not here.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import numpy as np
 from . import methods
 from .catalog import INDEXED
 from .errors import MethodNotBuilt
-from .index import IVF_TRAIN, VectorIndex
+from .index import IVF_TRAIN, GroundTruth, IndexPlan, VectorIndex, plan_index
 from .methods import Embedder
 from .store import MethodState
 from .workspace import Workspace
@@ -30,6 +31,7 @@ from .workspace import Workspace
 LOG = logging.getLogger(__name__)
 
 ENCODE_BATCH = 1024
+TUNE_QUERIES = 1000  # codes whose exact neighbours the nprobe of an inverted file is tuned on
 ProgressFn = Callable[[int, int], None]  # done, total
 
 
@@ -72,7 +74,7 @@ def load_method(ws: Workspace, method: str) -> LoadedMethod:
             built = ", ".join(ws.built_methods()) or "none"
             raise MethodNotBuilt(f"method {method!r} is not built in index {ws.root} "
                                  f"(built: {built})")
-        index = VectorIndex.load(folder / ws.INDEX_FILE, ws.config.ivf_nprobe)
+        index = VectorIndex.load(folder / ws.INDEX_FILE, mmap=True)
         embedder = methods.open_embedder(method, folder, ws.config)
     return LoadedMethod(state, embedder, index)
 
@@ -97,20 +99,33 @@ def encode_ids(ws: Workspace, embedder: Embedder, ids: list[int],
 
 
 def new_index(ws: Workspace, embedder: Embedder, ids: list[int],
-              on_progress: ProgressFn | None = None) -> VectorIndex:
-    """A new vector index of every row in ``ids``, encoded a batch at a time (memory: the
-    index and one batch)."""
-    cfg = ws.config
-    train = None
-    if len(ids) > cfg.exact_threshold:
+              on_progress: ProgressFn | None = None, memory: int | None = None
+              ) -> VectorIndex:
+    """A new vector index of every row in ``ids``, its structure chosen by their number and
+    the ``memory`` budget (index.plan_index), encoded a batch at a time (memory: the index and
+    one batch). An inverted file is trained on a sample of the codes and its nprobe tuned
+    against exact search for TUNE_QUERIES of them, kept up to date as the codes stream past."""
+    plan = index_plan(ws, embedder.dim, len(ids), memory)
+    index, truth = VectorIndex.empty(embedder.dim), None
+    if plan.index_type != "flat":
         rng = np.random.default_rng(0)
-        sample = sorted(rng.choice(ids, size=min(len(ids), IVF_TRAIN), replace=False).tolist())
+        n_train = min(len(ids), max(IVF_TRAIN, 39 * plan.nlist))
+        sample = sorted(rng.choice(ids, size=n_train, replace=False).tolist())
         train = encode_ids(ws, embedder, sample)
-    index = VectorIndex.for_size(embedder.dim, len(ids), cfg.exact_threshold, cfg.ivf_nprobe,
-                                 train)
+        index = VectorIndex.create(plan, embedder.dim, train)
+        truth = GroundTruth(train[rng.permutation(len(train))[:TUNE_QUERIES]])
     for chunk, codes in encode_batches(ws, embedder, ids, on_progress):
         index.add(codes, chunk)
+        if truth is not None:
+            truth.add(codes, chunk)
+    if truth is not None:
+        index.tune(truth)
     return index
+
+
+def index_plan(ws: Workspace, dim: int, n: int, memory: int | None = None) -> IndexPlan:
+    """The vector index structure for ``n`` codes of this index within ``memory`` bytes."""
+    return plan_index(n, dim, memory, ws.config.exact_threshold)
 
 
 @dataclass(frozen=True)
@@ -126,13 +141,14 @@ def _write(ws: Workspace, method: str, folder, index: VectorIndex, gen: int,
     LOG.info("writing the %s vector index (%d codes)", method, index.ntotal)
     index.save(folder / ws.INDEX_FILE)
     MethodState(gen, index.index_type, index.dim, index.ntotal, assessed.selfcheck,
-                assessed.duplicate_threshold).save(folder)
+                assessed.duplicate_threshold, index.recall, index.nprobe).save(folder)
     ws.commit_method(method, folder)
 
 
 def build_method(ws: Workspace, method: str, embedder: Embedder, action: str = "encode",
                  on_progress: ProgressFn | None = None,
-                 assessed: Assessment = Assessment()) -> BuildReport:
+                 assessed: Assessment = Assessment(), memory: int | None = None
+                 ) -> BuildReport:
     """Save ``embedder`` as ``method``'s and encode every indexed image with it into a new
     vector index, swapped in with the embedder; ``assessed``: its self-check score and
     duplicate threshold, kept in its state."""
@@ -142,7 +158,7 @@ def build_method(ws: Workspace, method: str, embedder: Embedder, action: str = "
     LOG.info("encoding %s: every image (%d)", method, len(ids))
     folder = ws.staging_dir(method)
     embedder.save(folder)
-    index = new_index(ws, embedder, ids, on_progress)
+    index = new_index(ws, embedder, ids, on_progress, memory)
     _write(ws, method, folder, index, gen, assessed)
     report = BuildReport(method, action, len(ids), 0, index.ntotal, index.index_type,
                          time.perf_counter() - t0)
@@ -150,10 +166,12 @@ def build_method(ws: Workspace, method: str, embedder: Embedder, action: str = "
     return report
 
 
-def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = None
-                ) -> BuildReport:
+def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = None,
+                memory: int | None = None) -> BuildReport:
     """Bring a built method's vector index up to date with the catalog: encode the rows
-    changed since its generation with its saved embedder, remove the rows gone."""
+    changed since its generation with its saved embedder, remove the rows gone. If the
+    collection has grown (or shrunk) past what its structure is for, it is built anew from the
+    image cache, with the same embedder."""
     t0 = time.perf_counter()
     state = ws.method_state(method)
     if state is None:
@@ -163,15 +181,20 @@ def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = Non
     gen = cat.gen
     LOG.info("encoding %s: changes since generation %d", method, state.gen)
     folder = ws.staging_dir(method, keep_embedder=True)
-    index = VectorIndex.load(ws.index_path(method), ws.config.ivf_nprobe)
+    index = VectorIndex.load(ws.index_path(method))
     changed = cat.changed_since(state.gen)
     ids = [i for i, s in changed if s == INDEXED]
     removed = index.remove([i for i, s in changed if s != INDEXED])
     for chunk, codes in encode_batches(ws, embedder, ids, on_progress):
         index.upsert(codes, chunk)
-    index = index.rebalanced(ws.config.exact_threshold, ws.config.ivf_nprobe)
-    # the same embedder: the same assessment
-    _write(ws, method, folder, index, gen, Assessment(state.selfcheck, state.duplicate_threshold))
+    assessed = Assessment(state.selfcheck, state.duplicate_threshold)  # the same embedder
+    if not index.matches(index_plan(ws, index.dim, index.ntotal, memory)):
+        LOG.info("%s: %d codes need another index structure; building it anew", method,
+                 index.ntotal)
+        shutil.rmtree(folder, ignore_errors=True)
+        return build_method(ws, method, embedder, "sync", on_progress, assessed, memory)
+    index.recall = 1.0 if index.index_type == "flat" else state.recall  # measured when built
+    _write(ws, method, folder, index, gen, assessed)
     report = BuildReport(method, "sync", len(ids), removed, index.ntotal, index.index_type,
                          time.perf_counter() - t0)
     LOG.info("%s", report)

@@ -111,6 +111,18 @@ def progress_bars():
             bar.stop()
 
 
+def parse_size(value: str) -> int:
+    """"2G", "500M", "64k" or a number of bytes -> bytes."""
+    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    text = value.strip().lower().removesuffix("b").removesuffix("i")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(float(text))
+    except ValueError:
+        raise ImgSearchError(f"cannot read {value!r} as a size: write e.g. 2G or 500M") from None
+
+
 def parse_methods(value: str) -> list[str]:
     names = [m.strip() for m in value.split(",") if m.strip()]
     for m in names:
@@ -148,6 +160,9 @@ def index_cmd(
     max_megapixels: Annotated[float, typer.Option(
         help="Record images bigger than this as failed instead of reading them (0: no "
              "limit).")] = 0.0,
+    index_memory: Annotated[str | None, typer.Option(
+        help="Memory budget of each method's vector index, e.g. 2G or 500M (default: a "
+             "quarter of this machine's memory); it decides exact, IVF, SQ8 or PQ.")] = None,
     input_size: Annotated[int | None, typer.Option(
         help="Side of the cached square images, set when the index is created "
              "(default 64).")] = None,
@@ -186,7 +201,8 @@ def index_cmd(
                     ws, photos, wanted, model=model, rebuild=rebuild,
                     training={"epochs": train_epochs, "max_minutes": train_minutes},
                     workers=workers or None, wait=None if wait else 0, progress=progress,
-                    rules=ScanRules(tuple(exclude or ()), include_hidden, max_megapixels))
+                    rules=ScanRules(tuple(exclude or ()), include_hidden, max_megapixels),
+                    index_memory=parse_size(index_memory) if index_memory else None)
         except KeyboardInterrupt:
             raise fail("interrupted; everything committed so far is kept. Re-run the same "
                        "command to resume.", 130) from None
@@ -296,12 +312,15 @@ def info_cmd(
               f"{ws.config.input_size}, {info['disk_bytes'] / 2**20:.1f} MiB on disk")
     out.print("images: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     table = Table()
-    for col in ("method", "codes", "dim", "index type", "self-check recall@1"):
+    for col in ("method", "codes", "dim", "index type", "recall@10", "self-check recall@1",
+                "duplicates within"):
         table.add_column(col)
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
     for m, st in built.items():
-        score = f"{st['selfcheck']:.3f}" if st["selfcheck"] is not None else "-"
+        kind = st["index_type"] + (f", nprobe {st['nprobe']}" if st["nprobe"] else "")
         table.add_row(m + (" (preferred)" if m == info["preferred"] else ""), str(st["count"]),
-                      str(st["dim"]), st["index_type"], score)
+                      str(st["dim"]), kind, fmt(st["recall"], ".3f"),
+                      fmt(st["selfcheck"], ".3f"), fmt(st["duplicate_threshold"], ".4g"))
     out.print(table if built else "no method built yet")
     if preferred:
         out.print(f"queries use {preferred} by default: {because}", highlight=False)

@@ -166,7 +166,7 @@ def assess(check, embedder, method: str) -> Assessment:
 # -- learned methods -----------------------------------------------------------------------
 def train_method(ws: Workspace, method: str, model_cfg, train_cfg: TrainConfig,
                  fresh: bool = False, progress: Progress = _quiet, post: str | None = None,
-                 check=False) -> tuple[list, BuildReport]:
+                 check=False, memory: int | None = None) -> tuple[list, BuildReport]:
     """Train (or resume) ``method`` on the indexed images' cached pixels (less the images the
     self-check holds out), keeping the weights that score best on the self-check; then fit its
     post-processing and index its codes. Returns (history, build report)."""
@@ -200,7 +200,7 @@ def train_method(ws: Workspace, method: str, model_cfg, train_cfg: TrainConfig,
                     on_train, scored if check is not None else None)
     embedder = prepare(ws, method, LearnedEmbedder.from_file(ckpt), post)
     return history, build_method(ws, method, embedder, "train", _phase(progress, method),
-                                 assess(check, embedder, method))
+                                 assess(check, embedder, method), memory)
 
 
 def train_on_array(method: str, model_cfg, images: np.ndarray, train_cfg: TrainConfig,
@@ -242,15 +242,17 @@ def _phase(progress: Progress, method: str):
 
 
 def run_step(ws: Workspace, step: Step, training: dict | None = None, imported=None,
-             progress: Progress = _quiet, check=False) -> BuildReport:
-    """Carry out one planned step (``training``: TrainConfig overrides of the recipe)."""
+             progress: Progress = _quiet, check=False, memory: int | None = None
+             ) -> BuildReport:
+    """Carry out one planned step (``training``: TrainConfig overrides of the recipe;
+    ``memory``: the vector index's budget in bytes, default a quarter of the machine's)."""
     m, phase = step.method, _phase(progress, step.method)
     if step.action == "sync":
-        return sync_method(ws, m, phase)
+        return sync_method(ws, m, phase, memory)
     check = self_check(ws) if check is False else check
     if step.action == "train":
         return train_method(ws, m, model_config(ws, m), train_config(m, **(training or {})),
-                            progress=progress, check=check)[1]
+                            progress=progress, check=check, memory=memory)[1]
     if step.action == "import":
         embedder = prepare(ws, m, imported)
     elif step.action == "fit":
@@ -259,23 +261,23 @@ def run_step(ws: Workspace, step: Step, training: dict | None = None, imported=N
         from .build import open_embedder
 
         embedder = prepare(ws, m, open_embedder(ws, m))
-    return build_method(ws, m, embedder, step.action, phase, assess(check, embedder, m))
+    return build_method(ws, m, embedder, step.action, phase, assess(check, embedder, m), memory)
 
 
 def update_methods(ws: Workspace, wanted: list[str], *, imported=None, rebuild: bool = False,
-                   training: dict | None = None, progress: Progress = _quiet
-                   ) -> list[BuildReport]:
+                   training: dict | None = None, progress: Progress = _quiet,
+                   memory: int | None = None) -> list[BuildReport]:
     """Plan and carry out every method in ``wanted`` (and an ``imported`` model's method) on
     the catalog as it is; the caller holds the write lock. Returns a report per step."""
     steps = plan(ws, wanted, imported.name if imported is not None else None, rebuild)
     LOG.info("plan: %s", "; ".join(f"{s.method}: {s.action} ({s.reason})" for s in steps))
     check = self_check(ws) if any(s.action != "sync" for s in steps) else None
-    return [run_step(ws, s, training, imported, progress, check) for s in steps]
+    return [run_step(ws, s, training, imported, progress, check, memory) for s in steps]
 
 
 def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path | None = None,
                  training: dict | None = None, workers: int | None = None,
-                 rules: ScanRules | None = None,
+                 rules: ScanRules | None = None, index_memory: int | None = None,
                  rebuild: bool = False, wait: float | None = 0,
                  progress: Progress = _quiet) -> IndexReport:
     """Ingest ``photos`` (new, changed and deleted files only; the files ``rules`` keep) and
@@ -306,5 +308,5 @@ def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path 
         ingested = ingest(photos, ws.catalog, ws.cache, workers, on_ingest,
                           rules or ScanRules())
         built = update_methods(ws, wanted, imported=imported, rebuild=rebuild,
-                               training=training, progress=progress)
+                               training=training, progress=progress, memory=index_memory)
     return IndexReport(str(ws.root), ingested, built, recovered, notes)
