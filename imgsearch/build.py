@@ -57,10 +57,11 @@ class LoadedMethod:
     index: VectorIndex
 
 
-def open_embedder(ws: Workspace, method: str) -> Embedder:
-    """The fitted embedder saved for ``method`` in ``ws``."""
+def open_embedder(ws: Workspace, method: str, model: bool = False) -> Embedder:
+    """The fitted embedder saved for ``method`` in ``ws`` (``model``: a learned method's torch
+    model rather than its exported encoder, to decode with)."""
     with ws.reading():
-        return methods.open_embedder(method, ws.reader_dir(method), ws.config)
+        return methods.open_embedder(method, ws.reader_dir(method), ws.config, model)
 
 
 def load_method(ws: Workspace, method: str) -> LoadedMethod:
@@ -192,7 +193,8 @@ def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = Non
         LOG.info("%s: %d codes need another index structure; building it anew", method,
                  index.ntotal)
         shutil.rmtree(folder, ignore_errors=True)
-        return build_method(ws, method, embedder, "sync", on_progress, assessed, memory)
+        full = open_embedder(ws, method, model=True)  # saved again with the new build
+        return build_method(ws, method, full, "sync", on_progress, assessed, memory)
     index.recall = 1.0 if index.index_type == "flat" else state.recall  # measured when built
     _write(ws, method, folder, index, gen, assessed)
     report = BuildReport(method, "sync", len(ids), removed, index.ntotal, index.index_type,

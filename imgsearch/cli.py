@@ -683,6 +683,7 @@ def reconstruct_cmd(
 
     Example: imgsearch reconstruct -n 8 --out grid.png
     """
+    from .methods.postprocess import unwrap
     from .viz import image_grid, save_png
 
     with user_errors():
@@ -696,7 +697,7 @@ def reconstruct_cmd(
             drawable = [m for m in methods.names() if methods.get(m).reconstructs]
             for m in drawable:
                 if ws.method_state(m) is not None:
-                    emb = build.open_embedder(ws, m)
+                    emb = unwrap(build.open_embedder(ws, m, model=True))  # its raw codes
                     rows.append((f"{m} ({emb.dim}-d)", emb.reconstruct(images)))
             if len(rows) == 1:
                 raise MethodNotBuilt(f"index {ws.root} has none of {', '.join(drawable)} built")
@@ -728,6 +729,7 @@ def sample_cmd(
     import numpy as np
 
     from .images import load_image
+    from .methods.postprocess import unwrap
     from .viz import image_grid, save_png
 
     samplers = [m for m in methods.names() if methods.get(m).samples]
@@ -743,7 +745,7 @@ def sample_cmd(
                 want = method or samplers[0]
                 raise MethodNotBuilt(f"method {want!r} is not built in index {ws.root}; run "
                                      f"`imgsearch train --model {want}`")
-            vae = build.open_embedder(ws, built[0])
+            vae = unwrap(build.open_embedder(ws, built[0], model=True))  # mu, not post codes
             rng = np.random.default_rng(seed)
             samples = vae.decode(rng.standard_normal((n, vae.dim)).astype(np.float32))
             if between:

@@ -260,7 +260,7 @@ def run_step(ws: Workspace, step: Step, training: dict | None = None, imported=N
     else:  # encode: the saved model, its post-processing fitted anew on the collection
         from .build import open_embedder
 
-        embedder = prepare(ws, m, open_embedder(ws, m))
+        embedder = prepare(ws, m, open_embedder(ws, m, model=True))
     return build_method(ws, m, embedder, step.action, phase, assess(check, embedder, m), memory)
 
 
