@@ -13,6 +13,7 @@ decided by the planner (pipeline.py), not here.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from . import methods
 from .catalog import INDEXED
 from .engine import LOCAL, Engine
 from .errors import MethodNotBuilt
-from .index import IVF_TRAIN, VectorIndex
+from .index import IVF_TRAIN, GroundTruth, IndexPlan, VectorIndex, plan_index
 from .methods import Embedder
 from .store import MethodState
 from .workspace import Workspace
@@ -32,6 +33,7 @@ from .workspace import Workspace
 LOG = logging.getLogger(__name__)
 
 ENCODE_BATCH = 1024
+TUNE_QUERIES = 1000  # codes whose exact neighbours the nprobe of an inverted file is tuned on
 ProgressFn = Callable[[int, int], None]  # done, total
 
 
@@ -57,10 +59,11 @@ class LoadedMethod:
     index: VectorIndex
 
 
-def open_embedder(ws: Workspace, method: str) -> Embedder:
-    """The fitted embedder saved for ``method`` in ``ws``."""
+def open_embedder(ws: Workspace, method: str, model: bool = False) -> Embedder:
+    """The fitted embedder saved for ``method`` in ``ws`` (``model``: a learned method's torch
+    model rather than its exported encoder, to decode with)."""
     with ws.reading():
-        return methods.open_embedder(method, ws.reader_dir(method), ws.config)
+        return methods.open_embedder(method, ws.reader_dir(method), ws.config, model)
 
 
 def load_method(ws: Workspace, method: str) -> LoadedMethod:
@@ -74,7 +77,7 @@ def load_method(ws: Workspace, method: str) -> LoadedMethod:
             built = ", ".join(ws.built_methods()) or "none"
             raise MethodNotBuilt(f"method {method!r} is not built in index {ws.root} "
                                  f"(built: {built})")
-        index = VectorIndex.load(folder / ws.INDEX_FILE, ws.config.ivf_nprobe)
+        index = VectorIndex.load(folder / ws.INDEX_FILE, mmap=True)
         embedder = methods.open_embedder(method, folder, ws.config)
     return LoadedMethod(state, embedder, index)
 
@@ -104,21 +107,34 @@ def encode_ids(ws: Workspace, embedder: Embedder, ids: list[int],
 
 
 def new_index(ws: Workspace, embedder: Embedder, ids: list[int],
-              on_progress: ProgressFn | None = None, engine: Engine = LOCAL,
-              folder: Path | None = None) -> VectorIndex:
-    """A new vector index of every row in ``ids``, encoded a batch at a time (memory: the
-    index and a few batches) by ``engine`` (the embedder saved in ``folder``)."""
-    cfg = ws.config
-    train = None
-    if len(ids) > cfg.exact_threshold:
+              on_progress: ProgressFn | None = None, memory: int | None = None,
+              engine: Engine = LOCAL, folder: Path | None = None) -> VectorIndex:
+    """A new vector index of every row in ``ids``, its structure chosen by their number and
+    the ``memory`` budget (index.plan_index), encoded a batch at a time (memory: the index and
+    a few batches) by ``engine`` (the embedder saved in ``folder``). An inverted file is
+    trained on a sample of the codes and its nprobe tuned against exact search for
+    TUNE_QUERIES of them, kept up to date as the codes stream past."""
+    plan = index_plan(ws, embedder.dim, len(ids), memory)
+    index, truth = VectorIndex.empty(embedder.dim), None
+    if plan.index_type != "flat":
         rng = np.random.default_rng(0)
-        sample = sorted(rng.choice(ids, size=min(len(ids), IVF_TRAIN), replace=False).tolist())
+        n_train = min(len(ids), max(IVF_TRAIN, 39 * plan.nlist))
+        sample = sorted(rng.choice(ids, size=n_train, replace=False).tolist())
         train = encode_ids(ws, embedder, sample, None, engine, folder)
-    index = VectorIndex.for_size(embedder.dim, len(ids), cfg.exact_threshold, cfg.ivf_nprobe,
-                                 train)
+        index = VectorIndex.create(plan, embedder.dim, train)
+        truth = GroundTruth(train[rng.permutation(len(train))[:TUNE_QUERIES]])
     for chunk, codes in encode_batches(ws, embedder, ids, on_progress, engine, folder):
         index.add(codes, chunk)
+        if truth is not None:
+            truth.add(codes, chunk)
+    if truth is not None:
+        index.tune(truth)
     return index
+
+
+def index_plan(ws: Workspace, dim: int, n: int, memory: int | None = None) -> IndexPlan:
+    """The vector index structure for ``n`` codes of this index within ``memory`` bytes."""
+    return plan_index(n, dim, memory, ws.config.exact_threshold)
 
 
 @dataclass(frozen=True)
@@ -134,13 +150,14 @@ def _write(ws: Workspace, method: str, folder, index: VectorIndex, gen: int,
     LOG.info("writing the %s vector index (%d codes)", method, index.ntotal)
     index.save(folder / ws.INDEX_FILE)
     MethodState(gen, index.index_type, index.dim, index.ntotal, assessed.selfcheck,
-                assessed.duplicate_threshold).save(folder)
+                assessed.duplicate_threshold, index.recall, index.nprobe).save(folder)
     ws.commit_method(method, folder)
 
 
 def build_method(ws: Workspace, method: str, embedder: Embedder, action: str = "encode",
                  on_progress: ProgressFn | None = None,
-                 assessed: Assessment = Assessment(), engine: Engine = LOCAL) -> BuildReport:
+                 assessed: Assessment = Assessment(), memory: int | None = None,
+                 engine: Engine = LOCAL) -> BuildReport:
     """Save ``embedder`` as ``method``'s and encode every indexed image with it (on
     ``engine``, from the saved copy) into a new vector index, swapped in with the embedder;
     ``assessed``: its self-check score and duplicate threshold, kept in its state."""
@@ -150,7 +167,7 @@ def build_method(ws: Workspace, method: str, embedder: Embedder, action: str = "
     LOG.info("encoding %s: every image (%d)", method, len(ids))
     folder = ws.staging_dir(method)
     embedder.save(folder)
-    index = new_index(ws, embedder, ids, on_progress, engine, folder)
+    index = new_index(ws, embedder, ids, on_progress, memory, engine, folder)
     _write(ws, method, folder, index, gen, assessed)
     report = BuildReport(method, action, len(ids), 0, index.ntotal, index.index_type,
                          time.perf_counter() - t0)
@@ -159,10 +176,11 @@ def build_method(ws: Workspace, method: str, embedder: Embedder, action: str = "
 
 
 def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = None,
-                engine: Engine = LOCAL) -> BuildReport:
+                memory: int | None = None, engine: Engine = LOCAL) -> BuildReport:
     """Bring a built method's vector index up to date with the catalog: encode the rows
     changed since its generation with its saved embedder (on ``engine``), remove the rows
-    gone."""
+    gone. If the collection has grown (or shrunk) past what its structure is for, it is built
+    anew from the image cache, with the same embedder."""
     t0 = time.perf_counter()
     state = ws.method_state(method)
     if state is None:
@@ -172,15 +190,21 @@ def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = Non
     gen = cat.gen
     LOG.info("encoding %s: changes since generation %d", method, state.gen)
     folder = ws.staging_dir(method, keep_embedder=True)
-    index = VectorIndex.load(ws.index_path(method), ws.config.ivf_nprobe)
+    index = VectorIndex.load(ws.index_path(method))
     changed = cat.changed_since(state.gen)
     ids = [i for i, s in changed if s == INDEXED]
     removed = index.remove([i for i, s in changed if s != INDEXED])
     for chunk, codes in encode_batches(ws, embedder, ids, on_progress, engine, folder):
         index.upsert(codes, chunk)
-    index = index.rebalanced(ws.config.exact_threshold, ws.config.ivf_nprobe)
-    # the same embedder: the same assessment
-    _write(ws, method, folder, index, gen, Assessment(state.selfcheck, state.duplicate_threshold))
+    assessed = Assessment(state.selfcheck, state.duplicate_threshold)  # the same embedder
+    if not index.matches(index_plan(ws, index.dim, index.ntotal, memory)):
+        LOG.info("%s: %d codes need another index structure; building it anew", method,
+                 index.ntotal)
+        shutil.rmtree(folder, ignore_errors=True)
+        full = open_embedder(ws, method, model=True)  # saved again with the new build
+        return build_method(ws, method, full, "sync", on_progress, assessed, memory, engine)
+    index.recall = 1.0 if index.index_type == "flat" else state.recall  # measured when built
+    _write(ws, method, folder, index, gen, assessed)
     report = BuildReport(method, "sync", len(ids), removed, index.ntotal, index.index_type,
                          time.perf_counter() - t0)
     LOG.info("%s", report)

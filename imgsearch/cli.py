@@ -114,6 +114,18 @@ def progress_bars():
             bar.stop()
 
 
+def parse_size(value: str) -> int:
+    """"2G", "500M", "64k" or a number of bytes -> bytes."""
+    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    text = value.strip().lower().removesuffix("b").removesuffix("i")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(float(text))
+    except ValueError:
+        raise ImgSearchError(f"cannot read {value!r} as a size: write e.g. 2G or 500M") from None
+
+
 def parse_methods(value: str) -> list[str]:
     names = [m.strip() for m in value.split(",") if m.strip()]
     for m in names:
@@ -151,6 +163,9 @@ def index_cmd(
     max_megapixels: Annotated[float, typer.Option(
         help="Record images bigger than this as failed instead of reading them (0: no "
              "limit).")] = 0.0,
+    index_memory: Annotated[str | None, typer.Option(
+        help="Memory budget of each method's vector index, e.g. 2G or 500M (default: a "
+             "quarter of this machine's memory); it decides exact, IVF, SQ8 or PQ.")] = None,
     input_size: Annotated[int | None, typer.Option(
         help="Side of the cached square images, set when the index is created "
              "(default 64).")] = None,
@@ -199,6 +214,7 @@ def index_cmd(
                     training={"epochs": train_epochs, "max_minutes": train_minutes},
                     workers=workers or None, wait=None if wait else 0, progress=progress,
                     rules=ScanRules(tuple(exclude or ()), include_hidden, max_megapixels),
+                    index_memory=parse_size(index_memory) if index_memory else None,
                     engine=engine)
         except KeyboardInterrupt:
             raise fail("interrupted; everything committed so far is kept. Re-run the same "
@@ -309,12 +325,15 @@ def info_cmd(
               f"{ws.config.input_size}, {info['disk_bytes'] / 2**20:.1f} MiB on disk")
     out.print("images: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     table = Table()
-    for col in ("method", "codes", "dim", "index type", "self-check recall@1"):
+    for col in ("method", "codes", "dim", "index type", "recall@10", "self-check recall@1",
+                "duplicates within"):
         table.add_column(col)
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
     for m, st in built.items():
-        score = f"{st['selfcheck']:.3f}" if st["selfcheck"] is not None else "-"
+        kind = st["index_type"] + (f", nprobe {st['nprobe']}" if st["nprobe"] else "")
         table.add_row(m + (" (preferred)" if m == info["preferred"] else ""), str(st["count"]),
-                      str(st["dim"]), st["index_type"], score)
+                      str(st["dim"]), kind, fmt(st["recall"], ".3f"),
+                      fmt(st["selfcheck"], ".3f"), fmt(st["duplicate_threshold"], ".4g"))
     out.print(table if built else "no method built yet")
     if preferred:
         out.print(f"queries use {preferred} by default: {because}", highlight=False)
@@ -677,6 +696,7 @@ def reconstruct_cmd(
 
     Example: imgsearch reconstruct -n 8 --out grid.png
     """
+    from .methods.postprocess import unwrap
     from .viz import image_grid, save_png
 
     with user_errors():
@@ -690,7 +710,7 @@ def reconstruct_cmd(
             drawable = [m for m in methods.names() if methods.get(m).reconstructs]
             for m in drawable:
                 if ws.method_state(m) is not None:
-                    emb = build.open_embedder(ws, m)
+                    emb = unwrap(build.open_embedder(ws, m, model=True))  # its raw codes
                     rows.append((f"{m} ({emb.dim}-d)", emb.reconstruct(images)))
             if len(rows) == 1:
                 raise MethodNotBuilt(f"index {ws.root} has none of {', '.join(drawable)} built")
@@ -722,6 +742,7 @@ def sample_cmd(
     import numpy as np
 
     from .images import load_image
+    from .methods.postprocess import unwrap
     from .viz import image_grid, save_png
 
     samplers = [m for m in methods.names() if methods.get(m).samples]
@@ -737,7 +758,7 @@ def sample_cmd(
                 want = method or samplers[0]
                 raise MethodNotBuilt(f"method {want!r} is not built in index {ws.root}; run "
                                      f"`imgsearch train --model {want}`")
-            vae = build.open_embedder(ws, built[0])
+            vae = unwrap(build.open_embedder(ws, built[0], model=True))  # mu, not post codes
             rng = np.random.default_rng(seed)
             samples = vae.decode(rng.standard_normal((n, vae.dim)).astype(np.float32))
             if between:

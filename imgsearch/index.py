@@ -1,27 +1,39 @@
-"""The vector index: codes under their catalog ids in FAISS, exact below a size threshold and
-IVF above it.
+"""The vector index: codes under their catalog ids in FAISS, its structure chosen by the number
+of codes and a memory budget, the way autofaiss chooses.
 
-The exact index is ``IndexIDMap2(IndexFlatL2)``. Above ``exact_threshold`` vectors it is replaced
-by ``IndexIVFFlat`` (ids stored natively, a hash-table direct map so ids can be removed and
-reconstructed), whose recall@10 against the exact index is measured in scripts/bench_index.py.
-Files are written to a temporary name and renamed. Search runs on the GPU when faiss sees one.
+- ``flat``: exact search (``IndexIDMap2(IndexFlatL2)``), up to ``exact_max`` codes.
+- ``ivf-flat``: an inverted file of full codes (4 bytes a dimension), when they fit the budget;
+- ``ivf-sq8``: of codes quantised to a byte a dimension, when those fit;
+- ``ivf-pq``: of product-quantised codes (``m`` bytes a code), the largest ``m`` that fits.
+
+An inverted file has about 4 sqrt(N) lists; how many a query visits (``nprobe``) is tuned when
+the index is built: the smallest that reaches recall@10 >= RECALL_TARGET against exact search
+on a sample of the codes, a figure kept with the index. Every structure stores ids natively
+with a hash-table direct map, so codes can be added, replaced and removed by id. Files are
+written to a temporary name and renamed; they can be read memory-mapped, so the first query of
+a process does not wait for the whole file. Search runs on the GPU when faiss sees one.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from .errors import IndexFileError
+from .errors import ImgSearchError, IndexFileError
 from .store import replacing
 
 LOG = logging.getLogger(__name__)
 
-IVF_TRAIN = 100_000  # codes sampled to train the IVF coarse quantizer
+IVF_TRAIN = 100_000  # codes sampled to train the IVF coarse quantizer (at least 39 a list)
+RECALL_TARGET = 0.95
+NPROBES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+INDEX_TYPES = ("flat", "ivf-flat", "ivf-sq8", "ivf-pq")
 
 
 def _as_f32(x: np.ndarray) -> np.ndarray:
@@ -32,33 +44,114 @@ def _as_ids(ids) -> np.ndarray:
     return np.ascontiguousarray(ids, dtype=np.int64)
 
 
+def default_memory() -> int:
+    """A quarter of the machine's memory, in bytes: the default budget of a vector index."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume 16 GiB
+        return 4 * 2**30
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    """The structure chosen for a number of codes: type, inverted lists, PQ bytes a code."""
+
+    index_type: str
+    nlist: int = 0
+    pq_m: int = 0
+
+    def code_bytes(self, dim: int) -> int:
+        """Memory a code takes in the index, its id included."""
+        per = {"flat": 4 * dim, "ivf-flat": 4 * dim, "ivf-sq8": dim, "ivf-pq": self.pq_m}
+        return per[self.index_type] + 8 + (16 if self.index_type != "flat" else 0)
+
+    def factory(self, dim: int) -> str:
+        return {"flat": "Flat", "ivf-flat": f"IVF{self.nlist},Flat",
+                "ivf-sq8": f"IVF{self.nlist},SQ8",
+                "ivf-pq": f"IVF{self.nlist},PQ{self.pq_m}"}[self.index_type]
+
+
+def plan_index(n: int, dim: int, memory: int | None = None, exact_max: int = 100_000
+               ) -> IndexPlan:
+    """The most accurate structure for ``n`` codes of ``dim`` floats within ``memory`` bytes:
+    exact up to ``exact_max`` codes, then an inverted file of full, 8-bit or PQ codes."""
+    memory = default_memory() if memory is None else memory
+    if n <= exact_max and IndexPlan("flat").code_bytes(dim) * n <= memory:
+        return IndexPlan("flat")
+    nlist = int(max(1, min(4 * math.sqrt(max(n, 1)), max(1, n // 39))))
+    for t in ("ivf-flat", "ivf-sq8"):
+        if IndexPlan(t, nlist).code_bytes(dim) * n <= memory:
+            return IndexPlan(t, nlist)
+    for m in (64, 48, 32, 24, 16, 12, 8, 4):  # bytes a code; a divisor of dim
+        if dim % m == 0 and IndexPlan("ivf-pq", nlist, m).code_bytes(dim) * n <= memory:
+            return IndexPlan("ivf-pq", nlist, m)
+    raise ImgSearchError(f"{n:,} codes of {dim} dimensions do not fit in {memory / 2**20:,.0f} "
+                         "MiB even product-quantised to 4 bytes; raise --index-memory")
+
+
+class GroundTruth:
+    """The exact k nearest codes of a sample of queries, kept up to date as the codes stream
+    past a batch at a time (so the reference never needs all codes in memory at once)."""
+
+    def __init__(self, queries: np.ndarray, k: int = 10):
+        self.queries, self.k = _as_f32(queries), k
+        self.dist = np.full((len(queries), k), np.inf, np.float32)
+        self.ids = np.full((len(queries), k), -1, np.int64)
+
+    def add(self, codes: np.ndarray, ids) -> None:
+        codes, ids = _as_f32(codes), _as_ids(ids)
+        if not len(codes):
+            return
+        d, pos = faiss.knn(self.queries, codes, min(self.k, len(codes)))
+        dist = np.concatenate([self.dist, d], 1)
+        cand = np.concatenate([self.ids, ids[pos]], 1)
+        order = np.argsort(dist, axis=1, kind="stable")[:, : self.k]
+        self.dist = np.take_along_axis(dist, order, 1)
+        self.ids = np.take_along_axis(cand, order, 1)
+
+
 class VectorIndex:
     """Codes keyed by catalog id; L2 distance."""
 
-    def __init__(self, index: faiss.Index, use_gpu: bool | None = None):
+    def __init__(self, index: faiss.Index, use_gpu: bool | None = None,
+                 recall: float | None = None):
         self.index = index
         self.use_gpu = faiss.get_num_gpus() > 0 if use_gpu is None else use_gpu
         self._gpu: faiss.Index | None = None
+        self.recall = recall  # recall@10 against exact search, measured when tuned
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
     def empty(cls, dim: int) -> VectorIndex:
-        return cls(faiss.IndexIDMap2(faiss.IndexFlatL2(dim)))
+        """An exact index (its recall is 1 by construction)."""
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatL2(dim)), recall=1.0)
+
+    @classmethod
+    def create(cls, plan: IndexPlan, dim: int, train: np.ndarray | None = None
+               ) -> VectorIndex:
+        """An empty index of ``plan``, an inverted file trained on ``train``, a sample of
+        the codes it will hold."""
+        if plan.index_type == "flat":
+            return cls.empty(dim)
+        ivf = faiss.index_factory(dim, plan.factory(dim))
+        LOG.info("training a %s index (%d lists) on %d codes", plan.index_type, plan.nlist,
+                 len(train))
+        ivf.train(_as_f32(train))
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        ivf.nprobe = min(32, plan.nlist)
+        return cls(ivf)
 
     @classmethod
     def for_size(cls, dim: int, n: int, exact_threshold: int, nprobe: int,
                  train: np.ndarray | None = None) -> VectorIndex:
-        """An empty index for ``n`` codes: exact up to ``exact_threshold``, else IVF trained on
-        ``train`` (a sample of the codes)."""
+        """An empty index for ``n`` codes: exact up to ``exact_threshold``, else an IVF of
+        full codes trained on ``train`` (a sample of the codes), visiting ``nprobe`` lists."""
         if n <= exact_threshold:
             return cls.empty(dim)
         nlist = int(np.clip(4 * math.sqrt(n), 1, max(1, len(train) // 39)))  # >= 39 per list
-        ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
-        ivf.train(_as_f32(train))
-        ivf.nprobe = nprobe
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
-        LOG.info("IVF index: %d lists, nprobe %d, for %d vectors", nlist, nprobe, n)
-        return cls(ivf)
+        out = cls.create(IndexPlan("ivf-flat", nlist), dim, train)
+        out.index.nprobe = nprobe
+        return out
 
     @classmethod
     def build(cls, codes: np.ndarray, ids, exact_threshold: int, nprobe: int) -> VectorIndex:
@@ -69,10 +162,42 @@ class VectorIndex:
         out.add(codes, ids)
         return out
 
+    def tune(self, truth: GroundTruth, target: float = RECALL_TARGET) -> float:
+        """Set nprobe to the smallest that reaches ``target`` recall@k against ``truth``
+        (else the best); returns the recall reached and keeps it in ``self.recall``."""
+        if not isinstance(self.index, faiss.IndexIVF):
+            self.recall = 1.0
+            return 1.0
+        k = truth.k
+        best = (0.0, 1)
+        for nprobe in [p for p in NPROBES if p <= self.index.nlist] or [1]:
+            self.index.nprobe = nprobe
+            _, got = self.index.search(truth.queries, k)
+            hits = [len(set(a[a >= 0].tolist()) & set(b[b >= 0].tolist()))
+                    for a, b in zip(got, truth.ids)]
+            recall = float(np.mean(hits)) / k
+            if recall > best[0]:
+                best = (recall, nprobe)
+            if recall >= target:
+                break
+        self.recall, self.index.nprobe = best
+        LOG.info("%s: nprobe %d reaches recall@%d %.4f", self.index_type, best[1], k, best[0])
+        return best[0]
+
     @property
     def index_type(self) -> str:
-        """The structure: "flat" (exact) or "ivf"."""
-        return "ivf" if isinstance(self.index, faiss.IndexIVF) else "flat"
+        """The structure: flat, ivf-flat, ivf-sq8 or ivf-pq."""
+        if isinstance(self.index, faiss.IndexIVFPQ):
+            return "ivf-pq"
+        if isinstance(self.index, faiss.IndexIVFScalarQuantizer):
+            return "ivf-sq8"
+        if isinstance(self.index, faiss.IndexIVF):
+            return "ivf-flat"
+        return "flat"
+
+    @property
+    def nprobe(self) -> int | None:
+        return self.index.nprobe if isinstance(self.index, faiss.IndexIVF) else None
 
     @property
     def ntotal(self) -> int:
@@ -92,10 +217,16 @@ class VectorIndex:
         return np.sort(np.concatenate(parts)) if parts else np.empty(0, np.int64)
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, codes) of everything held, in storage order, read in bulk."""
+        """(ids, codes) of everything held, read in bulk (quantised codes decoded: close to,
+        not equal to, the codes added)."""
         if self.index_type == "flat":
             ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
             return ids, self.index.index.reconstruct_n(0, self.ntotal)
+        if self.index_type != "ivf-flat":
+            ids = self.ids()
+            if not len(ids):
+                return ids, np.empty((0, self.dim), np.float32)
+            return ids, self.index.reconstruct_batch(ids)
         invlists, d = self.index.invlists, self.dim
         id_parts, code_parts = [], []
         for i in range(self.index.nlist):
@@ -110,7 +241,10 @@ class VectorIndex:
 
     def vectors(self, ids) -> np.ndarray:
         """The stored codes of ``ids`` (each must be present)."""
-        return np.stack([self.index.reconstruct(int(i)) for i in _as_ids(ids)])
+        ids = _as_ids(ids)
+        if not len(ids):
+            return np.empty((0, self.dim), np.float32)
+        return self.index.reconstruct_batch(ids)
 
     # -- updates --------------------------------------------------------------------------
     def remove(self, ids) -> int:
@@ -129,10 +263,17 @@ class VectorIndex:
         self.remove(ids)
         self.add(codes, ids)
 
+    def matches(self, plan: IndexPlan) -> bool:
+        """Whether this index has the structure ``plan`` asks for (list counts may differ
+        as the collection grows: an inverted file keeps working with more codes a list)."""
+        if plan.index_type != self.index_type:
+            return False
+        return plan.index_type != "ivf-pq" or plan.pq_m == self.index.pq.M
+
     def rebalanced(self, exact_threshold: int, nprobe: int) -> VectorIndex:
         """This index, or a rebuilt one if it has crossed the exact/IVF threshold."""
         want_ivf = self.ntotal > exact_threshold
-        if want_ivf == (self.index_type == "ivf") or self.ntotal == 0:
+        if want_ivf == (self.index_type != "flat") or self.ntotal == 0:
             return self
         ids = self.ids()
         return VectorIndex.build(self.vectors(ids), ids, exact_threshold, nprobe)
@@ -165,12 +306,15 @@ class VectorIndex:
             faiss.write_index(self.index, str(tmp))
 
     @classmethod
-    def load(cls, path: Path, nprobe: int | None = None) -> VectorIndex:
+    def load(cls, path: Path, nprobe: int | None = None, mmap: bool = False) -> VectorIndex:
+        """The index in ``path``, with the nprobe it was tuned to unless ``nprobe`` is given;
+        ``mmap``: the file's pages are read when a search touches them (a reader's first query
+        does not wait for the whole file)."""
         path = Path(path)
         if not path.exists():
             raise IndexFileError(f"index file {path} is missing; re-run `imgsearch index`")
         try:
-            index = faiss.read_index(str(path))
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0)
         except RuntimeError as e:
             raise IndexFileError(
                 f"index file {path} is unreadable; re-run `imgsearch index PHOTOS_DIR --rebuild`"

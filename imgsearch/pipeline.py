@@ -167,7 +167,8 @@ def assess(check, embedder, method: str) -> Assessment:
 # -- learned methods -----------------------------------------------------------------------
 def train_method(ws: Workspace, method: str, model_cfg, train_cfg: TrainConfig,
                  fresh: bool = False, progress: Progress = _quiet, post: str | None = None,
-                 check=False, engine: Engine = LOCAL) -> tuple[list, BuildReport]:
+                 check=False, memory: int | None = None, engine: Engine = LOCAL
+                 ) -> tuple[list, BuildReport]:
     """Train (or resume) ``method`` on the indexed images' cached pixels (less the images the
     self-check holds out), keeping the weights that score best on the self-check; then fit its
     post-processing and index its codes (on ``engine``; training itself always runs here).
@@ -202,7 +203,7 @@ def train_method(ws: Workspace, method: str, model_cfg, train_cfg: TrainConfig,
                     on_train, scored if check is not None else None)
     embedder = prepare(ws, method, LearnedEmbedder.from_file(ckpt), post)
     return history, build_method(ws, method, embedder, "train", _phase(progress, method),
-                                 assess(check, embedder, method), engine)
+                                 assess(check, embedder, method), memory, engine)
 
 
 def train_on_array(method: str, model_cfg, images: np.ndarray, train_cfg: TrainConfig,
@@ -244,16 +245,18 @@ def _phase(progress: Progress, method: str):
 
 
 def run_step(ws: Workspace, step: Step, training: dict | None = None, imported=None,
-             progress: Progress = _quiet, check=False, engine: Engine = LOCAL) -> BuildReport:
-    """Carry out one planned step (``training``: TrainConfig overrides of the recipe); the
+             progress: Progress = _quiet, check=False, memory: int | None = None,
+             engine: Engine = LOCAL) -> BuildReport:
+    """Carry out one planned step (``training``: TrainConfig overrides of the recipe;
+    ``memory``: the vector index's budget in bytes, default a quarter of the machine's); the
     codes are encoded on ``engine``, fitting and training run here."""
     m, phase = step.method, _phase(progress, step.method)
     if step.action == "sync":
-        return sync_method(ws, m, phase, engine)
+        return sync_method(ws, m, phase, memory, engine)
     check = self_check(ws) if check is False else check
     if step.action == "train":
         return train_method(ws, m, model_config(ws, m), train_config(m, **(training or {})),
-                            progress=progress, check=check, engine=engine)[1]
+                            progress=progress, check=check, memory=memory, engine=engine)[1]
     if step.action == "import":
         embedder = prepare(ws, m, imported)
     elif step.action == "fit":
@@ -261,26 +264,27 @@ def run_step(ws: Workspace, step: Step, training: dict | None = None, imported=N
     else:  # encode: the saved model, its post-processing fitted anew on the collection
         from .build import open_embedder
 
-        embedder = prepare(ws, m, open_embedder(ws, m))
-    return build_method(ws, m, embedder, step.action, phase, assess(check, embedder, m),
+        embedder = prepare(ws, m, open_embedder(ws, m, model=True))
+    return build_method(ws, m, embedder, step.action, phase, assess(check, embedder, m), memory,
                         engine)
 
 
 def update_methods(ws: Workspace, wanted: list[str], *, imported=None, rebuild: bool = False,
                    training: dict | None = None, progress: Progress = _quiet,
-                   engine: Engine = LOCAL) -> list[BuildReport]:
+                   memory: int | None = None, engine: Engine = LOCAL) -> list[BuildReport]:
     """Plan and carry out every method in ``wanted`` (and an ``imported`` model's method) on
     the catalog as it is, encoding on ``engine``; the caller holds the write lock. Returns a
     report per step."""
     steps = plan(ws, wanted, imported.name if imported is not None else None, rebuild)
     LOG.info("plan: %s", "; ".join(f"{s.method}: {s.action} ({s.reason})" for s in steps))
     check = self_check(ws) if any(s.action != "sync" for s in steps) else None
-    return [run_step(ws, s, training, imported, progress, check, engine) for s in steps]
+    return [run_step(ws, s, training, imported, progress, check, memory, engine)
+            for s in steps]
 
 
 def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path | None = None,
                  training: dict | None = None, workers: int | None = None,
-                 rules: ScanRules | None = None,
+                 rules: ScanRules | None = None, index_memory: int | None = None,
                  rebuild: bool = False, wait: float | None = 0,
                  progress: Progress = _quiet, engine: Engine = LOCAL) -> IndexReport:
     """Ingest ``photos`` (new, changed and deleted files only; the files ``rules`` keep) and
@@ -313,5 +317,6 @@ def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path 
         ingested = ingest(photos, ws.catalog, ws.cache, workers, on_ingest,
                           rules or ScanRules(), engine)
         built = update_methods(ws, wanted, imported=imported, rebuild=rebuild,
-                               training=training, progress=progress, engine=engine)
+                               training=training, progress=progress, memory=index_memory,
+                               engine=engine)
     return IndexReport(str(ws.root), ingested, built, recovered, notes)

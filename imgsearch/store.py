@@ -249,11 +249,13 @@ class MethodState:
     FILE = "state.json"
 
     gen: int  # every catalog row changed at or before this generation is in the index
-    index_type: str  # the vector index's structure (index.py), e.g. "flat" or "ivf"
+    index_type: str  # the vector index's structure (index.py): flat, ivf-flat, ivf-sq8, ivf-pq
     dim: int  # code size
     count: int  # codes held
     selfcheck: float | None = None  # recall@1 of edited held-out copies (selfcheck.py)
     duplicate_threshold: float | None = None  # code distance calibrated as "a copy" (duplicates.py)
+    recall: float | None = None  # recall@10 of the vector index against exact search, at build
+    nprobe: int | None = None  # inverted lists a query visits (an inverted file's)
 
     @classmethod
     def load(cls, folder: Path) -> MethodState | None:
@@ -264,7 +266,8 @@ class MethodState:
         try:
             data = json.loads(path.read_text())
             if "kind" in data and "index_type" not in data:  # written before version 0.2
-                data["index_type"] = data.pop("kind")
+                data["index_type"] = {"ivf": "ivf-flat"}.get(data["kind"], data["kind"])
+                del data["kind"]
             known = {f.name for f in fields(cls)}
             state = cls(**{k: v for k, v in data.items() if k in known})
             int(state.gen)

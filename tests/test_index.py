@@ -41,7 +41,7 @@ def test_ivf_above_threshold_reaches_stated_recall():
     ids = np.arange(30_000)
     ivf = VectorIndex.build(x, ids, exact_threshold=10_000, nprobe=32)
     exact = VectorIndex.build(x, ids, exact_threshold=10**9, nprobe=32)
-    assert ivf.index_type == "ivf" and ivf.ntotal == 30_000
+    assert ivf.index_type == "ivf-flat" and ivf.ntotal == 30_000
     assert recall_at_10(ivf, exact, q) >= 0.95
 
 
@@ -49,7 +49,7 @@ def test_ivf_above_threshold_reaches_stated_recall():
 def test_upsert_remove_and_ids(threshold):
     x = data(2000, 8)
     index = VectorIndex.build(x, np.arange(2000), exact_threshold=threshold, nprobe=64)
-    assert index.index_type == ("ivf" if threshold == 500 else "flat")
+    assert index.index_type == ("ivf-flat" if threshold == 500 else "flat")
     assert index.remove([0, 1, 5000]) == 2
     index.upsert(x[10:12] + 100, [10, 11])  # replaced, not duplicated
     assert index.ntotal == 1998
@@ -64,7 +64,7 @@ def test_rebalance_switches_index_type_across_threshold():
     flat = VectorIndex.build(x[:100], np.arange(100), exact_threshold=1000, nprobe=8)
     flat.upsert(x[100:], np.arange(100, 3000))
     ivf = flat.rebalanced(exact_threshold=1000, nprobe=8)
-    assert (flat.index_type, ivf.index_type, ivf.ntotal) == ("flat", "ivf", 3000)
+    assert (flat.index_type, ivf.index_type, ivf.ntotal) == ("flat", "ivf-flat", 3000)
     np.testing.assert_array_equal(ivf.ids(), np.arange(3000))
     assert ivf.rebalanced(1000, 8) is ivf
     assert ivf.rebalanced(10_000, 8).index_type == "flat"

@@ -114,3 +114,24 @@ def test_randomized_pca_captures_the_variance_of_an_exact_pca():
     captured = (centred @ pca.components.T).var(axis=0).sum() * len(v)
     assert captured / exact.sum() > 0.999
     np.testing.assert_allclose(pca.components @ pca.components.T, np.eye(16), atol=1e-4)
+
+
+def test_the_exported_encoder_gives_the_models_codes(tmp_path):
+    from imgsearch.config import TrainConfig
+    from imgsearch.methods.onnx import OnnxEmbedder
+    from imgsearch.models.autoencoder import AEConfig
+    from imgsearch.models.vae import VAEConfig
+    from imgsearch.pipeline import train_on_array
+
+    x = images(40, 16)
+    fast = TrainConfig(epochs=1, min_steps=0, max_steps=3, batch_size=8)
+    small = IndexConfig(input_size=16, pixel_size=8)
+    for method, cfg in (("ae", AEConfig(input_size=16, widths=(4, 8), code_dim=6)),
+                        ("vae", VAEConfig(input_size=16, widths=(4, 8), code_dim=6))):
+        model, _ = train_on_array(method, cfg, x, fast, tmp_path / f"{method}.pt")
+        model.save(tmp_path / method)
+        exported = methods.open_embedder(method, tmp_path / method, small)
+        assert isinstance(exported, OnnxEmbedder) and exported.name == method
+        np.testing.assert_allclose(exported.encode(x), model.encode(x), atol=1e-4)
+        full = methods.open_embedder(method, tmp_path / method, small, model=True)
+        assert isinstance(full, Reconstructs) and full.reconstruct(x[:2]).shape == (2, 16, 16, 3)

@@ -113,7 +113,8 @@ def test_model_config_takes_the_index_sizes_and_the_method_defaults(small):
 @pytest.mark.slow
 def test_a_query_never_loads_training_code(small, photo_dir):
     """Inference apart from training: a query with a learned method, in a fresh process,
-    imports torch and the model but neither the training loop nor torchvision."""
+    runs the encoder exported to ONNX and imports neither the training loop, nor torchvision,
+    nor torch at all."""
     update_index(small, photo_dir, ["ae"], training=FAST)
     query = find(photo_dir, "img01.png")
     code = (
@@ -129,6 +130,6 @@ def test_a_query_never_loads_training_code(small, photo_dir):
                          timeout=120, check=True)
     loaded = set(__import__("json").loads(run.stderr.strip().splitlines()[-1]))
     assert '"method": "ae"' in run.stdout
-    assert "torch" in loaded and "imgsearch.models.autoencoder" in loaded
+    assert "onnxruntime" in loaded and "imgsearch.methods.onnx" in loaded
     assert "imgsearch.training" not in loaded and "imgsearch.augment" not in loaded
-    assert not any(m == "torchvision" or m.startswith("torchvision.") for m in loaded)
+    assert not any(m.split(".")[0] in ("torch", "torchvision") for m in loaded)

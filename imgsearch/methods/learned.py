@@ -7,6 +7,7 @@ training loop.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,24 @@ from ..models.checkpoint import (
     to_batch,
     write_checkpoint,
 )
+from ..store import replacing
 from .base import MODEL_FILE, Embedder
+from .onnx import FILE as ONNX_FILE
 
 LOG = logging.getLogger(__name__)
 
 BATCH = 512  # images per encoding step
+
+
+class _Encoder(torch.nn.Module):
+    """The search code of a model: its encode()'s first output."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.encode(x)[0]  # (B, code_dim)
 
 
 class LearnedEmbedder(Embedder):
@@ -86,10 +100,30 @@ class LearnedEmbedder(Embedder):
         return self.model.decode(z).permute(0, 2, 3, 1).float().cpu().numpy()
 
     def save(self, folder: Path) -> None:
-        """The weights in use, config and history; no optimizer state. Written atomically."""
+        """The weights in use, config and history (no optimizer state), and the encoder
+        exported to ONNX for queries. Written atomically."""
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         kept = {k: v for k, v in self.ckpt.items() if k not in ("best", "optimizer", "model")}
         write_checkpoint(Path(folder) / MODEL_FILE, {**kept, "model": state, "optimizer": {}})
+        self.export_onnx(Path(folder) / ONNX_FILE)
+
+    def export_onnx(self, path: Path) -> None:
+        """The encoder, (B, C, S, S) float in [0, 1] -> (B, code_dim), as an ONNX graph."""
+        model = _Encoder(self.model).cpu().eval()
+        x = torch.rand(2, self.channels, self.input_size, self.input_size)
+        with replacing(path) as tmp, warnings.catch_warnings():
+            # the TorchScript exporter: the torch.export one needs onnxscript, and this small
+            # convolutional graph exports exactly either way (tests/test_methods.py)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(model, (x,), str(tmp), input_names=["images"],
+                              output_names=["codes"], opset_version=17, dynamo=False,
+                              dynamic_axes={"images": {0: "batch"}, "codes": {0: "batch"}})
+            import onnx  # the method's name and code size travel in the file
+
+            graph = onnx.load(str(tmp))
+            onnx.helper.set_model_props(graph, {"method": self.name, "code_dim": str(self.dim)})
+            onnx.save(graph, str(tmp))
+        self.model.to(self.device).eval()  # the exporter leaves modules in training mode
 
     @classmethod
     def load(cls, folder: Path, cfg: IndexConfig | None = None) -> LearnedEmbedder:

@@ -19,8 +19,18 @@ from .base import Embedder
 from .baselines import PCAEmbedder, PixelsEmbedder
 
 
-def _load_learned(folder: Path, cfg: IndexConfig) -> Embedder:
-    from .learned import LearnedEmbedder  # imports torch: only when a learned method is used
+def _load_learned(folder: Path, cfg: IndexConfig, model: bool = False) -> Embedder:
+    """The encoder exported to ONNX, run without torch (what queries need), if the method
+    has one and onnxruntime is installed; else, or with ``model``, the torch model itself
+    (what drawing reconstructions and samples needs)."""
+    from .onnx import FILE, OnnxEmbedder
+
+    if not model and (Path(folder) / FILE).is_file():
+        try:
+            return OnnxEmbedder(Path(folder) / FILE)
+        except ImportError:
+            pass
+    from .learned import LearnedEmbedder  # imports torch
 
     return LearnedEmbedder.load(folder, cfg)
 
@@ -68,11 +78,15 @@ METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
 )})
 
 
-def open_embedder(name: str, folder: Path, cfg: IndexConfig) -> Embedder:
-    """The fitted embedder of method ``name`` saved in ``folder``, with its post-processing."""
+def open_embedder(name: str, folder: Path, cfg: IndexConfig, model: bool = False) -> Embedder:
+    """The fitted embedder of method ``name`` saved in ``folder``, with its post-processing;
+    ``model``: a learned method's torch model, not its exported encoder (to decode)."""
     from .postprocess import Processed
 
-    return Processed.load(get(name).load(folder, cfg), folder, cfg)
+    spec = get(name)
+    inner = spec.load(folder, cfg, model=True) if model and spec.learned else spec.load(folder,
+                                                                                          cfg)
+    return Processed.load(inner, folder, cfg)
 
 
 def choose(scores: Mapping[str, float | None], images: int, min_images: int
