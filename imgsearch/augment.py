@@ -283,7 +283,7 @@ class AugmentConfig:
     contrast: float = 0.4
     saturation: float = 0.4
     hue: float = 0.05
-    grayscale: float = 0.15
+    grayscale: float = 0.25
     blur: float = 0.25
     blur_sigma: tuple[float, float] = (0.3, 1.5)  # pixels at the input size
     jpeg: float = 0.3

@@ -16,6 +16,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,6 +146,18 @@ class Assessment:
     duplicate_threshold: float | None = None
 
 
+@contextmanager
+def _discarded_on_failure(folder: Path) -> Iterator[None]:
+    """A staging folder whose build fails is removed at once (it would be ignored by readers
+    and removed by the next run's recovery anyway; on a full disk this frees the space now).
+    A killed process leaves it to recovery."""
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
 def _write(ws: Workspace, method: str, folder, index: VectorIndex, gen: int,
            assessed: Assessment) -> None:
     LOG.info("writing the %s vector index (%d codes)", method, index.ntotal)
@@ -166,9 +179,10 @@ def build_method(ws: Workspace, method: str, embedder: Embedder, action: str = "
     ids = ws.catalog.indexed_ids()
     LOG.info("encoding %s: every image (%d)", method, len(ids))
     folder = ws.staging_dir(method)
-    embedder.save(folder)
-    index = new_index(ws, embedder, ids, on_progress, memory, engine, folder)
-    _write(ws, method, folder, index, gen, assessed)
+    with _discarded_on_failure(folder):
+        embedder.save(folder)
+        index = new_index(ws, embedder, ids, on_progress, memory, engine, folder)
+        _write(ws, method, folder, index, gen, assessed)
     report = BuildReport(method, action, len(ids), 0, index.ntotal, index.index_type,
                          time.perf_counter() - t0)
     LOG.info("%s", report)
@@ -190,12 +204,13 @@ def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = Non
     gen = cat.gen
     LOG.info("encoding %s: changes since generation %d", method, state.gen)
     folder = ws.staging_dir(method, keep_embedder=True)
-    index = VectorIndex.load(ws.index_path(method))
-    changed = cat.changed_since(state.gen)
-    ids = [i for i, s in changed if s == INDEXED]
-    removed = index.remove([i for i, s in changed if s != INDEXED])
-    for chunk, codes in encode_batches(ws, embedder, ids, on_progress, engine, folder):
-        index.upsert(codes, chunk)
+    with _discarded_on_failure(folder):
+        index = VectorIndex.load(ws.index_path(method))
+        changed = cat.changed_since(state.gen)
+        ids = [i for i, s in changed if s == INDEXED]
+        removed = index.remove([i for i, s in changed if s != INDEXED])
+        for chunk, codes in encode_batches(ws, embedder, ids, on_progress, engine, folder):
+            index.upsert(codes, chunk)
     assessed = Assessment(state.selfcheck, state.duplicate_threshold)  # the same embedder
     if not index.matches(index_plan(ws, index.dim, index.ntotal, memory)):
         LOG.info("%s: %d codes need another index structure; building it anew", method,
@@ -204,7 +219,8 @@ def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = Non
         full = open_embedder(ws, method, model=True)  # saved again with the new build
         return build_method(ws, method, full, "sync", on_progress, assessed, memory, engine)
     index.recall = 1.0 if index.index_type == "flat" else state.recall  # measured when built
-    _write(ws, method, folder, index, gen, assessed)
+    with _discarded_on_failure(folder):
+        _write(ws, method, folder, index, gen, assessed)
     report = BuildReport(method, "sync", len(ids), removed, index.ntotal, index.index_type,
                          time.perf_counter() - t0)
     LOG.info("%s", report)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import sqlite_utils
 
-from .errors import CatalogError
+from .errors import CatalogError, NotReadable
+from .store import faults, machine_fault
 
 LOG = logging.getLogger(__name__)
 
@@ -95,6 +96,8 @@ class Catalog:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
+        if self.path.exists() and not os.access(self.path, os.R_OK):
+            raise NotReadable(self.path, "permission denied")
         try:
             conn = sqlite3.connect(self.path, timeout=30.0)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -102,6 +105,9 @@ class Catalog:
             self.db = sqlite_utils.Database(conn)
             self._migrate()
         except sqlite3.DatabaseError as e:
+            fault = machine_fault(e, self.path, "opening the catalog")
+            if fault is not None:
+                raise fault from e
             raise CatalogError(
                 f"catalog {self.path} is unreadable ({e}); re-run `imgsearch index PHOTOS_DIR "
                 "--rebuild` to move it aside and ingest the folder anew"
@@ -152,12 +158,12 @@ class Catalog:
         return self._get_meta("root")
 
     def set_root(self, root: str) -> None:
-        with self.db.conn:
+        with faults(self.path, "recording the folder in the catalog"), self.db.conn:
             self._set_meta("root", root)
 
     def next_gen(self) -> int:
         """Start a new ingest generation and return its number."""
-        with self.db.conn:
+        with faults(self.path, "starting an ingest run in the catalog"), self.db.conn:
             g = self.gen + 1
             self._set_meta("gen", g)
         return g
@@ -221,7 +227,7 @@ class Catalog:
         rows = [{**r, "path": to_db_path(r["path"])} for r in rows]
         for r in rows:
             r.setdefault("updated_at", now)
-        with self.db.conn:
+        with faults(self.path, "recording photos in the catalog"), self.db.conn:
             self.db["images"].upsert_all(rows, pk="id")
 
     def mark(self, ids: Iterable[int], state: str, gen: int, reason: str | None = None) -> int:
@@ -231,13 +237,14 @@ class Catalog:
             return 0
         sql = "update images set state = ?, reason = ?, gen = ?, updated_at = ? where id = ?"
         now = time.time()
-        with self.db.conn:
+        with faults(self.path, "recording removed or failed photos in the catalog"), \
+                self.db.conn:
             self.db.conn.executemany(sql, [(state, reason, gen, now, i) for i in ids])
         return len(ids)
 
     def touch(self, ids_mtimes: list[tuple[int, float]]) -> None:
         """Record a new mtime for files whose content hash did not change."""
-        with self.db.conn:
+        with faults(self.path, "recording modification times in the catalog"), self.db.conn:
             self.db.conn.executemany(
                 "update images set mtime = ? where id = ?", [(m, i) for i, m in ids_mtimes]
             )

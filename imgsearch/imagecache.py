@@ -7,6 +7,7 @@ are a read-only memory map, and the file grows as ids grow.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CacheMiss
+from .store import faults
 
 
 class ImageCache:
@@ -28,7 +30,8 @@ class ImageCache:
 
     def _writer(self) -> int:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            with faults(self.path, "opening the image cache"):
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         return self._fd
 
     def write(self, id_: int, pixels: np.ndarray | bytes) -> None:
@@ -36,11 +39,15 @@ class ImageCache:
         data = pixels if isinstance(pixels, bytes) else np.ascontiguousarray(pixels).tobytes()
         if len(data) != self.record:
             raise ValueError(f"expected {self.record} bytes for {self.shape}, got {len(data)}")
-        os.pwrite(self._writer(), data, id_ * self.record)
+        fd = self._writer()
+        with faults(self.path, "caching the pixels of new photos"):
+            if os.pwrite(fd, data, id_ * self.record) != len(data):
+                raise OSError(errno.ENOSPC, "short write")
 
     def flush(self) -> None:
         if self._fd is not None:
-            os.fsync(self._fd)
+            with faults(self.path, "caching the pixels of new photos"):
+                os.fsync(self._fd)
 
     def close(self) -> None:
         if self._fd is not None:

@@ -302,7 +302,9 @@ class VectorIndex:
 
     # -- files ----------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        with replacing(path) as tmp:
+        plan = IndexPlan(self.index_type, 0, self.index.pq.M if self.index_type == "ivf-pq"
+                         else 0)
+        with replacing(path, need=self.ntotal * plan.code_bytes(self.dim)) as tmp:
             faiss.write_index(self.index, str(tmp))
 
     @classmethod

@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .catalog import FAILED, INDEXED, REMOVED, Catalog
-from .errors import FileChanging, ImageLoadError, ImgSearchError
+from .errors import DiskFull, FileChanging, ImageLoadError, ImgSearchError, MachineFault
 from .imagecache import ImageCache
 from .images import EXTENSIONS, load_image
 
@@ -212,15 +213,22 @@ def ingest(
     LOG.info("decoding %d new or changed files of %d", len(todo), len(files))
     entries = {f.path: f for f in todo}
     tasks = [(f.path, cache.size, by_size.get(f.size, {}), rules.max_megapixels) for f in todo]
+    done = 0
     try:
         results = _run(tasks, workers) if engine is None else engine.read(tasks, workers)
         for done, result in enumerate(results, 1):
             writer.add(entries[result["path"]], result)
             if on_progress:
                 on_progress(done, len(tasks))
+    except DiskFull as e:  # what the rest of the run needs: its pixels, and the catalog rows
+        raise e.needing((len(tasks) - done + 1) * (cache.record + 512)) from e
     finally:
-        writer.commit()
-        cache.flush()
+        try:  # keep what is done: rows whose pixels are on disk are committed
+            writer.commit()
+            cache.flush()
+        except MachineFault:
+            if sys.exc_info()[0] is None:  # no fault already on its way up
+                raise
         report.seconds = time.perf_counter() - t0
     LOG.info("ingest %s: %s", root, report)
     return report

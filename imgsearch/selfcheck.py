@@ -1,8 +1,9 @@
 """A score of a method on the user's own collection that needs no labels.
 
 Some of the collection's images are held out (never trained on). Each gets a few edited
-copies (crops, a mirror image, rotation, colour changes, grayscale, JPEG, blur, a caption: the
-edits people make to photos), and every copy is searched among the collection: held-out
+copies (crops to 60 or 80% of the side, a mirror image, rotation, colour changes, grayscale,
+JPEG, blur, a caption: the edits people make to photos, at the strength they make them), and
+every copy is searched among the collection: held-out
 originals plus other images as distractors. The score is recall@1, the fraction of copies
 whose nearest neighbour is their own original. Training scores the model this way every epoch
 (keeping the best weights, stopping early), and every built method gets the same score, so an
@@ -31,8 +32,8 @@ def _edit(x: torch.Tensor, name: str, rng: np.random.Generator) -> torch.Tensor:
     b = len(x)
     t = lambda v: torch.full((b,), float(v))  # noqa: E731
     no = torch.zeros(b, dtype=torch.bool)
-    if name == "crop 70%":
-        side = math.sqrt(0.7)
+    if name.startswith("crop ") and name.endswith("%"):  # keep that share of each side
+        side = int(name[5:-1]) / 100
         cx, cy = (torch.from_numpy(rng.uniform(-1, 1, (2, b))).float() * (1 - side))
         return A.affine(x, t(side), t(side), t(0), cx, cy, no)
     if name == "mirror":
@@ -55,15 +56,17 @@ def _edit(x: torch.Tensor, name: str, rng: np.random.Generator) -> torch.Tensor:
         stamps = A.caption_bank(b, x.shape[-1], x.shape[1], int(rng.integers(1 << 30)))
         return A.overlay(x, stamps)
     if name == "crop+JPEG+brightness":
-        x = _edit(x, "crop 70%", rng)
+        x = _edit(x, "crop 80%", rng)
         return A.jitter(A.jpeg(x, t(40)), t(1.3), t(1), t(1), t(0))
     raise KeyError(name)
 
 
-EDITS = ("crop 70%", "mirror", "rotate 10°", "brightness +30%", "contrast -30%",
+#: The edits people make to photos, at the strength they make them: crops keep 60 or 80% of
+#: each side (36 or 64% of the picture).
+EDITS = ("crop 60%", "crop 80%", "mirror", "rotate 10°", "brightness +30%", "contrast -30%",
          "saturation +50%", "grayscale", "JPEG q30", "blur", "caption", "crop+JPEG+brightness")
-GREY_EDITS = ("crop 70%", "mirror", "rotate 10°", "brightness +30%", "contrast -30%",
-              "JPEG q30", "blur", "crop+JPEG+brightness")
+GREY_EDITS = ("crop 60%", "crop 80%", "mirror", "rotate 10°", "brightness +30%",
+              "contrast -30%", "JPEG q30", "blur", "crop+JPEG+brightness")
 
 
 def edited_copies(images: np.ndarray, copies: int, seed: int = 0

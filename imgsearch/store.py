@@ -15,35 +15,73 @@ method folders (stage, commit, recover), and the state of a built method.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
 import os
 import shutil
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from .errors import IndexFileError, IndexLocked
+from .errors import DiskFull, IndexFileError, IndexLocked, NotReadable, NotWritable
 
 LOG = logging.getLogger(__name__)
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+# -- faults of the machine ----------------------------------------------------------------
+def machine_fault(e: BaseException, path, doing: str, need: int | None = None,
+                  reading: bool = False) -> Exception | None:
+    """The domain error for an OS, SQLite or FAISS error that says the disk is full or a path
+    may not be written (or read), or None if it says something else."""
+    text = str(e).lower()
+    code = getattr(e, "errno", None)
+    if code in _FULL or "no space left" in text or "disk is full" in text or "quota" in text:
+        return DiskFull(path, doing, need)
+    denied = code in _DENIED or "permission denied" in text or "read-only" in text or (
+        "readonly database" in text)
+    if denied:
+        if reading:
+            return NotReadable(path, getattr(e, "strerror", None) or "permission denied")
+        return NotWritable(path, doing, getattr(e, "strerror", None) or "permission denied")
+    return None
+
+
+@contextmanager
+def faults(path, doing: str, need: int | None = None, reading: bool = False) -> Iterator[None]:
+    """Turn a full disk or a denied path met inside the block into one clear domain error."""
+    try:
+        yield
+    except (OSError, RuntimeError, sqlite3.Error) as e:
+        fault = machine_fault(e, path, doing, need, reading)
+        if fault is None:
+            raise
+        raise fault from e
 
 
 # -- atomic replace ------------------------------------------------------------------------
 @contextmanager
-def replacing(path: Path | str) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``path``, on error it is removed."""
+def replacing(path: Path | str, need: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path``, on error it is removed.
+    A full disk or a folder that may not be written becomes DiskFull or NotWritable (``need``:
+    the bytes the file will take, for the message)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with faults(path, f"writing {path.name}", need):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            yield tmp
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -96,8 +134,9 @@ class WriteLock:
         self.fd: int | None = None
 
     def acquire(self) -> WriteLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        with faults(self.path.parent, "taking the index's write lock"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = None if self.wait is None else time.monotonic() + self.wait
         announced = False
         while True:
@@ -120,11 +159,12 @@ class WriteLock:
         stale = _holder(fd)
         if stale.get("pid") and stale["pid"] != os.getpid():
             LOG.info("took over the lock left by %s (no longer running)", _describe(stale))
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "since": time.time(), "command": self.command}).encode())
-        os.fsync(fd)
+        with faults(self.path, "taking the index's write lock"):
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                     "since": time.time(), "command": self.command}).encode())
+            os.fsync(fd)
         self.fd = fd
         return self
 
@@ -193,10 +233,11 @@ def stage(live: Path, keep: tuple[str, ...] = ()) -> Path:
     live files named in ``keep`` (never modified in place, so linking is safe)."""
     path = swap_dirs(live)[0]
     shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    for name in keep:
-        if (live / name).is_file():
-            os.link(live / name, path / name)
+    with faults(path, "preparing a new build of a method"):
+        path.mkdir(parents=True)
+        for name in keep:
+            if (live / name).is_file():
+                os.link(live / name, path / name)
     return path
 
 

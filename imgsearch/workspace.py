@@ -93,7 +93,8 @@ class Workspace:
             return ws
         if root.exists() and not root.is_dir():
             raise IndexFileError(f"{root} exists and is not a folder")
-        root.mkdir(parents=True, exist_ok=True)
+        with store.faults(root, "creating the index folder"):
+            root.mkdir(parents=True, exist_ok=True)
         config = config or IndexConfig()
         config.save(root / cls.CONFIG)
         return cls(root, config)

@@ -26,6 +26,7 @@ VARIANTS: dict[str, tuple[str, dict, dict, str | None]] = {
     "vae-plain": ("vae", {"invariance": "none"}, {}, ""),
     "ae-vicreg": ("ae", {"invariance": "vicreg"}, {}, None),
     "ae-infonce": ("ae", {"invariance": "infonce"}, {}, None),
+    "ae-infonce-koleo": ("ae", {"invariance": "infonce", "koleo_weight": 0.5}, {}, None),
     "vae-vicreg": ("vae", {"invariance": "vicreg"}, {}, None),
     "vae-infonce": ("vae", {"invariance": "infonce"}, {}, None),
 }
