@@ -182,6 +182,9 @@ def index_cmd(
         help="The Ray cluster for --engine ray: HOST:PORT of its head, or auto (default: "
              "$RAY_ADDRESS, else the cluster last started on this machine, else a new local "
              "one).")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print what the run did as one JSON object (times per phase "
+                       "included).")] = False,
 ) -> None:
     """Ingest PHOTOS (new, changed and deleted files only) and bring every method up to date.
 
@@ -221,6 +224,8 @@ def index_cmd(
                        "command to resume.", 130) from None
         finally:
             ws.close()
+    if as_json:
+        print(json.dumps(result.as_dict()))
     for note in result.notes:
         err.print(f"[yellow]{note}[/yellow]", highlight=False, soft_wrap=True)
     report = result.ingest

@@ -17,8 +17,9 @@ draws it as bars. Nothing here prints.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,15 @@ class IndexReport:
     built: list[BuildReport] = field(default_factory=list)  # one per planned step
     recovered: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # warnings worth showing the user
+    seconds: float = 0.0  # the whole update
+
+    def as_dict(self) -> dict:
+        """JSON-ready: ``imgsearch index --json`` prints it."""
+        ingested = asdict(self.ingest)
+        ingested["failed"] = [{"path": p, "reason": r} for p, r in self.ingest.failed]
+        return {"root": self.root, "seconds": self.seconds, "ingest": ingested,
+                "methods": [asdict(b) for b in self.built], "recovered": self.recovered,
+                "notes": self.notes}
 
 
 def _quiet(phase: str, done: int, total: int | None, note: str = "") -> None:
@@ -250,23 +260,28 @@ def run_step(ws: Workspace, step: Step, training: dict | None = None, imported=N
     """Carry out one planned step (``training``: TrainConfig overrides of the recipe;
     ``memory``: the vector index's budget in bytes, default a quarter of the machine's); the
     codes are encoded on ``engine``, fitting and training run here."""
+    t0 = time.perf_counter()
     m, phase = step.method, _phase(progress, step.method)
     if step.action == "sync":
-        return sync_method(ws, m, phase, memory, engine)
-    check = self_check(ws) if check is False else check
-    if step.action == "train":
-        return train_method(ws, m, model_config(ws, m), train_config(m, **(training or {})),
-                            progress=progress, check=check, memory=memory, engine=engine)[1]
-    if step.action == "import":
-        embedder = prepare(ws, m, imported)
-    elif step.action == "fit":
-        embedder = prepare(ws, m, methods.get(m).create(ws.config))
-    else:  # encode: the saved model, its post-processing fitted anew on the collection
-        from .build import open_embedder
+        report = sync_method(ws, m, phase, memory, engine)
+    elif step.action == "train":
+        check = self_check(ws) if check is False else check
+        report = train_method(ws, m, model_config(ws, m), train_config(m, **(training or {})),
+                              progress=progress, check=check, memory=memory, engine=engine)[1]
+    else:
+        check = self_check(ws) if check is False else check
+        if step.action == "import":
+            embedder = prepare(ws, m, imported)
+        elif step.action == "fit":
+            embedder = prepare(ws, m, methods.get(m).create(ws.config))
+        else:  # encode: the saved model, its post-processing fitted anew on the collection
+            from .build import open_embedder
 
-        embedder = prepare(ws, m, open_embedder(ws, m, model=True))
-    return build_method(ws, m, embedder, step.action, phase, assess(check, embedder, m), memory,
-                        engine)
+            embedder = prepare(ws, m, open_embedder(ws, m, model=True))
+        report = build_method(ws, m, embedder, step.action, phase,
+                              assess(check, embedder, m), memory, engine)
+    # the whole step: training, fitting and the self-check included
+    return replace(report, seconds=time.perf_counter() - t0)
 
 
 def update_methods(ws: Workspace, wanted: list[str], *, imported=None, rebuild: bool = False,
@@ -299,6 +314,7 @@ def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path 
     """
     for name in wanted:
         methods.get(name)
+    t0 = time.perf_counter()
     with WriteLock(ws.root, "imgsearch index", wait):
         recovered = ws.recover()
         notes = []
@@ -319,4 +335,5 @@ def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path 
         built = update_methods(ws, wanted, imported=imported, rebuild=rebuild,
                                training=training, progress=progress, memory=index_memory,
                                engine=engine)
-    return IndexReport(str(ws.root), ingested, built, recovered, notes)
+    return IndexReport(str(ws.root), ingested, built, recovered, notes,
+                       time.perf_counter() - t0)

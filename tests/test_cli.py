@@ -200,3 +200,15 @@ def test_train_argument_errors(small):
     assert result.exit_code == 1 and result.stderr == "error: ae has no setting beta\n"
     result = run("train", "--index", small, "--denoise", "blur")
     assert result.exit_code == 1 and result.stderr.startswith("error: denoise must be one of")
+
+
+def test_index_json_reports_every_phase(photo_dir, tmp_path):
+    result = run("index", photo_dir, "--index", tmp_path / "j", "--methods", "pixels,pca",
+                 "--json", "--input-size", 32)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["ingest"]["added"] == 12 and data["ingest"]["failed"] == []
+    assert [(m["method"], m["action"], m["total"]) for m in data["methods"]] == [
+        ("pixels", "fit", 12), ("pca", "fit", 12)]
+    assert data["seconds"] >= data["ingest"]["seconds"] + sum(m["seconds"]
+                                                               for m in data["methods"]) * 0.99
