@@ -64,8 +64,12 @@ class TrainConfig:
     check_every: int = 200  # self-check after an epoch at least this many steps after the last
     patience: int = 0  # stop after this many self-checks without improvement (0: never)
     checkpoint_seconds: float = 30.0  # write the resumable checkpoint at most this often
+    data_on_device: str = "auto"  # hold the images on the training device: auto|always|never
 
     def __post_init__(self) -> None:
+        if self.data_on_device not in ("auto", "always", "never"):
+            raise ConfigMismatch("data_on_device must be auto, always or never, got "
+                                 f"{self.data_on_device!r}")
         if self.schedule not in ("cosine", "constant"):
             raise ConfigMismatch(f"schedule must be cosine or constant, got {self.schedule!r}")
         if self.batch_size < 2 or self.lr <= 0 or self.check_every < 1 or self.patience < 0:

@@ -53,6 +53,42 @@ class ArraySource:
         return np.asarray(self.images[np.sort(positions)])
 
 
+class DeviceSource:
+    """Every training image held on the training device as one (N, S, S, C) uint8 tensor: a
+    batch is an index into it, with no copy from the host per step (what keeps a GPU busy)."""
+
+    def __init__(self, data: ImageSource, device: torch.device, chunk: int = 4096):
+        parts = [torch.from_numpy(np.ascontiguousarray(data.get(np.arange(s, min(s + chunk,
+                                                                              len(data))))))
+                 .to(device) for s in range(0, len(data), chunk)]
+        self.images = torch.cat(parts)  # (N, S, S, C) uint8 on the device
+        self.device = device
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def get(self, positions: np.ndarray) -> torch.Tensor:
+        return self.images[torch.as_tensor(np.sort(positions), device=self.device)]
+
+
+def on_device(data: ImageSource, device: torch.device, cfg: TrainConfig) -> ImageSource:
+    """``data`` moved onto ``device`` when ``cfg.data_on_device`` says so: "auto" does on a
+    GPU when the images take at most half its free memory, "always" and "never" say."""
+    if cfg.data_on_device == "never" or len(data) == 0:
+        return data
+    if cfg.data_on_device == "auto":
+        if device.type != "cuda":
+            return data
+        sample = np.asarray(data.get(np.arange(1)))
+        need = sample.nbytes * len(data)
+        free, _ = torch.cuda.mem_get_info(device)
+        if need > free // 2:
+            LOG.info("training images (%d MB) stay on the host", need // 2**20)
+            return data
+    LOG.info("holding the %d training images on %s", len(data), device)
+    return DeviceSource(data, device)
+
+
 @dataclass
 class Epoch:
     epoch: int
@@ -229,6 +265,7 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
     views = (Augment(aug, config.input_size, config.channels, cfg.seed + start_epoch)
              if config.invariance != "none" else None)
     objective = ARCHITECTURES[arch].objective
+    data = on_device(data, device, cfg)
     train_pos, val_pos = split(len(data), cfg.val_fraction, cfg.seed)
     model.dataset_size = len(train_pos)  # for estimators that need it (beta-TCVAE)
     # an incomplete last batch is dropped when there are full ones: batch statistics (batch

@@ -1,13 +1,15 @@
 """Training throughput (images/s) of the autoencoder and the VAE at the index's input size.
 
 Runs the real training loop (imgsearch.training.train) for a fixed number of steps on random
-images (throughput does not depend on content) and reports images/s over the steps after the
-first --warmup ones (the GPU is waited for at both ends of the timed span), for each setting,
+images (throughput does not depend on content) and reports images/s between the progress
+reports after the first --warmup steps (each report waits for the device), for each setting,
 with its ratio to the first setting of the same model, measured in the same run:
-  CPU:  fp32
-  CUDA: fp32, bf16 autocast, bf16 + channels_last, bf16 + channels_last + torch.compile
+  CPU:  the loop as it was (images from the host each step), the images held in memory as
+        one tensor (the GPU path, on the CPU)
+  CUDA: the loop as it was (host images, batch 64, bf16 + channels_last), then the images
+        held on the GPU, a larger batch, torch.compile, and the default recipe's two views
 
-    python scripts/bench_train.py --steps 40 --input-size 64 --batch-size 64
+    python scripts/bench_train.py --steps 200 --input-size 64
 """
 
 from __future__ import annotations
@@ -26,69 +28,71 @@ from imgsearch.models.autoencoder import AEConfig
 from imgsearch.models.vae import VAEConfig
 from imgsearch.training import ArraySource, train
 
-
-class TimedSource(ArraySource):
-    """Records when batches ``marks`` are handed out, after waiting for the GPU to finish every
-    step before them (training itself never waits for the GPU between steps)."""
-
-    def __init__(self, images: np.ndarray, marks: tuple[int, int]):
-        super().__init__(images)
-        self.marks, self.calls, self.times = marks, 0, []
-
-    def get(self, positions: np.ndarray) -> np.ndarray:
-        if self.calls in self.marks:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            self.times.append(time.perf_counter())
-        self.calls += 1
-        return super().get(positions)
+HOST = {"data_on_device": "never"}
+HELD = {"data_on_device": "always"}
 
 
-def settings(cuda: bool) -> list[tuple[str, dict]]:
+def settings(cuda: bool, batch: int) -> list[tuple[str, dict, dict]]:
+    """(name, train settings, model settings); the first is the loop as it was."""
     if not cuda:
-        return [("fp32", {"amp": False, "channels_last": False})]
-    return [("fp32", {"amp": False, "channels_last": False}),
-            ("bf16", {"amp": True, "channels_last": False}),
-            ("bf16+channels_last", {"amp": True, "channels_last": True}),
-            ("bf16+channels_last+compile", {"amp": True, "channels_last": True,
-                                            "compile": True})]
+        return [(f"host images, batch {batch}", {**HOST, "amp": False}, {}),
+                (f"images held in memory, batch {batch}", {**HELD, "amp": False}, {})]
+    old = {"amp": True, "channels_last": True, "batch_size": 64}
+    return [("host images, batch 64 (the loop as it was)", {**HOST, **old}, {}),
+            ("images on the GPU, batch 64", {**HELD, **old}, {}),
+            ("images on the GPU, batch 512", {**HELD, **old, "batch_size": 512}, {}),
+            ("images on the GPU, batch 1024", {**HELD, **old, "batch_size": 1024}, {}),
+            ("GPU, batch 1024, compile", {**HELD, **old, "batch_size": 1024, "compile": True},
+             {}),
+            ("GPU, batch 1024, the recipe's two views (VICReg)",
+             {**HELD, **old, "batch_size": 1024}, {"invariance": "vicreg"})]
 
 
-def measure(kind: str, size: int, batch: int, steps: int, warmup: int, extra: dict) -> float:
-    n = batch * (steps + 2)
-    # batch i (from 0) feeds step i + 1: time steps warmup + 1 .. steps - 1
-    data = TimedSource(np.random.default_rng(0).integers(0, 256, (n, size, size, 3), np.uint8),
-                       (warmup, steps - 1))
-    cfg = (AEConfig if kind == "ae" else VAEConfig)(input_size=size)
-    tcfg = TrainConfig(epochs=1, min_steps=0, max_minutes=0, max_steps=steps, batch_size=batch,
-                       val_fraction=0.0, **extra)
+def measure(kind: str, size: int, batch: int, steps: int, warmup: int, extra: dict,
+            model: dict) -> float:
+    batch = extra.pop("batch_size", batch)
+    data = ArraySource(np.random.default_rng(0).integers(0, 256, (batch * 8, size, size, 3),
+                                                         np.uint8))
+    cfg = (AEConfig if kind == "ae" else VAEConfig)(input_size=size, **model)
+    tcfg = TrainConfig(epochs=10**6, min_steps=0, max_minutes=0, max_steps=steps,
+                       batch_size=batch, val_fraction=0.0, schedule="constant", **extra)
+    marks: list[tuple[int, float]] = []
+
+    def on_progress(step: int, total: int, loss: float, rate: float) -> None:
+        marks.append((step, time.perf_counter()))  # loss was read: the device has caught up
+
     with tempfile.TemporaryDirectory() as tmp:
-        train(kind, cfg, data, tcfg, Path(tmp) / "c.pt")
-    t_first, t_last = data.times
-    return batch * (steps - 1 - warmup) / (t_last - t_first)
+        train(kind, cfg, data, tcfg, Path(tmp) / "c.pt", on_progress)
+    timed = [(s, t) for s, t in marks if s > warmup]
+    if len(timed) < 2:
+        raise SystemExit("too few progress reports: raise --steps")
+    (s0, t0), (s1, t1) = timed[0], timed[-1]
+    return batch * (s1 - s0) / (t1 - t0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--input-size", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     cuda = torch.cuda.is_available()
     device = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"torch {torch.__version__} on {device}; input {args.input_size}, batch "
-          f"{args.batch_size}, {args.steps} steps ({args.warmup} warm-up steps not timed)")
+    print(f"torch {torch.__version__} on {device}; input {args.input_size}, "
+          f"{args.steps} steps ({args.warmup} warm-up steps not timed)")
     rows = []
     for kind in ("ae", "vae"):
         base = None
-        for name, extra in settings(cuda):
-            rate = measure(kind, args.input_size, args.batch_size, args.steps, args.warmup, extra)
+        for name, extra, model in settings(cuda, args.batch_size):
+            rate = measure(kind, args.input_size, args.batch_size, args.steps, args.warmup,
+                           dict(extra), model)
             base = base or rate
             rows.append({"model": kind, "setting": name, "images_per_s": rate,
                          "ratio": rate / base})
-            print(f"{kind:>4} {name:<28} {rate:>10,.0f} img/s  {rate / base:>5.2f}x")
+            print(f"{kind:>4} {name:<50} {rate:>10,.0f} img/s  {rate / base:>5.2f}x",
+                  flush=True)
     if args.json:
         args.json.write_text(json.dumps({"device": device, "rows": rows}, indent=1))
 

@@ -149,3 +149,20 @@ def test_grayscale_training(tmp_path):
     cfg = AEConfig(input_size=16, channels=1, widths=(4, 8), code_dim=4, denoise="edits")
     train("ae", cfg, data, FAST, tmp_path / "c.pt")
     assert LearnedEmbedder.from_file(tmp_path / "c.pt").encode(data.images).shape == (10, 4)
+
+
+def test_images_held_on_the_device_train_the_same_model(tmp_path, images):
+    """The GPU path (every image on the training device) is the host path with the copies
+    moved; on a CPU it must give the same weights."""
+    host = train("ae", TINY_AE, images, TrainConfig(**{**FAST.__dict__, "epochs": 2,
+                                                       "data_on_device": "never"}),
+                 tmp_path / "host.pt")
+    held = train("ae", TINY_AE, images, TrainConfig(**{**FAST.__dict__, "epochs": 2,
+                                                       "data_on_device": "always"}),
+                 tmp_path / "held.pt")
+    assert [h.train_loss for h in held] == pytest.approx([h.train_loss for h in host], rel=1e-5)
+    a, b = load_checkpoint(tmp_path / "host.pt"), load_checkpoint(tmp_path / "held.pt")
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k])
+    with pytest.raises(ConfigMismatch, match="data_on_device"):
+        TrainConfig(data_on_device="sometimes")

@@ -128,11 +128,14 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def to_batch(images: np.ndarray, device: torch.device, channels_last: bool = False
-             ) -> torch.Tensor:
-    """(B, S, S, C) uint8 -> (B, C, S, S) float in [0, 1] on ``device``."""
-    if not images.flags.writeable:  # e.g. a decoded query image; torch wants writable memory
-        images = images.copy()
-    x = torch.from_numpy(images).to(device, non_blocking=True).permute(0, 3, 1, 2).float() / 255
+def to_batch(images: np.ndarray | torch.Tensor, device: torch.device,
+             channels_last: bool = False) -> torch.Tensor:
+    """(B, S, S, C) uint8 (an array, or a tensor already on a device) -> (B, C, S, S) float in
+    [0, 1] on ``device``."""
+    if isinstance(images, np.ndarray):
+        if not images.flags.writeable:  # e.g. a decoded query image; torch wants it writable
+            images = images.copy()
+        images = torch.from_numpy(images)
+    x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float() / 255
     return x.contiguous(memory_format=torch.channels_last if channels_last else
                         torch.contiguous_format)
