@@ -144,6 +144,7 @@ class Assessment:
 
     selfcheck: float | None = None
     duplicate_threshold: float | None = None
+    query_margin: float | None = None  # search.Searcher.search_regions
 
 
 @contextmanager
@@ -163,7 +164,8 @@ def _write(ws: Workspace, method: str, folder, index: VectorIndex, gen: int,
     LOG.info("writing the %s vector index (%d codes)", method, index.ntotal)
     index.save(folder / ws.INDEX_FILE)
     MethodState(gen, index.index_type, index.dim, index.ntotal, assessed.selfcheck,
-                assessed.duplicate_threshold, index.recall, index.nprobe).save(folder)
+                assessed.duplicate_threshold, index.recall, index.nprobe,
+                assessed.query_margin).save(folder)
     ws.commit_method(method, folder)
 
 
@@ -211,7 +213,8 @@ def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = Non
         removed = index.remove([i for i, s in changed if s != INDEXED])
         for chunk, codes in encode_batches(ws, embedder, ids, on_progress, engine, folder):
             index.upsert(codes, chunk)
-    assessed = Assessment(state.selfcheck, state.duplicate_threshold)  # the same embedder
+    assessed = Assessment(state.selfcheck, state.duplicate_threshold,  # the same embedder
+                          state.query_margin)
     if not index.matches(index_plan(ws, index.dim, index.ntotal, memory)):
         LOG.info("%s: %d codes need another index structure; building it anew", method,
                  index.ntotal)

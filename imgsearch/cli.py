@@ -248,10 +248,12 @@ def index_cmd(
     err.print(f"index ready: {ws.root}", highlight=False, soft_wrap=True)
 
 
-def open_searcher(ws: workspace.Workspace, method: str) -> Searcher:
-    """The method's state, embedder and index, loaded together while no writer swaps them."""
+def open_searcher(ws: workspace.Workspace, method: str):
+    """The method's searcher (its embedder and index, loaded together while no writer swaps
+    them) and its state."""
     loaded = build.load_method(ws, methods.get(method).name)
-    return Searcher(ws.catalog, loaded.embedder, loaded.index, ws.config.input_size)
+    return (Searcher(ws.catalog, loaded.embedder, loaded.index, ws.config.input_size),
+            loaded.state)
 
 
 @app.command("query")
@@ -265,6 +267,9 @@ def query_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     montage: Annotated[Path | None, typer.Option(
         help="Write a PNG contact sheet of the query and its neighbours.")] = None,
+    regions: Annotated[bool | None, typer.Option(
+        "--regions/--no-regions", help="Also search with crops of the query, to find a photo "
+        "pasted into a larger picture (default: on where the index calibrated it).")] = None,
 ) -> None:
     """Find the images most like IMAGE.
 
@@ -278,9 +283,13 @@ def query_cmd(
         ws = workspace.Workspace.open(index)
         try:
             method = method or ws.preferred_method()
-            searcher = open_searcher(ws, method)
+            searcher, state = open_searcher(ws, method)
+            margin = state.query_margin if regions is not False else None
+            if regions and margin is None:
+                margin = 0.0  # asked for, never calibrated: regions count as the whole query
             pixels = searcher.load_query(image)
-            hits = searcher.search_pixels(pixels, k)
+            hits = (searcher.search_pixels(pixels, k) if margin is None else
+                    searcher.search_regions(searcher.load_query_regions(image), k, margin))
             if montage is not None:
                 from .viz import query_montage
 
@@ -288,7 +297,7 @@ def query_cmd(
         finally:
             ws.close()
     if as_json:
-        print(json.dumps({"query": str(image), "method": method,
+        print(json.dumps({"query": str(image), "method": method, "regions": margin is not None,
                           "results": [h.as_dict() for h in hits]}))
         return
     table = Table(title=f"{printable(str(image))} ({method})")

@@ -119,3 +119,36 @@ def open_upright(source: str | Path | BinaryIO, max_side: int) -> Image.Image:
         im = to_rgb(_upright(im))
         im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         return im.copy()
+
+
+#: The regions a query is also searched with (search.Searcher.search_regions): crops keeping
+#: (side fraction, steps per axis) of the query, on a grid from corner to corner.
+REGION_GRID = ((0.6, 3), (0.8, 2))
+
+
+def load_regions(source: str | Path | BinaryIO, size: int,
+                 grid: tuple[tuple[float, int], ...] = REGION_GRID
+                 ) -> tuple[np.ndarray, ImageInfo]:
+    """The image as ``load_image`` gives it, then crops of it on ``grid``, each resized whole
+    to (size, size): (1 + regions, size, size, 3) uint8. A copy pasted into a larger picture,
+    or photographed at an angle, is found by the crop that holds it."""
+    full, info = load_image(source, size)
+    if hasattr(source, "seek"):
+        source.seek(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = open_upright(source, 4 * size)
+    except Exception as e:  # the whole image was read: a decoder that fails now is the file's
+        raise ImageLoadError(f"{type(e).__name__}: {e}") from e
+    w, h = im.size
+    out = [full]
+    for side, steps in grid:
+        cw, ch = w * side, h * side
+        for fy in np.linspace(0, 1, steps):
+            for fx in np.linspace(0, 1, steps):
+                x0, y0 = (w - cw) * fx, (h - ch) * fy
+                crop = im.crop((round(x0), round(y0), round(x0 + cw), round(y0 + ch)))
+                out.append(np.asarray(crop.resize((size, size), Image.Resampling.BILINEAR,
+                                                  reducing_gap=2.0), dtype=np.uint8))
+    return np.stack(out), info

@@ -160,7 +160,10 @@ def prepare(ws: Workspace, method: str, embedder, post: str | None = None):
     return out
 
 
-def assess(check, embedder, method: str) -> Assessment:
+MIN_REGION_INPUT = 48  # inputs at least this side are searched with regions too
+
+
+def assess(ws: Workspace, check, embedder, method: str) -> Assessment:
     """The self-check score of ``embedder`` and its duplicate threshold, calibrated on the
     same held-out images (duplicates.calibrate); nothing without a self-check."""
     from .duplicates import calibrate
@@ -169,9 +172,12 @@ def assess(check, embedder, method: str) -> Assessment:
         return Assessment()
     score = check(embedder.encode)
     cal = calibrate(check, embedder.encode)
-    LOG.info("%s self-check recall@1: %.4f; duplicate threshold %.4g", method, score,
-             cal.threshold)
-    return Assessment(score, cal.threshold)
+    # query regions (search.search_regions) must beat the whole query by the median distance
+    # of an edited copy to its original; photos only: a small image has no regions worth it
+    margin = cal.copy_distances[0] if ws.config.input_size >= MIN_REGION_INPUT else None
+    LOG.info("%s self-check recall@1: %.4f; duplicate threshold %.4g; query margin %s", method,
+             score, cal.threshold, margin)
+    return Assessment(score, cal.threshold, margin)
 
 
 # -- learned methods -----------------------------------------------------------------------
@@ -213,7 +219,7 @@ def train_method(ws: Workspace, method: str, model_cfg, train_cfg: TrainConfig,
                     on_train, scored if check is not None else None)
     embedder = prepare(ws, method, LearnedEmbedder.from_file(ckpt), post)
     return history, build_method(ws, method, embedder, "train", _phase(progress, method),
-                                 assess(check, embedder, method), memory, engine)
+                                 assess(ws, check, embedder, method), memory, engine)
 
 
 def train_on_array(method: str, model_cfg, images: np.ndarray, train_cfg: TrainConfig,
@@ -279,7 +285,7 @@ def run_step(ws: Workspace, step: Step, training: dict | None = None, imported=N
 
             embedder = prepare(ws, m, open_embedder(ws, m, model=True))
         report = build_method(ws, m, embedder, step.action, phase,
-                              assess(check, embedder, m), memory, engine)
+                              assess(ws, check, embedder, m), memory, engine)
     # the whole step: training, fitting and the self-check included
     return replace(report, seconds=time.perf_counter() - t0)
 

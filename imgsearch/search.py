@@ -9,7 +9,7 @@ import numpy as np
 
 from .catalog import INDEXED, Catalog
 from .errors import ImageLoadError, ImgSearchError
-from .images import load_image
+from .images import load_image, load_regions
 from .index import VectorIndex
 from .methods import Embedder
 
@@ -35,13 +35,17 @@ class Searcher:
         self.index = index
         self.input_size = input_size
 
-    def load_query(self, path: Path | str) -> np.ndarray:
-        """The query image as the index sees it: (S, S, 3) uint8."""
-        path = Path(path)
+    @staticmethod
+    def _check(path: Path) -> None:
         if not path.exists():
             raise ImgSearchError(f"query image not found: {path}")
         if not path.is_file():
             raise ImgSearchError(f"query is not a file: {path}")
+
+    def load_query(self, path: Path | str) -> np.ndarray:
+        """The query image as the index sees it: (S, S, 3) uint8."""
+        path = Path(path)
+        self._check(path)
         try:
             pixels, _ = load_image(path, self.input_size)
         except ImageLoadError as e:
@@ -61,6 +65,39 @@ class Searcher:
         live = [(i, d) for i, d in pairs if i in rows and rows[i].state == INDEXED]
         return [Hit(rank, i, rows[i].path, d) for rank, (i, d) in enumerate(live, 1)]
 
-    def query(self, path: Path | str, k: int = 10) -> list[Hit]:
-        """Neighbours of the image file at ``path``, best first."""
-        return self.search_pixels(self.load_query(path), k)
+    def search_regions(self, regions: np.ndarray, k: int, margin: float,
+                       catalog: Catalog | None = None) -> list[Hit]:
+        """Neighbours of a query given as (1 + R, S, S, 3) regions (images.load_regions: the
+        whole query first): each database image's distance is the smallest of its distance
+        to the whole query and, plus ``margin``, to each region. A region must beat the
+        whole query by the margin to count, so a copy pasted into a larger picture is found
+        by the crop that holds it while ordinary queries keep their whole-image ranking."""
+        if k <= 0:
+            raise ImgSearchError(f"k must be at least 1, got {k}")
+        codes = self.embedder.encode(regions)
+        dist, ids = self.index.search(codes, min(self.index.ntotal, 3 * k))
+        best: dict[int, float] = {}
+        for r, (d_row, i_row) in enumerate(zip(dist, ids)):
+            extra = 0.0 if r == 0 else margin
+            for i, d in zip(i_row.tolist(), d_row.tolist()):
+                if i >= 0 and d + extra < best.get(i, np.inf):
+                    best[i] = d + extra
+        ranked = sorted(best.items(), key=lambda kv: kv[1])
+        rows = (catalog or self.catalog).get_many(i for i, _ in ranked)
+        live = [(i, d) for i, d in ranked if i in rows and rows[i].state == INDEXED][:k]
+        return [Hit(rank, i, rows[i].path, d) for rank, (i, d) in enumerate(live, 1)]
+
+    def query(self, path: Path | str, k: int = 10, margin: float | None = None) -> list[Hit]:
+        """Neighbours of the image file at ``path``, best first; with ``margin``, also by the
+        query's regions (search_regions)."""
+        if margin is None:
+            return self.search_pixels(self.load_query(path), k)
+        return self.search_regions(self.load_query_regions(path), k, margin)
+
+    def load_query_regions(self, path: Path | str) -> np.ndarray:
+        """The query and its regions (images.load_regions), as the index sees them."""
+        self._check(Path(path))
+        try:
+            return load_regions(Path(path), self.input_size)[0]
+        except ImageLoadError as e:
+            raise ImageLoadError(f"cannot read query image {path}: {e}") from e

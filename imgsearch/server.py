@@ -35,7 +35,7 @@ from . import methods
 from .build import load_method
 from .catalog import INDEXED, Catalog
 from .errors import ImageLoadError, ImgSearchError
-from .images import load_image, open_upright
+from .images import load_regions, open_upright
 from .search import Searcher
 from .store import MethodState, replacing
 from .workspace import Workspace
@@ -200,7 +200,7 @@ def create_app(index: str | Path) -> FastAPI:
                 raise HTTPException(413, f"image of {w}x{h} pixels is too large to search "
                                          f"with (at most {MAX_UPLOAD_PIXELS // 10**6} "
                                          "megapixels)")
-            pixels, _ = load_image(io.BytesIO(data), served.ws.config.input_size)
+            regions, _ = load_regions(io.BytesIO(data), served.ws.config.input_size)
         except (Image.DecompressionBombWarning, Image.DecompressionBombError):
             raise HTTPException(413, "image declares too many pixels (a decompression "
                                      "bomb?)") from None
@@ -208,8 +208,11 @@ def create_app(index: str | Path) -> FastAPI:
             raise HTTPException(415, "not an image this server can read") from None
         out = {}
         for m in served.methods(method):
-            searcher, _ = served.searcher(m)
-            out[m] = _hits(served, searcher.search_pixels(pixels, k, served.catalog))
+            searcher, state = served.searcher(m)
+            hits = (searcher.search_pixels(regions[0], k, served.catalog)
+                    if state.query_margin is None else  # regions where calibrated
+                    searcher.search_regions(regions, k, state.query_margin, served.catalog))
+            out[m] = _hits(served, hits)
         return {"name": file.filename, "results": out}
 
     @app.get("/api/duplicates")

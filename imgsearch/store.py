@@ -297,6 +297,7 @@ class MethodState:
     duplicate_threshold: float | None = None  # code distance calibrated as "a copy" (duplicates.py)
     recall: float | None = None  # recall@10 of the vector index against exact search, at build
     nprobe: int | None = None  # inverted lists a query visits (an inverted file's)
+    query_margin: float | None = None  # a query region must beat the whole query by this
 
     @classmethod
     def load(cls, folder: Path) -> MethodState | None:

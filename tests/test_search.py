@@ -48,3 +48,27 @@ def test_query_errors(tmp_path, searcher, photo_dir):
         searcher.query(tmp_path / "bad.jpg")
     with pytest.raises(ImgSearchError, match="k must be at least 1"):
         searcher.query(find(photo_dir, "img00.jpg"), k=0)
+
+
+def test_a_photo_pasted_into_a_larger_picture_is_found_by_a_region(searcher, photo_dir,
+                                                                   tmp_path):
+    from PIL import Image
+
+    from imgsearch.images import REGION_GRID, load_regions
+
+    original = find(photo_dir, "img06.jpg")
+    im = Image.open(original).convert("RGB")
+    canvas = Image.new("RGB", (im.width * 2, im.height * 2), (20, 160, 40))
+    canvas.paste(im, (0, 0))  # a quarter of the picture: the top-left region holds it
+    pasted = tmp_path / "pasted.png"
+    canvas.save(pasted)
+    regions = load_regions(pasted, 32)[0]
+    assert len(regions) == 1 + sum(steps * steps for _, steps in REGION_GRID)
+    whole = searcher.search_pixels(regions[0], 3)
+    found = searcher.search_regions(regions, 3, margin=0.0)
+    assert found[0].path == str(original) and whole[0].path != str(original)
+    # with an impossible margin the regions never win: the whole-image ranking
+    never = searcher.search_regions(regions, 3, margin=1e9)
+    assert [h.id for h in never] == [h.id for h in whole]
+    # and a query that is itself the original keeps it first
+    assert searcher.query(original, 1, margin=0.0)[0].path == str(original)
