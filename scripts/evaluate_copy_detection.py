@@ -18,6 +18,11 @@ each retrieval-time processing of scripts/recipes.POSTS (the same weights), the 
 ``phash`` is imagehash's perceptual hash of the full image, ranked by Hamming distance (ties
 broken at random, seeded, so that database order cannot help it).
 
+Every method searches as the product's `imgsearch query` does: with the query's regions too
+(images.load_regions, search.search_regions: a crop counts when it beats the whole query by
+the method's margin, calibrated on the training photos' self-check); the ``[whole query]``
+rows are the same codes searched with the whole query alone (--no-regions: only those).
+
 ``--holdout``: the models train on one half of the photos (seeded) and the queries are the
 edited copies of the other half, photos the models never saw; the database is all of them.
 
@@ -48,7 +53,7 @@ from recipes import POSTS, VARIANTS, configs, post_of
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgsearch.datasets import distinct_photos, generated_photos, photo_files
 from imgsearch.evaluate import average_precision, recall_at_k
-from imgsearch.images import load_image, open_upright
+from imgsearch.images import load_regions, open_upright
 from imgsearch.methods.baselines import PCAEmbedder, PixelsEmbedder
 from imgsearch.methods.postprocess import Processed, parse
 from imgsearch.selfcheck import SelfCheck, holdout
@@ -185,15 +190,37 @@ def learned(name: str, train: np.ndarray, args, report: dict) -> dict[str, objec
     return out
 
 
-def rank_codes(emb, db: np.ndarray, queries: np.ndarray, report: dict) -> np.ndarray:
-    """(Q, N) database positions, nearest first (exact L2 on the codes)."""
+def rank_codes(emb, db: np.ndarray, regions: np.ndarray, report: dict,
+               margin: float | None) -> np.ndarray:
+    """(Q, N) database positions, nearest first (exact L2 on the codes). ``regions`` is
+    (Q, 1 + R, S, S, 3), the whole query first; with a ``margin``, an image's distance is the
+    smallest of its distance to the whole query and, plus the margin, to each region (as the
+    product's search_regions ranks), else the whole query's alone."""
+    q_n = len(regions)
     t0 = time.perf_counter()
-    db_codes, q_codes = emb.encode(db), emb.encode(queries)
-    report["encode_ms_per_image"] = (time.perf_counter() - t0) / (len(db) + len(queries)) * 1e3
+    db_codes = emb.encode(db).astype(np.float64)
+    shown = regions if margin is not None else regions[:, :1]
+    q_codes = emb.encode(shown.reshape(-1, *regions.shape[2:])).astype(np.float64)
+    report["encode_ms_per_image"] = (time.perf_counter() - t0) / (len(db) + q_n) * 1e3
     report["dim"] = int(db_codes.shape[1])
-    q, d = q_codes.astype(np.float64), db_codes.astype(np.float64)
-    dist = (q * q).sum(1)[:, None] + (d * d).sum(1)[None] - 2 * q @ d.T  # (Q, N) squared L2
-    return np.argsort(dist, axis=1, kind="stable")
+    sq = (q_codes * q_codes).sum(1)[:, None] + (db_codes * db_codes).sum(1)[None]
+    dist = np.sqrt(np.maximum(sq - 2 * q_codes @ db_codes.T, 0))  # (Q * R', N) L2
+    dist = dist.reshape(q_n, shown.shape[1], len(db))
+    best = dist[:, 0]
+    if margin is not None:
+        best = np.minimum(best, dist[:, 1:].min(axis=1) + margin)
+    return np.argsort(best, axis=1, kind="stable")
+
+
+def margin_of(emb, train: np.ndarray) -> float:
+    """The product's query margin for these codes: the median distance of an edited copy to
+    its original on the self-check of the training photos (pipeline.assess)."""
+    from imgsearch.duplicates import calibrate
+
+    positions = list(range(len(train)))
+    held = holdout(positions) or positions[: max(2, len(positions) // 10)]
+    rest = sorted(set(positions) - set(held))
+    return calibrate(SelfCheck(train[held], train[rest]), emb.encode).copy_distances[0]
 
 
 def rank_phash(db_files: list, query_files: list, args, report: dict) -> np.ndarray:
@@ -317,6 +344,9 @@ def main() -> None:
                     help="folders of extra database images that no query is a copy of")
     ap.add_argument("--methods", default="pixels,pca,phash,ae-plain,ae-edits,ae,vae",
                     help=f"any of {','.join(ALL)}")
+    ap.add_argument("--regions", action=argparse.BooleanOptionalAction, default=True,
+                    help="search with the query's regions too, as the product does (the "
+                         "[whole query] rows are without)")
     ap.add_argument("--holdout", action="store_true",
                     help="train on one half of the photos, query with copies of the other")
     ap.add_argument("--size", type=int, default=64, help="index input size, as `imgsearch index`")
@@ -373,12 +403,13 @@ def main() -> None:
         im = open_upright(files[i], args.edit_side)
         for edit in EDITS:
             buf = edit_file(im, edit, rng)
-            query_arrays.append(load_image(buf, args.size)[0])
+            query_arrays.append(load_regions(buf, args.size)[0])  # the whole copy, then crops
             buf.seek(0)
             query_files.append(buf)
             truth.append(int(i))
             edit_of.append(edit)
-    queries, truth, edit_of = np.stack(query_arrays), np.array(truth), np.array(edit_of)
+    regions, truth, edit_of = np.stack(query_arrays), np.array(truth), np.array(edit_of)
+    queries = regions[:, 0]  # (Q, S, S, 3): the whole copies
     db = np.concatenate([originals, distractors])
     db_files = [*files, *distractor_files]
 
@@ -405,14 +436,20 @@ def main() -> None:
             emb = PixelsEmbedder(args.pixel_size) if m == "pixels" else PCAEmbedder(
                 args.pixel_size, args.dim)
             emb.fit(lambda: iter([db]), len(db))
+            embedders, report = {m: emb}, {}
+        else:
             report = {}
-            record(m, rank_codes(emb, db, queries, report), report)
-            continue
-        report: dict = {}
-        embedders = learned(m, train, args, report)
+            embedders = learned(m, train, args, report)
         for label, emb in embedders.items():
-            r = {"train": report["train"]} if label == m else {}
-            record(label, rank_codes(emb, db, queries, r), r)
+            r = {"train": report["train"]} if label == m and "train" in report else {}
+            if label != m:  # the processing ablation: whole queries, as the rows above
+                record(label, rank_codes(emb, db, regions, r, None), r)
+                continue
+            margin = margin_of(emb, train) if args.regions else None
+            record(label, rank_codes(emb, db, regions, r, margin), r | {"margin": margin})
+            if args.regions:  # and the same codes without the query's regions
+                w: dict = {}
+                record(f"{label} [whole query]", rank_codes(emb, db, regions, w, None), w)
 
     meta = {"source": source, "photos": len(files), "distractors": len(distractor_files),
             "database": len(db), "queries": len(queries), "edits": list(EDITS),
