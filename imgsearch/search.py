@@ -56,10 +56,14 @@ class Searcher:
                       ) -> list[Hit]:
         """Neighbours of one (S, S, 3) uint8 image, best first (``catalog``: another
         connection to the same catalog, for a caller in another thread)."""
+        return self.search_code(self.embedder.encode(pixels[None])[0], k, catalog)
+
+    def search_code(self, code: np.ndarray, k: int, catalog: Catalog | None = None
+                    ) -> list[Hit]:
+        """Neighbours of one code (an indexed image's own, say), best first."""
         if k <= 0:
             raise ImgSearchError(f"k must be at least 1, got {k}")
-        code = self.embedder.encode(pixels[None])
-        dist, ids = self.index.search(code, k)
+        dist, ids = self.index.search(code[None], k)
         pairs = [(int(i), float(d)) for i, d in zip(ids[0], dist[0]) if i >= 0]
         rows = (catalog or self.catalog).get_many(i for i, _ in pairs)
         live = [(i, d) for i, d in pairs if i in rows and rows[i].state == INDEXED]

@@ -179,8 +179,8 @@ def create_app(index: str | Path) -> FastAPI:
         out = {}
         for m in served.methods(method):
             searcher, _ = served.searcher(m)
-            pixels = served.ws.cache.read([image_id])[0]
-            hits = searcher.search_pixels(pixels, k + 1, served.catalog)
+            code = searcher.index.vectors([image_id])[0]  # its own code: nothing to encode
+            hits = searcher.search_code(code, k + 1, served.catalog)
             out[m] = _hits(served, [h for h in hits if h.id != image_id][:k])
         return {"id": image_id, "name": Path(row.path).name, "results": out}
 

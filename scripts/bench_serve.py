@@ -1,0 +1,114 @@
+"""Warm latency of the web API: `GET /api/similar/{id}` on a running `imgsearch serve`.
+
+Starts `imgsearch serve` on a free local port, asks once per method to load it, then times
+--requests requests for random indexed images over one kept-alive HTTP connection, one at a
+time, and reports the median and 95th percentile. The baseline, in the same run: the method's
+vector index searched for the same images in this process (FAISS alone), so the ratio is what
+the server, the catalog join and HTTP add.
+
+    python scripts/bench_serve.py --index out/index-100000 --out docs/results/bench-serve
+
+Writes OUT.json and OUT.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from imgsearch.build import load_method
+from imgsearch.workspace import Workspace
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--index", required=True)
+    ap.add_argument("--methods", default=None, help="default: every built method")
+    ap.add_argument("--requests", type=int, default=500)
+    ap.add_argument("-k", type=int, default=12)
+    ap.add_argument("--out", type=Path, default=Path("docs/results/bench-serve"))
+    args = ap.parse_args()
+    ws = Workspace.open(args.index)
+    methods = args.methods.split(",") if args.methods else ws.built_methods()
+    ids = np.array(ws.catalog.indexed_ids())
+    rng = np.random.default_rng(0)
+    asked = rng.choice(ids, args.requests)
+    baseline = {}
+    for m in methods:  # FAISS alone: the stored code of each image, searched
+        index = load_method(ws, m).index
+        codes = index.vectors(asked)
+        times = []
+        for c in codes:
+            t0 = time.perf_counter()
+            index.search(c[None], args.k + 1)
+            times.append(time.perf_counter() - t0)
+        baseline[m] = float(np.median(times) * 1e3)
+    n = len(ids)
+    ws.close()
+
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("imgsearch")), "serve",
+                             "--index", args.index, "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        conn = None
+        for _ in range(300):
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                conn.request("GET", "/api/info")
+                conn.getresponse().read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        rows = []
+        for m in methods:
+            path = f"/api/similar/{{}}?method={m}&k={args.k}"
+            conn.request("GET", path.format(int(asked[0])))  # loads the method
+            conn.getresponse().read()
+            times = []
+            for i in asked:
+                t0 = time.perf_counter()
+                conn.request("GET", path.format(int(i)))
+                r = conn.getresponse()
+                body = r.read()
+                times.append(time.perf_counter() - t0)
+                assert r.status == 200, body
+            t = np.array(times) * 1e3
+            rows.append({"method": m, "median_ms": float(np.median(t)),
+                         "p95_ms": float(np.percentile(t, 95)), "faiss_ms": baseline[m],
+                         "x_faiss": float(np.median(t)) / baseline[m]})
+            print(rows[-1], file=sys.stderr, flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    lines = [f"GET /api/similar/ID?k={args.k} on {n:,} images, {args.requests} requests one at "
+             "a time over one kept-alive connection (warm: each method loaded first)",
+             f"{'method':<8}{'median ms':>11}{'p95 ms':>9}{'FAISS alone ms':>16}{'x FAISS':>9}"]
+    for r in rows:
+        lines.append(f"{r['method']:<8}{r['median_ms']:>11.2f}{r['p95_ms']:>9.2f}"
+                     f"{r['faiss_ms']:>16.3f}{r['x_faiss']:>9.1f}")
+    text = "\n".join(lines)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".txt").write_text(text + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps(
+        {"images": n, "rows": rows, "command": " ".join(sys.argv)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
