@@ -29,6 +29,14 @@ VARIANTS: dict[str, tuple[str, dict, dict, str | None]] = {
     "ae-infonce-koleo": ("ae", {"invariance": "infonce", "koleo_weight": 0.5}, {}, None),
     "vae-vicreg": ("vae", {"invariance": "vicreg"}, {}, None),
     "vae-infonce": ("vae", {"invariance": "infonce"}, {}, None),
+    # the rest of the family (the autoencoder-family issue), invariance on (their default)
+    # and off
+    "ae-tied": ("ae", {"tied": True, "tied_convs": True}, {}, None),
+    "ae-tied-plain": ("ae", {"invariance": "none", "tied": True, "tied_convs": True}, {}, ""),
+    "tcvae": ("tcvae", {}, {}, None),
+    "tcvae-plain": ("tcvae", {"invariance": "none"}, {}, ""),
+    "aae": ("aae", {}, {}, None),
+    "aae-plain": ("aae", {"invariance": "none"}, {}, ""),
 }
 
 #: Retrieval-time processing measured on and off for every learned model (item 3 of the

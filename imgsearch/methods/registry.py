@@ -35,6 +35,14 @@ def _load_learned(folder: Path, cfg: IndexConfig, model: bool = False) -> Embedd
     return LearnedEmbedder.load(folder, cfg)
 
 
+#: The learned methods' default recipe (the quality issue; measured in docs/RESULTS.md):
+#: reconstruction plus VICReg invariance between two edited views of each image...
+INVARIANT = MappingProxyType({"invariance": "vicreg", "invariance_weight": 1.0})
+#: ...and, at retrieval, codes averaged with the mirror image's, centred, PCA-whitened on the
+#: collection and L2-normalised (each step measured on and off in RESULTS).
+POST = "flip,center,whiten,l2"
+
+
 @dataclass(frozen=True)
 class Method:
     """How to create, fit or train, save and load one method, and what it can do."""
@@ -63,17 +71,21 @@ METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
     Method("pca", "PCA of the raw pixels, fitted on the collection (256-d)",
            load=PCAEmbedder.load, create=lambda cfg: PCAEmbedder(cfg.pixel_size, cfg.code_dim),
            reconstructs=True, preference=3),
-    Method("ae", "convolutional autoencoder trained on the collection (256-d code)",
-           load=_load_learned, arch="ae", reconstructs=True, preference=1),
-    Method("vae", "convolutional VAE trained on the collection (256-d mu)",
-           load=_load_learned, arch="vae", reconstructs=True, samples=True, preference=2),
+    Method("ae", "convolutional autoencoder trained on the collection: reconstruction plus "
+           "VICReg invariance between two edited views (256-d code)",
+           load=_load_learned, arch="ae", settings=INVARIANT, post=POST, reconstructs=True,
+           preference=1),
+    Method("vae", "convolutional VAE trained on the collection, VICReg invariance on mu "
+           "(256-d mu)", load=_load_learned, arch="vae", settings=INVARIANT, post=POST,
+           reconstructs=True, samples=True, preference=2),
     Method("tcvae", "beta-TCVAE: the VAE with its KL split into mutual information, total "
            "correlation and dimension-wise KL (256-d mu)",
            load=_load_learned, arch="vae", settings=MappingProxyType(
-               {"kl": "tc", "alpha": 0.1, "beta": 0.6, "gamma": 0.1}),
+               {**INVARIANT, "kl": "tc", "alpha": 0.1, "beta": 0.6, "gamma": 0.1}), post=POST,
            reconstructs=True, samples=True, preference=5),
     Method("aae", "adversarial autoencoder: codes pushed towards N(0, I) by a discriminator "
-           "(256-d code)", load=_load_learned, arch="aae", reconstructs=True, samples=True,
+           "(256-d code)", load=_load_learned, arch="aae", settings=INVARIANT, post=POST,
+           reconstructs=True, samples=True,
            preference=6),
 )})
 
