@@ -26,7 +26,7 @@ DEMO_MINUTES ?= 3
 demo: install data
 	$(BIN)/imgsearch index $(DATA)/photos --index demo --train-minutes $(DEMO_MINUTES)
 	$(BIN)/imgsearch info --index demo
-	$(BIN)/imgsearch query $(DEMO_QUERY) --index demo -k 8 --montage out/demo-query-ae.png
+	$(BIN)/imgsearch query $(DEMO_QUERY) --index demo -k 8 --method ae --montage out/demo-query-ae.png
 	$(BIN)/imgsearch query $(DEMO_QUERY) --index demo -k 8 --method pca --montage out/demo-query-pca.png
 	$(BIN)/imgsearch reconstruct --index demo -n 8 --out out/demo-reconstruct.png
 	@echo "pictures: out/demo-query-ae.png out/demo-query-pca.png out/demo-reconstruct.png"

@@ -123,7 +123,8 @@ def new_index(ws: Workspace, embedder: Embedder, ids: list[int],
         sample = sorted(rng.choice(ids, size=n_train, replace=False).tolist())
         train = encode_ids(ws, embedder, sample, None, engine, folder)
         index = VectorIndex.create(plan, embedder.dim, train)
-        truth = GroundTruth(train[rng.permutation(len(train))[:TUNE_QUERIES]])
+        pick = rng.permutation(len(train))[:TUNE_QUERIES]
+        truth = GroundTruth(train[pick], own=np.asarray(sample)[pick])
     for chunk, codes in encode_batches(ws, embedder, ids, on_progress, engine, folder):
         index.add(codes, chunk)
         if truth is not None:

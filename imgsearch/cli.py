@@ -176,7 +176,7 @@ def index_cmd(
     wait: WaitOpt = False,
     engine_name: Annotated[str, typer.Option(
         "--engine", help=f"Where photos are decoded and codes encoded: {' or '.join(ENGINES)} "
-                         "(a Ray cluster; pip install 'imgsearch[ray]'). Training, and "
+                         "(a Ray cluster; pip install 'imgsearch\\[ray]'). Training, and "
                          "writing the index, always happen here.")] = "local",
     ray_address: Annotated[str | None, typer.Option(
         help="The Ray cluster for --engine ray: HOST:PORT of its head, or auto (default: "
@@ -672,6 +672,10 @@ def train_cmd(
                           adversarial_weight=adversarial_weight)
         overrides = _given(epochs=epochs, min_steps=min_steps, max_minutes=max_minutes,
                            batch_size=batch_size, lr=lr, patience=patience, augment=augment)
+        if post is not None:
+            from .methods.postprocess import parse
+
+            parse(post)  # a typo is refused now, not after the training run
         ws = workspace.Workspace.open(index)
         try:
             with WriteLock(ws.root, "imgsearch train", None if wait else 0):

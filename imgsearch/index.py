@@ -93,8 +93,12 @@ class GroundTruth:
     """The exact k nearest codes of a sample of queries, kept up to date as the codes stream
     past a batch at a time (so the reference never needs all codes in memory at once)."""
 
-    def __init__(self, queries: np.ndarray, k: int = 10):
+    def __init__(self, queries: np.ndarray, k: int = 10, own=None):
+        """``own``: the ids of the queries where they are codes of the index themselves;
+        each query's own id is then left out of its neighbours, here and when an index is
+        measured against them (a query trivially finds itself, which would inflate recall)."""
         self.queries, self.k = _as_f32(queries), k
+        self.own = None if own is None else _as_ids(own)
         self.dist = np.full((len(queries), k), np.inf, np.float32)
         self.ids = np.full((len(queries), k), -1, np.int64)
 
@@ -102,12 +106,28 @@ class GroundTruth:
         codes, ids = _as_f32(codes), _as_ids(ids)
         if not len(codes):
             return
-        d, pos = faiss.knn(self.queries, codes, min(self.k, len(codes)))
+        extra = 0 if self.own is None else 1
+        d, pos = faiss.knn(self.queries, codes, min(self.k + extra, len(codes)))
+        got = ids[pos]
+        if self.own is not None:
+            d = np.where(got == self.own[:, None], np.inf, d)
+            got = np.where(got == self.own[:, None], -1, got)
         dist = np.concatenate([self.dist, d], 1)
-        cand = np.concatenate([self.ids, ids[pos]], 1)
+        cand = np.concatenate([self.ids, got], 1)
         order = np.argsort(dist, axis=1, kind="stable")[:, : self.k]
         self.dist = np.take_along_axis(dist, order, 1)
         self.ids = np.take_along_axis(cand, order, 1)
+
+    def without_own(self, found: np.ndarray) -> np.ndarray:
+        """The first k ids of each row of ``found`` (k + 1 per query, best first) that are
+        not the query's own id."""
+        if self.own is None:
+            return found[:, : self.k]
+        out = np.full((len(found), self.k), -1, np.int64)
+        for i, (row, own) in enumerate(zip(found, self.own)):
+            kept = row[row != own][: self.k]
+            out[i, : len(kept)] = kept
+        return out
 
 
 class VectorIndex:
@@ -172,7 +192,7 @@ class VectorIndex:
         best = (0.0, 1)
         for nprobe in [p for p in NPROBES if p <= self.index.nlist] or [1]:
             self.index.nprobe = nprobe
-            _, got = self.index.search(truth.queries, k)
+            got = truth.without_own(self.index.search(truth.queries, k + 1)[1])
             hits = [len(set(a[a >= 0].tolist()) & set(b[b >= 0].tolist()))
                     for a, b in zip(got, truth.ids)]
             recall = float(np.mean(hits)) / k

@@ -245,7 +245,8 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
         if (ckpt["method"], ckpt["arch"]) != (method, arch) or (
                 config_from_checkpoint(ckpt) != config):
             raise ConfigMismatch(f"checkpoint {checkpoint} is for another model "
-                                 f"({ckpt['method']}: {ckpt['config']}); delete it to start anew")
+                                 f"({ckpt['method']}: {ckpt['config']}); "
+                                 "`imgsearch train --fresh` starts anew")
         model.load_state_dict(ckpt["model"])
         if ckpt["optimizer"]:
             optimizer.load_state_dict(ckpt["optimizer"])

@@ -108,8 +108,9 @@ def main() -> None:
     n, d = codes.shape
     ids = np.arange(n, dtype=np.int64) + 1
     rng = np.random.default_rng(1)
-    queries = codes[rng.choice(n, args.queries, replace=False)]
-    truth = GroundTruth(queries)
+    picked = rng.choice(n, args.queries, replace=False)
+    queries = codes[picked]
+    truth = GroundTruth(queries, own=ids[picked])  # each query's own code left out
     truth.add(codes, ids)
 
     rows = []

@@ -121,11 +121,12 @@ def million(src: Path, dest: Path, n: int = 1_000_000) -> Path:
         ws.catalog.upsert_many(new_rows[s : s + 50_000])
     ids, codes = np.concatenate(all_ids), np.concatenate(all_codes)
     plan = plan_index(len(ids), codes.shape[1])
-    train = codes[rng.choice(len(codes), min(len(codes), max(100_000, 39 * plan.nlist)),
-                             replace=False)]
+    picked = rng.choice(len(codes), min(len(codes), max(100_000, 39 * plan.nlist)),
+                        replace=False)
+    train = codes[picked]
     index = VectorIndex.create(plan, codes.shape[1], train)
     index.add(codes, ids)
-    truth = GroundTruth(train[:1000])
+    truth = GroundTruth(train[:1000], own=ids[picked[:1000]])
     truth.add(codes, ids)
     index.tune(truth)
     folder = dest / "methods" / "pca"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from imgsearch.errors import IndexFileError
-from imgsearch.index import VectorIndex
+from imgsearch.index import GroundTruth, VectorIndex
 
 
 def data(n, d, seed=0, clusters=50):
@@ -89,3 +89,70 @@ def test_save_load_round_trip_and_corrupt_file(tmp_path):
         VectorIndex.load(tmp_path / "bad.faiss")
     with pytest.raises(IndexFileError, match="missing"):
         VectorIndex.load(tmp_path / "none.faiss")
+
+
+def test_ground_truth_leaves_each_query_out_of_its_own_neighbours():
+    rng = np.random.default_rng(3)
+    codes = rng.normal(size=(300, 8)).astype(np.float32)
+    ids = np.arange(300, dtype=np.int64) + 1
+    picked = np.array([0, 7, 150, 299])
+    truth = GroundTruth(codes[picked], k=5, own=ids[picked])
+    for s in range(0, 300, 64):  # streamed a batch at a time, as a build does
+        truth.add(codes[s : s + 64], ids[s : s + 64])
+    dist = ((codes[picked][:, None, :] - codes[None, :, :]) ** 2).sum(-1)
+    dist[np.arange(len(picked)), picked] = np.inf  # brute force without the query itself
+    expect = ids[np.argsort(dist, axis=1)[:, :5]]
+    assert (truth.ids == expect).all()
+    assert truth.without_own(np.c_[ids[picked], expect]).tolist() == expect.tolist()
+
+
+def test_plan_index_by_size_and_memory():
+    from imgsearch.errors import ImgSearchError
+    from imgsearch.index import IndexPlan, plan_index
+
+    gib = 2**30
+    assert plan_index(50_000, 256, gib) == IndexPlan("flat")
+    big = plan_index(1_000_000, 256, 8 * gib)  # above the exact threshold, full codes fit
+    assert big.index_type == "ivf-flat" and big.nlist == 4000
+    assert plan_index(1_000_000, 256, gib // 2).index_type == "ivf-sq8"  # 1.0 GB won't fit
+    pq = plan_index(1_000_000, 256, 64 * 2**20)
+    assert pq.index_type == "ivf-pq" and pq.pq_m == 32  # the most bytes a code that fit
+    assert pq.code_bytes(256) * 1_000_000 <= 64 * 2**20
+    assert plan_index(50_000, 256, 10 * 2**20).index_type != "flat"  # exact would not fit
+    with pytest.raises(ImgSearchError, match="--index-memory"):
+        plan_index(1_000_000, 256, 2**20)
+
+
+@pytest.mark.parametrize("kind", ["ivf-flat", "ivf-sq8", "ivf-pq"])
+def test_every_inverted_kind_adds_removes_tunes_and_reloads(kind, tmp_path):
+    from imgsearch.index import IndexPlan
+
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(40, 32)).astype(np.float32) * 4
+    codes = (centres[rng.integers(0, 40, 3000)] + rng.normal(size=(3000, 32))).astype(
+        np.float32)
+    ids = np.arange(3000, dtype=np.int64) + 10
+    index = VectorIndex.create(IndexPlan(kind, nlist=16, pq_m=8), 32, codes)
+    assert index.index_type == kind
+    index.add(codes[:2500], ids[:2500])
+    index.add(codes[2500:], ids[2500:])  # incremental
+    pick = rng.choice(3000, 100, replace=False)
+    truth = GroundTruth(codes[pick], own=ids[pick])
+    truth.add(codes, ids)
+    recall = index.tune(truth)
+    assert recall == index.recall and index.nprobe is not None
+    assert recall >= (0.95 if kind != "ivf-pq" else 0.5)  # PQ's 8 bytes a code are lossy
+    gone = ids[:100]
+    assert index.remove(gone) == 100 and index.ntotal == 2900
+    _, found = index.search(codes[:100], 10)
+    assert not set(found.ravel().tolist()) & set(gone.tolist())
+    index.upsert(codes[2000:2005], ids[200:205])  # replaced, under the same ids
+    assert index.ntotal == 2900
+    _, top = index.search(codes[2000:2005], 2)  # each now has a twin (quantised alike)
+    assert all({int(a), int(b)} <= set(row.tolist())
+               for a, b, row in zip(ids[200:205], ids[2000:2005], top))
+    index.save(tmp_path / "i.faiss")
+    for mmap in (False, True):
+        back = VectorIndex.load(tmp_path / "i.faiss", mmap=mmap)
+        assert back.index_type == kind and back.ntotal == 2900 and back.nprobe == index.nprobe
+        assert (back.search(codes[300:310], 5)[1] == index.search(codes[300:310], 5)[1]).all()

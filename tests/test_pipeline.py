@@ -133,3 +133,30 @@ def test_a_query_never_loads_training_code(small, photo_dir):
     assert "onnxruntime" in loaded and "imgsearch.methods.onnx" in loaded
     assert "imgsearch.training" not in loaded and "imgsearch.augment" not in loaded
     assert not any(m.split(".")[0] in ("torch", "torchvision") for m in loaded)
+
+
+def test_an_inverted_index_syncs_adds_and_removes_like_an_exact_one(tmp_path, photo_dir):
+    from imgsearch.build import load_method
+    from imgsearch.verify import check
+
+    ws = Workspace.create(tmp_path / "idx", IndexConfig(input_size=16, pixel_size=8,
+                                                        code_dim=8, exact_threshold=4))
+    try:
+        moved = find(photo_dir, "img03.bmp")
+        aside = tmp_path / "aside.bmp"
+        shutil.move(moved, aside)
+        first = update_index(ws, photo_dir, ["pixels", "pca"])
+        assert {b.index_type for b in first.built} == {"ivf-flat"}  # 11 codes > 4
+        shutil.move(aside, moved)
+        find(photo_dir, "img05.gif").unlink()
+        second = update_index(ws, photo_dir, ["pixels", "pca"])
+        assert [(b.action, b.encoded, b.removed, b.total) for b in second.built] == [
+            ("sync", 1, 1, 11)] * 2
+        assert check(ws).ok
+        loaded = load_method(ws, "pixels")
+        assert loaded.index.index_type == "ivf-flat" and 0 < loaded.state.recall <= 1
+        held = set(loaded.index.ids().tolist())
+        assert len(held) == 11 and loaded.index.search(loaded.index.vectors(sorted(held)[:1]),
+                                                        1)[1][0, 0] == sorted(held)[0]
+    finally:
+        ws.close()
