@@ -83,21 +83,33 @@ def index_run(photos: Path, index: Path, extra: list[str]) -> dict:
     return {"wall_s": wall, "peak_rss_mib": peak / 1024, "report": report, "disk": disk}
 
 
-def million(src: Path, dest: Path, n: int = 1_000_000) -> Path:
-    """A copy of ``src`` whose pca method holds ``n`` codes: its real codes, repeated with
-    noise of a tenth of their spread, each under a catalog row of the photo it came from."""
+def million(src: Path, dest: Path, n: int = 1_000_000, methods: tuple[str, ...] = ("pca",)
+            ) -> Path:
+    """A copy of ``src`` whose ``methods`` hold ``n`` codes each: the real codes, repeated with
+    noise of a tenth of their spread, each under a catalog row of the photo it came from (the
+    rows are made once, by the first method; every method holds the same ids)."""
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     for name in ("config.json", "catalog.db"):
         shutil.copy2(src / name, dest / name)
-    shutil.copytree(src / "methods" / "pca", dest / "methods" / "pca")
     ws = Workspace.open(dest)
-    ids, codes = load_method(ws, "pca").index.items()
+    start = ws.catalog.max_id() + 1  # the new rows' first id, the same for every method
+    ws.close()
+    for i, method in enumerate(methods):
+        shutil.copytree(src / "methods" / method, dest / "methods" / method)
+        _inflate(dest, method, n, start, rows_too=i == 0)
+    return dest
+
+
+def _inflate(dest: Path, method: str, n: int, start: int, rows_too: bool) -> None:
+    ws = Workspace.open(dest)
+    ids, codes = load_method(ws, method).index.items()
+    order = np.argsort(ids)
+    ids, codes = ids[order], codes[order]
     rows = ws.catalog.get_many(ids.tolist())
     rng = np.random.default_rng(0)
     spread = codes.std(0, keepdims=True)
     reps = -(-n // len(ids))
-    start = ws.catalog.max_id() + 1
     new_rows, all_ids, all_codes = [], [], []
     for r in range(reps):
         take = min(len(ids), n - r * len(ids))
@@ -109,7 +121,7 @@ def million(src: Path, dest: Path, n: int = 1_000_000) -> Path:
             part_ids = np.arange(start, start + take)
             start += take
             part = codes[:take] + 0.1 * spread * rng.standard_normal((take, codes.shape[1]))
-            for i, src_id in zip(part_ids, ids[:take]):
+            for i, src_id in zip(part_ids, ids[:take] if rows_too else []):
                 row = rows[int(src_id)]
                 new_rows.append({"id": int(i), "path": f"{row.path}#copy{r}", "size": row.size,
                                  "mtime": row.mtime, "hash": None, "width": row.width,
@@ -129,15 +141,14 @@ def million(src: Path, dest: Path, n: int = 1_000_000) -> Path:
     truth = GroundTruth(train[:1000], own=ids[picked[:1000]])
     truth.add(codes, ids)
     index.tune(truth)
-    folder = dest / "methods" / "pca"
+    folder = dest / "methods" / method
     index.save(folder / ws.INDEX_FILE)
     old = MethodState.load(folder)
     MethodState(old.gen, index.index_type, index.dim, index.ntotal, old.selfcheck,
                 old.duplicate_threshold, index.recall, index.nprobe).save(folder)
     ws.close()
-    print(f"1M index: {index.index_type}, nprobe {index.nprobe}, recall@10 {index.recall:.4f}",
-          file=sys.stderr, flush=True)
-    return dest
+    print(f"{method}: {len(ids):,} codes, {index.index_type}, nprobe {index.nprobe}, "
+          f"recall@10 {index.recall}", file=sys.stderr, flush=True)
 
 
 def cold_queries(index: Path, image: Path, methods: list[str], runs: int) -> dict:
@@ -156,12 +167,25 @@ def main() -> None:
     ap.add_argument("--indexes", default="out/index-{n}")
     ap.add_argument("--index-args", default="", help="more `imgsearch index` arguments")
     ap.add_argument("--million", action="store_true")
+    ap.add_argument("--inflate", type=Path, default=None,
+                    help="an index whose methods to inflate to --inflate-n codes each (its "
+                         "real codes repeated with noise), then time cold queries on it")
+    ap.add_argument("--inflate-n", type=int, default=100_000)
+    ap.add_argument("--inflate-methods", default="pca,ae")
+    ap.add_argument("--image", type=Path, default=None, help="query image for --inflate")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("docs/results/bench-scale"))
     args = ap.parse_args()
     results = {"command": " ".join(sys.argv), "sizes": {}}
     last = None
-    for n in [int(s) for s in args.sizes.split(",")]:
+    if args.inflate is not None:
+        methods = tuple(args.inflate_methods.split(","))
+        dest = args.inflate.with_name(f"{args.inflate.name}-{args.inflate_n}")
+        million(args.inflate, dest, args.inflate_n, methods)
+        results["inflated"] = {"n": args.inflate_n, "index": str(dest),
+                               "queries": cold_queries(dest, args.image, list(methods),
+                                                       args.runs)}
+    for n in [int(s) for s in args.sizes.split(",") if s]:
         photos = Path(args.collections.format(n=n))
         if len(list(photos.rglob("*.jpg"))) < n:
             subprocess.run([sys.executable, str(ROOT / "scripts" / "make_collection.py"),
@@ -210,6 +234,13 @@ def render(results: dict) -> str:
         lines.append("  cold query (median s): " + ", ".join(
             f"{k.removeprefix('query ')} {v['median']:.2f} ({v['median'] / base:.1f}x)"
             for k, v in run["queries"].items()))
+    if "inflated" in results:
+        q = results["inflated"]["queries"]
+        base = q["import numpy, faiss"]["median"]
+        lines.append(f"{results['inflated']['n']:,} codes a method "
+                     f"({results['inflated']['index']}): cold query (median s): " + ", ".join(
+                         f"{k.removeprefix('query ')} {v['median']:.2f} ({v['median'] / base:.1f}x)"
+                         for k, v in q.items()))
     if "million" in results:
         q = results["million"]
         lines.append(f"1,000,000 codes: cold query pca {q['query pca']['median']:.2f} s "

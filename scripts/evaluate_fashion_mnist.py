@@ -164,7 +164,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         train = r.get("train")
         t = f"{train['steps']} steps, {train['minutes']:.1f} min" if train else "-"
         lines.append(f"| {r['method']} | {r['dim']} | " +
-                     " | ".join(f"{r[c]:.4f}" for c in COLUMNS) +
+                     " | ".join("-" if r[c] != r[c] else f"{r[c]:.4f}" for c in COLUMNS) +
                      f" | {t} | {r['encode_ms_per_image']:.3f} | {r['index_build_s']:.2f} | "
                      f"{r['query_ms']:.2f} |")
     return ("\n".join(lines)
