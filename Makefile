@@ -45,12 +45,18 @@ bench: install data
 
 # The evaluations in docs/RESULTS.md (one to two hours on a 2-core CPU).
 eval: install data
-	$(BIN)/python scripts/evaluate_fashion_mnist.py --data $(DATA)/fashion-mnist \
-	    --methods pixels,pca,ae,vae-beta0.1 --minutes 40 --epochs 8 --tsne 5000 \
-	    --work out/fashion-mnist --out docs/results/fashion-mnist-tsne5000
-	$(BIN)/python scripts/evaluate_copy_detection.py --photos $(DATA)/photos \
-	    --methods pixels,pca,ae,ae-edits,vae,phash --steps 1500 \
-	    --work out/copy-detection --out docs/results/copy-detection
+	$(BIN)/python scripts/evaluate_fashion_mnist.py --methods pixels,pca,phash,ae-plain,ae,vae \
+	    --steps 1500 --minutes 60 --tsne 3000 --work out/fm --out docs/results/fashion-mnist
+	$(BIN)/python scripts/evaluate_copy_detection.py \
+	    --methods pixels,pca,phash,ae-plain,ae-edits,ae,vae --steps 1000 --minutes 60 \
+	    --work out/cd --out docs/results/copy-detection
+	$(BIN)/python scripts/evaluate_copy_detection.py --holdout \
+	    --methods pixels,pca,phash,ae-plain,ae --steps 800 --minutes 60 \
+	    --work out/cd-holdout --out docs/results/copy-detection-holdout
+	$(BIN)/python scripts/evaluate_versions.py --sizes 100,500 --methods pixels,pca,ae \
+	    --minutes 2 --work out/versions --out docs/results/versions
+	$(BIN)/python scripts/evaluate_duplicates.py --methods pixels,pca,ae --minutes 2 \
+	    --scale 100000 --work out/dups --out docs/results/duplicates
 
 clean-demo:
 	rm -rf indexes/demo out/demo-*.png
