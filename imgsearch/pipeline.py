@@ -223,10 +223,12 @@ def train_method(ws: Workspace, method: str, model_cfg, train_cfg: TrainConfig,
 
 
 def train_on_array(method: str, model_cfg, images: np.ndarray, train_cfg: TrainConfig,
-                   checkpoint: Path, resume: bool = False, check=None, post: str = ""):
+                   checkpoint: Path, resume: bool = False, check=None, post: str = "",
+                   more: bool = True):
     """Train ``method`` on an in-memory (N, S, S, C) uint8 array, as the evaluation scripts
     do (``check``: a SelfCheck, or None), then fit the post-processing ``post`` on the
-    array; returns the embedder and a JSON-ready summary of the training."""
+    array; returns the embedder and a JSON-ready summary of the training. ``more=False`` with
+    ``resume``: no more training, the saved checkpoint as it is."""
     from .methods.learned import LearnedEmbedder
     from .methods.postprocess import Processed, parse
     from .models.checkpoint import load_checkpoint
@@ -235,8 +237,15 @@ def train_on_array(method: str, model_cfg, images: np.ndarray, train_cfg: TrainC
     checkpoint = Path(checkpoint)
     if checkpoint.exists() and not resume:
         checkpoint.unlink()
-    history = train(method, model_cfg, ArraySource(images), train_cfg, checkpoint, check=check)
+    saved = resume and not more and checkpoint.exists()
+    if not saved:
+        history = train(method, model_cfg, ArraySource(images), train_cfg, checkpoint,
+                        check=check)
     ckpt = load_checkpoint(checkpoint)
+    if saved:
+        from .training import Epoch
+
+        history = [Epoch(**h) for h in ckpt["history"]]
     summary = {"epochs": len(history), "steps": ckpt.get("step", 0),
                "minutes": sum(h.seconds for h in history) / 60,
                "images_per_s": history[-1].images_per_s, "val_loss": history[-1].val_loss,

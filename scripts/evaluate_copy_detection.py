@@ -179,7 +179,9 @@ def learned(name: str, train: np.ndarray, args, report: dict) -> dict[str, objec
                                   epochs=10**6, min_steps=0, max_minutes=args.minutes,
                                   max_steps=args.steps)
     raw, report["train"] = train_on_array(method, model, train[rest] if held else train, tcfg,
-                                          args.work / f"{name}.pt", args.resume, check)
+                                          args.work / f"{name}.pt",
+                                          args.resume or args.saved, check,
+                                          more=not args.saved)
     out = {}
     for label, post in {**POSTS, "": post_of(name)}.items():
         steps = parse(post)
@@ -360,6 +362,8 @@ def main() -> None:
                     help="tolerance (0..255) under which two originals are the same picture")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="generated pictures if none, for tests")
+    ap.add_argument("--saved", action="store_true",
+                    help="evaluate the saved models in --work as they are, no more training")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--work", type=Path, default=Path("out/copy-detection"))
     ap.add_argument("--out", type=Path, default=Path("out/copy-detection/results"))

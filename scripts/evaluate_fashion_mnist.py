@@ -81,7 +81,9 @@ def embedders_for(name: str, train: Split, args, report: dict) -> dict[str, obje
     method, model, tcfg = configs(name, 28, 1, args.dim, args.widths, epochs=10**6,
                                   min_steps=0, max_minutes=args.minutes, max_steps=args.steps)
     raw, report["train"] = train_on_array(method, model, images[np.sort(rest)], tcfg,
-                                          args.work / f"{name}.pt", args.resume, check)
+                                          args.work / f"{name}.pt",
+                                          args.resume or args.saved, check,
+                                          more=not args.saved)
     out = {}
     batches = lambda: (images[i : i + 4096] for i in range(0, len(images), 4096))  # noqa: E731
     for label, post in {**POSTS, "": post_of(name)}.items():
@@ -251,6 +253,8 @@ def main() -> None:
     ap.add_argument("--tsne", type=int, default=0, help="t-SNE map of this many test codes")
     ap.add_argument("--show", type=int, default=6, help="queries in the neighbours picture")
     ap.add_argument("--quick", action="store_true", help="a small subset, for tests")
+    ap.add_argument("--saved", action="store_true",
+                    help="evaluate the saved models in --work as they are, no more training")
     ap.add_argument("--resume", action="store_true", help="continue saved training runs")
     ap.add_argument("--work", type=Path, default=Path("out/fashion-mnist"))
     ap.add_argument("--out", type=Path, default=Path("out/fashion-mnist/results"))

@@ -29,11 +29,16 @@ def test_parse_orders_steps_and_refuses_unknown_ones():
         parse("sharpen")
 
 
-def test_whitening_gives_unit_covariance_and_l2_unit_length():
+def test_whitening_scales_each_axis_by_its_shrunk_variance_and_l2_unit_length():
     x = data()
-    white = fitted(("center", "whiten"), x).encode(x)
+    emb = fitted(("center", "whiten"), x)
+    white = emb.encode(x)
     np.testing.assert_allclose(white.mean(0), 0, atol=1e-4)
-    np.testing.assert_allclose(np.cov(white, rowvar=False), np.eye(12), atol=1e-3)
+    vals = np.linalg.eigvalsh(np.cov(unwrap(emb).encode(x).astype(np.float64), rowvar=False))
+    shrunk = vals / (vals + 12 / 400 * vals.mean())  # each axis's variance after whitening
+    np.testing.assert_allclose(np.sort(np.linalg.eigvalsh(np.cov(white, rowvar=False))),
+                               np.sort(shrunk), atol=1e-3)
+    assert shrunk.min() > 0.5  # 400 codes of 12-d: close to full whitening
     unit = fitted(("center", "l2"), x).encode(x)
     np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1, atol=1e-5)
 
@@ -58,3 +63,21 @@ def test_saved_with_the_method_and_loaded_back(tmp_path):
     PCAEmbedder(4, 12, emb.inner.mean, emb.inner.components).save(plain)
     assert isinstance(open_embedder("pca", plain, IndexConfig(input_size=8, pixel_size=4)),
                       PCAEmbedder)  # no post.npz: the bare embedder
+
+
+def test_whitening_fades_with_few_codes_and_is_full_with_many():
+    from imgsearch.methods.postprocess import shrinkage
+
+    assert shrinkage(111, 256) == pytest.approx(2.306, abs=1e-3)
+    assert shrinkage(20_000, 256) == pytest.approx(0.0128)
+    many = fitted(("center", "whiten"), data(20_000))
+    np.testing.assert_allclose(np.cov(many.encode(data(20_000)), rowvar=False), np.eye(12),
+                               atol=2e-3)
+    x = data(6)  # 6 codes: the sample covariance is singular
+    few = fitted(("center", "whiten"), x)
+    raw = unwrap(few).encode(x).astype(np.float64)
+    mean_var = np.linalg.eigvalsh(np.cov(raw, rowvar=False)).mean()
+    gain = np.linalg.norm(few.proj, axis=0)  # how much whitening stretches each axis
+    # at most 1 / sqrt(shrinkage * mean variance); without the shrinkage the axes never
+    # seen would be stretched by 1 / sqrt(EPS * mean variance), 10x that here
+    assert gain.max() <= 1.0001 / np.sqrt(shrinkage(6, raw.shape[1]) * mean_var)

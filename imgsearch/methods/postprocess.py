@@ -6,7 +6,11 @@ mirror image), ``center`` (subtract the collection's mean code), ``whiten`` (PCA
 fitted on the collection's codes: rotate onto the principal axes and scale each to unit
 variance, which gives every direction of variation an equal say; Jegou & Chum, "Negative
 evidences and co-occurrences in image retrieval: the benefit of PCA and whitening", ECCV 2012),
-and ``l2`` (unit length: L2 distance then ranks as cosine similarity does).
+its covariance shrunk towards a multiple of the identity by d/n (n codes of d dimensions; the
+sample covariance of few codes overstates the spread of the top axes and understates the rest,
+Ledoit & Wolf, "A well-conditioned estimator for large-dimensional covariance matrices", J.
+Multivariate Anal. 2004), so a collection of fewer images than dimensions is whitened gently
+and a large one fully), and ``l2`` (unit length: L2 distance then ranks as cosine similarity does).
 """
 
 from __future__ import annotations
@@ -37,6 +41,13 @@ def parse(spec: str) -> tuple[str, ...]:
         raise ConfigMismatch(f"unknown post-processing {', '.join(unknown)}; choose from "
                              f"{', '.join(STEPS)} or none")
     return tuple(s for s in STEPS if s in names)
+
+
+def shrinkage(n: int, d: int) -> float:
+    """How much of the mean eigenvalue is added to every eigenvalue of the covariance of ``n``
+    codes of ``d`` dimensions before whitening: d / n (0.0128 for 20,000 codes of 256-d;
+    2.3 for 111)."""
+    return d / max(n, 1)
 
 
 class Processed(Embedder):
@@ -72,7 +83,9 @@ class Processed(Embedder):
             d = codes.shape[1]
             cov = np.cov(codes - self.mean, rowvar=False).reshape(d, d)
             vals, vecs = np.linalg.eigh(cov)
-            vals = np.maximum(vals, EPS * max(vals.mean(), 1e-12))
+            scale = max(vals.mean(), 1e-12)
+            vals = np.maximum(vals, 0) + shrinkage(len(codes), d) * scale
+            vals = np.maximum(vals, EPS * scale)
             self.proj = vecs / np.sqrt(vals)  # (dim, dim): columns are the scaled axes
         LOG.info("post-processing %s fitted on %d codes", ",".join(self.steps), len(codes))
 
