@@ -40,18 +40,20 @@ ARGS = ["--methods", "pixels,pca,ae", "--input-size", "32", "--workers", "2",
 class Photos:
     """A folder that changes a little every round."""
 
-    def __init__(self, root: Path, n: int, rng: np.random.Generator):
-        self.root, self.rng, self.seed = root, rng, 0
+    def __init__(self, root: Path, n: int, rng: np.random.Generator, side: int = 80,
+                 exts: tuple[str, ...] = ("jpg", "png")):
+        self.root, self.rng, self.seed, self.side, self.exts = root, rng, 0, side, exts
         root.mkdir(parents=True)
         for _ in range(n):
             self.add()
 
     def add(self) -> None:
         self.seed += 1
-        ext = ("jpg", "png")[self.seed % 2]
+        ext = self.exts[self.seed % len(self.exts)]
         sub = self.root / f"d{self.seed % 4}"
         sub.mkdir(exist_ok=True)
-        Image.fromarray(pattern(self.seed, 80)).save(sub / f"p{self.seed}.{ext}", quality=92)
+        Image.fromarray(pattern(self.seed, self.side)).save(sub / f"p{self.seed}.{ext}",
+                                                            quality=92)
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.root.rglob("*") if p.is_file())
@@ -174,11 +176,15 @@ def test_sigkill_at_random_points_never_corrupts(tmp_path):
 
 @pytest.mark.slow
 def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path):
-    photos = Photos(tmp_path / "photos", 300, np.random.default_rng(1))
+    # PNGs (never draft-decoded) big enough that decoding them lasts a few seconds, so that
+    # the interrupt lands while decoding, as the test says (small files were all decoded
+    # within 0.2 s, and the interrupt then fell in a later phase)
+    photos = Photos(tmp_path / "photos", 300, np.random.default_rng(1), side=480,
+                    exts=("png",))
     index = tmp_path / "idx"
     run = Watched(imgsearch("index", str(photos.root), "--index", str(index), *ARGS))
     assert run.wait_for("decoding", timeout=120)
-    time.sleep(0.3)
+    time.sleep(0.1)
     os.killpg(run.proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
     assert run.finish() == 130, run.output
     assert "interrupted" in run.output and "Re-run the same command" in run.output
