@@ -212,3 +212,20 @@ def test_index_json_reports_every_phase(photo_dir, tmp_path):
         ("pixels", "fit", 12), ("pca", "fit", 12)]
     assert data["seconds"] >= data["ingest"]["seconds"] + sum(m["seconds"]
                                                                for m in data["methods"]) * 0.99
+
+
+@pytest.mark.parametrize("model", ["tcvae", "aae"])
+def test_the_rest_of_the_family_trains_answers_queries_and_samples(small, photo_dir, tmp_path,
+                                                                   model):
+    result = run("train", "--index", small, "--model", model, "--epochs", 1, "--min-steps", 0,
+                 "--batch-size", 4)
+    assert result.exit_code == 0, result.output
+    assert f"{model}: 12 codes (flat)" in result.stderr
+    query = find(photo_dir, "img03.bmp")
+    data = json.loads(run("query", query, "--index", small, "--json", "-k", 1, "--method",
+                          model).stdout)
+    assert data["method"] == model and data["results"][0]["path"] == str(query)
+    out = tmp_path / f"{model}-samples.png"
+    sampled = run("sample", "--index", small, "--method", model, "--out", out)
+    assert sampled.exit_code == 0, sampled.output
+    assert out.stat().st_size > 0
