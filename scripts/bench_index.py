@@ -18,7 +18,6 @@ Writes OUT.json and OUT.txt.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import torch
+from report import write_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgsearch.augment import affine, jitter
@@ -162,10 +162,7 @@ def main() -> None:
                      f"{r.get('mmap_load_and_first_query_s', 0):>11.3f}")
     text = "\n".join(lines)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".txt").write_text(text + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"n": n, "dim": d, "rows": rows, "command": " ".join(sys.argv)}, indent=1))
+    write_report(args.out, text, {"n": n, "dim": d, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from report import write_report
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -67,11 +69,8 @@ def main() -> None:
         lines.append(f"{name:<24}{t['median']:>10.3f}{t['median'] / base:>22.2f}")
     text = "\n".join(lines)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".txt").write_text(text + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"index": args.index, "images": info["counts"]["indexed"], "runs": args.runs,
-         "times": times, "command": " ".join(sys.argv)}, indent=1))
+    write_report(args.out, text, {"index": args.index, "images": info["counts"]["indexed"],
+                                  "runs": args.runs, "times": times})
 
 
 if __name__ == "__main__":

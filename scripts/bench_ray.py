@@ -28,7 +28,6 @@ catalog upserts), at the cache's input size:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -43,6 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ingest import make_collection, source_jpegs  # the same photos
+from report import write_report
 
 from imgsearch.engine import LocalEngine
 from imgsearch.ingest import ingest
@@ -136,9 +136,7 @@ def main() -> None:
                 f"catalog rows committed 256 at a time); {platform.machine()}, "
                 f"{os.cpu_count()} cores")
         print(text)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-        args.out.with_suffix(".txt").write_text(text + "\n")
+        write_report(args.out, text, result, indent=2)
         return
     if args.folder is not None:
         folder, source = args.folder, f"the folder {args.folder}"
@@ -189,9 +187,7 @@ def main() -> None:
                  f"{result['ratio_ingest_after_start']:.2f} (1.00: no overhead)")
     text = "\n".join(lines)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    args.out.with_suffix(".txt").write_text(text + "\n")
+    write_report(args.out, text, result, indent=2)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_query import hyperfine
+from report import write_report
 
 from imgsearch.build import load_method
 from imgsearch.catalog import INDEXED
@@ -176,7 +177,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("docs/results/bench-scale"))
     args = ap.parse_args()
-    results = {"command": " ".join(sys.argv), "sizes": {}}
+    results = {"sizes": {}}
     last = None
     if args.inflate is not None:
         methods = tuple(args.inflate_methods.split(","))
@@ -208,9 +209,7 @@ def main() -> None:
         results["million"] = cold_queries(big, Path(files[0]), ["pca"], args.runs)
     text = render(results)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".txt").write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    write_report(args.out, text, results)
 
 
 def render(results: dict) -> str:

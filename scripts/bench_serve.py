@@ -15,25 +15,17 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from bench_index import single_query_ms
+from report import serving, write_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgsearch.build import load_method
 from imgsearch.workspace import Workspace
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:
@@ -56,21 +48,9 @@ def main() -> None:
     n = len(ids)
     ws.close()
 
-    port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("imgsearch")), "serve",
-                             "--index", args.index, "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        conn = None
-        for _ in range(300):
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                conn.request("GET", "/api/info")
-                conn.getresponse().read()
-                break
-            except OSError:
-                time.sleep(0.2)
-        rows = []
+    rows = []
+    with serving(args.index) as (host, port):
+        conn = http.client.HTTPConnection(host, port, timeout=60)
         for m in methods:
             path = f"/api/similar/{{}}?method={m}&k={args.k}"
             conn.request("GET", path.format(int(asked[0])))  # loads the method
@@ -88,9 +68,6 @@ def main() -> None:
                          "p95_ms": float(np.percentile(t, 95)), "faiss_ms": baseline[m],
                          "x_faiss": float(np.median(t)) / baseline[m]})
             print(rows[-1], file=sys.stderr, flush=True)
-    finally:
-        proc.terminate()
-        proc.wait(10)
     lines = [f"GET /api/similar/ID?k={args.k} on {n:,} images, {args.requests} requests one at "
              "a time over one kept-alive connection (warm: each method loaded first)",
              f"{'method':<8}{'median ms':>11}{'p95 ms':>9}{'FAISS alone ms':>16}{'x FAISS':>9}"]
@@ -99,10 +76,7 @@ def main() -> None:
                      f"{r['faiss_ms']:>16.3f}{r['x_faiss']:>9.1f}")
     text = "\n".join(lines)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".txt").write_text(text + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"images": n, "rows": rows, "command": " ".join(sys.argv)}, indent=1))
+    write_report(args.out, text, {"images": n, "rows": rows})
 
 
 if __name__ == "__main__":

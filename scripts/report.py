@@ -1,0 +1,57 @@
+"""What the benchmark and evaluation scripts share: writing a run's results beside its table,
+and a running `imgsearch serve` to measure or photograph."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def write_report(out: Path, text: str, data: dict, table: str = ".txt", indent: int = 1
+                 ) -> None:
+    """OUT.txt (or ``table``: ".md") holding ``text`` and OUT.json holding ``data``, with the
+    command that made them."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(table).write_text(text.rstrip("\n") + "\n")
+    out.with_suffix(".json").write_text(json.dumps({**data, "command": " ".join(sys.argv)},
+                                                   indent=indent))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(index: str | Path, seconds: float = 60) -> Iterator[tuple[str, int]]:
+    """`imgsearch serve --index INDEX` on a free local port, answering; yields (host, port)
+    and stops it after."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "imgsearch", "serve", "--index", str(index),
+                             "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + seconds
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"imgsearch serve exited with {proc.returncode}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=2).read()
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    raise SystemExit(f"imgsearch serve did not answer within {seconds:.0f} s"
+                                     ) from None
+                time.sleep(0.2)
+        yield "127.0.0.1", port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
