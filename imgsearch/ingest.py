@@ -12,7 +12,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -213,13 +212,14 @@ def ingest(
     LOG.info("decoding %d new or changed files of %d", len(todo), len(files))
     entries = {f.path: f for f in todo}
     tasks = [(f.path, cache.size, by_size.get(f.size, {}), rules.max_megapixels) for f in todo]
-    done = 0
+    done, read_all = 0, False
     try:
         results = _run(tasks, workers) if engine is None else engine.read(tasks, workers)
         for done, result in enumerate(results, 1):
             writer.add(entries[result["path"]], result)
             if on_progress:
                 on_progress(done, len(tasks))
+        read_all = True
     except DiskFull as e:  # what the rest of the run needs: its pixels, and the catalog rows
         raise e.needing((len(tasks) - done + 1) * (cache.record + 512)) from e
     finally:
@@ -227,7 +227,7 @@ def ingest(
             writer.commit()
             cache.flush()
         except MachineFault:
-            if sys.exc_info()[0] is None:  # no fault already on its way up
+            if read_all:  # else the error already on its way up says more
                 raise
         report.seconds = time.perf_counter() - t0
     LOG.info("ingest %s: %s", root, report)

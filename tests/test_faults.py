@@ -159,3 +159,19 @@ def test_a_catalog_that_may_not_be_read(photo_dir, tmp_path, monkeypatch):
     line = one_line(runner.invoke(app, ["info", "--index", str(tmp_path / "idx")]))
     assert line == f"error: cannot read {catalog} (permission denied); make it readable by " \
                    "this user (chmod u+r)"
+
+
+def test_disk_full_at_the_last_commit_of_an_ingest_run(photo_dir, tmp_path, monkeypatch):
+    real = sqlite_utils.db.Table.upsert_all
+
+    def upsert_all(self, records, *args, **kwargs):
+        records = list(records)
+        if self.name == "images" and records:  # the photos' rows, all in the run's last commit
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(self, records, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite_utils.db.Table, "upsert_all", upsert_all)
+    line = one_line(index(photo_dir, tmp_path / "idx"))  # not a run that says it is done
+    assert line.startswith(f"error: no space left on the disk of {tmp_path / 'idx'}/catalog.db")
+    monkeypatch.undo()
+    finishes(photo_dir, tmp_path / "idx")
