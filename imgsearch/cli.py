@@ -287,9 +287,13 @@ def query_cmd(
             margin = state.query_margin if regions is not False else None
             if regions and margin is None:
                 margin = 0.0  # asked for, never calibrated: regions count as the whole query
-            pixels = searcher.load_query(image)
-            hits = (searcher.search_pixels(pixels, k) if margin is None else
-                    searcher.search_regions(searcher.load_query_regions(image), k, margin))
+            if margin is None:
+                pixels = searcher.load_query(image)
+                hits = searcher.search_pixels(pixels, k)
+            else:  # the whole query is the first region: the image is decoded once
+                query_regions = searcher.load_query_regions(image)
+                pixels = query_regions[0]
+                hits = searcher.search_regions(query_regions, k, margin)
             if montage is not None:
                 from .viz import query_montage
 

@@ -61,13 +61,10 @@ class Searcher:
     def search_code(self, code: np.ndarray, k: int, catalog: Catalog | None = None
                     ) -> list[Hit]:
         """Neighbours of one code (an indexed image's own, say), best first."""
-        if k <= 0:
-            raise ImgSearchError(f"k must be at least 1, got {k}")
+        _check_k(k)
         dist, ids = self.index.search(code[None], k)
         pairs = [(int(i), float(d)) for i, d in zip(ids[0], dist[0]) if i >= 0]
-        rows = (catalog or self.catalog).get_many(i for i, _ in pairs)
-        live = [(i, d) for i, d in pairs if i in rows and rows[i].state == INDEXED]
-        return [Hit(rank, i, rows[i].path, d) for rank, (i, d) in enumerate(live, 1)]
+        return self._hits(pairs, k, catalog)
 
     def search_regions(self, regions: np.ndarray, k: int, margin: float,
                        catalog: Catalog | None = None) -> list[Hit]:
@@ -76,17 +73,21 @@ class Searcher:
         to the whole query and, plus ``margin``, to each region. A region must beat the
         whole query by the margin to count, so a copy pasted into a larger picture is found
         by the crop that holds it while ordinary queries keep their whole-image ranking."""
-        if k <= 0:
-            raise ImgSearchError(f"k must be at least 1, got {k}")
+        _check_k(k)
         codes = self.embedder.encode(regions)
-        dist, ids = self.index.search(codes, min(self.index.ntotal, 3 * k))
+        dist, ids = self.index.search(codes, 3 * k)
         best: dict[int, float] = {}
         for r, (d_row, i_row) in enumerate(zip(dist, ids)):
             extra = 0.0 if r == 0 else margin
             for i, d in zip(i_row.tolist(), d_row.tolist()):
                 if i >= 0 and d + extra < best.get(i, np.inf):
                     best[i] = d + extra
-        ranked = sorted(best.items(), key=lambda kv: kv[1])
+        return self._hits(sorted(best.items(), key=lambda kv: kv[1]), k, catalog)
+
+    def _hits(self, ranked: list[tuple[int, float]], k: int, catalog: Catalog | None
+              ) -> list[Hit]:
+        """The first ``k`` of (id, distance) pairs, best first, whose images are still
+        indexed, as hits."""
         rows = (catalog or self.catalog).get_many(i for i, _ in ranked)
         live = [(i, d) for i, d in ranked if i in rows and rows[i].state == INDEXED][:k]
         return [Hit(rank, i, rows[i].path, d) for rank, (i, d) in enumerate(live, 1)]
@@ -105,3 +106,8 @@ class Searcher:
             return load_regions(Path(path), self.input_size)[0]
         except ImageLoadError as e:
             raise ImageLoadError(f"cannot read query image {path}: {e}") from e
+
+
+def _check_k(k: int) -> None:
+    if k <= 0:
+        raise ImgSearchError(f"k must be at least 1, got {k}")

@@ -35,7 +35,7 @@ from . import methods
 from .build import load_method
 from .catalog import INDEXED, Catalog
 from .errors import ImageLoadError, ImgSearchError
-from .images import load_regions, open_upright
+from .images import load_image, load_regions, open_upright
 from .search import Searcher
 from .store import MethodState, replacing
 from .workspace import Workspace
@@ -188,6 +188,7 @@ def create_app(index: str | Path) -> FastAPI:
     async def search(file: Annotated[UploadFile, File()], method: str | None = None,
                      k: int = 12):
         _check_k(k)
+        searchers = {m: served.searcher(m) for m in served.methods(method)}
         data = await file.read(MAX_UPLOAD + 1)
         if len(data) > MAX_UPLOAD:
             raise HTTPException(413, f"upload over {MAX_UPLOAD // 2**20} MiB")
@@ -200,15 +201,18 @@ def create_app(index: str | Path) -> FastAPI:
                 raise HTTPException(413, f"image of {w}x{h} pixels is too large to search "
                                          f"with (at most {MAX_UPLOAD_PIXELS // 10**6} "
                                          "megapixels)")
-            regions, _ = load_regions(io.BytesIO(data), served.ws.config.input_size)
+            size = served.ws.config.input_size
+            if any(state.query_margin is not None for _, state in searchers.values()):
+                regions = load_regions(io.BytesIO(data), size)[0]
+            else:  # no method searches by regions: the whole image only
+                regions = load_image(io.BytesIO(data), size)[0][None]
         except (Image.DecompressionBombWarning, Image.DecompressionBombError):
             raise HTTPException(413, "image declares too many pixels (a decompression "
                                      "bomb?)") from None
         except (ImageLoadError, OSError, ValueError):
             raise HTTPException(415, "not an image this server can read") from None
         out = {}
-        for m in served.methods(method):
-            searcher, state = served.searcher(m)
+        for m, (searcher, state) in searchers.items():
             hits = (searcher.search_pixels(regions[0], k, served.catalog)
                     if state.query_margin is None else  # regions where calibrated
                     searcher.search_regions(regions, k, state.query_margin, served.catalog))
