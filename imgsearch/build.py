@@ -202,28 +202,27 @@ def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = Non
     state = ws.method_state(method)
     if state is None:
         raise MethodNotBuilt(f"method {method!r} is not built in index {ws.root}")
-    embedder = open_embedder(ws, method)
     cat = ws.catalog
     gen = cat.gen
+    assessed = Assessment(state.selfcheck, state.duplicate_threshold,  # the same embedder
+                          state.query_margin)
+    index = VectorIndex.load(ws.index_path(method))
+    n = cat.counts()[INDEXED]  # what the index holds once in sync
+    if not index.matches(index_plan(ws, index.dim, n, memory)):
+        LOG.info("%s: %d codes need another index structure; building it anew", method, n)
+        full = open_embedder(ws, method, model=True)  # saved again with the new build
+        return build_method(ws, method, full, "sync", on_progress, assessed, memory, engine)
+    embedder = open_embedder(ws, method)
     LOG.info("encoding %s: changes since generation %d", method, state.gen)
     folder = ws.staging_dir(method, keep_embedder=True)
     with _discarded_on_failure(folder):
-        index = VectorIndex.load(ws.index_path(method))
         changed = cat.changed_since(state.gen)
         ids = [i for i, s in changed if s == INDEXED]
         removed = index.remove([i for i, s in changed if s != INDEXED])
         for chunk, codes in encode_batches(ws, embedder, ids, on_progress, engine, folder):
             index.upsert(codes, chunk)
-    assessed = Assessment(state.selfcheck, state.duplicate_threshold,  # the same embedder
-                          state.query_margin)
-    if not index.matches(index_plan(ws, index.dim, index.ntotal, memory)):
-        LOG.info("%s: %d codes need another index structure; building it anew", method,
-                 index.ntotal)
-        shutil.rmtree(folder, ignore_errors=True)
-        full = open_embedder(ws, method, model=True)  # saved again with the new build
-        return build_method(ws, method, full, "sync", on_progress, assessed, memory, engine)
-    index.recall = 1.0 if index.index_type == "flat" else state.recall  # measured when built
-    with _discarded_on_failure(folder):
+        if index.recall is None:  # an inverted file's, measured when it was built
+            index.recall = state.recall
         _write(ws, method, folder, index, gen, assessed)
     report = BuildReport(method, "sync", len(ids), removed, index.ntotal, index.index_type,
                          time.perf_counter() - t0)

@@ -21,7 +21,6 @@ class IndexConfig:
     pixel_size: int = 32  # the `pixels` baseline: the image resized to this, flattened
     code_dim: int = 256  # PCA components and learned code size
     exact_threshold: int = 100_000  # above this many vectors, an IVF index replaces IndexFlat
-    ivf_nprobe: int = 32  # no longer used: each vector index keeps the nprobe tuned when built
 
     def __post_init__(self) -> None:
         if self.input_size < 8:

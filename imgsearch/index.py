@@ -33,7 +33,6 @@ LOG = logging.getLogger(__name__)
 IVF_TRAIN = 100_000  # codes sampled to train the IVF coarse quantizer (at least 39 a list)
 RECALL_TARGET = 0.95
 NPROBES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
-INDEX_TYPES = ("flat", "ivf-flat", "ivf-sq8", "ivf-pq")
 
 
 def _as_f32(x: np.ndarray) -> np.ndarray:
@@ -65,7 +64,7 @@ class IndexPlan:
         per = {"flat": 4 * dim, "ivf-flat": 4 * dim, "ivf-sq8": dim, "ivf-pq": self.pq_m}
         return per[self.index_type] + 8 + (16 if self.index_type != "flat" else 0)
 
-    def factory(self, dim: int) -> str:
+    def factory(self) -> str:
         return {"flat": "Flat", "ivf-flat": f"IVF{self.nlist},Flat",
                 "ivf-sq8": f"IVF{self.nlist},SQ8",
                 "ivf-pq": f"IVF{self.nlist},PQ{self.pq_m}"}[self.index_type]
@@ -153,7 +152,7 @@ class VectorIndex:
         the codes it will hold."""
         if plan.index_type == "flat":
             return cls.empty(dim)
-        ivf = faiss.index_factory(dim, plan.factory(dim))
+        ivf = faiss.index_factory(dim, plan.factory())
         LOG.info("training a %s index (%d lists) on %d codes", plan.index_type, plan.nlist,
                  len(train))
         ivf.train(_as_f32(train))
@@ -162,23 +161,9 @@ class VectorIndex:
         return cls(ivf)
 
     @classmethod
-    def for_size(cls, dim: int, n: int, exact_threshold: int, nprobe: int,
-                 train: np.ndarray | None = None) -> VectorIndex:
-        """An empty index for ``n`` codes: exact up to ``exact_threshold``, else an IVF of
-        full codes trained on ``train`` (a sample of the codes), visiting ``nprobe`` lists."""
-        if n <= exact_threshold:
-            return cls.empty(dim)
-        nlist = int(np.clip(4 * math.sqrt(n), 1, max(1, len(train) // 39)))  # >= 39 per list
-        out = cls.create(IndexPlan("ivf-flat", nlist), dim, train)
-        out.index.nprobe = nprobe
-        return out
-
-    @classmethod
-    def build(cls, codes: np.ndarray, ids, exact_threshold: int, nprobe: int) -> VectorIndex:
-        """Exact index for up to ``exact_threshold`` codes, IVF above."""
-        codes, ids = _as_f32(codes), _as_ids(ids)
-        sample = codes[np.random.default_rng(0).permutation(len(codes))[:IVF_TRAIN]]
-        out = cls.for_size(codes.shape[1], len(codes), exact_threshold, nprobe, sample)
+    def exact(cls, codes: np.ndarray, ids) -> VectorIndex:
+        """An exact index holding ``codes`` under ``ids``."""
+        out = cls.empty(np.asarray(codes).shape[1])
         out.add(codes, ids)
         return out
 
@@ -283,22 +268,17 @@ class VectorIndex:
         self.remove(ids)
         self.add(codes, ids)
 
+    @property
+    def plan(self) -> IndexPlan:
+        """This index's structure (its list count aside)."""
+        return IndexPlan(self.index_type, 0,
+                         self.index.pq.M if self.index_type == "ivf-pq" else 0)
+
     def matches(self, plan: IndexPlan) -> bool:
         """Whether this index has the structure ``plan`` asks for (list counts may differ
         as the collection grows: an inverted file keeps working with more codes a list)."""
-        if plan.index_type != self.index_type:
-            return False
-        return plan.index_type != "ivf-pq" or plan.pq_m == self.index.pq.M
+        return (plan.index_type, plan.pq_m) == (self.plan.index_type, self.plan.pq_m)
 
-    def rebalanced(self, exact_threshold: int, nprobe: int) -> VectorIndex:
-        """This index, or a rebuilt one if it has crossed the exact/IVF threshold."""
-        want_ivf = self.ntotal > exact_threshold
-        if want_ivf == (self.index_type != "flat") or self.ntotal == 0:
-            return self
-        ids = self.ids()
-        return VectorIndex.build(self.vectors(ids), ids, exact_threshold, nprobe)
-
-    # -- search ---------------------------------------------------------------------------
     def _searcher(self) -> faiss.Index:
         if not self.use_gpu:
             return self.index
@@ -322,16 +302,15 @@ class VectorIndex:
 
     # -- files ----------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        plan = IndexPlan(self.index_type, 0, self.index.pq.M if self.index_type == "ivf-pq"
-                         else 0)
-        with replacing(path, need=self.ntotal * plan.code_bytes(self.dim)) as tmp:
+        with replacing(path, need=self.ntotal * self.plan.code_bytes(self.dim)) as tmp:
             faiss.write_index(self.index, str(tmp))
 
     @classmethod
-    def load(cls, path: Path, nprobe: int | None = None, mmap: bool = False) -> VectorIndex:
-        """The index in ``path``, with the nprobe it was tuned to unless ``nprobe`` is given;
-        ``mmap``: the file's pages are read when a search touches them (a reader's first query
-        does not wait for the whole file)."""
+    def load(cls, path: Path, mmap: bool = False) -> VectorIndex:
+        """The index in ``path``, with the nprobe it was tuned to (an exact one with its
+        recall of 1; an inverted file's measured recall is kept in its MethodState);
+        ``mmap``: the file's pages are read when a search touches them (a reader's first
+        query does not wait for the whole file)."""
         path = Path(path)
         if not path.exists():
             raise IndexFileError(f"index file {path} is missing; re-run `imgsearch index`")
@@ -341,6 +320,4 @@ class VectorIndex:
             raise IndexFileError(
                 f"index file {path} is unreadable; re-run `imgsearch index PHOTOS_DIR --rebuild`"
             ) from e
-        if nprobe is not None and isinstance(index, faiss.IndexIVF):
-            index.nprobe = nprobe
-        return cls(index)
+        return cls(index, recall=None if isinstance(index, faiss.IndexIVF) else 1.0)

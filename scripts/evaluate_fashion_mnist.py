@@ -129,7 +129,7 @@ def evaluate_embedder(label: str, emb, train: Split, test: Split, args, report: 
     report["encode_ms_per_image"] = (time.perf_counter() - t0) / (len(db) + len(q)) * 1e3
     report["dim"] = int(db.shape[1])
     t0 = time.perf_counter()
-    index = VectorIndex.build(db, np.arange(len(db)), exact_threshold=10**9, nprobe=1)
+    index = VectorIndex.exact(db, np.arange(len(db)))
     report["index_build_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     for row in q[:200]:
@@ -137,7 +137,7 @@ def evaluate_embedder(label: str, emb, train: Split, test: Split, args, report: 
     report["query_ms"] = (time.perf_counter() - t0) / min(200, len(q)) * 1e3
     if label == "phash":  # ties in Hamming distance: broken at random, seeded
         shuffle = np.random.default_rng(0).permutation(len(db))
-        index = VectorIndex.build(db[shuffle], shuffle, exact_threshold=10**9, nprobe=1)
+        index = VectorIndex.exact(db[shuffle], shuffle)
     _, ids = index.search(q, 100)
     labels = train.labels[ids]
     rel = relevance(labels, test.labels)
