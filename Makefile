@@ -38,7 +38,7 @@ test: install
 
 bench: install data
 	$(BIN)/python scripts/bench_ingest.py --photos $(DATA)/photos
-	$(BIN)/python scripts/bench_index.py --fashion-mnist $(DATA)/fashion-mnist
+	$(BIN)/python scripts/bench_index.py --n 200000 --out out/bench-index
 	$(BIN)/python scripts/bench_train.py
 	$(BIN)/python scripts/bench_encode.py
 	$(BIN)/python scripts/bench_pca.py

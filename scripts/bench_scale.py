@@ -1,7 +1,7 @@
-"""The whole product at scale: `imgsearch index` on N photos, then cold queries, and cold queries
-against a 1,000,000-code index.
+"""The whole product at scale: `imgsearch index` on N photos, then cold queries; and cold
+queries against an index grown to N codes a method.
 
-For each N (a folder made by scripts/make_collection.py, made here if missing):
+For each N of --sizes (a folder made by scripts/make_collection.py, made here if missing):
 1. `imgsearch index DIR --json` as a child process under `/usr/bin/time -v` (ingest, the
    self-check, training within its budget, encoding, vector index builds): wall time, peak
    resident memory, images/s, the time of each phase from the report, and the disk each part
@@ -9,11 +9,14 @@ For each N (a folder made by scripts/make_collection.py, made here if missing):
    decoding alone, in 2 processes, as scripts/bench_ingest.py does) over the same photos.
 2. Cold queries: a whole `imgsearch query --json` process per method, median of --runs by
    hyperfine, against `python -c "import numpy, faiss"` (the least a query process imports).
-3. --million: a copy of the largest index whose `pca` method holds 1,000,000 codes (the real
-   collection's PCA codes, each repeated with small noise to reach a million, and catalog rows
-   for them), its vector index chosen and tuned by the product; the same cold query against it.
 
-    python scripts/bench_scale.py --sizes 10000,100000 --million --out docs/results/bench-scale
+--inflate INDEX: a copy of INDEX whose --inflate-methods hold --inflate-n codes each (the real
+codes, each repeated with small noise, and catalog rows for them), its vector indexes chosen
+and tuned by the product; the same cold queries against it, with --image.
+
+    python scripts/bench_scale.py --sizes 10000,100000 --out docs/results/bench-scale
+    python scripts/bench_scale.py --sizes "" --inflate indexes/demo --inflate-n 1000000 \
+        --inflate-methods pca --image data/photos/opencv/left01.jpg
 
 Writes OUT.json and OUT.txt.
 """
@@ -84,8 +87,7 @@ def index_run(photos: Path, index: Path, extra: list[str]) -> dict:
     return {"wall_s": wall, "peak_rss_mib": peak / 1024, "report": report, "disk": disk}
 
 
-def million(src: Path, dest: Path, n: int = 1_000_000, methods: tuple[str, ...] = ("pca",)
-            ) -> Path:
+def inflate(src: Path, dest: Path, n: int, methods: tuple[str, ...]) -> Path:
     """A copy of ``src`` whose ``methods`` hold ``n`` codes each: the real codes, repeated with
     noise of a tenth of their spread, each under a catalog row of the photo it came from (the
     rows are made once, by the first method; every method holds the same ids)."""
@@ -122,12 +124,14 @@ def _inflate(dest: Path, method: str, n: int, start: int, rows_too: bool) -> Non
             part_ids = np.arange(start, start + take)
             start += take
             part = codes[:take] + 0.1 * spread * rng.standard_normal((take, codes.shape[1]))
-            for i, src_id in zip(part_ids, ids[:take] if rows_too else []):
-                row = rows[int(src_id)]
-                new_rows.append({"id": int(i), "path": f"{row.path}#copy{r}", "size": row.size,
-                                 "mtime": row.mtime, "hash": None, "width": row.width,
-                                 "height": row.height, "format": row.format,
-                                 "state": INDEXED, "reason": None, "gen": ws.catalog.gen})
+            if rows_too:  # the catalog rows, made once for every method's codes
+                for i, src_id in zip(part_ids, ids[:take]):
+                    row = rows[int(src_id)]
+                    new_rows.append({"id": int(i), "path": f"{row.path}#copy{r}",
+                                     "size": row.size, "mtime": row.mtime, "hash": None,
+                                     "width": row.width, "height": row.height,
+                                     "format": row.format, "state": INDEXED, "reason": None,
+                                     "gen": ws.catalog.gen})
         all_ids.append(part_ids)
         all_codes.append(part.astype(np.float32))
     for s in range(0, len(new_rows), 50_000):
@@ -167,7 +171,6 @@ def main() -> None:
                     help="folder of each collection ({n}: its size); made if missing")
     ap.add_argument("--indexes", default="out/index-{n}")
     ap.add_argument("--index-args", default="", help="more `imgsearch index` arguments")
-    ap.add_argument("--million", action="store_true")
     ap.add_argument("--inflate", type=Path, default=None,
                     help="an index whose methods to inflate to --inflate-n codes each (its "
                          "real codes repeated with noise), then time cold queries on it")
@@ -177,12 +180,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("docs/results/bench-scale"))
     args = ap.parse_args()
+    if args.inflate is not None and args.image is None:
+        ap.error("--inflate needs --image, the query to time")
     results = {"sizes": {}}
-    last = None
     if args.inflate is not None:
         methods = tuple(args.inflate_methods.split(","))
         dest = args.inflate.with_name(f"{args.inflate.name}-{args.inflate_n}")
-        million(args.inflate, dest, args.inflate_n, methods)
+        inflate(args.inflate, dest, args.inflate_n, methods)
         results["inflated"] = {"n": args.inflate_n, "index": str(dest),
                                "queries": cold_queries(dest, args.image, list(methods),
                                                        args.runs)}
@@ -201,12 +205,8 @@ def main() -> None:
         run["plain_decode_s"] = plain
         run["queries"] = cold_queries(index, Path(files[0]), methods, args.runs)
         results["sizes"][n] = run
-        last = index
         print(json.dumps({n: {k: v for k, v in run.items() if k != "report"}}), file=sys.stderr,
               flush=True)
-    if args.million and last is not None:
-        big = million(last, last.with_name(last.name + "-1m"))
-        results["million"] = cold_queries(big, Path(files[0]), ["pca"], args.runs)
     text = render(results)
     print(text)
     write_report(args.out, text, results)
@@ -240,10 +240,6 @@ def render(results: dict) -> str:
                      f"({results['inflated']['index']}): cold query (median s): " + ", ".join(
                          f"{k.removeprefix('query ')} {v['median']:.2f} ({v['median'] / base:.1f}x)"
                          for k, v in q.items()))
-    if "million" in results:
-        q = results["million"]
-        lines.append(f"1,000,000 codes: cold query pca {q['query pca']['median']:.2f} s "
-                     f"(numpy+faiss import {q['import numpy, faiss']['median']:.2f} s)")
     return "\n".join(lines) + "\n"
 
 

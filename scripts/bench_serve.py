@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_index import single_query_ms
-from report import serving, write_report
+from report import serving, single_query_ms, write_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgsearch.build import load_method
@@ -44,7 +43,7 @@ def main() -> None:
     baseline = {}
     for m in methods:  # FAISS alone: the stored code of each image, searched
         index = load_method(ws, m).index
-        baseline[m] = single_query_ms(index, index.vectors(asked))
+        baseline[m] = single_query_ms(index, index.vectors(asked), args.k)
     n = len(ids)
     ws.close()
 

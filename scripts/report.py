@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 
 def write_report(out: Path, text: str, data: dict, table: str = ".txt", indent: int = 1
                  ) -> None:
@@ -55,3 +57,14 @@ def serving(index: str | Path, seconds: float = 60) -> Iterator[tuple[str, int]]
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def single_query_ms(index, queries: np.ndarray, k: int = 10) -> float:
+    """Median milliseconds of searching ``index`` (an imgsearch VectorIndex) for one query at
+    a time, as `imgsearch query` does."""
+    times = []
+    for q in queries:
+        t0 = time.perf_counter()
+        index.search(q[None], k)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)
