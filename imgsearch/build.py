@@ -60,11 +60,11 @@ class LoadedMethod:
     index: VectorIndex
 
 
-def open_embedder(ws: Workspace, method: str, model: bool = False) -> Embedder:
-    """The fitted embedder saved for ``method`` in ``ws`` (``model``: a learned method's torch
-    model rather than its exported encoder, to decode with)."""
+def open_embedder(ws: Workspace, method: str) -> Embedder:
+    """The fitted embedder saved for ``method`` in ``ws`` (a learned method's torch model: to
+    encode a collection, decode or sample; queries use load_method's exported encoder)."""
     with ws.reading():
-        return methods.open_embedder(method, ws.reader_dir(method), ws.config, model)
+        return methods.open_embedder(method, ws.reader_dir(method), ws.config)
 
 
 def load_method(ws: Workspace, method: str) -> LoadedMethod:
@@ -79,7 +79,7 @@ def load_method(ws: Workspace, method: str) -> LoadedMethod:
             raise MethodNotBuilt(f"method {method!r} is not built in index {ws.root} "
                                  f"(built: {built})")
         index = VectorIndex.load(folder / ws.INDEX_FILE, mmap=True)
-        embedder = methods.open_embedder(method, folder, ws.config)
+        embedder = methods.open_embedder(method, folder, ws.config, exported=True)
     return LoadedMethod(state, embedder, index)
 
 
@@ -210,8 +210,8 @@ def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = Non
     n = cat.counts()[INDEXED]  # what the index holds once in sync
     if not index.matches(index_plan(ws, index.dim, n, memory)):
         LOG.info("%s: %d codes need another index structure; building it anew", method, n)
-        full = open_embedder(ws, method, model=True)  # saved again with the new build
-        return build_method(ws, method, full, "sync", on_progress, assessed, memory, engine)
+        return build_method(ws, method, open_embedder(ws, method), "sync", on_progress,
+                            assessed, memory, engine)  # the same embedder, saved again
     embedder = open_embedder(ws, method)
     LOG.info("encoding %s: changes since generation %d", method, state.gen)
     folder = ws.staging_dir(method, keep_embedder=True)

@@ -732,7 +732,7 @@ def reconstruct_cmd(
             drawable = [m for m in methods.names() if methods.get(m).reconstructs]
             for m in drawable:
                 if ws.method_state(m) is not None:
-                    emb = unwrap(build.open_embedder(ws, m, model=True))  # its raw codes
+                    emb = unwrap(build.open_embedder(ws, m))  # its raw codes
                     rows.append((f"{m} ({emb.dim}-d)", emb.reconstruct(images)))
             if len(rows) == 1:
                 raise MethodNotBuilt(f"index {ws.root} has none of {', '.join(drawable)} built")
@@ -780,7 +780,7 @@ def sample_cmd(
                 want = method or samplers[0]
                 raise MethodNotBuilt(f"method {want!r} is not built in index {ws.root}; run "
                                      f"`imgsearch train --model {want}`")
-            vae = unwrap(build.open_embedder(ws, built[0], model=True))  # mu, not post codes
+            vae = unwrap(build.open_embedder(ws, built[0]))  # mu, not post codes
             rng = np.random.default_rng(seed)
             samples = vae.decode(rng.standard_normal((n, vae.dim)).astype(np.float32))
             if between:

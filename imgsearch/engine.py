@@ -25,7 +25,6 @@ import os
 import pickle
 import re
 import shutil
-import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
@@ -41,7 +40,6 @@ from .config import IndexConfig
 from .errors import EngineError, ImgSearchError
 from .ingest import _read_one, _run
 from .methods import Embedder
-from .methods.postprocess import unwrap
 from .store import MethodState
 from .workspace import Workspace
 
@@ -179,25 +177,17 @@ def _read_batch(batch: dict, fault: Fault | None = None) -> dict:
     return {"result": [pickle.dumps(_read_one(pickle.loads(t))) for t in batch["task"]]}
 
 
-def open_saved(method: str, files: dict[str, bytes], config: IndexConfig,
-               model: bool = False) -> Embedder:
+def open_saved(method: str, files: dict[str, bytes], config: IndexConfig) -> Embedder:
     """``method``'s embedder from its saved files (``method_files``), through a temporary
-    folder, with ``methods.open_embedder`` (``model``: a learned method's torch model rather
-    than its exported encoder)."""
+    folder, with ``methods.open_embedder`` (a learned method's torch model, as the driver's
+    own encoding uses)."""
     folder = Path(tempfile.mkdtemp(prefix=f"imgsearch-{method}-"))
     try:
         for name, data in files.items():
             (folder / name).write_bytes(data)
-        return methods.open_embedder(method, folder, config, model)
+        return methods.open_embedder(method, folder, config)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def torch_model(embedder: Embedder) -> bool:
-    """Whether ``embedder`` encodes with a learned method's torch model (a build encodes with
-    the model it has just trained or fitted; a sync, like a query, with the exported encoder)."""
-    learned = sys.modules.get(f"{__package__}.methods.learned")  # not loaded: not a model
-    return learned is not None and isinstance(unwrap(embedder), learned.LearnedEmbedder)
 
 
 class _Encoder:
@@ -205,16 +195,15 @@ class _Encoder:
     after a restart). The saved files come as an object reference inside a list, so that Ray
     hands over the reference, not the files, with every batch."""
 
-    def __init__(self, method: str, config: IndexConfig, model: bool = False,
-                 fault: Fault | None = None):
-        self.method, self.config, self.model, self.fault = method, config, model, fault
+    def __init__(self, method: str, config: IndexConfig, fault: Fault | None = None):
+        self.method, self.config, self.fault = method, config, fault
         self.embedder: Embedder | None = None
 
     def encode(self, files: list, pixels: np.ndarray) -> np.ndarray:
         if self.embedder is None:
             import ray
 
-            self.embedder = open_saved(self.method, ray.get(files[0]), self.config, self.model)
+            self.embedder = open_saved(self.method, ray.get(files[0]), self.config)
         if self.fault is not None:
             self.fault.strike("encode")
         return self.embedder.encode(pixels)
@@ -316,17 +305,16 @@ class RayEngine(Engine):
                config: IndexConfig, batches: Iterable[Batch]
                ) -> Iterator[tuple[list[int], np.ndarray]]:
         """A pool of actors, started as batches arrive (at most one per GPU or CPU), each
-        opening ``method``'s embedder once from a copy of ``folder``'s files, as the same kind
-        as ``embedder`` (a learned method's torch model or its exported encoder; the torch
-        model on a GPU, which the exported encoder does not use), so that the codes are the
-        ones this process would compute; a killed actor is restarted and its batch retried.
+        opening ``method``'s embedder once from a copy of ``folder``'s files (a learned
+        method's torch model, on the actor's GPU if it has one), as this process opens it, so
+        that the codes are the ones it would compute; a killed actor is restarted and its batch
+        retried.
         Batches go round the pool, IN_FLIGHT_PER_ACTOR per actor, and come back in order."""
         if folder is None:
             raise EngineError("the Ray engine encodes with an embedder saved in a folder; "
                               "none was given")
         ray = self._connect()
         count, options = self._actor_options(method)
-        model = torch_model(embedder) or "num_gpus" in options
         actor_class = ray.remote(**options)(_Encoder)
         files = ray.put(method_files(folder))
         pool: list = []
@@ -334,7 +322,7 @@ class RayEngine(Engine):
         try:
             for i, (ids, pixels) in enumerate(batches):
                 if len(pool) < count:
-                    pool.append(actor_class.remote(method, config, model, self.fault))
+                    pool.append(actor_class.remote(method, config, self.fault))
                     LOG.info("started encoding actor %d of at most %d for %s (%s)", len(pool),
                              count, method, "1 GPU" if "num_gpus" in options else "1 CPU")
                 call = pool[i % count].encode.options(retry_exceptions=True)

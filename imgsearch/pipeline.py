@@ -292,7 +292,7 @@ def run_step(ws: Workspace, step: Step, training: dict | None = None, imported=N
         else:  # encode: the saved model, its post-processing fitted anew on the collection
             from .build import open_embedder
 
-            embedder = prepare(ws, m, open_embedder(ws, m, model=True))
+            embedder = prepare(ws, m, open_embedder(ws, m))
         report = build_method(ws, m, embedder, step.action, phase,
                               assess(ws, check, embedder, m), memory, engine)
     # the whole step: training, fitting and the self-check included

@@ -130,8 +130,8 @@ def test_the_exported_encoder_gives_the_models_codes(tmp_path):
                         ("vae", VAEConfig(input_size=16, widths=(4, 8), code_dim=6))):
         model, _ = train_on_array(method, cfg, x, fast, tmp_path / f"{method}.pt")
         model.save(tmp_path / method)
-        exported = methods.open_embedder(method, tmp_path / method, small)
+        exported = methods.open_embedder(method, tmp_path / method, small, exported=True)
         assert isinstance(exported, OnnxEmbedder) and exported.name == method
         np.testing.assert_allclose(exported.encode(x), model.encode(x), atol=1e-4)
-        full = methods.open_embedder(method, tmp_path / method, small, model=True)
+        full = methods.open_embedder(method, tmp_path / method, small)
         assert isinstance(full, Reconstructs) and full.reconstruct(x[:2]).shape == (2, 16, 16, 3)

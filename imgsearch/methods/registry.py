@@ -19,13 +19,13 @@ from .base import Embedder
 from .baselines import PCAEmbedder, PixelsEmbedder
 
 
-def _load_learned(folder: Path, cfg: IndexConfig, model: bool = False) -> Embedder:
-    """The encoder exported to ONNX, run without torch (what queries need), if the method
-    has one and onnxruntime is installed; else, or with ``model``, the torch model itself
-    (what drawing reconstructions and samples needs)."""
+def _load_learned(folder: Path, cfg: IndexConfig, exported: bool = False) -> Embedder:
+    """The torch model (what building, syncing, decoding and sampling use, on the GPU when
+    there is one); with ``exported``, the encoder exported to ONNX, run without torch (what
+    queries use), if the method has one and onnxruntime is installed."""
     from .onnx import FILE, OnnxEmbedder
 
-    if not model and (Path(folder) / FILE).is_file():
+    if exported and (Path(folder) / FILE).is_file():
         try:
             return OnnxEmbedder(Path(folder) / FILE)
         except ImportError:
@@ -90,14 +90,16 @@ METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
 )})
 
 
-def open_embedder(name: str, folder: Path, cfg: IndexConfig, model: bool = False) -> Embedder:
+def open_embedder(name: str, folder: Path, cfg: IndexConfig, exported: bool = False
+                  ) -> Embedder:
     """The fitted embedder of method ``name`` saved in ``folder``, with its post-processing;
-    ``model``: a learned method's torch model, not its exported encoder (to decode)."""
+    ``exported``: a learned method's encoder exported for queries (no torch import), not its
+    torch model."""
     from .postprocess import Processed
 
     spec = get(name)
-    inner = spec.load(folder, cfg, model=True) if model and spec.learned else spec.load(folder,
-                                                                                          cfg)
+    inner = (spec.load(folder, cfg, exported=True) if exported and spec.learned
+             else spec.load(folder, cfg))
     return Processed.load(inner, folder, cfg)
 
 
