@@ -13,7 +13,6 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from imgsearch import engine as engine_mod
 from imgsearch.catalog import FAILED
 from imgsearch.cli import app
 from imgsearch.config import IndexConfig
@@ -108,15 +107,6 @@ def test_without_ray_one_line_says_how_to_install_it(monkeypatch, photo_dir, tmp
     assert result.exit_code == 1
     assert result.stderr == f"error: {INSTALL_HINT}\n"
     assert not (tmp_path / "i").exists()  # refused before an index folder was made
-
-
-def test_a_query_never_imports_ray():
-    assert "ray" not in engine_mod.__dict__  # imported inside RayEngine only
-    code = ("import sys, imgsearch.cli, imgsearch.search, imgsearch.engine; "
-            "print('ray' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.strip() == "False"
 
 
 # -- the Ray engine on a local Ray instance ------------------------------------------------

@@ -132,7 +132,7 @@ def test_a_query_never_loads_training_code(small, photo_dir):
     assert '"method": "ae"' in run.stdout
     assert "onnxruntime" in loaded and "imgsearch.methods.onnx" in loaded
     assert "imgsearch.training" not in loaded and "imgsearch.augment" not in loaded
-    assert not any(m.split(".")[0] in ("torch", "torchvision") for m in loaded)
+    assert not any(m.split(".")[0] in ("torch", "torchvision", "ray") for m in loaded)
 
 
 def test_an_inverted_index_syncs_adds_and_removes_like_an_exact_one(tmp_path, photo_dir):
