@@ -3,8 +3,11 @@
 Pairs come from each code's k nearest neighbours in FAISS (exact up to EXACT_MAX codes, a
 temporary IVF index above, probing a few lists: near-duplicates sit in the same cell), so the
 work grows like N log N and never builds an N x N matrix. Pairs within the threshold are joined
-into groups (connected components, by union-find). Each group names a keeper: the highest
-resolution, then the largest file, then the oldest.
+into groups by complete linkage: closest pairs first, and two groups merge only when *every*
+pair across them is within the threshold, so a group never chains distinct photos together
+through the edits between them (single linkage, connected components, did: photo A, a crop of
+it, a crop of that crop ... photo B). Each group names a keeper: the highest resolution, then
+the largest file, then the oldest.
 
 The threshold of a method is calibrated on the collection itself, without labels
 (``calibrate``): the distances between edited copies of held-out images and their originals
@@ -121,37 +124,60 @@ class Group:
 
 
 def pairs_within(codes: np.ndarray, threshold: float, k: int = NEIGHBOURS
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """(i, j) positions with i < j and ||code_i - code_j|| <= threshold, among each code's
-    k nearest."""
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, distance) of the pairs of positions with i < j and ||code_i - code_j|| <=
+    threshold, among each code's k nearest; closest first."""
     d, pos = _neighbours(codes, k + 1)
     i = np.repeat(np.arange(len(codes)), pos.shape[1])
     j, dist = pos.reshape(-1), d.reshape(-1)
     keep = (j >= 0) & (j != i) & (dist <= threshold)
-    i, j = i[keep], j[keep]
+    i, j, dist = i[keep], j[keep], dist[keep]
     a, b = np.minimum(i, j), np.maximum(i, j)
-    pairs = np.unique(np.stack([a, b], 1), axis=0) if len(a) else np.empty((0, 2), int)
-    return pairs[:, 0], pairs[:, 1]
+    if not len(a):
+        return np.empty(0, int), np.empty(0, int), np.empty(0, np.float32)
+    (a, b), first = np.unique(np.stack([a, b]), axis=1, return_index=True)
+    dist = dist[first]
+    order = np.argsort(dist, kind="stable")
+    return a[order], b[order], dist[order]
 
 
-def components(n: int, i: np.ndarray, j: np.ndarray) -> list[list[int]]:
-    """The connected groups (of two or more) of the graph on n nodes with edges (i, j)."""
-    parent = np.arange(n)
+def farthest_l2(codes: np.ndarray):
+    """``farthest(A, B)``: the largest L2 distance between a code of positions A and one of B."""
+    sq = (codes.astype(np.float64) ** 2).sum(1)
 
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+    def farthest(a: list[int], b: list[int]) -> float:
+        d2 = sq[a][:, None] + sq[b][None, :] - 2.0 * (codes[a] @ codes[b].T)
+        return float(np.sqrt(max(float(d2.max()), 0.0)))
 
+    return farthest
+
+
+def complete_groups(n: int, i: np.ndarray, j: np.ndarray, threshold: float, farthest
+                    ) -> list[list[int]]:
+    """Groups (of two or more) of n nodes by complete linkage over the candidate pairs (i, j),
+    taken in the order given (closest first): the groups of i and j merge when
+    ``farthest(A, B)``, the largest distance across them, is within ``threshold``. So every
+    two members of a group are within the threshold. A refusal is remembered until either
+    group changes, so repeated pairs between the same two groups cost nothing."""
+    group = {x: [x] for x in range(n)}
+    of = np.arange(n)
+    refused: set[tuple[int, int, int, int]] = set()
     for a, b in zip(i.tolist(), j.tolist()):
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    groups: dict[int, list[int]] = {}
-    for x in sorted(set(i.tolist()) | set(j.tolist())):
-        groups.setdefault(find(x), []).append(x)
-    return [g for g in groups.values() if len(g) > 1]
+        ra, rb = int(of[a]), int(of[b])
+        if ra == rb:
+            continue
+        key = (min(ra, rb), max(ra, rb), len(group[min(ra, rb)]), len(group[max(ra, rb)]))
+        if key in refused:
+            continue
+        if farthest(group[ra], group[rb]) > threshold:
+            refused.add(key)
+            continue
+        if len(group[ra]) < len(group[rb]):
+            ra, rb = rb, ra
+        group[ra].extend(group[rb])
+        of[group[rb]] = ra
+        del group[rb]
+    return [sorted(g) for g in sorted(group.values(), key=min) if len(g) > 1]
 
 
 def keeper_order(row: Row) -> tuple:
@@ -162,7 +188,8 @@ def keeper_order(row: Row) -> tuple:
 def find_groups(ids: np.ndarray, codes: np.ndarray, rows: dict[int, Row], threshold: float,
                 k: int = NEIGHBOURS) -> list[Group]:
     """Groups of near-duplicates among catalog rows ``ids`` with ``codes``, largest first."""
-    i, j = pairs_within(codes, threshold, k)
+    codes = np.ascontiguousarray(codes, np.float32)
+    i, j, _ = pairs_within(codes, threshold, k)
 
     def member(p: int, keeper: int) -> Member:
         r = rows[int(ids[p])]
@@ -170,7 +197,7 @@ def find_groups(ids: np.ndarray, codes: np.ndarray, rows: dict[int, Row], thresh
                       r.height, r.size)
 
     out = []
-    for members in components(len(ids), i, j):
+    for members in complete_groups(len(ids), i, j, threshold, farthest_l2(codes)):
         ranked = sorted(members, key=lambda p: keeper_order(rows[int(ids[p])]))
         others = sorted((member(p, ranked[0]) for p in ranked[1:]), key=lambda m: m.distance)
         out.append(Group(member(ranked[0], ranked[0]), tuple(others)))

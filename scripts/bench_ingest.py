@@ -6,14 +6,17 @@ For each collection size N it times, in the same run and with the same number of
              catalog, pixel cache, PCA fit, codes, FAISS index) as a subprocess, start-up
              included; and its ingest phase alone (scan to last catalog row), as it reports it.
              (Training a learned model is not ingest: it is measured by bench_train.py.)
-and prints images/s, the ratio imgsearch / plain (target >= 0.8), and the peak resident memory
-of the imgsearch process tree (target: flat as N grows).
+and prints images/s, the ratios to plain (targets: ingest >= 0.9, the whole command >= 0.8, at
+10k photos), and the peak resident memory of the imgsearch process tree (target: flat in N).
 
 The collection: every JPEG of at least 2 megapixels under --photos (e.g. Debian's
 mate-backgrounds), each re-saved many times with a different small crop so that every file has
 distinct content (identical copies would be skipped by content hash and flatter the result).
+Or --folder: the first N JPEGs (sorted by path) of a collection made by
+scripts/make_collection.py, photo-like files of realistic sizes.
 
     python scripts/bench_ingest.py --photos data/photos --sizes 150,300,600 --workers 2
+    python scripts/bench_ingest.py --folder out/collection-10000 --sizes 2500,10000
 """
 
 from __future__ import annotations
@@ -115,19 +118,29 @@ def main() -> None:
     ap.add_argument("--sizes", default="150,300,600")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--min-megapixels", type=float, default=2.0)
+    ap.add_argument("--folder", type=Path, default=None,
+                    help="take the first N JPEGs of this collection instead of making one")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: temp)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
 
-    sources = source_jpegs(args.photos, int(args.min_megapixels * 1e6))
-    if not sources:
-        raise SystemExit(f"no JPEG of {args.min_megapixels} megapixels under {args.photos}")
-    mp = sum(Image.open(s).width * Image.open(s).height for s in sources) / len(sources) / 1e6
     sizes = [int(s) for s in args.sizes.split(",")]
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_ingest_"))
+    if args.folder:
+        sources = sorted(args.folder.rglob("*.jpg"))
+        if len(sources) < max(sizes):
+            raise SystemExit(f"{args.folder} has {len(sources)} JPEGs, fewer than {max(sizes)}")
+        everything = sources[: max(sizes)]
+    else:
+        sources = source_jpegs(args.photos, int(args.min_megapixels * 1e6))
+        if not sources:
+            raise SystemExit(f"no JPEG of {args.min_megapixels} megapixels under {args.photos}")
+    mp = sum(Image.open(s).width * Image.open(s).height for s in sources[:1000]
+             ) / len(sources[:1000]) / 1e6
     print(f"{len(sources)} source JPEGs, mean {mp:.1f} MP; workers {args.workers}; "
           f"scratch {work}", file=sys.stderr)
-    everything = make_collection(sources, max(sizes), work / "all")
+    if not args.folder:
+        everything = make_collection(sources, max(sizes), work / "all")
 
     rows = []
     ctx = multiprocessing.get_context("fork")
@@ -162,9 +175,10 @@ def main() -> None:
     growth = rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"]
     mean = sum(r["ingest_ratio"] for r in rows) / len(rows)
     print(f"peak memory at N={rows[-1]['n']} / N={rows[0]['n']}: {growth:.2f}x; "
-          f"mean ingest ratio {mean:.2f} (target >= 0.8)")
+          f"mean ingest ratio {mean:.2f} (targets: ingest >= 0.9, whole command >= 0.8)")
     if args.json:
-        args.json.write_text(json.dumps({"sources": len(sources), "mean_megapixels": mp,
+        args.json.write_text(json.dumps({"folder": str(args.folder or ""),
+                                         "sources": len(sources), "mean_megapixels": mp,
                                          "workers": args.workers, "rows": rows}, indent=2))
 
 

@@ -58,9 +58,30 @@ def test_planted_groups_are_found_exactly(monkeypatch, exact_max):
     assert found == truth
 
 
-def test_components_join_chains_and_ignore_singletons():
-    i, j = np.array([0, 1, 5]), np.array([1, 2, 6])
-    assert dup.components(8, i, j) == [[0, 1, 2], [5, 6]]
+def test_complete_linkage_never_chains_distinct_photos():
+    # 0 -- 1 -- 2 on a line, 0.1 apart: 0 and 2 are 0.2 apart, over the threshold of 0.15,
+    # so single linkage's chain [0, 1, 2] is refused and 2 stays alone; 5 and 6 pair up
+    codes = np.array([[0.0], [0.1], [0.2], [5], [6], [9.0], [9.05], [20]], np.float32)
+    i, j, d = dup.pairs_within(codes, 0.15, k=4)
+    assert np.all(np.diff(d) >= 0) and set(zip(i.tolist(), j.tolist())) == {(0, 1), (1, 2),
+                                                                            (5, 6)}
+    groups = dup.complete_groups(8, i, j, 0.15, dup.farthest_l2(codes))
+    assert groups in ([[0, 1], [5, 6]], [[1, 2], [5, 6]])
+    # within a looser threshold every pair fits, and the three join
+    i, j, _ = dup.pairs_within(codes, 0.25, k=4)
+    assert dup.complete_groups(8, i, j, 0.25, dup.farthest_l2(codes)) == [[0, 1, 2], [5, 6]]
+
+
+def test_complete_linkage_keeps_every_pair_of_a_group_within_the_threshold():
+    rng = np.random.default_rng(0)
+    codes = np.cumsum(rng.normal(0, 0.05, (300, 8)), axis=0).astype(np.float32)  # a long walk
+    i, j, _ = dup.pairs_within(codes, 0.2)
+    far = dup.farthest_l2(codes)
+    groups = dup.complete_groups(len(codes), i, j, 0.2, far)
+    assert groups and all(far(g, g) <= 0.2 + 1e-5 for g in groups)
+    # the product's path (find_groups) gives the same groups
+    found = dup.find_groups(np.arange(len(codes)), codes, rows_for(len(codes)), 0.2)
+    assert sorted(sorted([g.keeper.id, *(m.id for m in g.others)]) for g in found) == groups
 
 
 def test_keeper_is_highest_resolution_then_largest_then_oldest():

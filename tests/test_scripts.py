@@ -122,6 +122,10 @@ def test_evaluate_duplicates_quick(tmp_path):
     f1 = {int(h): 2 * p * r / (p + r) if p + r else 0.0
           for h, (p, r) in mixed["phash"]["sweep"].items()}
     assert f1[mixed["phash"]["threshold"]] == pytest.approx(max(f1.values()))  # its best
+    for s in mixed["methods"].values():  # the default threshold is the sweep's x1
+        assert s["sweep"]["1.0"] == [s["precision"], s["recall"]]
+        best = max(s["sweep"].values(), key=lambda pr: 2 * pr[0] * pr[1] / (sum(pr) or 1))
+        assert [s["best"]["precision"], s["best"]["recall"]] == best
     scale = data["scale"]
     assert scale["exact_over_groups"] == pytest.approx(
         scale["exact"]["seconds"] / scale["groups"]["seconds"])
