@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -128,12 +129,22 @@ def env() -> dict:
     return {**os.environ, "COLUMNS": "300", "PYTHONUNBUFFERED": "1"}
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child, before exec: Ctrl-C back to its default. A shell without job control
+    starts background commands (``cmd &`` in a script, as CI runners and nohup'd suites do)
+    with SIGINT ignored, the child inherits that, and Python then installs no KeyboardInterrupt
+    handler: the SIGINT tests would see a run that cannot be interrupted, which no user at a
+    terminal has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Watched:
     """A running imgsearch process whose stderr lines are collected as they arrive."""
 
     def __init__(self, cmd: list[str]):
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, env=env(), start_new_session=True)
+                                     text=True, env=env(), start_new_session=True,
+                                     preexec_fn=_ctrl_c_as_in_a_terminal)
         self.lines: list[str] = []
         self.cond = threading.Condition()
         self.reader = threading.Thread(target=self._read, daemon=True)
