@@ -20,6 +20,7 @@ it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
@@ -228,6 +229,11 @@ class RayEngine(Engine):
         self.ray = _import_ray()
         self.address, self.actors, self.fault = address, actors, fault
         self._owns = False
+        # the last encoding pool: ((method, digest of its files), their object ref, actors).
+        # Kept for the next call with the same files, so an IVF build's two passes (training
+        # sample, then every code) share it; released before anything else runs, since its
+        # idle actors hold their CPUs or GPUs
+        self._pool: tuple[tuple[str, str], object, list] | None = None
 
     def _connect(self):
         ray = self.ray
@@ -257,7 +263,15 @@ class RayEngine(Engine):
             logging.getLogger("ray.data").setLevel(logging.WARNING)
         return ray
 
+    def _release(self) -> None:
+        """Kill the kept encoding actors, if any."""
+        if self._pool is not None and self.ray.is_initialized():
+            for actor in self._pool[2]:
+                self.ray.kill(actor)
+        self._pool = None
+
     def close(self) -> None:
+        self._release()
         if self._owns and self.ray.is_initialized():
             self.ray.shutdown()
         self._owns = False
@@ -269,6 +283,7 @@ class RayEngine(Engine):
         if not tasks:
             return
         ray = self._connect()
+        self._release()  # the read tasks need the CPUs
         for start in range(0, len(tasks), READ_WINDOW):
             window = tasks[start : start + READ_WINDOW]
             blocks = -(-len(window) // READ_CHUNK)
@@ -308,7 +323,8 @@ class RayEngine(Engine):
         opening ``method``'s embedder once from a copy of ``folder``'s files (a learned
         method's torch model, on the actor's GPU if it has one), as this process opens it, so
         that the codes are the ones it would compute; a killed actor is restarted and its batch
-        retried.
+        retried. The pool is kept for the next call with the same method and files, and released
+        by any other call and by ``close``.
         Batches go round the pool, IN_FLIGHT_PER_ACTOR per actor, and come back in order."""
         if folder is None:
             raise EngineError("the Ray engine encodes with an embedder saved in a folder; "
@@ -316,24 +332,24 @@ class RayEngine(Engine):
         ray = self._connect()
         count, options = self._actor_options(method)
         actor_class = ray.remote(**options)(_Encoder)
-        files = ray.put(method_files(folder))
-        pool: list = []
+        contents = method_files(folder)
+        key = (method, hashlib.sha256(pickle.dumps(sorted(contents.items()))).hexdigest())
+        if self._pool is None or self._pool[0] != key:  # another method, or retrained
+            self._release()
+            self._pool = (key, ray.put(contents), [])
+        _, files, pool = self._pool
         pending: deque = deque()
-        try:
-            for i, (ids, pixels) in enumerate(batches):
-                if len(pool) < count:
-                    pool.append(actor_class.remote(method, config, self.fault))
-                    LOG.info("started encoding actor %d of at most %d for %s (%s)", len(pool),
-                             count, method, "1 GPU" if "num_gpus" in options else "1 CPU")
-                call = pool[i % count].encode.options(retry_exceptions=True)
-                pending.append((ids, call.remote([files], pixels)))
-                if len(pending) >= count * IN_FLIGHT_PER_ACTOR:
-                    yield self._take(pending)
-            while pending:
+        for i, (ids, pixels) in enumerate(batches):
+            if len(pool) < count:
+                pool.append(actor_class.remote(method, config, self.fault))
+                LOG.info("started encoding actor %d of at most %d for %s (%s)", len(pool),
+                         count, method, "1 GPU" if "num_gpus" in options else "1 CPU")
+            call = pool[i % len(pool)].encode.options(retry_exceptions=True)
+            pending.append((ids, call.remote([files], pixels)))
+            if len(pending) >= count * IN_FLIGHT_PER_ACTOR:
                 yield self._take(pending)
-        finally:
-            for actor in pool:
-                ray.kill(actor)
+        while pending:
+            yield self._take(pending)
 
     def _take(self, pending: deque) -> tuple[list[int], np.ndarray]:
         ids, ref = pending.popleft()

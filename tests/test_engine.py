@@ -111,6 +111,44 @@ def test_without_ray_one_line_says_how_to_install_it(monkeypatch, photo_dir, tmp
 
 # -- the Ray engine on a local Ray instance ------------------------------------------------
 @pytest.mark.slow
+def test_ray_encoding_actors_are_kept_between_calls_and_replaced_when_retrained(ray_local,
+                                                                               tmp_path):
+    pixels = np.stack([pattern(i, 32) for i in range(40)])
+    batches = [(list(range(20)), pixels[:20]), (list(range(20, 40)), pixels[20:])]
+    folder = tmp_path / "pca"
+    folder.mkdir()
+
+    def fitted(images):
+        pca = get("pca").create(CONFIG)
+        pca.fit(lambda: iter([images]), len(images))
+        pca.save(folder)
+        return pca
+
+    def codes(engine, pca):
+        got = list(engine.encode("pca", pca, folder, CONFIG, batches))
+        assert [ids for ids, _ in got] == [ids for ids, _ in batches]
+        np.testing.assert_allclose(np.concatenate([c for _, c in got]), pca.encode(pixels),
+                                   rtol=1e-4, atol=1e-4)
+        return got
+
+    with RayEngine(actors=2) as engine:
+        first = fitted(pixels)
+        codes(engine, first)  # an IVF build's training sample ...
+        actors = list(engine._pool[2])
+        assert len(actors) == 2
+        codes(engine, first)  # ... then every code: the same actors answer
+        assert engine._pool[2] == actors
+        retrained = fitted(pixels[::-1][:30])
+        codes(engine, retrained)  # new files: a new pool, whose codes are the new model's
+        assert len(engine._pool[2]) == 2
+        assert not set(engine._pool[2]) & set(actors)
+        # a read releases the pool: on 2 CPUs, its idle actors would starve the read tasks
+        assert len(list(engine.read([(str(tmp_path / "none.jpg"), 16, {}, 0.0)]))) == 1
+        assert engine._pool is None
+    assert engine._pool is None
+
+
+@pytest.mark.slow
 def test_ray_run_equals_local_run_then_syncs_alike(ray_local, photos, tmp_path):
     methods = ["pixels", "pca", "ae"]
     want = index_with(tmp_path, "local", photos, methods)
