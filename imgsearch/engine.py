@@ -149,7 +149,8 @@ class Fault:
 
 # -- Ray -----------------------------------------------------------------------------------
 RETRIES = 3  # retries of a task that raised; restarts of a killed actor
-READ_CHUNK = 16  # files per Ray Data read task (the local pool's largest chunk)
+READ_CHUNK = 64  # files per Ray Data read task (16 read at 0.37 of the local rate, 64 at
+#                   0.44: 10k photos on 2 cores, docs/BENCHMARKS.md)
 READ_WINDOW = 50_000  # files per Ray Data dataset: bounds the task list in the object store
 IN_FLIGHT_PER_ACTOR = 2  # encoding batches queued per actor (one running, one waiting)
 

@@ -126,6 +126,7 @@ def main() -> None:
 
     sizes = [int(s) for s in args.sizes.split(",")]
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_ingest_"))
+    work.mkdir(parents=True, exist_ok=True)
     if args.folder:
         sources = sorted(args.folder.rglob("*.jpg"))
         if len(sources) < max(sizes):

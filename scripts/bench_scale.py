@@ -67,6 +67,9 @@ def plain_loop(files: list[str]) -> float:
 
 
 def du(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder; 0 if it is not there."""
+    if path.is_file():
+        return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
