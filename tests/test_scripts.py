@@ -6,8 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from imgsearch import methods
+
+from .conftest import pattern
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,6 +133,26 @@ def test_evaluate_duplicates_quick(tmp_path):
     assert scale["exact_over_groups"] == pytest.approx(
         scale["exact"]["seconds"] / scale["groups"]["seconds"])
     assert "pHash, best threshold" in out.with_suffix(".md").read_text()
+
+
+def test_bench_ingest_on_a_made_folder(tmp_path):
+    folder = tmp_path / "collection" / "0000"
+    folder.mkdir(parents=True)
+    for i in range(12):
+        Image.fromarray(pattern(i, 96)).save(folder / f"IMG_{i:07d}.jpg", quality=90)
+    out = tmp_path / "ingest.json"
+    result = script("bench_ingest.py", "--folder", folder.parent, "--sizes", "6,12",
+                    "--workers", "2", "--work", tmp_path / "work", "--json", out)
+    data = json.loads(out.read_text())
+    assert [r["n"] for r in data["rows"]] == [6, 12] and data["sources"] == 12
+    for r in data["rows"]:
+        assert r["ratio"] == pytest.approx(r["imgsearch_img_s"] / r["plain_img_s"])
+        assert r["ingest_ratio"] == pytest.approx(r["ingest_only_img_s"] / r["plain_img_s"])
+        assert r["imgsearch_img_s"] <= r["ingest_only_img_s"]  # the whole includes ingest
+    assert "targets: ingest >= 0.9, whole command >= 0.8" in result.stdout
+    with pytest.raises(AssertionError, match="fewer than 20"):  # asks for more than there are
+        script("bench_ingest.py", "--folder", folder.parent, "--sizes", "20",
+               "--work", tmp_path / "work")
 
 
 def test_bench_ray_both_engines_and_the_driver_alone(photo_dir, tmp_path):
