@@ -116,7 +116,7 @@ def evaluate(folder: Path, index: Path, methods: list[str], minutes: float, quic
 def markdown(results: list[dict], methods: list[str]) -> str:
     head = "| files | pictures | " + " | ".join(f"{m} R@1 / mAP (self-check)" for m in methods)
     lines = [head + " | default | default mAP - pixels mAP |",
-             "|" + "---|" * (head.count("|") + 1)]
+             "|" + "---|" * (len(methods) + 4)]  # files, pictures, methods, default, gain
     for r in results:
         cells = []
         for m in methods:

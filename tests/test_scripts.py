@@ -109,7 +109,9 @@ def test_evaluate_versions_quick(tmp_path):
         best = max(("pixels", "pca"), key=lambda m: (r["methods"][m]["selfcheck"],
                                                      -methods.get(m).preference))
         assert r["default"] == best and r["default_because"]
-    assert "default mAP - pixels mAP" in out.with_suffix(".md").read_text()
+    table = out.with_suffix(".md").read_text().splitlines()
+    assert "default mAP - pixels mAP" in table[0]
+    assert table[1].count("---") == table[0].count("|") - 1 == 2 + 2 + 2  # a cell each
 
 
 def test_evaluate_duplicates_quick(tmp_path):
