@@ -287,13 +287,9 @@ def query_cmd(
             margin = state.query_margin if regions is not False else None
             if regions and margin is None:
                 margin = 0.0  # asked for, never calibrated: regions count as the whole query
-            if margin is None:
-                pixels = searcher.load_query(image)
-                hits = searcher.search_pixels(pixels, k)
-            else:  # the whole query is the first region: the image is decoded once
-                query_regions = searcher.load_query_regions(image)
-                pixels = query_regions[0]
-                hits = searcher.search_regions(query_regions, k, margin)
+            images = searcher.load_query(image, regions=margin is not None)
+            hits = searcher.search_query(images, k, margin)
+            pixels = images[0]  # the whole query, for the montage
             if montage is not None:
                 from .viz import query_montage
 

@@ -42,15 +42,23 @@ class Searcher:
         if not path.is_file():
             raise ImgSearchError(f"query is not a file: {path}")
 
-    def load_query(self, path: Path | str) -> np.ndarray:
-        """The query image as the index sees it: (S, S, 3) uint8."""
+    def load_query(self, path: Path | str, regions: bool = False) -> np.ndarray:
+        """The query image as the index sees it, (1, S, S, 3) uint8; with ``regions``,
+        followed by its regions (query_images)."""
         path = Path(path)
         self._check(path)
         try:
-            pixels, _ = load_image(path, self.input_size)
+            return query_images(path, self.input_size, regions)
         except ImageLoadError as e:
             raise ImageLoadError(f"cannot read query image {path}: {e}") from e
-        return pixels
+
+    def search_query(self, images: np.ndarray, k: int, margin: float | None = None,
+                     catalog: Catalog | None = None) -> list[Hit]:
+        """Neighbours of a decoded query (query_images), best first: by the whole image, the
+        first; with ``margin``, by its regions too (search_regions)."""
+        if margin is None:
+            return self.search_pixels(images[0], k, catalog)
+        return self.search_regions(images, k, margin, catalog)
 
     def search_pixels(self, pixels: np.ndarray, k: int, catalog: Catalog | None = None
                       ) -> list[Hit]:
@@ -95,17 +103,16 @@ class Searcher:
     def query(self, path: Path | str, k: int = 10, margin: float | None = None) -> list[Hit]:
         """Neighbours of the image file at ``path``, best first; with ``margin``, also by the
         query's regions (search_regions)."""
-        if margin is None:
-            return self.search_pixels(self.load_query(path), k)
-        return self.search_regions(self.load_query_regions(path), k, margin)
+        return self.search_query(self.load_query(path, margin is not None), k, margin)
 
-    def load_query_regions(self, path: Path | str) -> np.ndarray:
-        """The query and its regions (images.load_regions), as the index sees them."""
-        self._check(Path(path))
-        try:
-            return load_regions(Path(path), self.input_size)[0]
-        except ImageLoadError as e:
-            raise ImageLoadError(f"cannot read query image {path}: {e}") from e
+
+def query_images(source, size: int, regions: bool) -> np.ndarray:
+    """A query image (a path or a file object) decoded as the index decodes its images:
+    (1, S, S, 3) uint8, or with ``regions`` the whole image followed by its regions
+    (images.load_regions), from one decode."""
+    if regions:
+        return load_regions(source, size)[0]
+    return load_image(source, size)[0][None]
 
 
 def _check_k(k: int) -> None:

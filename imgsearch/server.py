@@ -35,8 +35,8 @@ from . import methods
 from .build import load_method
 from .catalog import INDEXED, Catalog
 from .errors import ImageLoadError, ImgSearchError
-from .images import load_image, load_regions, open_upright
-from .search import Searcher
+from .images import open_upright
+from .search import Searcher, query_images
 from .store import MethodState, replacing
 from .workspace import Workspace
 
@@ -201,22 +201,17 @@ def create_app(index: str | Path) -> FastAPI:
                 raise HTTPException(413, f"image of {w}x{h} pixels is too large to search "
                                          f"with (at most {MAX_UPLOAD_PIXELS // 10**6} "
                                          "megapixels)")
-            size = served.ws.config.input_size
-            if any(state.query_margin is not None for _, state in searchers.values()):
-                regions = load_regions(io.BytesIO(data), size)[0]
-            else:  # no method searches by regions: the whole image only
-                regions = load_image(io.BytesIO(data), size)[0][None]
+            images = query_images(io.BytesIO(data), served.ws.config.input_size, any(
+                state.query_margin is not None for _, state in searchers.values()))
         except (Image.DecompressionBombWarning, Image.DecompressionBombError):
             raise HTTPException(413, "image declares too many pixels (a decompression "
                                      "bomb?)") from None
         except (ImageLoadError, OSError, ValueError):
             raise HTTPException(415, "not an image this server can read") from None
         out = {}
-        for m, (searcher, state) in searchers.items():
-            hits = (searcher.search_pixels(regions[0], k, served.catalog)
-                    if state.query_margin is None else  # regions where calibrated
-                    searcher.search_regions(regions, k, state.query_margin, served.catalog))
-            out[m] = _hits(served, hits)
+        for m, (searcher, state) in searchers.items():  # regions where calibrated
+            out[m] = _hits(served, searcher.search_query(images, k, state.query_margin,
+                                                         served.catalog))
         return {"name": file.filename, "results": out}
 
     @app.get("/api/duplicates")
