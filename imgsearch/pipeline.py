@@ -224,20 +224,21 @@ def train_method(ws: Workspace, method: str, model_cfg, train_cfg: TrainConfig,
 
 def train_on_array(method: str, model_cfg, images: np.ndarray, train_cfg: TrainConfig,
                    checkpoint: Path, resume: bool = False, check=None, post: str = "",
-                   more: bool = True):
+                   saved: bool = False):
     """Train ``method`` on an in-memory (N, S, S, C) uint8 array, as the evaluation scripts
     do (``check``: a SelfCheck, or None), then fit the post-processing ``post`` on the
-    array; returns the embedder and a JSON-ready summary of the training. ``more=False`` with
-    ``resume``: no more training, the saved checkpoint as it is."""
+    array; returns the embedder and a JSON-ready summary of the training. ``resume``: continue
+    the saved run; ``saved``: the saved checkpoint as it is, no more training (trained afresh
+    if there is none)."""
     from .methods.learned import LearnedEmbedder
     from .methods.postprocess import Processed, parse
     from .models.checkpoint import load_checkpoint
     from .training import ArraySource, train
 
     checkpoint = Path(checkpoint)
-    if checkpoint.exists() and not resume:
+    if checkpoint.exists() and not (resume or saved):
         checkpoint.unlink()
-    saved = resume and not more and checkpoint.exists()
+    saved = saved and checkpoint.exists()
     if not saved:
         history = train(method, model_cfg, ArraySource(images), train_cfg, checkpoint,
                         check=check)

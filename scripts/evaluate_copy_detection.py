@@ -180,8 +180,7 @@ def learned(name: str, train: np.ndarray, args, report: dict) -> dict[str, objec
                                   max_steps=args.steps)
     raw, report["train"] = train_on_array(method, model, train[rest] if held else train, tcfg,
                                           args.work / f"{name}.pt",
-                                          args.resume or args.saved, check,
-                                          more=not args.saved)
+                                          args.resume, check, saved=args.saved)
     out = {}
     for label, post in {**POSTS, "": post_of(name)}.items():
         steps = parse(post)

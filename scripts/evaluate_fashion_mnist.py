@@ -82,8 +82,7 @@ def embedders_for(name: str, train: Split, args, report: dict) -> dict[str, obje
                                   min_steps=0, max_minutes=args.minutes, max_steps=args.steps)
     raw, report["train"] = train_on_array(method, model, images[np.sort(rest)], tcfg,
                                           args.work / f"{name}.pt",
-                                          args.resume or args.saved, check,
-                                          more=not args.saved)
+                                          args.resume, check, saved=args.saved)
     out = {}
     batches = lambda: (images[i : i + 4096] for i in range(0, len(images), 4096))  # noqa: E731
     for label, post in {**POSTS, "": post_of(name)}.items():

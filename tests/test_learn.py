@@ -26,3 +26,13 @@ def test_train_on_array_returns_the_embedder_and_a_summary(tmp_path):
     assert summary["epochs"] == 3 and load_checkpoint(ckpt)["epoch"] == 3
     _, summary = train_on_array("ae", CFG, images, tcfg, ckpt)
     assert summary["epochs"] == 2 and load_checkpoint(ckpt)["epoch"] == 2
+
+    # saved=True: the checkpoint as it is, however many epochs are asked for; none on file:
+    # trained afresh
+    weights = ckpt.read_bytes()
+    again, summary = train_on_array("ae", CFG, images, longer, ckpt, saved=True)
+    assert summary["epochs"] == 2 and ckpt.read_bytes() == weights  # nothing trained
+    assert again.encode(images).shape == (40, 6)
+    fresh = tmp_path / "none.pt"
+    _, summary = train_on_array("ae", CFG, images, tcfg, fresh, saved=True)
+    assert summary["epochs"] == 2 and fresh.exists()
