@@ -281,20 +281,27 @@ class Duplicates:
                 "groups": [g.as_dict() for g in self.groups]}
 
 
-def in_index(ws, method: str, threshold: float | None = None) -> Duplicates:
-    """Near-duplicate groups among an index's images by ``method``'s codes, at ``threshold``,
-    else the threshold calibrated when the method was built, else one calibrated now on a
-    sample of the collection (a collection too small for a held-out self-check)."""
+def live_codes(ws, method: str):
+    """(loaded method, catalog ids, their codes, their rows) of the images ``method``'s index
+    holds that are still indexed."""
     from .build import load_method
     from .catalog import INDEXED
-    from .selfcheck import MAX_DISTRACTORS, MAX_HELD, SelfCheck
 
     loaded = load_method(ws, method)
     ids, codes = loaded.index.items()
     rows = ws.catalog.get_many(ids.tolist())
     live = np.array([rows.get(int(i)) is not None and rows[int(i)].state == INDEXED
                      for i in ids], bool)
-    ids, codes = ids[live], codes[live]
+    return loaded, ids[live], codes[live], rows
+
+
+def in_index(ws, method: str, threshold: float | None = None) -> Duplicates:
+    """Near-duplicate groups among an index's images by ``method``'s codes, at ``threshold``,
+    else the threshold calibrated when the method was built, else one calibrated now on a
+    sample of the collection (a collection too small for a held-out self-check)."""
+    from .selfcheck import MAX_DISTRACTORS, MAX_HELD, SelfCheck
+
+    loaded, ids, codes, rows = live_codes(ws, method)
     source = "given"
     if threshold is None and loaded.state.duplicate_threshold is not None:
         threshold, source = loaded.state.duplicate_threshold, "calibrated"

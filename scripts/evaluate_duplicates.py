@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from evaluate_copy_detection import EDITS, NEW_EDITS, edit_file
 from PIL import Image
+from report import write_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgsearch import duplicates as dup
@@ -95,8 +96,8 @@ def phash_groups(folder: Path, names: list[str], threshold: int) -> list[list[st
 SWEEP = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)  # multiples of a method's default threshold
 
 
-def names_of(found) -> list[list[str]]:
-    return [[Path(x.path).name for x in (g.keeper, *g.others)] for g in found.groups]
+def names_of(groups: list[dup.Group]) -> list[list[str]]:
+    return [[Path(x.path).name for x in (g.keeper, *g.others)] for g in groups]
 
 
 _BITS: dict = {}
@@ -133,10 +134,12 @@ def mixed(args) -> dict:
         t0 = time.perf_counter()
         found = dup.in_index(ws, m)
         seconds = time.perf_counter() - t0
-        sweep = {x: pair_scores(names_of(dup.in_index(ws, m, found.threshold * x)), origin)
+        _, ids, codes, rows = dup.live_codes(ws, m)  # loaded once for the whole sweep
+        sweep = {x: pair_scores(names_of(dup.find_groups(ids, codes, rows,
+                                                         found.threshold * x)), origin)
                  for x in SWEEP}
         best = max(sweep, key=lambda x: sweep[x]["f1"])
-        out["methods"][m] = {**pair_scores(names_of(found), origin),
+        out["methods"][m] = {**pair_scores(names_of(found.groups), origin),
                              "threshold": found.threshold,
                              "threshold_from": found.threshold_from, "seconds": seconds,
                              "sweep": {x: [v["precision"], v["recall"]] for x, v in sweep.items()},
@@ -223,7 +226,7 @@ def markdown(res: dict) -> str:
         for name, s in m["methods"].items():
             cells = []
             for x in SWEEP:
-                pr, rc = s["sweep"][str(x)] if str(x) in s["sweep"] else s["sweep"][x]
+                pr, rc = s["sweep"][x]
                 cell = f"{pr:.3f} / {rc:.3f}"
                 cells.append(f"**{cell}**" if x == s["best"]["times"] else cell)
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -257,16 +260,14 @@ def main() -> None:
     if args.child:
         _child(args.scale, args.child)
         return
-    res: dict = {"command": " ".join(sys.argv)}
+    res: dict = {}
     if not args.skip_mixed:
         res["mixed"] = mixed(args)
     if args.scale:
         res["scale"], res["scale_n"] = scale(args.scale), args.scale
     table = markdown(res)
     print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text(table)
-    args.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
+    write_report(args.out, table, res, table=".md")
 
 
 if __name__ == "__main__":
