@@ -54,6 +54,7 @@ class Row:
     state: str
     reason: str | None
     gen: int
+    decoding: int = 1  # the images.DECODE_VERSION of the row's cached pixels
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -86,8 +87,14 @@ def _v2(db: sqlite_utils.Database) -> None:
     db["images"].create_index(["gen"])
 
 
+def _v3(db: sqlite_utils.Database) -> None:
+    # decoding: the images.DECODE_VERSION the row's cached pixels were decoded under; rows
+    # cached before it was recorded were decoded under version 1 (transparency on white)
+    db["images"].add_column("decoding", int, not_null_default=1)
+
+
 #: Stepwise migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
-MIGRATIONS = (_v1, _v2)
+MIGRATIONS = (_v1, _v2, _v3)
 VERSION = len(MIGRATIONS)
 
 
@@ -170,7 +177,8 @@ class Catalog:
 
     # -- reads ----------------------------------------------------------------------------
     def _rows(self, sql: str, params: Iterable = ()) -> Iterator[Row]:
-        cols = "id, path, size, mtime, hash, width, height, format, state, reason, gen"
+        cols = ("id, path, size, mtime, hash, width, height, format, state, reason, gen, "
+                "decoding")
         for r in self.db.execute(f"select {cols} from images {sql}", list(params)).fetchall():
             yield Row(r[0], from_db_path(r[1]), *r[2:])
 
@@ -241,6 +249,13 @@ class Catalog:
                 self.db.conn:
             self.db.conn.executemany(sql, [(state, reason, gen, now, i) for i in ids])
         return len(ids)
+
+    def set_decoding(self, ids: Iterable[int], version: int) -> None:
+        """Record that rows ``ids`` have cached pixels of decoding ``version`` (their pixels
+        were decoded again and came out the same, so their generation stays)."""
+        with faults(self.path, "recording decoding versions in the catalog"), self.db.conn:
+            self.db.conn.executemany("update images set decoding = ? where id = ?",
+                                     [(version, int(i)) for i in ids])
 
     def touch(self, ids_mtimes: list[tuple[int, float]]) -> None:
         """Record a new mtime for files whose content hash did not change."""

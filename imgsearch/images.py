@@ -1,8 +1,24 @@
 """Decoding images: one file to a square RGB array, as every part of imgsearch sees images.
 
-EXIF orientation applied, every Pillow mode converted to RGB (transparency composited on white,
+EXIF orientation applied, every Pillow mode converted to RGB (transparency flattened as below,
 16-bit scaled down), JPEGs decoded in draft mode so a 24-megapixel photo is never decoded at
 full size, then the whole image resized (not cropped) to the index's square input.
+
+Transparency (an alpha channel, a transparent palette entry, a PNG colour key) is flattened
+onto the background that contrasts with what is visible: black behind light art, white behind
+dark art. The choice is the one of the two whose mean distance
+in luminance to the visible pixels (weighted by their alpha) is larger, so the art's silhouette
+keeps as much contrast as a solid background can give it: white art on a transparent
+background (a wallpaper, a logo for dark themes) stays white shapes on black, black line art
+stays black on white. The alternatives lose the picture: always white (DECODE_VERSION 1) turns
+white art into a blank square, so distinct images all look alike; always black does the same to
+black art; mid-grey halves the contrast of white and black art and erases mid-tone art; a
+checkerboard adds a texture that is not in the picture and is the same in every transparent
+image, so it makes them look alike. Light art is most often made to stand on dark, and dark art
+on light, so the flattened image is also the one most likely to match an opaque copy of it.
+Opaque images (alpha 255 everywhere) are unchanged; a fully transparent image is white. Art
+whose mean luminance is within a hair of one half may flip between the two backgrounds in two
+copies of it; no solid background avoids a flip or a loss of contrast somewhere.
 """
 
 from __future__ import annotations
@@ -32,6 +48,21 @@ EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif"
                         *HEIF, *AVIF})
 _HIGH_DEPTH = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 _ALPHA = {"RGBA", "LA", "PA", "RGBa", "La"}
+_KEYED = {"P", "L", "RGB", "1"}  # modes whose info["transparency"] names a transparent colour
+_OPAQUE_FORMATS = frozenset({"JPEG", "MPO"})  # formats that cannot hold transparency
+WHITE, BLACK = (255, 255, 255), (0, 0, 0)
+
+#: The version of the decoding rules, recorded with each image's cached pixels (the catalog's
+#: ``decoding`` column) so that pixels decoded by older rules are decoded again (ingest.py).
+#: 1: transparency composited on white; 2: on the contrasting background (flatten).
+DECODE_VERSION = 2
+
+
+def decoding_changed(fmt: str | None, since: int) -> bool:
+    """Whether an image of format ``fmt`` (Pillow's name) whose pixels were decoded under
+    DECODE_VERSION ``since`` may decode differently now. Version 2 changed transparency only,
+    which a JPEG cannot have."""
+    return since < 2 and fmt not in _OPAQUE_FORMATS
 
 
 class TooLarge(Exception):
@@ -47,21 +78,41 @@ class ImageInfo:
     format: str | None
 
 
+def background(rgba: Image.Image) -> tuple[int, int, int]:
+    """The colour an RGBA image is flattened onto: black when its visible pixels are light on
+    average (alpha-weighted mean luminance over one half), else white; white when nothing is
+    visible. Luminance is Pillow's "L" (ITU-R 601-2 luma)."""
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.uint32)
+    total = int(alpha.sum(dtype=np.uint64))
+    if total == 0:
+        return WHITE
+    luma = np.asarray(rgba.convert("L"), dtype=np.uint32)
+    mean = int((luma * alpha).sum(dtype=np.uint64)) / (255 * total)
+    return BLACK if mean > 0.5 else WHITE
+
+
+def flatten(im: Image.Image) -> Image.Image:
+    """An image with transparency as RGB, over its ``background``; opaque pixels unchanged."""
+    rgba = im.convert("RGBA")
+    alpha = rgba.getchannel("A")
+    if alpha.getextrema()[0] == 255:  # opaque throughout: nothing to composite
+        return rgba.convert("RGB")
+    out = Image.new("RGB", rgba.size, background(rgba))
+    out.paste(rgba, mask=alpha)
+    return out
+
+
 def to_rgb(im: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to RGB: alpha over white, 16/32-bit scaled to 8 bits."""
+    """Convert any Pillow mode to RGB: transparency flattened (``flatten``), 16/32-bit scaled
+    to 8 bits."""
     if im.mode in _HIGH_DEPTH:
         a = np.asarray(im, dtype=np.float64)
         top = 65535.0 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
         if im.mode == "F" and a.max(initial=0) <= 1.0:
             top = 1.0
         im = Image.fromarray(np.clip(a * (255.0 / top), 0, 255).astype(np.uint8), "L")
-    if im.mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")
-    if im.mode in _ALPHA:
-        rgba = im.convert("RGBA")
-        out = Image.new("RGB", rgba.size, (255, 255, 255))
-        out.paste(rgba, mask=rgba.getchannel("A"))
-        return out
+    if im.mode in _ALPHA or (im.mode in _KEYED and "transparency" in im.info):
+        return flatten(im)
     return im if im.mode == "RGB" else im.convert("RGB")
 
 

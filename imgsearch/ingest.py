@@ -1,6 +1,11 @@
 """Walk a folder, decode and resize images in worker processes (images.py), and record every
 file in the catalog and the image cache. A file that cannot be read is recorded as failed with
 its reason; it never stops a run.
+
+Each row records the decoding version (images.DECODE_VERSION) of its cached pixels. A file
+whose pixels older decoding rules made, and which the current rules may decode differently
+(images.decoding_changed), is decoded again even though it did not change; where its pixels
+come out different, its row gets the run's generation, so every method re-encodes it.
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .catalog import FAILED, INDEXED, REMOVED, Catalog
-from .errors import DiskFull, FileChanging, ImageLoadError, ImgSearchError, MachineFault
+from .catalog import FAILED, INDEXED, REMOVED, Catalog, Row
+from .errors import CacheMiss, DiskFull, FileChanging, ImageLoadError, ImgSearchError, MachineFault
 from .imagecache import ImageCache
-from .images import EXTENSIONS, load_image
+from .images import DECODE_VERSION, EXTENSIONS, decoding_changed, load_image
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -151,13 +156,14 @@ class IngestReport:
     updated: int = 0
     unchanged: int = 0
     reused: int = 0
+    redecoded: int = 0  # unchanged files decoded again under new decoding rules (images.py)
     removed: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def decoded(self) -> int:
-        return self.added + self.updated - self.reused
+        return self.added + self.updated - self.reused + self.redecoded
 
 
 ProgressFn = Callable[[int, int], None]
@@ -175,7 +181,9 @@ def ingest(
     """Bring the catalog and image cache up to date with the files under ``root``.
 
     New and changed files (size or mtime differ) are read; a file whose content hash matches
-    an indexed file of the same size reuses its cached pixels instead of being decoded.
+    an indexed file of the same size reuses its cached pixels instead of being decoded. An
+    unchanged file whose cached pixels older decoding rules made is decoded again (see the
+    module's docstring).
     Files gone from ``root`` are marked removed. Every changed row gets this run's generation.
     ``engine`` reads the files (engine.py; None: this machine's worker pool); this process
     writes every result.
@@ -195,23 +203,35 @@ def ingest(
     prefix = str(root) + os.sep
     gone = [r.id for p, r in known.items()
             if r.state != REMOVED and p.startswith(prefix) and p not in seen]
-    by_size = catalog.hashes_by_size()  # before removals: a renamed file reuses its pixels
+    stale = {r.id for r in known.values()  # pixels the current decoding may change
+             if r.state == INDEXED and decoding_changed(r.format, r.decoding)}
+    by_size = {size: {h: i for h, i in ids.items() if i not in stale}  # before removals: a
+               for size, ids in catalog.hashes_by_size().items()}  # renamed file reuses them
     report.removed = catalog.mark(gone, REMOVED, gen)
 
     todo: list[FileEntry] = []
+    redo: set[str] = set()
     for f in files:
         r = known.get(f.path)
-        if r is not None and r.state != REMOVED and r.size == f.size and r.mtime == f.mtime:
-            report.unchanged += 1
-        else:
+        if r is None or r.state == REMOVED or (r.size, r.mtime) != (f.size, f.mtime):
             todo.append(f)
+        elif r.id in stale:
+            redo.add(f.path)
+            todo.append(f)
+        else:
+            report.unchanged += 1
 
-    writer = _RowWriter(catalog, cache, known, gen, report)
+    writer = _RowWriter(catalog, cache, known, gen, report, redo)
     for path, reason in bad:
         writer.failed(FileEntry(path, 0, 0.0), reason)
-    LOG.info("decoding %d new or changed files of %d", len(todo), len(files))
+    LOG.info("decoding %d new or changed files of %d", len(todo) - len(redo), len(files))
+    if redo:
+        LOG.info("decoding %d unchanged files again: their cached pixels are of older "
+                 "decoding rules (now version %d)", len(redo), DECODE_VERSION)
     entries = {f.path: f for f in todo}
-    tasks = [(f.path, cache.size, by_size.get(f.size, {}), rules.max_megapixels) for f in todo]
+    # a file decoded again neither reuses pixels nor meets a limit it was indexed without
+    tasks = [(f.path, cache.size, {}, 0.0) if f.path in redo else
+             (f.path, cache.size, by_size.get(f.size, {}), rules.max_megapixels) for f in todo]
     done, read_all = 0, False
     try:
         results = _run(tasks, workers) if engine is None else engine.read(tasks, workers)
@@ -230,6 +250,10 @@ def ingest(
             if read_all:  # else the error already on its way up says more
                 raise
         report.seconds = time.perf_counter() - t0
+    if report.redecoded:
+        LOG.info("decoded %d unchanged files again (decoding version %d): %d with new pixels, "
+                 "which every method re-encodes", report.redecoded, DECODE_VERSION,
+                 writer.repixelled)
     LOG.info("ingest %s: %s", root, report)
     return report
 
@@ -263,16 +287,21 @@ class _RowWriter:
     """Turns worker results into pixel-cache writes and batched catalog upserts.
 
     Pixels are written before the catalog row that points at them is committed, so a row
-    that says ``indexed`` always has its pixels in the cache.
+    that says ``indexed`` always has its pixels in the cache. New pixels of an unchanged file
+    decoded again replace its old ones only after its row has this run's generation, so the
+    methods re-encode it even if the run stops in between.
     """
 
     def __init__(self, catalog: Catalog, cache: ImageCache, known: dict, gen: int,
-                 report: IngestReport):
-        self.catalog, self.cache, self.known, self.gen, self.report = (
-            catalog, cache, known, gen, report)
+                 report: IngestReport, redo: set[str] = frozenset()):
+        self.catalog, self.cache, self.known, self.gen, self.report, self.redo = (
+            catalog, cache, known, gen, report, redo)
         self.next_id = catalog.max_id() + 1
         self.pending: list[dict] = []
         self.touched: list[tuple[int, float]] = []
+        self.same: list[int] = []  # decoded again: their pixels are as cached
+        self.redone: list[tuple[int, bytes]] = []  # decoded again: new pixels, to write
+        self.repixelled = 0
 
     def _id_for(self, path: str) -> tuple[int, bool]:
         r = self.known.get(path)
@@ -283,7 +312,8 @@ class _RowWriter:
 
     def _row(self, id_: int, f: FileEntry, **cols) -> None:
         row = {"id": id_, "path": f.path, "size": f.size, "mtime": f.mtime, "hash": None,
-               "width": None, "height": None, "format": None, "reason": None, "gen": self.gen}
+               "width": None, "height": None, "format": None, "reason": None, "gen": self.gen,
+               "decoding": DECODE_VERSION}
         row.update(cols)
         self.pending.append(row)
         if len(self.pending) >= _BATCH:
@@ -301,6 +331,12 @@ class _RowWriter:
             self.failed(f, res["error"])
             return
         id_, existed = self._id_for(f.path)
+        if f.path in self.redo:
+            old = self.known[f.path]
+            if (old.size, old.mtime, old.hash) == (f.size, f.mtime, res["hash"]):
+                self._redecoded(old, f, res)
+                return
+        decoding = DECODE_VERSION
         if "reuse" in res:
             src = res["reuse"]
             if src == id_:  # same file, same bytes, new mtime: nothing to re-encode
@@ -312,6 +348,7 @@ class _RowWriter:
             self.report.reused += 1
             res = {"hash": res["hash"], "width": source.width, "height": source.height,
                    "format": source.format}
+            decoding = source.decoding
         else:
             self.cache.write(id_, res["pixels"])
         if existed:
@@ -319,13 +356,42 @@ class _RowWriter:
         else:
             self.report.added += 1
         self._row(id_, f, state=INDEXED, hash=res["hash"], width=res["width"],
-                  height=res["height"], format=res["format"])
+                  height=res["height"], format=res["format"], decoding=decoding)
+
+    def _redecoded(self, old: Row, f: FileEntry, res: dict) -> None:
+        """An unchanged file decoded again under new rules: where its pixels differ from the
+        cached ones, its row gets this run's generation (the methods re-encode it) and they
+        replace them; either way its row then records the current decoding version."""
+        self.report.unchanged += 1
+        self.report.redecoded += 1
+        id_ = old.id
+        try:
+            same = self.cache.read([id_])[0].tobytes() == res["pixels"]
+        except CacheMiss:
+            same = False
+        if same:
+            self.same.append(id_)
+            return
+        self.repixelled += 1
+        self.redone.append((id_, res["pixels"]))
+        self._row(id_, f, state=INDEXED, hash=res["hash"], width=res["width"],
+                  height=res["height"], format=res["format"],
+                  decoding=old.decoding)  # the current one once the pixels are written
 
     def commit(self) -> None:
         if self.pending:
             self.cache.flush()  # the pixels reach the disk before the rows that point at them
         self.catalog.upsert_many(self.pending)
         self.pending = []
+        if self.redone:  # after their rows took this run's generation: a run stopped in
+            for id_, pixels in self.redone:  # between leaves them for the methods to encode
+                self.cache.write(id_, pixels)
+            self.cache.flush()
+            self.same.extend(id_ for id_, _ in self.redone)
+            self.redone = []
         if self.touched:
             self.catalog.touch(self.touched)
             self.touched = []
+        if self.same:
+            self.catalog.set_decoding(self.same, DECODE_VERSION)
+            self.same = []

@@ -15,10 +15,10 @@ def row(id_, path, state=INDEXED, gen=1, size=10, h="h"):
 
 def test_new_catalog_has_current_schema(tmp_path):
     cat = Catalog(tmp_path / "c.db")
-    assert cat.version == catalog_mod.VERSION == 2
+    assert cat.version == catalog_mod.VERSION == 3
     cols = set(cat.db["images"].columns_dict)
     assert {"id", "path", "size", "mtime", "hash", "width", "height", "format", "state",
-            "reason", "gen", "updated_at"} <= cols
+            "reason", "gen", "updated_at", "decoding"} <= cols
     assert cat.db["images"].pks == ["id"]
 
 
@@ -32,9 +32,19 @@ def test_migrates_v1_catalog_stepwise(tmp_path):
     db.conn.close()
 
     cat = Catalog(path)
-    assert cat.version == 2
+    assert cat.version == 3
     r = cat.get(7)
-    assert r.path == "/p.jpg" and r.gen == 0  # old rows get the new column's default
+    assert r.path == "/p.jpg" and r.gen == 0  # old rows get the new columns' defaults
+    assert r.decoding == 1  # pixels cached before the decoding version was recorded
+
+
+def test_decoding_version_is_recorded_per_row(tmp_path):
+    cat = Catalog(tmp_path / "c.db")
+    cat.upsert_many([row(1, "/a")])
+    cat.upsert_many([{**row(2, "/b"), "decoding": 2}])
+    assert (cat.get(1).decoding, cat.get(2).decoding) == (1, 2)  # 1: the column's default
+    cat.set_decoding([1], 2)
+    assert cat.get(1).decoding == 2 and cat.get(1).gen == 1  # its generation stays
 
 
 def test_refuses_newer_schema(tmp_path):

@@ -7,9 +7,13 @@ from PIL import Image
 
 import imgsearch.ingest as ingest_mod
 from imgsearch.catalog import FAILED, INDEXED, REMOVED
+from imgsearch.config import IndexConfig
+from imgsearch.duplicates import live_codes
 from imgsearch.errors import ImageLoadError, ImgSearchError
-from imgsearch.images import load_image
+from imgsearch.images import DECODE_VERSION, load_image
 from imgsearch.ingest import ScanRules, ingest, scan
+from imgsearch.pipeline import update_index
+from imgsearch.workspace import Workspace
 
 from .conftest import STORED, WrittenWhileRead, find, pattern
 
@@ -29,7 +33,7 @@ def rgb_of(path, size=8):
         ("1", 0, "png", (0, 0, 0)),
         ("L", 100, "png", (100, 100, 100)),
         ("LA", (100, 255), "png", (100, 100, 100)),
-        ("LA", (100, 0), "png", WHITE),  # fully transparent: composited on white
+        ("LA", (100, 0), "png", WHITE),  # fully transparent: nothing visible, white
         ("RGBA", (200, 10, 10, 255), "png", (200, 10, 10)),
         ("RGBA", (200, 10, 10, 0), "png", WHITE),
         ("CMYK", (0, 0, 0, 0), "jpg", WHITE),
@@ -60,7 +64,7 @@ def test_palette_with_and_without_transparency(tmp_path):
     im.save(tmp_path / "p.png")
     assert rgb_of(tmp_path / "p.png")[0] == (10, 20, 30)
     im.save(tmp_path / "pt.png", transparency=1)
-    assert rgb_of(tmp_path / "pt.png")[0] == WHITE
+    assert rgb_of(tmp_path / "pt.png")[0] == WHITE  # nothing visible: white
 
 
 def test_gif_uses_first_frame(tmp_path):
@@ -232,6 +236,137 @@ def test_file_that_never_holds_still_fails_and_is_read_next_run(photo_dir, ws, m
     again = ingest(photo_dir, ws.catalog, ws.cache, workers=1)
     assert again.updated == 1 and not again.failed
     assert ws.catalog.by_path(str(target)).state == INDEXED
+
+
+# -- pixels of older decoding rules --------------------------------------------------------
+def white_art(path, seed: int) -> None:
+    """White shapes on a fully transparent background: a blank white square under decoding
+    version 1, which composited transparency on white."""
+    a = np.zeros((48, 48, 4), np.uint8)
+    a[pattern(seed, 48)[..., 0] > 128] = 255
+    Image.fromarray(a, "RGBA").save(path)
+
+
+def age(ws, paths) -> None:
+    """Make ``paths``' rows look cached by decoding version 1: the version, and the white
+    square it decoded white art on transparency to."""
+    ws.catalog.db.execute("update images set decoding = 1")
+    ws.catalog.db.conn.commit()
+    for path in paths:
+        ws.cache.write(ws.catalog.by_path(str(path)).id,
+                       np.full((ws.cache.size, ws.cache.size, 3), 255, np.uint8))
+    ws.cache.flush()
+
+
+def test_unchanged_files_of_an_older_decoding_are_decoded_again(tmp_path, ws, monkeypatch):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    white_art(photos / "art.png", 1)
+    Image.fromarray(pattern(2)).save(photos / "opaque.png")
+    Image.fromarray(pattern(3)).save(photos / "photo.jpg")
+    ingest(photos, ws.catalog, ws.cache, workers=1)
+    assert {r.decoding for r in ws.catalog.rows()} == {DECODE_VERSION}
+    age(ws, [photos / "art.png"])
+    before = ws.catalog.gen
+    decoded = []
+
+    def spy(source, *args):
+        pixels, info = load_image(source, *args)
+        decoded.append(info.format)
+        return pixels, info
+
+    monkeypatch.setattr(ingest_mod, "load_image", spy)
+    report = ingest(photos, ws.catalog, ws.cache, workers=1)
+    assert sorted(decoded) == ["PNG", "PNG"]  # a JPEG has no alpha: version 2 changed nothing
+    assert (report.redecoded, report.unchanged, report.updated, report.decoded) == (2, 3, 0, 2)
+    art = ws.catalog.by_path(str(photos / "art.png"))
+    np.testing.assert_array_equal(ws.cache.read([art.id])[0],
+                                  load_image(photos / "art.png", ws.cache.size)[0])
+    assert ws.cache.read([art.id]).min() == 0  # the art on black, not a white square
+    # only the file whose pixels changed is re-encoded by the methods
+    assert ws.catalog.changed_since(before) == [(art.id, INDEXED)]
+    by_name = {r.path.rsplit("/", 1)[1]: r.decoding for r in ws.catalog.rows()}
+    assert by_name == {"art.png": DECODE_VERSION, "opaque.png": DECODE_VERSION,
+                       "photo.jpg": 1}  # the JPEG's pixels are still version 1's, and right
+    decoded.clear()
+    assert ingest(photos, ws.catalog, ws.cache, workers=1).redecoded == 0 and not decoded
+
+
+def test_a_run_stopped_after_new_pixels_still_has_them_re_encoded(tmp_path, ws, monkeypatch):
+    """Stopped after the new pixels are written but before the row records their version,
+    the next run finds the cache already right; the row kept the stopped run's generation,
+    so the methods (synced to an older one) still re-encode it."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    white_art(photos / "art.png", 1)
+    ingest(photos, ws.catalog, ws.cache, workers=1)
+    age(ws, [photos / "art.png"])
+    synced = ws.catalog.gen  # where a method would be
+
+    def killed(ids, version):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ws.catalog, "set_decoding", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ingest(photos, ws.catalog, ws.cache, workers=1)
+    monkeypatch.undo()
+    art = ws.catalog.by_path(str(photos / "art.png"))
+    assert art.decoding == 1 and ws.cache.read([art.id]).min() == 0  # pixels in, not version
+    report = ingest(photos, ws.catalog, ws.cache, workers=1)
+    assert report.redecoded == 1 and ws.catalog.get(art.id).decoding == DECODE_VERSION
+    assert ws.catalog.changed_since(synced) == [(art.id, INDEXED)]
+
+
+def test_a_copy_of_stale_pixels_is_decoded_not_reused(tmp_path, ws):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    white_art(photos / "art.png", 1)
+    ingest(photos, ws.catalog, ws.cache, workers=1)
+    age(ws, [photos / "art.png"])
+    shutil.copy(photos / "art.png", photos / "copy.png")
+    report = ingest(photos, ws.catalog, ws.cache, workers=1)
+    assert (report.added, report.reused, report.redecoded) == (1, 0, 1)
+    ids = [ws.catalog.by_path(str(photos / n)).id for n in ("art.png", "copy.png")]
+    right = load_image(photos / "art.png", ws.cache.size)[0]
+    for pixels in ws.cache.read(ids):
+        np.testing.assert_array_equal(pixels, right)
+
+
+def test_an_index_of_an_older_decoding_is_decoded_and_encoded_again(tmp_path):
+    """An index whose cache and codes version 1 made (white art on transparency as white
+    squares, so all alike) is brought up to date by the next `imgsearch index`: the stale
+    pixels decoded again, their rows' version recorded, and the method re-encodes them."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    arts = [photos / f"art{i}.png" for i in range(3)]
+    for i, path in enumerate(arts):
+        white_art(path, 10 + i)
+    for i in range(5):
+        Image.fromarray(pattern(i, 48)).save(photos / f"photo{i}.jpg", quality=90)
+    ws = Workspace.create(tmp_path / "index", IndexConfig(input_size=32))
+    try:
+        update_index(ws, photos, ["pixels"], workers=1)
+        age(ws, arts)
+        ws.catalog.db.execute("update images set decoding = 2")  # the codes of the white
+        ws.catalog.db.conn.commit()  # squares, as version 1 left them: fitted on the cache
+        update_index(ws, photos, ["pixels"], workers=1, rebuild=True)
+        age(ws, arts)
+        ids = [ws.catalog.by_path(str(p)).id for p in arts]
+        codes = dict(zip(*live_codes(ws, "pixels")[1:3]))
+        assert all(np.array_equal(codes[i], codes[ids[0]]) for i in ids)  # all alike
+
+        report = update_index(ws, photos, ["pixels"], workers=1)
+        assert report.ingest.redecoded == 3
+        (built,) = report.built
+        assert (built.action, built.encoded) == ("sync", 3)  # the three art files only
+        for path, pixels in zip(arts, ws.cache.read(ids)):
+            np.testing.assert_array_equal(pixels, load_image(path, 32)[0])
+        assert all(ws.catalog.get(i).decoding == DECODE_VERSION for i in ids)
+        codes = dict(zip(*live_codes(ws, "pixels")[1:3]))
+        assert not np.array_equal(codes[ids[0]], codes[ids[1]])
+        assert not np.array_equal(codes[ids[1]], codes[ids[2]])
+    finally:
+        ws.close()
 
 
 # -- formats and folders people have ------------------------------------------------------
