@@ -7,22 +7,35 @@ names, if that file is still the one indexed (same size and modification time). 
 loaded once and loaded again when a re-index beside the server swaps in a new build; until
 then the last complete build answers.
 
+The review of duplicates moves files (never deletes them) with duplicates.plan_moves and
+duplicates.move, the same rules and log as `imgsearch duplicates --move-to`, and does not
+re-index: the page tells the user to run `imgsearch index`. Until then a moved photo is left
+out of the groups because its file is gone.
+
     GET  /                      the page
     GET  /api/info              counts, methods (self-check, duplicate threshold), preferred
     GET  /api/images?page=&per= a page of the collection: id, name, size
     GET  /api/similar/{id}      ?method=NAME|all&k=K: neighbours of an indexed image
     POST /api/search            an uploaded image (multipart "file"): ?method=NAME|all&k=K
-    GET  /api/duplicates        ?method=&threshold=: groups of near-duplicates
+    GET  /api/duplicates        ?method=&threshold=: groups of near-duplicates, less the
+                                groups the user dismissed and the photos moved away
+    POST /api/duplicates/move   {"ids", "to", "method", "threshold"}: move non-keepers of a
+                                group into folder "to"; answers the move log, for undo
+    POST /api/duplicates/undo   {"log"}: put back the files a move log lists
+    POST /api/duplicates/dismiss {"ids"}: mark a group's photos as not duplicates (review.py)
     GET  /api/map               ?method=&n=: 2-D positions of up to n images (t-SNE of codes)
     GET  /thumb/{id}            a JPEG thumbnail, made on first request and cached
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import os
+import re
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -30,12 +43,13 @@ from typing import Annotated
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from PIL import Image
+from pydantic import BaseModel, Field
 
-from . import methods
+from . import methods, review
 from .build import load_method
 from .catalog import INDEXED, Catalog
 from .errors import ImageLoadError, ImgSearchError
-from .images import open_upright
+from .images import DECODE_VERSION, open_upright
 from .search import Searcher, query_images
 from .store import MethodState, replacing
 from .workspace import Workspace
@@ -48,6 +62,7 @@ THUMB = 256  # thumbnail side
 MAX_UPLOAD = 32 * 2**20  # bytes
 MAX_UPLOAD_PIXELS = 80_000_000  # an upload with more pixels is refused (decompression bomb)
 MAX_K = 200
+MOVE_LOG = re.compile(r"imgsearch-moves-\d{8}-\d{6}(-\d+)?\.jsonl")  # duplicates --move-to's
 
 
 class Served:
@@ -61,6 +76,7 @@ class Served:
         self._lock = threading.Lock()
         self._loaded: dict[str, tuple[tuple, Searcher, MethodState]] = {}
         self._derived: dict[tuple, object] = {}  # duplicates and maps, by method and build
+        self.moving = threading.Lock()  # one move at a time: plans see the last one's files
 
     @property
     def ws(self) -> Workspace:
@@ -120,9 +136,53 @@ class Served:
 
 
 def _hits(served: Served, hits) -> list[dict]:
+    """The hits as the API gives them: every field of Hit.as_dict (verification included)
+    but the path, and the file's name."""
     rows = served.catalog.get_many(h.id for h in hits)
-    return [{"rank": h.rank, "id": h.id, "distance": h.distance,
-             "name": Path(rows[h.id].path).name if h.id in rows else None} for h in hits]
+    out = []
+    for h in hits:
+        d = {k: v for k, v in h.as_dict().items() if k != "path"}
+        d["name"] = Path(rows[h.id].path).name if h.id in rows else None
+        out.append(d)
+    return out
+
+
+def _visible(groups: list, dismissed: set[tuple[int, int]]) -> list:
+    """The groups less the photos whose files are gone (moved away since the index was
+    built), and less the groups of which every pair was dismissed (review.py)."""
+    out = []
+    for g in groups:
+        others = tuple(m for m in g.others if os.path.exists(m.path))
+        ids = sorted(m.id for m in (g.keeper, *others))
+        pairs = {(a, b) for n, a in enumerate(ids) for b in ids[n + 1:]}
+        if others and os.path.exists(g.keeper.path) and not pairs <= dismissed:
+            out.append(g if others == g.others else dataclasses.replace(g, others=others))
+    return out
+
+
+def _log_path(dest: Path) -> Path:
+    """A new move log in ``dest``, named as `imgsearch duplicates --move-to` names it; a
+    suffix where two moves fall in the same second."""
+    stamp = time.strftime("imgsearch-moves-%Y%m%d-%H%M%S")
+    log, n = dest / f"{stamp}.jsonl", 2
+    while log.exists():
+        log, n = dest / f"{stamp}-{n}.jsonl", n + 1
+    return log
+
+
+class MoveRequest(BaseModel):
+    ids: list[int]  # non-keepers of one group of the current result
+    to: str = ""  # the folder to move them into: a full path outside the indexed folder
+    method: str | None = None  # whose groups (default: the preferred method)
+    threshold: float | None = Field(None, ge=0)
+
+
+class UndoRequest(BaseModel):
+    log: str  # a move log, as a move answered it
+
+
+class DismissRequest(BaseModel):
+    ids: list[int]  # every photo of a group
 
 
 def _check_k(k: int) -> int:
@@ -214,20 +274,91 @@ def create_app(index: str | Path) -> FastAPI:
                                                          served.catalog))
         return {"name": file.filename, "results": out}
 
-    @app.get("/api/duplicates")
-    def duplicates(method: str | None = None, threshold: float | None = Query(None, ge=0)):
+    def found_duplicates(method: str | None, threshold: float | None):
+        """(the result of ``method``, its groups as the user sees them now)."""
         from . import duplicates as dup
 
-        (m,) = served.methods(method) or [None]
-        if m is None:
+        names = served.methods(method)
+        if not names:
             raise HTTPException(404, "no method built")
+        if len(names) > 1:
+            raise HTTPException(400, "duplicates are found by one method: name it, not 'all'")
+        m = names[0]
         found = served.derived((m, "dups", threshold),
                                lambda: dup.in_index(served.ws, m, threshold))
-        data = found.as_dict()
+        return found, _visible(found.groups, review.dismissed(served.root))
+
+    @app.get("/api/duplicates")
+    def duplicates(method: str | None = None, threshold: float | None = Query(None, ge=0)):
+        found, groups = found_duplicates(method, threshold)
+        data = dataclasses.replace(found, groups=groups).as_dict()
         for g in data["groups"]:  # names, not paths
             for member in [g["keeper"], *g["others"]]:
                 member["name"] = Path(member.pop("path")).name
         return data
+
+    @app.post("/api/duplicates/move")
+    def move_duplicates(req: MoveRequest):
+        from . import duplicates as dup
+
+        if not req.to.strip():
+            raise HTTPException(400, "choose a folder to move the others into: a full path "
+                                     "outside the indexed folder")
+        dest = Path(req.to.strip()).expanduser()
+        if not dest.is_absolute():
+            raise HTTPException(400, f"give the folder as a full path (like /home/me/"
+                                     f"duplicates), not {req.to.strip()!r}")
+        if dest.exists() and not dest.is_dir():
+            raise HTTPException(400, f"{dest} is a file; choose a folder")
+        with served.moving:
+            _, groups = found_duplicates(req.method, req.threshold)
+            wanted = set(req.ids)
+            group = next((g for g in groups if wanted and wanted <= {m.id for m in g.others}),
+                         None)
+            if group is None:
+                raise HTTPException(409, "these photos are not the others of one group of "
+                                         "duplicates now; reload the page")
+            chosen = dataclasses.replace(
+                group, others=tuple(m for m in group.others if m.id in wanted))
+            moves = dup.plan_moves([chosen], served.catalog.root or "/", dest)
+            log = _log_path(dest)
+            try:
+                moved = dup.move(moves, log)
+            except OSError as e:
+                raise HTTPException(500, f"moving stopped: {e}; the files moved so far go back "
+                                         f"with `imgsearch duplicates --undo {log}`") from None
+        LOG.info("moved %d file(s) into %s (log %s)", moved, dest, log)
+        return {"moved": moved, "to": str(dest), "log": str(log),
+                "names": [Path(src).name for src, _ in moves]}
+
+    @app.post("/api/duplicates/undo")
+    def undo_move(req: UndoRequest):
+        from . import duplicates as dup
+
+        log = Path(req.log).expanduser()
+        if not log.is_absolute() or not MOVE_LOG.fullmatch(log.name):
+            raise HTTPException(400, f"{req.log!r} is not a move log (a full path to "
+                                     "imgsearch-moves-DATE-TIME.jsonl)")
+        if not log.is_file():
+            raise HTTPException(404, f"move log not found: {log}")
+        with served.moving:
+            try:
+                back = dup.undo(log)
+            except (ValueError, KeyError, TypeError):
+                raise HTTPException(400, f"{log} is not a move log this version can "
+                                         "read") from None
+            except OSError as e:
+                raise HTTPException(500, f"putting the files back stopped: {e}; the rest go "
+                                         "back when the same log is undone again") from None
+        return {"restored": back, "log": str(log)}
+
+    @app.post("/api/duplicates/dismiss")
+    def dismiss(req: DismissRequest):
+        rows = served.catalog.get_many(req.ids)
+        missing = sorted(set(req.ids) - set(rows))
+        if missing:
+            raise HTTPException(404, f"no image with id {missing[0]}")
+        return {"dismissed": review.dismiss(served.root, req.ids)}
 
     @app.get("/api/map")
     def map_(method: str | None = None, n: int = Query(600, ge=2, le=5000)):
@@ -245,7 +376,8 @@ def create_app(index: str | Path) -> FastAPI:
         row = served.catalog.get(image_id)
         if row is None or row.state != INDEXED:
             raise HTTPException(404, f"no indexed image with id {image_id}")
-        name = f"{image_id}-{(row.hash or 'x')[:12]}.jpg"
+        # the decoding rules in the name: a thumbnail made under older ones is made again
+        name = f"{image_id}-{(row.hash or 'x')[:12]}-d{DECODE_VERSION}.jpg"
         cached = served.thumbs / name
         headers = {"Cache-Control": "public, max-age=86400", "ETag": f'"{name}"'}
         if not cached.is_file():
@@ -262,6 +394,9 @@ def create_app(index: str | Path) -> FastAPI:
                 im = Image.fromarray(served.ws.cache.read([image_id])[0])
             with replacing(cached) as tmp:
                 im.save(tmp, "JPEG", quality=85)
+            for old in served.thumbs.glob(f"{image_id}-*.jpg"):  # of an older file or rules
+                if old.name != name:
+                    old.unlink(missing_ok=True)
         return FileResponse(cached, media_type="image/jpeg", headers=headers)
 
     @app.get("/favicon.ico", include_in_schema=False)

@@ -1,20 +1,26 @@
 """The web API through the ASGI test client: every endpoint, every error, traversal attempts,
 concurrent requests, and a re-index picked up while serving."""
 
+import dataclasses
 import io
 import json
 import os
+import re
 import struct
 import urllib.request
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from imgsearch import review
 from imgsearch.config import IndexConfig
+from imgsearch.images import DECODE_VERSION
 from imgsearch.pipeline import update_index
+from imgsearch.search import Hit
 from imgsearch.server import create_app
 from imgsearch.workspace import Workspace
 
@@ -73,8 +79,11 @@ def test_similar_by_each_method(client):
     some = client.get("/api/images").json()["images"][3]
     data = client.get(f"/api/similar/{some['id']}?method=all&k=5").json()
     assert set(data["results"]) == {"pixels", "pca"}
+    hit_fields = {f.name for f in dataclasses.fields(Hit)} - {"path"} | {"name"}
     for hits in data["results"].values():
         assert len(hits) == 5 and some["id"] not in {h["id"] for h in hits}
+        assert all(set(h) == hit_fields for h in hits)  # every field of a hit (verified,
+        #                                                 shared, ...), no path
         assert [h["distance"] for h in hits] == sorted(h["distance"] for h in hits)
     one = client.get(f"/api/similar/{some['id']}?method=pca&k=3").json()
     assert list(one["results"]) == ["pca"]
@@ -126,6 +135,20 @@ def test_thumbnails_are_made_once_cached_and_carry_headers(client, index):
     cached = list((index / "thumbs").glob("1-*.jpg"))
     assert len(cached) == 1
     assert client.get("/thumb/1").content == cached[0].read_bytes()
+
+
+def test_a_thumbnail_made_under_older_decoding_rules_is_made_again(client, index):
+    ws = Workspace.open(index)
+    row = ws.catalog.get(2)
+    ws.close()
+    old = index / "thumbs" / f"2-{row.hash[:12]}.jpg"  # the name before decoding versions
+    old.parent.mkdir(exist_ok=True)
+    Image.new("RGB", (64, 64), (255, 0, 0)).save(old)
+    r = client.get("/thumb/2")
+    assert r.status_code == 200
+    assert Image.open(io.BytesIO(r.content)).size != (64, 64)  # made from the photo
+    assert [p.name for p in (index / "thumbs").glob("2-*.jpg")] == [
+        f"2-{row.hash[:12]}-d{DECODE_VERSION}.jpg"]  # the stale one removed
 
 
 @pytest.mark.parametrize("url", [
@@ -191,3 +214,134 @@ def test_a_reindex_beside_the_server_is_picked_up(client, index, photo_dir):
     data = client.post("/api/search?method=pca&k=1",
                        files={"file": ("q.png", png(Image.fromarray(pattern(55))))}).json()
     assert data["results"]["pca"][0]["name"] == "new.png"  # the new build answers
+
+
+# -- reviewing duplicates: move the others away (and back), dismiss a group ------------------
+DUPS = "method=pixels&threshold=3"  # the copies of img00 within it, distinct photos beyond
+
+
+@pytest.fixture
+def dup_index(photo_dir, tmp_path):
+    """The 12 photos and three copies of img00 (larger, a smaller JPEG, a crop of it)."""
+    big = Image.fromarray(pattern(0, 160))
+    (photo_dir / "copies").mkdir()
+    big.save(photo_dir / "copies" / "orig.png")
+    big.resize((120, 120)).save(photo_dir / "copies" / "small.jpg", quality=90)
+    big.crop((8, 8, 152, 152)).save(photo_dir / "copies" / "crop.png")
+    ws = Workspace.create(tmp_path / "idx", IndexConfig(input_size=32, pixel_size=16,
+                                                        code_dim=8))
+    update_index(ws, photo_dir, ["pixels", "pca"], workers=1)
+    ws.close()
+    return tmp_path / "idx"
+
+
+@pytest.fixture
+def dup_client(dup_index):
+    with TestClient(create_app(dup_index)) as c:
+        yield c
+
+
+def the_group(client) -> dict:
+    (group,) = client.get(f"/api/duplicates?{DUPS}").json()["groups"]
+    return group
+
+
+def test_the_copies_form_one_group(dup_client):
+    g = the_group(dup_client)
+    assert g["keeper"]["name"] == "orig.png"  # the highest resolution
+    assert sorted(m["name"] for m in g["others"]) == ["crop.png", "img00.jpg", "small.jpg"]
+    assert "path" not in g["keeper"] and all("path" not in m for m in g["others"])
+
+
+def test_moving_refuses_a_missing_or_relative_folder_or_one_inside_the_collection(
+        dup_client, photo_dir, tmp_path):
+    g = the_group(dup_client)
+    ids = [m["id"] for m in g["others"]]
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    for to, status, says in [
+        ("", 400, "choose a folder"), ("   ", 400, "choose a folder"),
+        ("aside", 400, "full path"),
+        (str(photo_dir / "aside"), 400, "inside the indexed folder"),
+        (str(photo_dir), 400, "inside the indexed folder"),
+        (str(tmp_path / "notes.txt"), 400, "is a file"),
+    ]:
+        r = dup_client.post("/api/duplicates/move", json={"ids": ids, "to": to,
+                                                          "method": "pixels", "threshold": 3})
+        assert r.status_code == status and says in r.json()["detail"], (to, r.json())
+    assert len(list(photo_dir.rglob("*.*"))) == 15  # nothing moved
+    assert not (photo_dir / "aside").exists()
+
+
+def test_only_the_others_of_one_group_can_be_moved(dup_client, tmp_path):
+    g = the_group(dup_client)
+    for ids in ([g["keeper"]["id"]], [g["others"][0]["id"], 1_000_000], []):
+        r = dup_client.post("/api/duplicates/move", json={
+            "ids": ids, "to": str(tmp_path / "aside"), "method": "pixels", "threshold": 3})
+        assert r.status_code == 409 and "reload the page" in r.json()["detail"]
+    assert not (tmp_path / "aside").exists()
+
+
+def test_move_the_others_away_then_undo(dup_client, photo_dir, tmp_path):
+    g = the_group(dup_client)
+    before = {p: p.read_bytes() for p in photo_dir.rglob("*.*")}
+    others = {m["name"]: m["id"] for m in g["others"]}
+    aside = tmp_path / "aside"
+    r = dup_client.post("/api/duplicates/move", json={
+        "ids": list(others.values()), "to": str(aside), "method": "pixels", "threshold": 3})
+    assert r.status_code == 200, r.json()
+    moved = r.json()
+    assert moved["moved"] == 3 and moved["to"] == str(aside)
+    log = Path(moved["log"])
+    assert log.parent == aside and re.fullmatch(r"imgsearch-moves-\d{8}-\d{6}\.jsonl", log.name)
+    assert sorted(p.relative_to(aside).as_posix() for p in aside.rglob("*.*")
+                  if p != log) == ["a/b/img00.jpg", "copies/crop.png", "copies/small.jpg"]
+    assert (photo_dir / "copies" / "orig.png").is_file()  # the keeper stays
+    assert not (photo_dir / "a" / "b" / "img00.jpg").exists()
+    assert dup_client.get(f"/api/duplicates?{DUPS}").json()["groups"] == []  # files gone
+
+    back = dup_client.post("/api/duplicates/undo", json={"log": str(log)})
+    assert back.status_code == 200 and back.json()["restored"] == 3
+    assert {p: p.read_bytes() for p in photo_dir.rglob("*.*")} == before  # every byte back
+    assert the_group(dup_client)["keeper"]["id"] == g["keeper"]["id"]
+
+    again = dup_client.post("/api/duplicates/move", json={  # a second log, never the first
+        "ids": [others["small.jpg"]], "to": str(aside), "method": "pixels", "threshold": 3})
+    assert again.status_code == 200 and again.json()["moved"] == 1
+    assert Path(again.json()["log"]) != log and log.is_file()
+    assert sorted(m["name"] for m in the_group(dup_client)["others"]) == [
+        "crop.png", "img00.jpg"]
+
+
+@pytest.mark.parametrize("log, status", [
+    ("relative/imgsearch-moves-20240101-120000.jsonl", 400), ("/etc/passwd", 400),
+    ("/nowhere/imgsearch-moves-20240101-120000.jsonl", 404),
+])
+def test_undo_takes_only_a_move_log(dup_client, log, status):
+    r = dup_client.post("/api/duplicates/undo", json={"log": log})
+    assert r.status_code == status and r.json()["detail"]
+
+
+def test_dismissing_a_group_hides_it(dup_client, dup_index):
+    g = the_group(dup_client)
+    ids = [g["keeper"]["id"], *(m["id"] for m in g["others"])]
+    some = dup_client.post("/api/duplicates/dismiss", json={"ids": ids[:2]})
+    assert some.status_code == 200 and some.json() == {"dismissed": 1}
+    assert the_group(dup_client)["keeper"]["id"] == ids[0]  # other pairs still undecided
+    r = dup_client.post("/api/duplicates/dismiss", json={"ids": ids})
+    assert r.status_code == 200 and r.json() == {"dismissed": 5}  # 6 pairs, 1 known
+    assert review.dismissed(dup_index) == {(min(a, b), max(a, b)) for n, a in enumerate(ids)
+                                           for b in ids[n + 1:]}
+    assert dup_client.get(f"/api/duplicates?{DUPS}").json()["groups"] == []
+
+
+@pytest.mark.parametrize("ids, status, says", [
+    ([1], 400, "two photos or more"), ([1, 99999], 404, "no image with id 99999"),
+])
+def test_dismiss_errors(dup_client, ids, status, says):
+    r = dup_client.post("/api/duplicates/dismiss", json={"ids": ids})
+    assert r.status_code == status and says in r.json()["detail"]
+
+
+def test_duplicates_of_all_methods_at_once_is_refused(dup_client):
+    r = dup_client.get("/api/duplicates?method=all")
+    assert r.status_code == 400 and "one method" in r.json()["detail"]
