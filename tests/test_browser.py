@@ -7,6 +7,7 @@ the screenshots (the README's picture comes from here)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -14,23 +15,39 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .conftest import find, serving
+from .conftest import find, pattern, serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def server(photo_dir, tmp_path):
+def build(photo_dir, index):
     from typer.testing import CliRunner
 
     from imgsearch.cli import app
 
-    index = tmp_path / "idx"
     built = CliRunner().invoke(app, ["index", str(photo_dir), "--index", str(index),
                                      "--methods", "pixels,pca", "--input-size", "32"])
     assert built.exit_code == 0, built.output
-    with serving(index) as url:
+
+
+@pytest.fixture
+def server(photo_dir, tmp_path):
+    build(photo_dir, tmp_path / "idx")
+    with serving(tmp_path / "idx") as url:
+        yield url
+
+
+@pytest.fixture
+def dup_server(photo_dir, tmp_path):
+    """The 12 photos and three copies of img00: larger (the keeper), a smaller JPEG, a crop."""
+    big = Image.fromarray(pattern(0, 160))
+    (photo_dir / "copies").mkdir()
+    big.save(photo_dir / "copies" / "orig.png")
+    big.resize((120, 120)).save(photo_dir / "copies" / "small.jpg", quality=90)
+    big.crop((8, 8, 152, 152)).save(photo_dir / "copies" / "crop.png")
+    build(photo_dir, tmp_path / "idx")
+    with serving(tmp_path / "idx") as url:
         yield url
 
 
@@ -65,8 +82,9 @@ def test_the_page_in_a_real_browser(server, browser, photo_dir, tmp_path):
     page.wait_for_function("[...document.querySelectorAll('#grid img')].every(i => "
                            "i.complete && i.naturalWidth > 0)")  # thumbnails drawn
 
-    tiles.nth(4).click()  # a photo: its neighbours by every method
+    tiles.nth(4).click()  # a photo: its neighbours by every method, at its own address
     page.wait_for_selector("[data-testid=detail] [data-testid=results] figure")
+    assert page.evaluate("location.hash") == f"#/photo/{tiles.nth(4).get_attribute('data-id')}"
     rows = page.locator("[data-testid=detail] [data-testid=results]")
     assert sorted(rows.nth(i).get_attribute("data-method") for i in range(rows.count())) == [
         "pca", "pixels"]
@@ -80,10 +98,159 @@ def test_the_page_in_a_real_browser(server, browser, photo_dir, tmp_path):
     first = page.locator("[data-testid=detail] [data-testid=results] figcaption").first
     assert "img09.bmp" in first.inner_text()  # the uploaded picture's own file comes first
 
+    assert page.evaluate("location.hash") == "#/search"
+
     page.click("button[data-view=duplicates]")
     page.wait_for_selector("[data-testid=duplicates] >> text=group(s) of near-duplicates")
+    assert page.locator("[data-testid=detail]").is_hidden()  # the photo's panel went with it
     page.click("button[data-view=map]")
     page.wait_for_selector("#mapbox img")
     assert page.locator("#mapbox img").count() == 12
     page.screenshot(path=str(shots / "serve-map.png"))
     assert errors == [] and page.locator("#error").is_hidden()
+
+
+def open_page(browser, url):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(url)
+    return page, errors
+
+
+def group_of(page, keeper: str):
+    return page.locator("[data-testid=group]", has=page.locator(
+        ".keeper figcaption", has_text=keeper))
+
+
+def test_every_photo_and_group_has_an_address(dup_server, browser):
+    page, errors = open_page(browser, dup_server)
+    page.wait_for_selector("[data-testid=grid] figure")
+    assert page.evaluate("location.hash") == ""
+    page.click("button[data-view=duplicates]")
+    group = group_of(page, "orig.png")
+    group.wait_for()
+    method = page.locator("[data-testid=method]").input_value()
+    assert page.evaluate("location.hash") == f"#/duplicates?method={method}"
+    keeper = group.locator(".keeper")
+    keeper_id = keeper.get_attribute("data-id")
+    assert keeper.locator("[data-testid=keep]").inner_text() == "keep"
+    assert group.locator("[data-testid=keep]").count() == 1  # one keeper a group
+    assert group.locator("[data-testid=member]").count() == 4
+
+    group.locator(".member:not(.keeper) .pic").first.click()  # a copy: its own address
+    page.wait_for_selector("[data-testid=detail] [data-testid=results] figure")
+    name = page.locator("[data-testid=detail] .query strong").inner_text()
+    hash_ = page.evaluate("location.hash")
+    assert hash_.startswith("#/photo/") and name in ("small.jpg", "crop.png", "img00.jpg")
+    assert page.locator("[data-testid=duplicates]").is_hidden()
+
+    page.reload()  # the address alone brings it back
+    page.wait_for_selector("[data-testid=detail] [data-testid=results] figure")
+    assert page.locator("[data-testid=detail] .query strong").inner_text() == name
+    assert page.evaluate("location.hash") == hash_
+
+    page.click("button[data-view=map]")  # another view: the photo's panel goes
+    page.wait_for_selector("#mapbox img")
+    assert page.locator("[data-testid=detail]").is_hidden()
+    page.go_back()  # and comes back with the address
+    page.wait_for_selector("[data-testid=detail] .query strong >> text=" + name)
+    assert page.locator("[data-testid=detail]").is_visible()
+
+    page.goto(f"{dup_server}/#/duplicates/group/{keeper_id}?method={method}")
+    page.wait_for_selector("[data-testid=group]")
+    assert page.locator("[data-testid=group]").count() == 1
+    assert page.locator("[data-testid=group] .keeper").get_attribute("data-id") == keeper_id
+    page.click("text=‹ all groups")
+    page.wait_for_function("location.hash.startsWith('#/duplicates?')")
+    assert errors == [] and page.locator("#error").is_hidden()
+
+
+def test_move_the_others_away_undo_and_dismiss(dup_server, browser, photo_dir, tmp_path):
+    page, errors = open_page(browser, dup_server + "/#/duplicates")
+    group = group_of(page, "orig.png")
+    group.wait_for()
+    groups = page.locator("[data-testid=group]").count()
+
+    group.locator("[data-testid=move]").click()  # no folder given: refused, nothing moved
+    status = group.locator("[data-testid=status]")
+    status.wait_for()
+    assert "choose a folder" in status.inner_text()
+    page.fill("[data-testid=move-to]", str(photo_dir / "aside"))
+    group.locator("[data-testid=move]").click()  # a folder inside the collection: refused
+    page.wait_for_selector("[data-testid=status] >> text=inside the indexed folder")
+    assert len(list(photo_dir.rglob("*.*"))) == 15
+
+    aside = tmp_path / "aside"
+    page.fill("[data-testid=move-to]", str(aside))
+    group.locator("[data-testid=move]").click()
+    page.wait_for_selector("[data-testid=notice] >> text=Moved 3 file(s)")
+    assert "imgsearch index" in page.inner_text("[data-testid=notice]")
+    group_of(page, "orig.png").wait_for(state="detached")
+    assert page.locator("[data-testid=group]").count() == groups - 1
+    assert sorted(p.name for p in aside.rglob("*.*") if p.suffix != ".jsonl") == [
+        "crop.png", "img00.jpg", "small.jpg"]
+
+    page.click("[data-testid=undo]")
+    page.wait_for_selector("[data-testid=notice] >> text=Put back 3 file(s)")
+    group_of(page, "orig.png").wait_for()
+    assert (photo_dir / "copies" / "small.jpg").is_file()
+    assert [p.suffix for p in aside.rglob("*.*")] == [".jsonl"]  # only the log left
+
+    group_of(page, "orig.png").locator("[data-testid=dismiss]").click()
+    page.wait_for_selector("[data-testid=notice] >> text=not duplicates")
+    group_of(page, "orig.png").wait_for(state="detached")
+    assert page.locator("[data-testid=group]").count() == groups - 1
+    page.reload()  # recorded by the server, not only hidden on the page
+    page.wait_for_selector("[data-testid=duplicates] >> text=group(s) of near-duplicates")
+    assert group_of(page, "orig.png").count() == 0
+    assert len(list(photo_dir.rglob("*.*"))) == 15  # nothing deleted, nothing left aside
+    refused = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+    assert errors == [refused] * 2  # the two moves refused above, and nothing else
+    assert page.locator("#error").is_hidden()
+
+
+def test_verification_is_shown_where_the_api_gives_it(dup_server, browser):
+    """The fields of geometric verification (verified, shared, inliers, box, keeper_reason)
+    added to the API's answers on their way to the page: it draws them."""
+    page, errors = open_page(browser, "about:blank")
+
+    def add_fields(route):
+        data = route.fetch().json()
+        if "groups" in data:
+            for g in data["groups"]:
+                g["keeper_reason"] = "original: the others are crops/edits of it"
+                g["keeper"].update(inliers=None, shared=None, box=None)
+                for m in g["others"]:
+                    m.update(inliers=152, shared=0.843,
+                             box=[[0.1, 0.1], [0.9, 0.12], [0.88, 0.9], [0.12, 0.88]])
+        else:
+            for hits in data["results"].values():
+                hits[0].update(verified=True, shared=0.5, inliers=40)
+                hits[1].update(verified=False, shared=0.1, inliers=3)
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(data))
+
+    page.route("**/api/duplicates?*", add_fields)
+    page.route("**/api/similar/*", add_fields)
+    page.goto(dup_server + "/#/duplicates")
+    group = group_of(page, "orig.png")
+    group.wait_for()
+    assert "keeper: original: the others are crops/edits of it" in group.inner_text()
+    other = group.locator(".member:not(.keeper)").first
+    assert "84% shared · 152 inliers" in other.inner_text()
+    polygon = other.locator("[data-testid=region] polygon")
+    assert polygon.get_attribute("points") == "0.1,0.1 0.9,0.12 0.88,0.9 0.12,0.88"
+    outline, picture = polygon.bounding_box(), other.locator("img").bounding_box()
+    assert abs(outline["x"] - (picture["x"] + 0.1 * picture["width"])) < 3  # on the picture
+    assert abs(outline["width"] - 0.8 * picture["width"]) < 4
+    assert group.locator(".keeper [data-testid=region]").count() == 0
+
+    page.goto(dup_server + "/#/photo/1")
+    page.wait_for_selector("[data-testid=detail] [data-testid=results] figure")
+    rows = page.locator("[data-testid=detail] [data-testid=results]")
+    for n in range(rows.count()):
+        badges = rows.nth(n).locator("[data-testid=verified]")
+        assert badges.count() == 1 and badges.inner_text() == "verified copy · 50% shared"
+        assert rows.nth(n).locator("figure").first.locator("[data-testid=verified]").count() == 1
+    assert errors == []
