@@ -1,5 +1,5 @@
 """Screenshots of `imgsearch serve` on an index, for the README: the grid, one photo with its
-neighbours by every built method, and the duplicates view.
+neighbours by every built method, and the review of duplicates (duplicates-review.png).
 
     python scripts/screenshot_serve.py --index demo --out docs/screenshots
 
@@ -22,6 +22,8 @@ def main() -> None:
     ap.add_argument("--index", default="demo")
     ap.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     ap.add_argument("--photo", type=int, default=7, help="which tile of the grid to open")
+    ap.add_argument("--move-to", default="~/duplicates",
+                    help="the folder shown in the review's box (nothing is moved)")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -42,7 +44,11 @@ def main() -> None:
         page.screenshot(path=str(args.out / "serve-neighbours.png"))
         page.click("button[data-view=duplicates]")
         page.wait_for_selector("[data-testid=duplicates] >> text=group(s) of near-duplicates")
-        page.screenshot(path=str(args.out / "serve-duplicates.png"))
+        page.fill("[data-testid=move-to]", args.move_to)
+        page.locator("[data-testid=move-to]").blur()
+        page.wait_for_function("[...document.querySelectorAll('#duplicates img')].every(i => "
+                               "i.complete && i.naturalWidth > 0)")
+        page.screenshot(path=str(args.out / "duplicates-review.png"))
         browser.close()
     print(f"screenshots in {args.out}")
 
