@@ -1,0 +1,369 @@
+"""The same picture, proven by geometry: local features matched between two images, one
+geometric map fitted by RANSAC, and the share of each picture that the other explains.
+
+Codes say two images *look* alike; this module says whether one is a copy of the other.
+
+1. **Features** (``features``): ORB keypoints (Rublee et al., "ORB: an efficient alternative
+   to SIFT or SURF", ICCV 2011; OpenCV's implementation) of the image reduced to MATCH_SIDE
+   pixels on its long side, and of its mirror image, since binary descriptors are not
+   mirror-invariant. ORB is oriented and multi-scale, so quarter turns, small rotations and
+   crops down to half the side are matched; a small grey copy of the picture is kept for step 3.
+2. **Geometry** (``match``): descriptors matched both ways with Lowe's ratio test
+   (Lowe, "Distinctive image features from scale-invariant keypoints", IJCV 2004), then a
+   homography fitted with RANSAC (Fischler and Bolles, CACM 1981), for the image and for its
+   mirror. A homography covers crops, scaling, any rotation, borders (a crop the other way),
+   a photo pasted into a larger picture or a screenshot, and a photo of a photo at an angle.
+3. **Shared area** (``_shared``): the other picture is warped through the fitted map onto each
+   picture's grid of cells, and a cell is *explained* when its content agrees (local normalised
+   cross-correlation, or both cells flat at the same level) after the overlap's brightness and
+   contrast are matched. So a caption, a sticker or a moved object makes its cells disagree.
+   ``shared_a`` is the share of picture a's area that b explains, ``shared_b`` the converse:
+   a crop is explained whole by its original (shared 1.0 on the crop's side), and the original
+   only over the crop's area.
+
+Two images are the **same picture** when the map rests on at least MIN_INLIERS inlier matches
+and explains at least MIN_SHARED of one of them. That is what tells two photos of one scene
+from a copy: a stereo pair or a second shot of a calibration board fits a homography on one
+plane (a wall, the board), but the rest of the picture (the objects off that plane, the board
+that moved) does not agree, so neither picture is explained as a whole. A picture with too
+little texture for MIN_INLIERS matches is compared through the plain resize of one frame onto
+the other (same aspect ratio only), and needs the stricter MIN_SHARED_PLAIN.
+
+The thresholds are set from measurements (docs/RESULTS.md, "Verified copies"): the share of
+the edited copies of scripts/evaluate_copy_detection.py that pass, and of distinct photos and
+same-scene shots (the demo's calibration boards, stereo pairs) that do not.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+LOG = logging.getLogger(__name__)
+
+MATCH_SIDE = 512  # keypoints are found on the image reduced to this long side
+N_FEATURES = 500
+MIN_SIDE = 384  # a smaller image is enlarged to this long side first (more keypoints)
+GREY_SIDE = 192  # the grey picture that shared areas are measured on
+HUE_SIDE = 32  # the colour picture that hues are compared on
+CELL = 8  # cells of CELL x CELL grey pixels: the resolution of a shared area
+RATIO = 0.8  # Lowe's ratio test
+RANSAC_PX = 0.012  # inlier reprojection error, as a share of the long side (6 px at 512)
+MIN_INLIERS = 15
+MIN_SHARED = 0.75  # a copy explains at least this share of one of the two pictures
+MIN_SHARED_PLAIN = 0.9  # the same, through the plain frame-to-frame map
+CELL_NCC = 0.5  # a textured cell agrees at this correlation
+FLAT_STD = 0.12  # a cell is flat below this standard deviation (overlap-normalised units)
+FLAT_LEVEL = 0.3  # two flat cells agree within this difference of level
+DETAIL_STD = 0.1  # a cell has detail above this high-pass standard deviation
+MIN_CELLS = 24  # a picture compared on fewer cells proves nothing
+MIN_TEXTURED = 0.3  # a dense map must be proven on this share of textured cells
+HUE_CHROMA = 12.0  # Lab chroma above which a pixel has a hue
+MIN_HUE_COS = 0.8  # mean cosine of the hue difference of a copy (about 37 degrees)
+
+
+@dataclass(frozen=True)
+class Keypoints:
+    points: np.ndarray  # (N, 2) float32, x and y in the matched image's pixels
+    descriptors: np.ndarray  # (N, 32) uint8, ORB
+
+
+@dataclass(frozen=True)
+class Features:
+    """What matching needs of one picture (about 45 KB at N_FEATURES)."""
+
+    size: tuple[int, int]  # (width, height) of the image keypoints were found on
+    direct: Keypoints
+    mirrored: Keypoints  # of the mirror image, x measured in the mirror image
+    grey: np.ndarray  # (h, w) uint8, long side GREY_SIDE
+    chroma: np.ndarray  # (h, w, 2) float32: Lab a* and b*, long side HUE_SIDE
+
+    @property
+    def aspect(self) -> float:
+        return self.size[0] / self.size[1]
+
+
+@dataclass(frozen=True)
+class Match:
+    """The verdict on a pair (a, b) and its evidence."""
+
+    same: bool
+    inliers: int  # RANSAC inliers of the map (0 for the plain frame-to-frame map)
+    shared_a: float  # share of a's area that b explains
+    shared_b: float  # share of b's area that a explains
+    mirrored: bool  # b matched as a mirror image
+    homography: tuple[float, ...] | None  # 3x3, row-major: b's pixels -> a's, in each
+    #                                        one's own [0, 1] x [0, 1] frame
+
+    @property
+    def shared(self) -> float:
+        return max(self.shared_a, self.shared_b)
+
+    def as_dict(self) -> dict:
+        return {"same": self.same, "inliers": self.inliers,
+                "shared_a": round(self.shared_a, 4), "shared_b": round(self.shared_b, 4),
+                "mirrored": self.mirrored,
+                "homography": None if self.homography is None
+                else [round(v, 6) for v in self.homography]}
+
+
+NO_MATCH = Match(False, 0, 0.0, 0.0, False, None)
+
+
+def _cv2():
+    import cv2
+
+    cv2.setNumThreads(1)  # callers parallelise over pairs; OpenCV's own pool only contends
+    return cv2
+
+
+def _orb(grey: np.ndarray) -> Keypoints:
+    cv2 = _cv2()
+    orb = cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=10)
+    kps, desc = orb.detectAndCompute(grey, None)
+    if desc is None or not kps:
+        return Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
+    return Keypoints(np.array([k.pt for k in kps], np.float32), desc)
+
+
+def features(rgb: np.ndarray) -> Features:
+    """Features of an (H, W, 3) uint8 RGB image (any size: it is reduced to MATCH_SIDE)."""
+    cv2 = _cv2()
+    rgb = np.ascontiguousarray(rgb)
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    h, w = grey.shape
+    c = HUE_SIDE / max(h, w)
+    tiny = cv2.resize(rgb, (max(1, round(w * c)), max(1, round(h * c))),
+                      interpolation=cv2.INTER_AREA)
+    chroma = cv2.cvtColor(tiny.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)[..., 1:]
+    f = min(1.0, MATCH_SIDE / max(h, w)) if max(h, w) >= MIN_SIDE else MIN_SIDE / max(h, w)
+    if f != 1.0:
+        grey = cv2.resize(grey, (max(1, round(w * f)), max(1, round(h * f))),
+                          interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    h, w = grey.shape
+    g = GREY_SIDE / max(h, w)
+    small = cv2.resize(grey, (max(1, round(w * g)), max(1, round(h * g))),
+                       interpolation=cv2.INTER_AREA)
+    return Features((w, h), _orb(grey), _orb(np.ascontiguousarray(grey[:, ::-1])), small,
+                    np.ascontiguousarray(chroma))
+
+
+def load_features(source, side: int = MATCH_SIDE) -> Features:
+    """Features of an image file (a path or a file object), decoded upright as the index
+    decodes it (images.open_upright: JPEGs draft-decoded near ``side``)."""
+    from .images import open_upright
+
+    return features(np.asarray(open_upright(source, side), np.uint8))
+
+
+# -- geometry ------------------------------------------------------------------------------
+def _frame(size: tuple[int, int]) -> np.ndarray:
+    """The map from an image's pixels to its [0, 1] x [0, 1] frame."""
+    return np.diag([1.0 / size[0], 1.0 / size[1], 1.0])
+
+
+def _mirror() -> np.ndarray:
+    """x -> 1 - x in the unit frame."""
+    return np.array([[-1.0, 0, 1], [0, 1, 0], [0, 0, 1]])
+
+
+def _matches(a: Keypoints, b: Keypoints) -> tuple[np.ndarray, np.ndarray]:
+    """Matched point pairs (pa, pb) that pass the ratio test both ways."""
+    if len(a.descriptors) < 2 or len(b.descriptors) < 2:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
+    cv2 = _cv2()
+    bf = cv2.BFMatcher(cv2.NORM_HAMMING)
+
+    def one_way(x, y) -> dict[int, int]:
+        out = {}
+        for pair in bf.knnMatch(x, y, k=2):
+            if len(pair) == 2 and pair[0].distance < RATIO * pair[1].distance:
+                out[pair[0].queryIdx] = pair[0].trainIdx
+        return out
+
+    ab, ba = one_way(a.descriptors, b.descriptors), one_way(b.descriptors, a.descriptors)
+    pairs = [(i, j) for i, j in ab.items() if ba.get(j) == i]
+    if not pairs:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
+    ia, ib = np.array(pairs).T
+    return a.points[ia], b.points[ib]
+
+
+def _homography(pa: np.ndarray, pb: np.ndarray, side: int) -> tuple[np.ndarray | None, int]:
+    """The homography taking pb to pa (pixels) by RANSAC, and its inlier count."""
+    if len(pa) < MIN_INLIERS:
+        return None, 0
+    cv2 = _cv2()
+    h, mask = cv2.findHomography(pb, pa, cv2.USAC_MAGSAC, RANSAC_PX * side, maxIters=2000,
+                                 confidence=0.995)
+    if h is None or mask is None:
+        return None, 0
+    return h, int(mask.sum())
+
+
+def _sane(h: np.ndarray) -> bool:
+    """A map a copy can come from: orientation kept (a mirror is matched as such), and the
+    scale, in the unit frames, between 1/10 and 10 in area."""
+    a = h[:2, :2] / h[2, 2]
+    det = float(np.linalg.det(a))
+    return 0.01 < det < 100 and abs(h[2, 0]) + abs(h[2, 1]) < 2 * abs(h[2, 2])
+
+
+# -- shared area ---------------------------------------------------------------------------
+def _shared(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray) -> tuple[float, float]:
+    """Share of grey picture ``a``'s area whose cells agree with ``b`` warped onto it by the
+    map between their unit frames, and the share that agrees in textured cells."""
+    cv2 = _cv2()
+    hb, wb = b.shape
+    m = np.linalg.inv(_frame(a.shape[::-1])) @ unit_b_to_a @ _frame((wb, hb))
+    # compared at the coarser of the two resolutions: where b is enlarged onto a (a crop's
+    # original, a pasted copy's page), a is reduced as much
+    s = float(np.sqrt(abs(np.linalg.det(m[:2, :2] / m[2, 2]))))
+    if s > 1.0:
+        a = cv2.resize(a, (max(CELL, round(a.shape[1] / s)), max(CELL, round(a.shape[0] / s))),
+                       interpolation=cv2.INTER_AREA)
+        m = np.diag([1 / s, 1 / s, 1.0]) @ m
+    a = cv2.GaussianBlur(a.astype(np.float32) / 255.0, (3, 3), 0.8)
+    b = cv2.GaussianBlur(b.astype(np.float32) / 255.0, (3, 3), 0.8)
+    ha, wa = a.shape
+    warped = cv2.warpPerspective(b, m, (wa, ha), flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_CONSTANT, borderValue=-1.0)
+    inside = cv2.warpPerspective(np.ones_like(b), m, (wa, ha), flags=cv2.INTER_NEAREST,
+                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) > 0.5
+    if inside.sum() < 16:
+        return 0.0, 0.0
+    # brightness and contrast matched over the overlap (grey and jittered copies agree)
+    x = (a - a[inside].mean()) / (a[inside].std() + 1e-3)
+    y = (warped - warped[inside].mean()) / (warped[inside].std() + 1e-3)
+    ch, cw = ha // CELL, wa // CELL
+    if ch * cw < MIN_CELLS:
+        return 0.0, 0.0
+
+    def cells(v: np.ndarray) -> np.ndarray:  # (ch, cw, CELL * CELL)
+        v = v[: ch * CELL, : cw * CELL].reshape(ch, CELL, cw, CELL)
+        return v.transpose(0, 2, 1, 3).reshape(ch, cw, CELL * CELL)
+
+    cx, cy, cin = cells(x), cells(y), cells(inside.astype(np.float32))
+    # detail: what is left after a blur of a cell's size (a ramp or a gradient has none)
+    dx = cells(x - cv2.GaussianBlur(x, (0, 0), CELL / 2)).std(-1)
+    dy = cells(y - cv2.GaussianBlur(y, (0, 0), CELL / 2)).std(-1)
+    covered = cin.mean(-1) >= 0.75
+    mx, my = cx.mean(-1, keepdims=True), cy.mean(-1, keepdims=True)
+    sx, sy = cx.std(-1), cy.std(-1)
+    ncc = ((cx - mx) * (cy - my)).mean(-1) / (sx * sy + 1e-6)
+    flat = (sx < FLAT_STD) & (sy < FLAT_STD)
+    textured = (sx >= FLAT_STD) & (sy >= FLAT_STD)
+    agree = covered & ((flat & (np.abs(mx - my)[..., 0] < FLAT_LEVEL))
+                       | (textured & (ncc >= CELL_NCC)))
+    # the cells cover the picture but for its last partial row and column
+    area = CELL * CELL / (ha * wa)
+    detail = (dx >= DETAIL_STD) & (dy >= DETAIL_STD)
+    return float(agree.sum() * area), float((agree & textured & detail).sum() * area)
+
+
+def _same_hue(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray) -> bool:
+    """Whether the hues of two aligned colour pictures agree where both have colour: a
+    grey copy has no hue to disagree, a recoloured picture (a wallpaper's blue and orange
+    variants) does."""
+    cv2 = _cv2()
+    ha, wa = a.shape[:2]
+    m = np.linalg.inv(_frame((wa, ha))) @ unit_b_to_a @ _frame(b.shape[1::-1])
+    warped = cv2.warpPerspective(b, m, (wa, ha), flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    ca, cb = np.linalg.norm(a, axis=-1), np.linalg.norm(warped, axis=-1)
+    both = (ca > HUE_CHROMA) & (cb > HUE_CHROMA)
+    if both.sum() < 0.1 * both.size:
+        return True
+    cos = (a[both] * warped[both]).sum(-1) / (ca[both] * cb[both])
+    return float(cos.mean()) >= MIN_HUE_COS
+
+
+def _verdict(a: Features, b: Features, unit: np.ndarray, inliers: int, mirrored: bool,
+             searched: bool = False) -> Match:
+    """The shares explained through ``unit`` (b's unit frame -> a's) and the verdict."""
+    bg = np.ascontiguousarray(b.grey[:, ::-1] if mirrored else b.grey)
+    # ``unit`` maps the mirror image's frame when mirrored: so does the grey picture given
+    (sa, ta), (sb, tb) = _shared(a.grey, bg, unit), _shared(bg, a.grey, np.linalg.inv(unit))
+    if inliers:
+        same = max(sa, sb) >= MIN_SHARED
+    else:  # a dense map: stricter; a searched placement is proven on detail, not flat areas
+        need = MIN_TEXTURED if searched else 0.0
+        same = (sa >= MIN_SHARED_PLAIN and ta >= need) or (sb >= MIN_SHARED_PLAIN and tb >= need)
+    if same:
+        hb = np.ascontiguousarray(b.chroma[:, ::-1] if mirrored else b.chroma)
+        same = _same_hue(a.chroma, hb, unit)
+    full = unit @ _mirror() if mirrored else unit  # b's own frame -> a's
+    return Match(same, inliers, sa, sb, mirrored,
+                 tuple(float(v) for v in (full / full[2, 2]).reshape(-1)))
+
+
+def match(a: Features, b: Features) -> Match:
+    """Whether b is the same picture as a (a copy, an edit, a crop, a mirror ... of it), with
+    the inliers and the shared areas; the best evidence of the maps tried."""
+    best = NO_MATCH
+    side = max(*a.size, *b.size)
+    for mirrored in (False, True):
+        kb = b.mirrored if mirrored else b.direct
+        pa, pb = _matches(a.direct, kb)
+        h, inliers = _homography(pa, pb, side)
+        if h is None or inliers < MIN_INLIERS or not _sane(h):
+            continue
+        unit = _frame(a.size) @ h @ np.linalg.inv(_frame(b.size))
+        m = _verdict(a, b, unit, inliers, mirrored)
+        if (m.same, m.shared, m.inliers) > (best.same, best.shared, best.inliers):
+            best = m
+        if m.same:
+            break
+    if not best.same:
+        # too few keypoints (little texture, small or repetitive pictures): dense maps
+        for unit, mirrored, searched in _dense_maps(a, b):
+            m = _verdict(a, b, unit, 0, mirrored, searched)
+            if (m.same, m.shared) > (best.same, best.shared):
+                best = m
+            if m.same:
+                break
+    return best
+
+
+def _dense_maps(a: Features, b: Features):
+    """Maps (b's unit frame -> a's, mirrored) found without keypoints: the plain resize of one
+    frame onto the other (same aspect ratio), then the best placement of each picture inside
+    the other at scales from SCALES (a crop, a border, a photo pasted into a page), by
+    normalised cross-correlation of the grey pictures (template matching)."""
+    if abs(np.log(a.aspect / b.aspect)) < 0.02:
+        yield np.eye(3), False, False
+        yield np.eye(3), True, False
+    for big, small, inside in ((a, b, True), (b, a, False)):
+        unit = _placement(big.grey, small.grey)
+        if unit is not None:  # small's frame -> big's
+            yield (unit if inside else np.linalg.inv(unit)), False, True
+
+
+SCALES = np.linspace(0.4, 0.95, 12)  # of the largest size that fits
+SEARCH_SIDE = 96
+
+
+def _placement(big: np.ndarray, small: np.ndarray) -> np.ndarray | None:
+    """The map from ``small``'s unit frame to ``big``'s at which small best matches a part of
+    big (template matching over SCALES), or None where no scale fits."""
+    cv2 = _cv2()
+    f = SEARCH_SIDE / max(big.shape)
+    bg = cv2.resize(big, (max(1, round(big.shape[1] * f)), max(1, round(big.shape[0] * f))),
+                    interpolation=cv2.INTER_AREA).astype(np.float32)
+    H, W = bg.shape
+    fit = min(W / small.shape[1], H / small.shape[0])
+    best = (-2.0, None)
+    for s in SCALES:
+        w, h = round(small.shape[1] * fit * s), round(small.shape[0] * fit * s)
+        if w < 8 or h < 8 or w > W or h > H:
+            continue
+        t = cv2.resize(small, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+        if t.std() < 1.0:
+            continue  # a blank template fits anywhere
+        r = cv2.matchTemplate(bg, t, cv2.TM_CCOEFF_NORMED)
+        _, score, _, (x, y) = cv2.minMaxLoc(r)
+        if score > best[0]:
+            best = (score, np.array([[w / W, 0, x / W], [0, h / H, y / H], [0, 0, 1.0]]))
+    return best[1]

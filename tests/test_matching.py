@@ -1,0 +1,176 @@
+"""Verification by geometry: copies (crops, quarter turns, mirrors, captions, borders, a
+photo pasted into a page) are the same picture; distinct pictures and two shots of one scene
+(a board moved before a fixed camera, a stereo pair) are not."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+
+from imgsearch import matching
+
+
+def scene(seed: int, w: int = 480, h: int = 360) -> Image.Image:
+    """A textured photo-like picture: a colour field, shapes, lines and fine noise."""
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0, 255, (4, 5, 3)).astype(np.uint8)
+    im = Image.fromarray(base).resize((w, h), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(im)
+    for _ in range(40):
+        x, y = rng.integers(0, w), rng.integers(0, h)
+        r = int(rng.integers(6, 40))
+        fill = tuple(int(c) for c in rng.integers(0, 255, 3))
+        if rng.random() < 0.5:
+            draw.ellipse((x, y, x + r, y + int(rng.integers(6, 40))), fill=fill)
+        else:
+            draw.polygon([(x, y), (x + r, y + 5), (x + 3, y + r)], fill=fill)
+    for _ in range(15):
+        draw.line([tuple(rng.integers(0, w, 2)), tuple(rng.integers(0, h, 2))],
+                  fill=tuple(int(c) for c in rng.integers(0, 255, 3)), width=2)
+    noise = rng.normal(0, 6, (h, w, 3))
+    return Image.fromarray(np.clip(np.asarray(im) + noise, 0, 255).astype(np.uint8))
+
+
+def feats(im: Image.Image) -> matching.Features:
+    return matching.features(np.asarray(im.convert("RGB")))
+
+
+def crop(im: Image.Image, f: float, fx: float = 0.3, fy: float = 0.6) -> Image.Image:
+    w, h = round(im.width * f), round(im.height * f)
+    x, y = round((im.width - w) * fx), round((im.height - h) * fy)
+    return im.crop((x, y, x + w, y + h))
+
+
+def caption(im: Image.Image) -> Image.Image:
+    out = im.copy()
+    ImageDraw.Draw(out).text((30, im.height * 0.75), "Summer holiday 2019", fill="white",
+                             stroke_width=2, stroke_fill="black", font_size=32)
+    return out
+
+
+def border(im: Image.Image, px: int = 60) -> Image.Image:
+    return ImageOps.expand(im, border=px, fill="white")
+
+
+def pasted(im: Image.Image) -> Image.Image:
+    """The picture at 60% of a page's side, as in a screenshot of it."""
+    page = Image.new("RGB", (round(im.width / 0.6), round(im.height / 0.6)), (235, 235, 240))
+    ImageDraw.Draw(page).rectangle((0, 0, page.width, 40), fill=(40, 40, 60))
+    page.paste(im, (50, 70))
+    return page
+
+
+EDITS = {
+    "crop 70%": lambda im: crop(im, 0.7),
+    "crop 50%": lambda im: crop(im, 0.5),
+    "rotate 90": lambda im: im.rotate(90, expand=True),
+    "rotate 180": lambda im: im.rotate(180),
+    "rotate 270": lambda im: im.rotate(270, expand=True),
+    "mirror": ImageOps.mirror,
+    "mirror + rotate 90": lambda im: ImageOps.mirror(im).rotate(90, expand=True),
+    "caption": caption,
+    "white border": border,
+    "grayscale": lambda im: im.convert("L").convert("RGB"),
+    "brighter": lambda im: ImageEnhance.Brightness(im).enhance(1.3),
+    "downscale 25%": lambda im: im.resize((im.width // 4, im.height // 4)),
+    "screenshot": pasted,
+}
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_an_edited_copy_is_the_same_picture(edit):
+    original = scene(1)
+    m = matching.match(feats(original), feats(EDITS[edit](original)))
+    assert m.same, (edit, m)
+    assert m.shared >= matching.MIN_SHARED
+    assert m.homography is not None and len(m.homography) == 9
+
+
+def test_the_verdict_is_the_same_both_ways():
+    original = scene(2)
+    copy = crop(original, 0.6)
+    ab, ba = matching.match(feats(original), feats(copy)), matching.match(feats(copy),
+                                                                          feats(original))
+    assert ab.same and ba.same
+    # the crop is explained whole by its original; the original only over the crop's area
+    assert ab.shared_b > 0.85 and ab.shared_a < 0.6, ab
+    assert ba.shared_a > 0.85 and ba.shared_b < 0.6, ba
+
+
+def test_a_mirror_is_matched_as_one():
+    original = scene(3)
+    m = matching.match(feats(original), feats(ImageOps.mirror(original)))
+    assert m.same and m.mirrored
+
+
+def test_distinct_pictures_are_not_the_same():
+    fs = [feats(scene(s)) for s in range(10, 16)]
+    for i in range(len(fs)):
+        for j in range(i + 1, len(fs)):
+            m = matching.match(fs[i], fs[j])
+            assert not m.same, (i, j, m)
+
+
+def board(x: int, y: int, angle: float) -> Image.Image:
+    """A checkerboard held before a fixed camera, in front of the same room."""
+    room = scene(40, 640, 480)
+    squares = Image.new("RGB", (240, 180), "white")
+    d = ImageDraw.Draw(squares)
+    for i in range(8):
+        for j in range(6):
+            if (i + j) % 2:
+                d.rectangle((i * 30, j * 30, i * 30 + 29, j * 30 + 29), fill="black")
+    squares = squares.rotate(angle, expand=True, fillcolor=(0, 0, 0))
+    mask = Image.new("L", (240, 180), 255).rotate(angle, expand=True)
+    room.paste(squares, (x, y), mask)
+    return room
+
+
+def test_two_shots_of_one_board_are_not_copies():
+    shots = [board(40, 60, 0), board(300, 200, 15), board(200, 40, -20)]
+    fs = [feats(s) for s in shots]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            m = matching.match(fs[i], fs[j])
+            assert not m.same, (i, j, m)
+            assert m.shared < matching.MIN_SHARED
+
+
+def test_a_stereo_pair_is_not_a_copy():
+    """Two views of a scene in depth: the near layer shifts more than the far one."""
+    far, near = scene(50, 700, 360), scene(51, 300, 200)
+    mask = Image.new("L", near.size, 0)
+    ImageDraw.Draw(mask).ellipse((0, 0, 300, 200), fill=255)
+
+    def view(shift_far: int, shift_near: int) -> Image.Image:
+        v = far.crop((shift_far, 0, shift_far + 480, 360))
+        v.paste(near, (90 + shift_near, 80), mask)
+        return v
+
+    m = matching.match(feats(view(0, 0)), feats(view(12, 90)))
+    assert not m.same, m
+
+
+def test_a_recoloured_picture_is_not_a_copy_but_a_grey_one_is():
+    original = scene(60)
+    a = np.asarray(original)
+    swapped = Image.fromarray(np.ascontiguousarray(a[..., ::-1]))  # red and blue exchanged
+    f = feats(original)
+    assert not matching.match(f, feats(swapped)).same
+    assert matching.match(f, feats(original.convert("L").convert("RGB"))).same
+
+
+def test_blank_and_tiny_pictures_do_not_crash_or_match():
+    white = Image.new("RGB", (200, 150), "white")
+    m = matching.match(feats(scene(70)), feats(white))
+    assert not m.same
+    tiny = matching.match(feats(Image.new("RGB", (3, 2), "red")), feats(scene(71)))
+    assert not tiny.same
+
+
+def test_load_features_reads_a_file(tmp_path):
+    path = tmp_path / "a.jpg"
+    scene(80, 1600, 1200).save(path, quality=90)
+    f = matching.load_features(path)
+    assert max(f.size) == matching.MATCH_SIDE
+    assert len(f.direct.points) > 100 and len(f.mirrored.points) > 100
+    assert matching.match(f, feats(scene(80, 1600, 1200))).same
