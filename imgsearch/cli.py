@@ -405,9 +405,18 @@ def duplicates_cmd(
     index: IndexOpt = workspace.DEFAULT_NAME,
     method: Annotated[str | None, typer.Option(
         help="Whose codes to compare (default: the index's preferred method).")] = None,
-    threshold: Annotated[float | None, typer.Option(
-        help="Largest code distance within a group (default: calibrated on the collection "
-             "when the method was built; `imgsearch info` shows it).")] = None,
+    threshold: Annotated[str | None, typer.Option(
+        help="Code distance within which pairs are candidates: a distance (0.4) or a "
+             "multiple of the calibrated one (2x). Default: calibrated on the collection "
+             "when the method was built (`imgsearch info` shows it).")] = None,
+    verify: Annotated[bool, typer.Option(
+        "--verify/--no-verify", help="Prove every pair by geometry (matched keypoints, a "
+        "fitted homography, the share of each picture the other explains); --no-verify "
+        "groups by code distance alone.")] = True,
+    keep: Annotated[str, typer.Option(
+        help="Which member of a group to keep: original (the picture the others were made "
+             "from), largest, oldest, newest, or a glob of paths to keep ('*.heic').")]
+    = "original",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV: one row per image.")]
     = False,
@@ -421,8 +430,9 @@ def duplicates_cmd(
         help="Put back the files a --move-to log lists, and update the index.")] = None,
     wait: WaitOpt = False,
 ) -> None:
-    """Find groups of near-duplicates: copies, resized, cropped, mirrored, rotated or re-saved
-    versions. Each group names a keeper (highest resolution, then largest file, then oldest).
+    """Find groups of near-duplicates: copies, resized, cropped, mirrored, rotated, captioned,
+    bordered or re-saved versions, each pair proven by geometry. Each group names a keeper
+    (by default the original: the picture the others were made from) and why.
 
     Nothing is ever deleted: --move-to moves the others aside, with a log that --undo reads.
 
@@ -433,8 +443,7 @@ def duplicates_cmd(
     with user_errors():
         if as_json and as_csv:
             raise ImgSearchError("--json and --csv: choose one")
-        if threshold is not None and threshold < 0:
-            raise ImgSearchError(f"--threshold must be 0 or more, got {threshold:g}")
+        given, times = parse_threshold(threshold)
         if method is not None:
             methods.get(method)
         ws = workspace.Workspace.open(index)
@@ -447,7 +456,9 @@ def duplicates_cmd(
                 err.print(f"put back {back} file(s) listed in {undo}", highlight=False)
                 _reindex(ws, wait)
                 return
-            found = dup.in_index(ws, method or ws.preferred_method(), threshold)
+            with progress_bars() as progress:
+                found = dup.in_index(ws, method or ws.preferred_method(), given, times,
+                                     verify=verify, keep=keep, progress=progress)
             moves = (dup.plan_moves(found.groups, ws.catalog.root or "/", move_to)
                      if move_to is not None else [])
         _show_duplicates(found, as_json, as_csv)
@@ -473,6 +484,21 @@ def duplicates_cmd(
         ws.close()
 
 
+def parse_threshold(value: str | None) -> tuple[float | None, float]:
+    """--threshold: (a distance, 1.0) or (None, a multiple of the calibrated one)."""
+    if value is None:
+        return None, 1.0
+    text = value.strip().lower()
+    try:
+        x = float(text[:-1] if text.endswith("x") else text)
+    except ValueError:
+        raise ImgSearchError(f"--threshold takes a distance (0.4) or a multiple of the "
+                             f"calibrated one (2x), got {value!r}") from None
+    if x < 0 or (text.endswith("x") and x == 0):
+        raise ImgSearchError(f"--threshold must be more than 0, got {value!r}")
+    return (None, x) if text.endswith("x") else (x, 1.0)
+
+
 def _show_duplicates(found, as_json: bool, as_csv: bool) -> None:
     if as_json:
         print(json.dumps(found.as_dict()))
@@ -482,23 +508,30 @@ def _show_duplicates(found, as_json: bool, as_csv: bool) -> None:
         import sys
 
         w = csv.writer(sys.stdout)
-        w.writerow(["group", "role", "id", "path", "distance", "width", "height", "bytes"])
+        w.writerow(["group", "role", "id", "path", "distance", "shared", "inliers", "width",
+                    "height", "bytes", "reason"])
         for n, g in enumerate(found.groups, 1):
             for role, m in [("keep", g.keeper)] + [("duplicate", m) for m in g.others]:
-                w.writerow([n, role, m.id, m.path, f"{m.distance:.6g}", m.width, m.height,
-                            m.size])
+                w.writerow([n, role, m.id, m.path, f"{m.distance:.6g}",
+                            "" if m.shared is None else f"{m.shared:.3f}",
+                            "" if m.inliers is None else m.inliers, m.width, m.height,
+                            m.size, g.keeper_reason if role == "keep" else ""])
         return
     n_dups = sum(len(g.others) for g in found.groups)
     err.print(f"{found.method}: {len(found.groups)} group(s), {n_dups} duplicate(s) among "
               f"{found.images} images (threshold {found.threshold:.4g}, "
-              f"{found.threshold_from})", highlight=False)
+              f"{found.threshold_from}; "
+              f"{'verified by geometry' if found.verified else 'not verified'})",
+              highlight=False)
     table = Table()
-    for col in ("group", "", "distance", "size", "path"):
+    for col in ("group", "", "distance", "shared", "size", "path"):
         table.add_column(col, overflow="fold" if col == "path" else None)
     for n, g in enumerate(found.groups, 1):
         for role, m in [("keep", g.keeper)] + [("", m) for m in g.others]:
             size = f"{m.width}x{m.height}" if m.width else "?"
-            table.add_row(str(n), role, f"{m.distance:.4f}", size, printable(m.path))
+            shared = (g.keeper_reason if role else
+                      "" if m.shared is None else f"{m.shared:.0%} ({m.inliers} inliers)")
+            table.add_row(str(n), role, f"{m.distance:.4f}", shared, size, printable(m.path))
     if found.groups:
         out.print(table)
 

@@ -29,6 +29,7 @@ import numpy as np
 from .catalog import Row
 from .errors import ImgSearchError
 from .store import replacing
+from .verification import Verifier
 
 LOG = logging.getLogger(__name__)
 
@@ -112,15 +113,21 @@ class Member:
     width: int | None
     height: int | None
     size: int
+    inliers: int | None = None  # verified: the matches the map to the keeper rests on
+    shared: float | None = None  # verified: the share of this picture the keeper explains
+    box: tuple[tuple[float, float], ...] | None = None  # the keeper's frame in this
+    #                                                     picture's unit frame (4 corners)
 
 
 @dataclass(frozen=True)
 class Group:
     keeper: Member
     others: tuple[Member, ...]
+    keeper_reason: str = "largest"  # why the keeper was chosen
 
     def as_dict(self) -> dict:
-        return {"keeper": asdict(self.keeper), "others": [asdict(m) for m in self.others]}
+        return {"keeper": asdict(self.keeper), "others": [asdict(m) for m in self.others],
+                "keeper_reason": self.keeper_reason}
 
 
 def pairs_within(codes: np.ndarray, threshold: float, k: int = NEIGHBOURS
@@ -185,26 +192,143 @@ def keeper_order(row: Row) -> tuple:
     return (-(row.width or 0) * (row.height or 0), -row.size, row.mtime, row.id)
 
 
+KEEP_RULES = ("original", "largest", "oldest", "newest")  # or a glob of paths to keep
+
+
 def find_groups(ids: np.ndarray, codes: np.ndarray, rows: dict[int, Row], threshold: float,
-                k: int = NEIGHBOURS) -> list[Group]:
-    """Groups of near-duplicates among catalog rows ``ids`` with ``codes``, largest first."""
+                k: int = NEIGHBOURS, verifier: Verifier | None = None,
+                keep: str = "original", progress=None) -> list[Group]:
+    """Groups of near-duplicates among catalog rows ``ids`` with ``codes``, largest first.
+
+    With a ``verifier``, codes only propose: every pair of each image's k nearest within
+    LOOSE times ``threshold`` is verified by geometry (matching.py), and complete linkage
+    runs on verified pairs, so every two members of a group are proven the same picture.
+    Without one, pairs within ``threshold`` join by code distance alone."""
     codes = np.ascontiguousarray(codes, np.float32)
-    i, j, _ = pairs_within(codes, threshold, k)
+    if verifier is None:
+        i, j, _ = pairs_within(codes, threshold, k)
+        found = complete_groups(len(ids), i, j, threshold, farthest_l2(codes))
+    else:
+        i, j, _ = pairs_within(codes, LOOSE * threshold, k)
+        verifier.prepare([int(ids[x]) for x in np.union1d(i, j)], progress)
+        same = [verifier.same(int(ids[a]), int(ids[b])) for a, b in zip(i.tolist(), j.tolist())]
+        keep_pairs = np.array(same, bool)
+        order = np.argsort([-verifier.match(int(ids[a]), int(ids[b])).shared
+                            for a, b in zip(i[keep_pairs], j[keep_pairs])], kind="stable")
+
+        def farthest(x: list[int], y: list[int]) -> float:
+            return 0.0 if all(verifier.same(int(ids[a]), int(ids[b])) for a in x for b in y) \
+                else 1.0
+
+        found = complete_groups(len(ids), i[keep_pairs][order], j[keep_pairs][order], 0.5,
+                                farthest)
 
     def member(p: int, keeper: int) -> Member:
         r = rows[int(ids[p])]
-        return Member(r.id, r.path, float(np.linalg.norm(codes[p] - codes[keeper])), r.width,
-                      r.height, r.size)
+        dist = float(np.linalg.norm(codes[p] - codes[keeper]))
+        if verifier is None or p == keeper:
+            return Member(r.id, r.path, dist, r.width, r.height, r.size)
+        m = verifier.match(int(ids[keeper]), r.id)  # a: the keeper, b: this member
+        return Member(r.id, r.path, dist, r.width, r.height, r.size, m.inliers,
+                      round(m.shared_b, 4), _box(m.homography))
 
     out = []
-    for members in complete_groups(len(ids), i, j, threshold, farthest_l2(codes)):
-        ranked = sorted(members, key=lambda p: keeper_order(rows[int(ids[p])]))
-        others = sorted((member(p, ranked[0]) for p in ranked[1:]), key=lambda m: m.distance)
-        out.append(Group(member(ranked[0], ranked[0]), tuple(others)))
+    for members in found:
+        ranked, reason = choose_keeper([rows[int(ids[p])] for p in members], keep, verifier)
+        at = {rows[int(ids[p])].id: p for p in members}
+        first = at[ranked[0].id]
+        others = sorted((member(at[r.id], first) for r in ranked[1:]), key=lambda m: m.distance)
+        out.append(Group(member(first, first), tuple(others), reason))
     out.sort(key=lambda g: (-len(g.others), g.keeper.path))
-    LOG.info("%d groups of near-duplicates (%d images) at distance %.4g", len(out),
-             sum(1 + len(g.others) for g in out), threshold)
+    LOG.info("%d groups of near-duplicates (%d images) at distance %.4g%s", len(out),
+             sum(1 + len(g.others) for g in out), threshold,
+             ", verified" if verifier is not None else "")
     return out
+
+
+LOOSE = 3.0  # with verification, code neighbours within LOOSE x the threshold are candidates
+
+
+def _box(h: tuple[float, ...] | None) -> tuple[tuple[float, float], ...] | None:
+    """The keeper's unit frame drawn in the member's frame: the corners of [0, 1]^2 through
+    the inverse of ``h`` (member -> keeper), clipped to the member's frame."""
+    if h is None:
+        return None
+    inv = np.linalg.inv(np.array(h).reshape(3, 3))
+    corners = np.array([[0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]], float) @ inv.T
+    xy = np.clip(corners[:, :2] / corners[:, 2:3], 0.0, 1.0)
+    return tuple((round(float(x), 4), round(float(y), 4)) for x, y in xy)
+
+
+# -- the keeper ----------------------------------------------------------------------------
+#: Formats a camera or phone writes first, before any re-encoding (lower is more original).
+FORMAT_RANK = {"DNG": 0, "RAW": 0, "HEIF": 1, "HEIC": 1, "PNG": 1, "TIFF": 1, "BMP": 1,
+               "WEBP": 2, "JPEG": 2, "MPO": 2, "AVIF": 2, "GIF": 3}
+
+
+def choose_keeper(rows: list[Row], keep: str, verifier: Verifier | None
+                  ) -> tuple[list[Row], str]:
+    """The group's rows, keeper first, and the reason for the keeper.
+
+    ``original`` (the default; needs a verifier, else ``largest``): the picture the others
+    were made from. In order: the one that contains the most of the others (a crop is
+    contained in its original), the most detail for the content they share (a downscale loses
+    it), colour (a grey copy loses it), the oldest file, an original format (RAW, HEIC, PNG
+    before JPEG). ``largest``: the most pixels, then bytes, then oldest. ``oldest``,
+    ``newest``: by modification time. Anything else is a glob: a path (or name) matching it
+    is kept first, then ``original``."""
+    import fnmatch
+
+    if keep == "largest" or (keep == "original" and verifier is None):
+        return sorted(rows, key=keeper_order), "largest"
+    if keep in ("oldest", "newest"):
+        sign = 1 if keep == "oldest" else -1
+        return sorted(rows, key=lambda r: (sign * r.mtime, r.id)), keep
+    if keep not in KEEP_RULES:
+        def wanted(r: Row) -> bool:
+            return fnmatch.fnmatch(r.path, keep) or fnmatch.fnmatch(Path(r.path).name, keep)
+
+        chosen = [r for r in rows if wanted(r)]
+        if chosen and len(chosen) < len(rows):
+            rest = [r for r in rows if not wanted(r)]
+            ranked, _ = choose_keeper(chosen, "original", verifier)
+            return ranked + choose_keeper(rest, "original", verifier)[0], f"matches {keep}"
+        keep = "original"
+    if verifier is None:
+        return sorted(rows, key=keeper_order), "largest"
+    keys = {r.id: _original_key(r, [o for o in rows if o.id != r.id], verifier) for r in rows}
+    ranked = sorted(rows, key=lambda r: keys[r.id])
+    a, b = keys[ranked[0].id], keys[ranked[1].id]
+    why = next(n for n, x, y in zip(_ORIGINAL_REASONS, a, b) if x != y)
+    return ranked, "original: " + why
+
+
+_ORIGINAL_REASONS = ("contains the others", "most detail", "in colour", "oldest",
+                     "original format", "first indexed")
+
+
+def _original_key(r: Row, others: list[Row], verifier: Verifier) -> tuple:
+    """Sort key of ``original`` (smaller first), in _ORIGINAL_REASONS' order."""
+    contains = detail = 0.0
+    for o in others:
+        m = verifier.match(r.id, o.id)  # a: r, b: o
+        contains += m.shared_b  # how much of the other r explains
+        detail += _detail_ratio(m, r, o)
+    n = max(1, len(others))
+    colour = verifier.colourful(r.id)
+    return (-round(contains / n / 0.05), -round(detail / n / 0.1), -int(colour),
+            round(r.mtime, 3), FORMAT_RANK.get((r.format or "").upper(), 4), r.id)
+
+
+def _detail_ratio(m, r: Row, o: Row) -> float:
+    """log of how many of r's pixels stand for one of o's in what they share (> 0: r holds
+    more detail), from the map between their unit frames and their sizes."""
+    if m.homography is None or not (r.width and r.height and o.width and o.height):
+        return 0.0
+    h = np.array(m.homography).reshape(3, 3)  # o's unit frame -> r's
+    unit_scale = abs(np.linalg.det(h[:2, :2] / h[2, 2]))  # area of o's frame in r's
+    return float(0.5 * np.log(max(unit_scale, 1e-6) * r.width * r.height
+                              / (o.width * o.height)))
 
 
 # -- moving the non-keepers aside ----------------------------------------------------------
@@ -274,11 +398,12 @@ class Duplicates:
     threshold_from: str  # "given", "calibrated" (when the method was built) or "calibrated now"
     groups: list[Group]
     images: int
+    verified: bool = False  # every pair of every group proven by geometry
 
     def as_dict(self) -> dict:
         return {"method": self.method, "threshold": self.threshold,
                 "threshold_from": self.threshold_from, "images": self.images,
-                "groups": [g.as_dict() for g in self.groups]}
+                "verified": self.verified, "groups": [g.as_dict() for g in self.groups]}
 
 
 def live_codes(ws, method: str):
@@ -295,10 +420,14 @@ def live_codes(ws, method: str):
     return loaded, ids[live], codes[live], rows
 
 
-def in_index(ws, method: str, threshold: float | None = None) -> Duplicates:
+def in_index(ws, method: str, threshold: float | None = None, times: float = 1.0,
+             verify: bool = True, keep: str = "original", progress=None) -> Duplicates:
     """Near-duplicate groups among an index's images by ``method``'s codes, at ``threshold``,
-    else the threshold calibrated when the method was built, else one calibrated now on a
-    sample of the collection (a collection too small for a held-out self-check)."""
+    else ``times`` the threshold calibrated when the method was built, else one calibrated
+    now on a sample of the collection (a collection too small for a held-out self-check).
+    With ``verify`` (the default), every pair is proven by geometry (find_groups) and pairs
+    the user dismissed (review.py) never join."""
+    from .review import dismissed
     from .selfcheck import MAX_DISTRACTORS, MAX_HELD, SelfCheck
 
     loaded, ids, codes, rows = live_codes(ws, method)
@@ -314,5 +443,11 @@ def in_index(ws, method: str, threshold: float | None = None) -> Duplicates:
         rest = np.sort(order[MAX_HELD : MAX_HELD + MAX_DISTRACTORS])
         check = SelfCheck(ws.cache.read(held), ws.cache.read(rest))
         threshold, source = calibrate(check, loaded.embedder.encode).threshold, "calibrated now"
+    if source != "given" and times != 1.0:
+        threshold, source = threshold * times, f"{times:g}x {source}"
+    verifier = (Verifier(lambda i: rows[i].path, dismissed=dismissed(ws.root)) if verify
+                else None)
     return Duplicates(method, float(threshold), source,
-                      find_groups(ids, codes, rows, threshold), len(ids))
+                      find_groups(ids, codes, rows, threshold, verifier=verifier, keep=keep,
+                                  progress=progress),
+                      len(ids), verify)

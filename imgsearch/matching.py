@@ -367,3 +367,17 @@ def _placement(big: np.ndarray, small: np.ndarray) -> np.ndarray | None:
         if score > best[0]:
             best = (score, np.array([[w / W, 0, x / W], [0, h / H, y / H], [0, 0, 1.0]]))
     return best[1]
+
+
+def reverse(m: Match) -> Match:
+    """The match of (b, a) from that of (a, b)."""
+    h = None
+    if m.homography is not None:
+        inv = np.linalg.inv(np.array(m.homography).reshape(3, 3))
+        h = tuple(float(v) for v in (inv / inv[2, 2]).reshape(-1))
+    return Match(m.same, m.inliers, m.shared_b, m.shared_a, m.mirrored, h)
+
+
+def colourful(f: Features) -> bool:
+    """Whether the picture has colour (a grey copy of a colour photo has none)."""
+    return bool((np.linalg.norm(f.chroma, axis=-1) > HUE_CHROMA).mean() >= 0.05)
