@@ -32,7 +32,7 @@ from .engine import ENGINES, engine_for
 from .errors import ImgSearchError, MethodNotBuilt
 from .ingest import ScanRules, check_folder
 from .pipeline import model_config, train_config, train_method, update_index
-from .search import Searcher
+from .search import VERIFY_TOP, Searcher, verify_hits
 from .store import WriteLock
 
 app = typer.Typer(help="Image similarity search over your own photo collection.",
@@ -270,6 +270,9 @@ def query_cmd(
     regions: Annotated[bool | None, typer.Option(
         "--regions/--no-regions", help="Also search with crops of the query, to find a photo "
         "pasted into a larger picture (default: on where the index calibrated it).")] = None,
+    verify: Annotated[bool, typer.Option(
+        "--verify/--no-verify", help=f"Verify the first {VERIFY_TOP} candidates by geometry "
+        "and put the proven copies of the query first.")] = True,
 ) -> None:
     """Find the images most like IMAGE.
 
@@ -288,7 +291,12 @@ def query_cmd(
             if regions and margin is None:
                 margin = 0.0  # asked for, never calibrated: regions count as the whole query
             images = searcher.load_query(image, regions=margin is not None)
-            hits = searcher.search_query(images, k, margin)
+            hits = searcher.search_query(images, max(k, VERIFY_TOP) if verify else k, margin,
+                                         turns=verify)
+            if verify:
+                from .matching import load_features
+
+                hits = verify_hits(load_features(image), hits, k)
             pixels = images[0]  # the whole query, for the montage
             if montage is not None:
                 from .viz import query_montage
@@ -298,14 +306,16 @@ def query_cmd(
             ws.close()
     if as_json:
         print(json.dumps({"query": str(image), "method": method, "regions": margin is not None,
-                          "results": [h.as_dict() for h in hits]}))
+                          "verified": verify, "results": [h.as_dict() for h in hits]}))
         return
     table = Table(title=f"{printable(str(image))} ({method})")
     table.add_column("rank", justify="right")
     table.add_column("distance", justify="right")
+    table.add_column("copy", justify="right")
     table.add_column("path", overflow="fold")
     for h in hits:
-        table.add_row(str(h.rank), f"{h.distance:.4f}", printable(h.path))
+        copy = f"yes, {h.shared:.0%}" if h.verified else "" if h.verified is None else "no"
+        table.add_row(str(h.rank), f"{h.distance:.4f}", copy, printable(h.path))
     out.print(table)
     if montage is not None:
         err.print(f"montage written to {montage}", highlight=False, soft_wrap=True)

@@ -229,8 +229,9 @@ def find_groups(ids: np.ndarray, codes: np.ndarray, rows: dict[int, Row], thresh
         if verifier is None or p == keeper:
             return Member(r.id, r.path, dist, r.width, r.height, r.size)
         m = verifier.match(int(ids[keeper]), r.id)  # a: the keeper, b: this member
+        f = verifier.features(r.id)
         return Member(r.id, r.path, dist, r.width, r.height, r.size, m.inliers,
-                      round(m.shared_b, 4), _box(m.homography))
+                      round(m.shared_b, 4), _box(m.homography, f.frame if f else None))
 
     out = []
     for members in found:
@@ -249,14 +250,18 @@ def find_groups(ids: np.ndarray, codes: np.ndarray, rows: dict[int, Row], thresh
 LOOSE = 3.0  # with verification, code neighbours within LOOSE x the threshold are candidates
 
 
-def _box(h: tuple[float, ...] | None) -> tuple[tuple[float, float], ...] | None:
-    """The keeper's unit frame drawn in the member's frame: the corners of [0, 1]^2 through
-    the inverse of ``h`` (member -> keeper), clipped to the member's frame."""
-    if h is None:
+def _box(h: tuple[float, ...] | None, frame: tuple[float, float, float, float] | None
+         ) -> tuple[tuple[float, float], ...] | None:
+    """The keeper's picture drawn in the member's file: the corners of [0, 1]^2 through the
+    inverse of ``h`` (member -> keeper, between their pictures less uniform margins),
+    clipped, then placed in the member's ``frame`` (matching.Features.frame)."""
+    if h is None or frame is None:
         return None
     inv = np.linalg.inv(np.array(h).reshape(3, 3))
     corners = np.array([[0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]], float) @ inv.T
     xy = np.clip(corners[:, :2] / corners[:, 2:3], 0.0, 1.0)
+    x0, y0, x1, y1 = frame
+    xy = np.stack([x0 + xy[:, 0] * (x1 - x0), y0 + xy[:, 1] * (y1 - y0)], axis=1)
     return tuple((round(float(x), 4), round(float(y), 4)) for x, y in xy)
 
 
@@ -296,6 +301,8 @@ def choose_keeper(rows: list[Row], keep: str, verifier: Verifier | None
         keep = "original"
     if verifier is None:
         return sorted(rows, key=keeper_order), "largest"
+    if len(rows) == 1:
+        return rows, "original"
     keys = {r.id: _original_key(r, [o for o in rows if o.id != r.id], verifier) for r in rows}
     ranked = sorted(rows, key=lambda r: keys[r.id])
     a, b = keys[ranked[0].id], keys[ranked[1].id]
@@ -312,23 +319,26 @@ def _original_key(r: Row, others: list[Row], verifier: Verifier) -> tuple:
     contains = detail = 0.0
     for o in others:
         m = verifier.match(r.id, o.id)  # a: r, b: o
-        contains += m.shared_b  # how much of the other r explains
-        detail += _detail_ratio(m, r, o)
+        contains += m.detail_b  # how much of the other's detail r explains
+        detail += _detail_ratio(m, r, o, verifier)
     n = max(1, len(others))
     colour = verifier.colourful(r.id)
     return (-round(contains / n / 0.05), -round(detail / n / 0.1), -int(colour),
             round(r.mtime, 3), FORMAT_RANK.get((r.format or "").upper(), 4), r.id)
 
 
-def _detail_ratio(m, r: Row, o: Row) -> float:
+def _detail_ratio(m, r: Row, o: Row, verifier: Verifier) -> float:
     """log of how many of r's pixels stand for one of o's in what they share (> 0: r holds
-    more detail), from the map between their unit frames and their sizes."""
-    if m.homography is None or not (r.width and r.height and o.width and o.height):
+    more detail), from the map between their unit frames (their pictures less uniform
+    margins) and the pixels of those frames."""
+    fr, fo = verifier.features(r.id), verifier.features(o.id)
+    if m.homography is None or fr is None or fo is None or not (
+            r.width and r.height and o.width and o.height):
         return 0.0
     h = np.array(m.homography).reshape(3, 3)  # o's unit frame -> r's
     unit_scale = abs(np.linalg.det(h[:2, :2] / h[2, 2]))  # area of o's frame in r's
-    return float(0.5 * np.log(max(unit_scale, 1e-6) * r.width * r.height
-                              / (o.width * o.height)))
+    return float(0.5 * np.log(max(unit_scale, 1e-6) * r.width * r.height * fr.content
+                              / (o.width * o.height * fo.content)))
 
 
 # -- moving the non-keepers aside ----------------------------------------------------------

@@ -74,11 +74,15 @@ class Keypoints:
 class Features:
     """What matching needs of one picture (about 45 KB at N_FEATURES)."""
 
-    size: tuple[int, int]  # (width, height) of the image keypoints were found on
+    size: tuple[int, int]  # (width, height) of the image keypoints were found on, less its
+    #                        uniform margins (the frame every map and share refers to)
     direct: Keypoints
     mirrored: Keypoints  # of the mirror image, x measured in the mirror image
     grey: np.ndarray  # (h, w) uint8, long side GREY_SIDE
     chroma: np.ndarray  # (h, w, 2) float32: Lab a* and b*, long side HUE_SIDE
+    content: float = 1.0  # share of the file's area left after its uniform margins
+    frame: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)  # that part, x0 y0 x1 y1
+    #                                                                  in the file's unit frame
 
     @property
     def aspect(self) -> float:
@@ -96,6 +100,8 @@ class Match:
     mirrored: bool  # b matched as a mirror image
     homography: tuple[float, ...] | None  # 3x3, row-major: b's pixels -> a's, in each
     #                                        one's own [0, 1] x [0, 1] frame
+    detail_a: float = 0.0  # share of a's detailed cells that b explains (borders have none)
+    detail_b: float = 0.0
 
     @property
     def shared(self) -> float:
@@ -129,10 +135,15 @@ def _orb(grey: np.ndarray) -> Keypoints:
 
 
 def features(rgb: np.ndarray) -> Features:
-    """Features of an (H, W, 3) uint8 RGB image (any size: it is reduced to MATCH_SIDE)."""
+    """Features of an (H, W, 3) uint8 RGB image (any size: it is reduced to MATCH_SIDE),
+    uniform margins left out (_content)."""
     cv2 = _cv2()
     rgb = np.ascontiguousarray(rgb)
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    y0, y1, x0, x1 = _content(grey)
+    content = (y1 - y0) * (x1 - x0) / grey.size
+    gh, gw = grey.shape
+    rgb, grey = rgb[y0:y1, x0:x1], np.ascontiguousarray(grey[y0:y1, x0:x1])
     h, w = grey.shape
     c = HUE_SIDE / max(h, w)
     tiny = cv2.resize(rgb, (max(1, round(w * c)), max(1, round(h * c))),
@@ -147,7 +158,27 @@ def features(rgb: np.ndarray) -> Features:
     small = cv2.resize(grey, (max(1, round(w * g)), max(1, round(h * g))),
                        interpolation=cv2.INTER_AREA)
     return Features((w, h), _orb(grey), _orb(np.ascontiguousarray(grey[:, ::-1])), small,
-                    np.ascontiguousarray(chroma))
+                    np.ascontiguousarray(chroma), content,
+                    (x0 / gw, y0 / gh, x1 / gw, y1 / gh))
+
+
+def _content(grey: np.ndarray, tol: float = 4.0) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): the picture less its uniform margins (a white border, the bars of a
+    letterbox), so that a bordered copy is matched as the picture it frames. Margins are
+    trimmed only where at least half of each side remains."""
+    g = grey.astype(np.float32)
+    h, w = g.shape
+
+    def margin(lines: np.ndarray) -> int:  # leading lines within tol of the first line's level
+        level = np.median(lines[0])
+        flat = (np.abs(lines - level).max(axis=1) <= tol)
+        return int(np.argmin(flat)) if not flat.all() else len(lines)
+
+    y0, x0 = margin(g), margin(g.T)
+    y1, x1 = h - margin(g[::-1]), w - margin(g.T[::-1])
+    if y1 - y0 < h / 2 or x1 - x0 < w / 2:
+        return 0, h, 0, w
+    return y0, y1, x0, x1
 
 
 def load_features(source, side: int = MATCH_SIDE) -> Features:
@@ -212,9 +243,11 @@ def _sane(h: np.ndarray) -> bool:
 
 
 # -- shared area ---------------------------------------------------------------------------
-def _shared(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray) -> tuple[float, float]:
+def _shared(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray
+            ) -> tuple[float, float, float]:
     """Share of grey picture ``a``'s area whose cells agree with ``b`` warped onto it by the
-    map between their unit frames, and the share that agrees in textured cells."""
+    map between their unit frames, the share that agrees in cells with detail, and the share
+    of a's cells with detail that agree (a white border has none)."""
     cv2 = _cv2()
     hb, wb = b.shape
     m = np.linalg.inv(_frame(a.shape[::-1])) @ unit_b_to_a @ _frame((wb, hb))
@@ -233,13 +266,13 @@ def _shared(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray) -> tuple[floa
     inside = cv2.warpPerspective(np.ones_like(b), m, (wa, ha), flags=cv2.INTER_NEAREST,
                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) > 0.5
     if inside.sum() < 16:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     # brightness and contrast matched over the overlap (grey and jittered copies agree)
     x = (a - a[inside].mean()) / (a[inside].std() + 1e-3)
     y = (warped - warped[inside].mean()) / (warped[inside].std() + 1e-3)
     ch, cw = ha // CELL, wa // CELL
     if ch * cw < MIN_CELLS:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
 
     def cells(v: np.ndarray) -> np.ndarray:  # (ch, cw, CELL * CELL)
         v = v[: ch * CELL, : cw * CELL].reshape(ch, CELL, cw, CELL)
@@ -260,7 +293,9 @@ def _shared(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray) -> tuple[floa
     # the cells cover the picture but for its last partial row and column
     area = CELL * CELL / (ha * wa)
     detail = (dx >= DETAIL_STD) & (dy >= DETAIL_STD)
-    return float(agree.sum() * area), float((agree & textured & detail).sum() * area)
+    own = dx >= DETAIL_STD  # a's cells with detail, wherever b is
+    return (float(agree.sum() * area), float((agree & textured & detail).sum() * area),
+            float((agree & own).sum() / own.sum()) if own.any() else 0.0)
 
 
 def _same_hue(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray) -> bool:
@@ -285,7 +320,8 @@ def _verdict(a: Features, b: Features, unit: np.ndarray, inliers: int, mirrored:
     """The shares explained through ``unit`` (b's unit frame -> a's) and the verdict."""
     bg = np.ascontiguousarray(b.grey[:, ::-1] if mirrored else b.grey)
     # ``unit`` maps the mirror image's frame when mirrored: so does the grey picture given
-    (sa, ta), (sb, tb) = _shared(a.grey, bg, unit), _shared(bg, a.grey, np.linalg.inv(unit))
+    (sa, ta, da), (sb, tb, db) = (_shared(a.grey, bg, unit),
+                                  _shared(bg, a.grey, np.linalg.inv(unit)))
     if inliers:
         same = max(sa, sb) >= MIN_SHARED
     else:  # a dense map: stricter; a searched placement is proven on detail, not flat areas
@@ -296,7 +332,7 @@ def _verdict(a: Features, b: Features, unit: np.ndarray, inliers: int, mirrored:
         same = _same_hue(a.chroma, hb, unit)
     full = unit @ _mirror() if mirrored else unit  # b's own frame -> a's
     return Match(same, inliers, sa, sb, mirrored,
-                 tuple(float(v) for v in (full / full[2, 2]).reshape(-1)))
+                 tuple(float(v) for v in (full / full[2, 2]).reshape(-1)), da, db)
 
 
 def match(a: Features, b: Features) -> Match:
@@ -375,7 +411,8 @@ def reverse(m: Match) -> Match:
     if m.homography is not None:
         inv = np.linalg.inv(np.array(m.homography).reshape(3, 3))
         h = tuple(float(v) for v in (inv / inv[2, 2]).reshape(-1))
-    return Match(m.same, m.inliers, m.shared_b, m.shared_a, m.mirrored, h)
+    return Match(m.same, m.inliers, m.shared_b, m.shared_a, m.mirrored, h, m.detail_b,
+                 m.detail_a)
 
 
 def colourful(f: Features) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +20,38 @@ class Hit:
     id: int
     path: str
     distance: float
+    verified: bool | None = None  # a copy of the query, proven by geometry (None: not checked)
+    shared: float | None = None  # the share of this picture the query explains
+    inliers: int | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+VERIFY_TOP = 10  # the candidates a query verifies by geometry
+
+
+def verify_hits(query, hits: list[Hit], k: int) -> list[Hit]:
+    """``hits`` re-ranked by verification against ``query`` (matching.Features): the proven
+    copies first, most of their picture shared first, then the others in their order; the
+    first ``k``. A candidate whose file cannot be read stays unverified (None)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import matching
+
+    def one(h: Hit) -> Hit:
+        try:
+            f = matching.load_features(h.path)
+        except Exception:  # noqa: BLE001 - a file moved or unreadable since it was indexed
+            return h
+        m = matching.match(query, f)
+        return replace(h, verified=m.same, shared=round(m.shared_b, 4), inliers=m.inliers)
+
+    with ThreadPoolExecutor(2) as pool:  # decoding and OpenCV release the GIL
+        checked = list(pool.map(one, hits))
+    ranked = sorted(checked, key=lambda h: (not h.verified, -(h.shared or 0) if h.verified
+                                            else 0, h.rank))
+    return [replace(h, rank=r) for r, h in enumerate(ranked[:k], 1)]
 
 
 class Searcher:
@@ -53,12 +82,23 @@ class Searcher:
             raise ImageLoadError(f"cannot read query image {path}: {e}") from e
 
     def search_query(self, images: np.ndarray, k: int, margin: float | None = None,
-                     catalog: Catalog | None = None) -> list[Hit]:
+                     catalog: Catalog | None = None, turns: bool = False) -> list[Hit]:
         """Neighbours of a decoded query (query_images), best first: by the whole image, the
-        first; with ``margin``, by its regions too (search_regions)."""
+        first; with ``margin``, by its regions too (search_regions); with ``turns``, by its
+        quarter turns too (candidates for verification: a photo turned on its side)."""
         if margin is None:
-            return self.search_pixels(images[0], k, catalog)
-        return self.search_regions(images, k, margin, catalog)
+            hits = self.search_pixels(images[0], k, catalog)
+        else:
+            hits = self.search_regions(images, k, margin, catalog)
+        if not turns:
+            return hits
+        turned = np.stack([np.rot90(images[0], r) for r in (1, 2, 3)])
+        dist, ids = self.index.search(self.embedder.encode(turned), k)
+        best = {h.id: h.distance for h in hits}
+        for i, d in zip(ids.reshape(-1).tolist(), dist.reshape(-1).tolist()):
+            if i >= 0 and d < best.get(i, np.inf):
+                best[i] = d
+        return self._hits(sorted(best.items(), key=lambda kv: kv[1]), k, catalog)
 
     def search_pixels(self, pixels: np.ndarray, k: int, catalog: Catalog | None = None
                       ) -> list[Hit]:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from imgsearch.config import IndexConfig
 from imgsearch.workspace import Workspace
@@ -34,6 +34,27 @@ def pattern(seed: int, size: int = 96) -> np.ndarray:
         mask = (x - cx) ** 2 + (y - cy) ** 2 < r**2
         img[mask] = rng.uniform(0, 1, 3)
     return (img * 255).astype(np.uint8)
+
+
+def scene(seed: int, w: int = 480, h: int = 360):
+    """A textured photo-like picture: a colour field, shapes, lines and fine noise."""
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0, 255, (4, 5, 3)).astype(np.uint8)
+    im = Image.fromarray(base).resize((w, h), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(im)
+    for _ in range(40):
+        x, y = rng.integers(0, w), rng.integers(0, h)
+        r = int(rng.integers(6, 40))
+        fill = tuple(int(c) for c in rng.integers(0, 255, 3))
+        if rng.random() < 0.5:
+            draw.ellipse((x, y, x + r, y + int(rng.integers(6, 40))), fill=fill)
+        else:
+            draw.polygon([(x, y), (x + r, y + 5), (x + 3, y + r)], fill=fill)
+    for _ in range(15):
+        draw.line([tuple(rng.integers(0, w, 2)), tuple(rng.integers(0, h, 2))],
+                  fill=tuple(int(c) for c in rng.integers(0, 255, 3)), width=2)
+    noise = rng.normal(0, 6, (h, w, 3))
+    return Image.fromarray(np.clip(np.asarray(im) + noise, 0, 255).astype(np.uint8))
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -161,3 +162,104 @@ def test_move_aside_updates_the_index_and_undo_puts_back(with_copies, tmp_path):
         not any((aside / "copies").iterdir())
     info = json.loads(runner.invoke(app, ["info", "--index", str(index), "--json"]).stdout)
     assert info["counts"]["indexed"] == 15
+
+
+@pytest.fixture
+def edited_collection(tmp_path):
+    """Six distinct textured photos; the first with a crop, a quarter turn, a caption, a white
+    border and a half-size copy written after it; the second with a mirror."""
+    from PIL import ImageOps
+
+    from .conftest import scene
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for s in range(6):
+        scene(100 + s).save(photos / f"photo{s}.jpg", quality=92)
+    time.sleep(0.05)  # the copies are made after their originals
+    first = scene(100)
+    first.crop((60, 40, 420, 310)).save(photos / "crop.png")
+    first.rotate(90, expand=True).save(photos / "turned.png")
+    ImageOps.expand(first, border=50, fill="white").save(photos / "border.png")
+    first.resize((240, 180)).save(photos / "small.jpg", quality=80)
+    ImageOps.mirror(scene(101)).save(photos / "mirror.png")
+    index = tmp_path / "idx"
+    result = runner.invoke(app, ["index", str(photos), "--index", str(index), "--methods",
+                                 "pixels", "--input-size", "32", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    return photos, index
+
+
+def test_verified_groups_find_edits_and_keep_the_original(edited_collection):
+    _, index = edited_collection
+    result = runner.invoke(app, ["duplicates", "--index", str(index), "--method", "pixels",
+                                 "--threshold", "100", "--json"])  # every pair a candidate
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["verified"] is True
+    assert groups_of(data) == [["border.png", "crop.png", "photo0.jpg", "small.jpg",
+                                "turned.png"], ["mirror.png", "photo1.jpg"]]
+    first = next(g for g in data["groups"] if len(g["others"]) == 4)
+    assert first["keeper"]["path"].endswith("photo0.jpg"), first
+    assert first["keeper_reason"].startswith("original"), first
+    for m in first["others"]:
+        assert m["inliers"] >= 15 and 0 < m["shared"] <= 1 and len(m["box"]) == 4, m
+    crop = next(m for m in first["others"] if m["path"].endswith("crop.png"))
+    assert crop["shared"] > 0.85  # the crop is explained whole by its original
+    border = next(m for m in first["others"] if m["path"].endswith("border.png"))
+    xs = [x for x, _ in border["box"]]
+    assert min(xs) > 0.05 and max(xs) < 0.95  # the original sits inside the border
+    unverified = json.loads(runner.invoke(app, [
+        "duplicates", "--index", str(index), "--method", "pixels", "--threshold", "100",
+        "--no-verify", "--json"]).stdout)
+    assert unverified["verified"] is False
+    assert len(groups_of(unverified)) == 1  # by distance alone, everything is one group
+
+
+def test_keep_rules_and_threshold_multiples(edited_collection):
+    _, index = edited_collection
+    base = ["duplicates", "--index", str(index), "--method", "pixels", "--threshold", "100",
+            "--json"]
+
+    def keeper(*extra):
+        result = runner.invoke(app, [*base, *extra])
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        g = next(g for g in data["groups"] if len(g["others"]) == 4)
+        return g["keeper"]["path"].rsplit("/", 1)[-1], g["keeper_reason"]
+
+    assert keeper("--keep", "largest")[0] == "border.png"  # the most pixels
+    assert keeper("--keep", "newest")[0] in {"border.png", "small.jpg", "turned.png",
+                                             "crop.png"}
+    assert keeper("--keep", "*.png")[0] != "photo0.jpg"
+    assert keeper("--keep", "*.png")[1] == "matches *.png"
+    twice = runner.invoke(app, ["duplicates", "--index", str(index), "--method", "pixels",
+                                "--threshold", "2x", "--json"])
+    assert twice.exit_code == 0, twice.output
+    assert json.loads(twice.stdout)["threshold_from"].startswith("2x")
+    bad = runner.invoke(app, ["duplicates", "--index", str(index), "--threshold", "twice"])
+    assert bad.exit_code == 1 and "multiple of the calibrated one" in bad.stderr
+
+
+def test_distinct_photos_are_never_grouped_when_verified(edited_collection):
+    _, index = edited_collection
+    data = json.loads(runner.invoke(app, [
+        "duplicates", "--index", str(index), "--method", "pixels", "--threshold", "100",
+        "--json"]).stdout)
+    for g in data["groups"]:
+        names = {m["path"].rsplit("/", 1)[-1] for m in (g["keeper"], *g["others"])}
+        assert len(names & {f"photo{s}.jpg" for s in range(6)}) == 1, names
+
+
+def test_dismissed_pairs_never_join(edited_collection):
+    from imgsearch import review
+    from imgsearch.catalog import Catalog
+
+    _, index = edited_collection
+    cat = Catalog(index / "catalog.db")
+    ids = {r.path.rsplit("/", 1)[-1]: r.id for r in cat.rows()}
+    review.dismiss(index, [ids["photo1.jpg"], ids["mirror.png"]])
+    data = json.loads(runner.invoke(app, [
+        "duplicates", "--index", str(index), "--method", "pixels", "--threshold", "100",
+        "--json"]).stdout)
+    assert ["mirror.png", "photo1.jpg"] not in groups_of(data)

@@ -8,26 +8,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from imgsearch import matching
 
-
-def scene(seed: int, w: int = 480, h: int = 360) -> Image.Image:
-    """A textured photo-like picture: a colour field, shapes, lines and fine noise."""
-    rng = np.random.default_rng(seed)
-    base = rng.uniform(0, 255, (4, 5, 3)).astype(np.uint8)
-    im = Image.fromarray(base).resize((w, h), Image.Resampling.BICUBIC)
-    draw = ImageDraw.Draw(im)
-    for _ in range(40):
-        x, y = rng.integers(0, w), rng.integers(0, h)
-        r = int(rng.integers(6, 40))
-        fill = tuple(int(c) for c in rng.integers(0, 255, 3))
-        if rng.random() < 0.5:
-            draw.ellipse((x, y, x + r, y + int(rng.integers(6, 40))), fill=fill)
-        else:
-            draw.polygon([(x, y), (x + r, y + 5), (x + 3, y + r)], fill=fill)
-    for _ in range(15):
-        draw.line([tuple(rng.integers(0, w, 2)), tuple(rng.integers(0, h, 2))],
-                  fill=tuple(int(c) for c in rng.integers(0, 255, 3)), width=2)
-    noise = rng.normal(0, 6, (h, w, 3))
-    return Image.fromarray(np.clip(np.asarray(im) + noise, 0, 255).astype(np.uint8))
+from .conftest import scene
 
 
 def feats(im: Image.Image) -> matching.Features:
