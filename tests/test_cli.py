@@ -51,8 +51,34 @@ def test_query_json_is_one_object(built, photo_dir):
     data = json.loads(result.stdout)
     assert data["query"] == str(query) and data["method"] == "pca"
     assert [r["rank"] for r in data["results"]] == [1, 2, 3]
-    assert set(data["results"][0]) == {"rank", "id", "path", "distance"}
+    assert set(data["results"][0]) == {"rank", "id", "path", "distance", "verified", "shared",
+                                       "inliers"}
     assert data["results"][0]["path"] == str(query)
+    assert data["verified"] is True and data["results"][0]["verified"] is True
+    plain = json.loads(run("query", query, "--index", built, "-k", 3, "--method", "pca",
+                           "--json", "--no-verify").stdout)
+    assert plain["verified"] is False and plain["results"][0]["verified"] is None
+
+
+def test_query_puts_a_verified_copy_first(tmp_path):
+    """A photo turned on its side and cropped is found and ranked first by verification,
+    though its code is far from the original's."""
+    from .conftest import scene
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for s in range(8):
+        scene(200 + s).save(photos / f"p{s}.jpg", quality=92)
+    assert run("index", photos, "--index", tmp_path / "idx", "--methods", "pixels",
+               "--input-size", "32", "--workers", "1").exit_code == 0
+    query = tmp_path / "q.png"
+    scene(203).crop((40, 30, 440, 330)).rotate(90, expand=True).save(query)
+    data = json.loads(run("query", query, "--index", tmp_path / "idx", "-k", 3,
+                          "--json").stdout)
+    top = data["results"][0]
+    assert top["path"].endswith("p3.jpg") and top["verified"] is True, data
+    assert 0.4 < top["shared"] < 0.95 and top["inliers"] >= 15
+    assert all(r["verified"] is False for r in data["results"][1:])
 
 
 def test_query_table_and_montage(built, photo_dir, tmp_path):
