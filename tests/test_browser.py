@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .conftest import find, pattern, serving
+from .conftest import find, scene, serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.slow
@@ -41,7 +41,8 @@ def server(photo_dir, tmp_path):
 @pytest.fixture
 def dup_server(photo_dir, tmp_path):
     """The 12 photos and three copies of img00: larger (the keeper), a smaller JPEG, a crop."""
-    big = Image.fromarray(pattern(0, 160))
+    big = scene(0, 160, 160)  # textured, so that geometry proves its copies
+    big.resize((96, 96)).save(find(photo_dir, "img00.jpg"), quality=95)  # img00: a copy too
     (photo_dir / "copies").mkdir()
     big.save(photo_dir / "copies" / "orig.png")
     big.resize((120, 120)).save(photo_dir / "copies" / "small.jpg", quality=90)

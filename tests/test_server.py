@@ -24,7 +24,7 @@ from imgsearch.search import Hit
 from imgsearch.server import create_app
 from imgsearch.workspace import Workspace
 
-from .conftest import find, pattern, serving
+from .conftest import find, pattern, scene, serving
 
 
 @pytest.fixture
@@ -223,7 +223,8 @@ DUPS = "method=pixels&threshold=3"  # the copies of img00 within it, distinct ph
 @pytest.fixture
 def dup_index(photo_dir, tmp_path):
     """The 12 photos and three copies of img00 (larger, a smaller JPEG, a crop of it)."""
-    big = Image.fromarray(pattern(0, 160))
+    big = scene(0, 160, 160)  # textured, so that geometry proves its copies
+    big.resize((96, 96)).save(find(photo_dir, "img00.jpg"), quality=95)  # img00: a copy too
     (photo_dir / "copies").mkdir()
     big.save(photo_dir / "copies" / "orig.png")
     big.resize((120, 120)).save(photo_dir / "copies" / "small.jpg", quality=90)
