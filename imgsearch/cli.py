@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -483,7 +482,7 @@ def duplicates_cmd(
             if not yes and not typer.confirm(
                     f"Move {len(moves)} file(s) into {move_to}?", err=True):
                 raise fail("nothing moved", 1)
-            log = move_to / time.strftime("imgsearch-moves-%Y%m%d-%H%M%S.jsonl")
+            log = dup.new_log(move_to)
             with user_errors():
                 moved = dup.move(moves, log)
             err.print(f"moved {moved} file(s) into {move_to}; undo with `imgsearch duplicates "

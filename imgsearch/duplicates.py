@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -364,6 +366,21 @@ def plan_moves(groups: list[Group], root: str | Path, dest: str | Path
                 raise ImgSearchError(f"{target} exists already; nothing was moved")
             moves.append((str(src), str(target)))
     return moves
+
+
+#: The name of a move log (new_log): a second move in the same second gets a suffix.
+MOVE_LOG = re.compile(r"imgsearch-moves-\d{8}-\d{6}(-\d+)?\.jsonl")
+
+
+def new_log(dest: Path) -> Path:
+    """A move log in ``dest`` that does not exist yet: imgsearch-moves-DATE-TIME.jsonl, with
+    a suffix where two moves fall in the same second (the second would overwrite the first's
+    undo)."""
+    stamp = time.strftime("imgsearch-moves-%Y%m%d-%H%M%S")
+    log, n = Path(dest) / f"{stamp}.jsonl", 2
+    while log.exists():
+        log, n = Path(dest) / f"{stamp}-{n}.jsonl", n + 1
+    return log
 
 
 def move(moves: list[tuple[str, str]], log: Path) -> int:

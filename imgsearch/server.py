@@ -33,9 +33,7 @@ import dataclasses
 import io
 import logging
 import os
-import re
 import threading
-import time
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -62,7 +60,6 @@ THUMB = 256  # thumbnail side
 MAX_UPLOAD = 32 * 2**20  # bytes
 MAX_UPLOAD_PIXELS = 80_000_000  # an upload with more pixels is refused (decompression bomb)
 MAX_K = 200
-MOVE_LOG = re.compile(r"imgsearch-moves-\d{8}-\d{6}(-\d+)?\.jsonl")  # duplicates --move-to's
 
 
 class Served:
@@ -158,16 +155,6 @@ def _visible(groups: list, dismissed: set[tuple[int, int]]) -> list:
         if others and os.path.exists(g.keeper.path) and not pairs <= dismissed:
             out.append(g if others == g.others else dataclasses.replace(g, others=others))
     return out
-
-
-def _log_path(dest: Path) -> Path:
-    """A new move log in ``dest``, named as `imgsearch duplicates --move-to` names it; a
-    suffix where two moves fall in the same second."""
-    stamp = time.strftime("imgsearch-moves-%Y%m%d-%H%M%S")
-    log, n = dest / f"{stamp}.jsonl", 2
-    while log.exists():
-        log, n = dest / f"{stamp}-{n}.jsonl", n + 1
-    return log
 
 
 class MoveRequest(BaseModel):
@@ -321,7 +308,7 @@ def create_app(index: str | Path) -> FastAPI:
             chosen = dataclasses.replace(
                 group, others=tuple(m for m in group.others if m.id in wanted))
             moves = dup.plan_moves([chosen], served.catalog.root or "/", dest)
-            log = _log_path(dest)
+            log = dup.new_log(dest)
             try:
                 moved = dup.move(moves, log)
             except OSError as e:
@@ -336,7 +323,7 @@ def create_app(index: str | Path) -> FastAPI:
         from . import duplicates as dup
 
         log = Path(req.log).expanduser()
-        if not log.is_absolute() or not MOVE_LOG.fullmatch(log.name):
+        if not log.is_absolute() or not dup.MOVE_LOG.fullmatch(log.name):
             raise HTTPException(400, f"{req.log!r} is not a move log (a full path to "
                                      "imgsearch-moves-DATE-TIME.jsonl)")
         if not log.is_file():
