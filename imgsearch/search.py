@@ -84,21 +84,18 @@ class Searcher:
     def search_query(self, images: np.ndarray, k: int, margin: float | None = None,
                      catalog: Catalog | None = None, turns: bool = False) -> list[Hit]:
         """Neighbours of a decoded query (query_images), best first: by the whole image, the
-        first; with ``margin``, by its regions too (search_regions); with ``turns``, by its
-        quarter turns too (candidates for verification: a photo turned on its side)."""
-        if margin is None:
-            hits = self.search_pixels(images[0], k, catalog)
-        else:
-            hits = self.search_regions(images, k, margin, catalog)
-        if not turns:
-            return hits
-        turned = np.stack([np.rot90(images[0], r) for r in (1, 2, 3)])
-        dist, ids = self.index.search(self.embedder.encode(turned), k)
-        best = {h.id: h.distance for h in hits}
-        for i, d in zip(ids.reshape(-1).tolist(), dist.reshape(-1).tolist()):
-            if i >= 0 and d < best.get(i, np.inf):
-                best[i] = d
-        return self._hits(sorted(best.items(), key=lambda kv: kv[1]), k, catalog)
+        first; with ``margin``, by its regions too; with ``turns``, by its quarter turns too,
+        at no margin (candidates for verification: a photo turned on its side). One search
+        of them all (search_regions)."""
+        whole = images[:1]
+        extra = [margin] * (len(images) - 1) if margin is not None else []
+        if turns:
+            whole = np.concatenate([whole, *(np.rot90(images[:1], r, axes=(1, 2))
+                                             for r in (1, 2, 3))])
+        parts = np.concatenate([whole, images[1:]]) if extra else whole
+        if len(parts) == 1:
+            return self.search_pixels(images[0], k, catalog)
+        return self.search_regions(parts, k, [0.0] * len(whole) + extra, catalog)
 
     def search_pixels(self, pixels: np.ndarray, k: int, catalog: Catalog | None = None
                       ) -> list[Hit]:
@@ -114,19 +111,21 @@ class Searcher:
         pairs = [(int(i), float(d)) for i, d in zip(ids[0], dist[0]) if i >= 0]
         return self._hits(pairs, k, catalog)
 
-    def search_regions(self, regions: np.ndarray, k: int, margin: float,
+    def search_regions(self, regions: np.ndarray, k: int, margin: float | list[float],
                        catalog: Catalog | None = None) -> list[Hit]:
         """Neighbours of a query given as (1 + R, S, S, 3) regions (images.load_regions: the
         whole query first): each database image's distance is the smallest of its distance
-        to the whole query and, plus ``margin``, to each region. A region must beat the
-        whole query by the margin to count, so a copy pasted into a larger picture is found
-        by the crop that holds it while ordinary queries keep their whole-image ranking."""
+        to the whole query and, plus ``margin``, to each region (or plus ``margin[r]`` to
+        region r). A region must beat the whole query by the margin to count, so a copy
+        pasted into a larger picture is found by the crop that holds it while ordinary
+        queries keep their whole-image ranking."""
         _check_k(k)
+        margins = ([0.0] + [margin] * (len(regions) - 1) if np.isscalar(margin)
+                   else list(margin))
         codes = self.embedder.encode(regions)
         dist, ids = self.index.search(codes, 3 * k)
         best: dict[int, float] = {}
-        for r, (d_row, i_row) in enumerate(zip(dist, ids)):
-            extra = 0.0 if r == 0 else margin
+        for extra, d_row, i_row in zip(margins, dist, ids):
             for i, d in zip(i_row.tolist(), d_row.tolist()):
                 if i >= 0 and d + extra < best.get(i, np.inf):
                     best[i] = d + extra
