@@ -62,6 +62,8 @@ MIN_CELLS = 24  # a picture compared on fewer cells proves nothing
 MIN_TEXTURED = 0.3  # a dense map must be proven on this share of textured cells
 HUE_CHROMA = 12.0  # Lab chroma above which a pixel has a hue
 MIN_HUE_COS = 0.8  # mean cosine of the hue difference of a copy (about 37 degrees)
+SEARCH_SIDE = 96  # template placement searches the larger picture at this long side ...
+SCALES = np.linspace(0.4, 0.95, 12)  # ... for the smaller at these shares of the largest fit
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,8 @@ class Keypoints:
 
 @dataclass(frozen=True)
 class Features:
-    """What matching needs of one picture (about 45 KB at N_FEATURES)."""
+    """What matching needs of one picture (about 75 KB at N_FEATURES: keypoints and
+    descriptors of both orientations 40 KB, the grey picture 27 KB, the colours 6 KB)."""
 
     size: tuple[int, int]  # (width, height) of the image keypoints were found on, less its
     #                        uniform margins (the frame every map and share refers to)
@@ -106,13 +109,6 @@ class Match:
     @property
     def shared(self) -> float:
         return max(self.shared_a, self.shared_b)
-
-    def as_dict(self) -> dict:
-        return {"same": self.same, "inliers": self.inliers,
-                "shared_a": round(self.shared_a, 4), "shared_b": round(self.shared_b, 4),
-                "mirrored": self.mirrored,
-                "homography": None if self.homography is None
-                else [round(v, 6) for v in self.homography]}
 
 
 NO_MATCH = Match(False, 0, 0.0, 0.0, False, None)
@@ -243,14 +239,29 @@ def _sane(h: np.ndarray) -> bool:
 
 
 # -- shared area ---------------------------------------------------------------------------
+def _pixel_map(unit_b_to_a: np.ndarray, shape_a: tuple, shape_b: tuple) -> np.ndarray:
+    """The map between unit frames as one between the pixels of arrays of these shapes."""
+    return (np.linalg.inv(_frame((shape_a[1], shape_a[0]))) @ unit_b_to_a
+            @ _frame((shape_b[1], shape_b[0])))
+
+
+def _warp(b: np.ndarray, m: np.ndarray, shape_a: tuple, outside: float = 0.0,
+          nearest: bool = False) -> np.ndarray:
+    """``b`` warped by the pixel map ``m`` onto an array of ``shape_a``; ``outside`` where
+    b does not reach."""
+    cv2 = _cv2()
+    return cv2.warpPerspective(b, m, (shape_a[1], shape_a[0]),
+                               flags=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=outside)
+
+
 def _shared(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray
             ) -> tuple[float, float, float]:
     """Share of grey picture ``a``'s area whose cells agree with ``b`` warped onto it by the
     map between their unit frames, the share that agrees in cells with detail, and the share
     of a's cells with detail that agree (a white border has none)."""
     cv2 = _cv2()
-    hb, wb = b.shape
-    m = np.linalg.inv(_frame(a.shape[::-1])) @ unit_b_to_a @ _frame((wb, hb))
+    m = _pixel_map(unit_b_to_a, a.shape, b.shape)
     # compared at the coarser of the two resolutions: where b is enlarged onto a (a crop's
     # original, a pasted copy's page), a is reduced as much
     s = float(np.sqrt(abs(np.linalg.det(m[:2, :2] / m[2, 2]))))
@@ -261,10 +272,8 @@ def _shared(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray
     a = cv2.GaussianBlur(a.astype(np.float32) / 255.0, (3, 3), 0.8)
     b = cv2.GaussianBlur(b.astype(np.float32) / 255.0, (3, 3), 0.8)
     ha, wa = a.shape
-    warped = cv2.warpPerspective(b, m, (wa, ha), flags=cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_CONSTANT, borderValue=-1.0)
-    inside = cv2.warpPerspective(np.ones_like(b), m, (wa, ha), flags=cv2.INTER_NEAREST,
-                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) > 0.5
+    warped = _warp(b, m, a.shape, outside=-1.0)
+    inside = _warp(np.ones_like(b), m, a.shape, nearest=True) > 0.5
     if inside.sum() < 16:
         return 0.0, 0.0, 0.0
     # brightness and contrast matched over the overlap (grey and jittered copies agree)
@@ -302,11 +311,7 @@ def _same_hue(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray) -> bool:
     """Whether the hues of two aligned colour pictures agree where both have colour: a
     grey copy has no hue to disagree, a recoloured picture (a wallpaper's blue and orange
     variants) does."""
-    cv2 = _cv2()
-    ha, wa = a.shape[:2]
-    m = np.linalg.inv(_frame((wa, ha))) @ unit_b_to_a @ _frame(b.shape[1::-1])
-    warped = cv2.warpPerspective(b, m, (wa, ha), flags=cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    warped = _warp(b, _pixel_map(unit_b_to_a, a.shape, b.shape), a.shape)
     ca, cb = np.linalg.norm(a, axis=-1), np.linalg.norm(warped, axis=-1)
     both = (ca > HUE_CHROMA) & (cb > HUE_CHROMA)
     if both.sum() < 0.1 * both.size:
@@ -375,10 +380,6 @@ def _dense_maps(a: Features, b: Features):
         unit = _placement(big.grey, small.grey)
         if unit is not None:  # small's frame -> big's
             yield (unit if inside else np.linalg.inv(unit)), False, True
-
-
-SCALES = np.linspace(0.4, 0.95, 12)  # of the largest size that fits
-SEARCH_SIDE = 96
 
 
 def _placement(big: np.ndarray, small: np.ndarray) -> np.ndarray | None:
