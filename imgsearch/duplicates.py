@@ -22,6 +22,7 @@ import math
 import re
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -199,31 +200,45 @@ KEEP_RULES = ("original", "largest", "oldest", "newest")  # or a glob of paths t
 
 def find_groups(ids: np.ndarray, codes: np.ndarray, rows: dict[int, Row], threshold: float,
                 k: int = NEIGHBOURS, verifier: Verifier | None = None,
-                keep: str = "original", progress=None) -> list[Group]:
+                keep: str = "original", progress=None,
+                dismissed: Iterable[tuple[int, int]] = ()) -> list[Group]:
     """Groups of near-duplicates among catalog rows ``ids`` with ``codes``, largest first.
 
     With a ``verifier``, codes only propose: every pair of each image's k nearest within
     LOOSE times ``threshold`` is verified by geometry (matching.py), and complete linkage
     runs on verified pairs, so every two members of a group are proven the same picture.
-    Without one, pairs within ``threshold`` join by code distance alone."""
+    Without one, pairs within ``threshold`` join by code distance alone. Either way, two
+    images of a ``dismissed`` pair (catalog ids, smaller first: marked "not duplicates" by
+    the user, review.py) never share a group."""
     codes = np.ascontiguousarray(codes, np.float32)
+    dismissed = set(dismissed)
+
+    def apart(a: int, b: int) -> bool:  # positions of a dismissed pair
+        x, y = int(ids[a]), int(ids[b])
+        return (min(x, y), max(x, y)) in dismissed
+
     if verifier is None:
         i, j, _ = pairs_within(codes, threshold, k)
-        found = complete_groups(len(ids), i, j, threshold, farthest_l2(codes))
+        l2 = farthest_l2(codes)
+
+        def farthest(x: list[int], y: list[int]) -> float:
+            return math.inf if any(apart(a, b) for a in x for b in y) else l2(x, y)
+
+        found = complete_groups(len(ids), i, j, threshold, farthest)
     else:
         i, j, _ = pairs_within(codes, LOOSE * threshold, k)
         verifier.prepare([int(ids[x]) for x in np.union1d(i, j)], progress)
-        same = [verifier.same(int(ids[a]), int(ids[b])) for a, b in zip(i.tolist(), j.tolist())]
-        keep_pairs = np.array(same, bool)
+
+        def same(a: int, b: int) -> bool:
+            return not apart(a, b) and verifier.match(int(ids[a]), int(ids[b])).same
+
+        proven = np.array([same(a, b) for a, b in zip(i.tolist(), j.tolist())], bool)
+        i, j = i[proven], j[proven]
         order = np.argsort([-verifier.match(int(ids[a]), int(ids[b])).shared
-                            for a, b in zip(i[keep_pairs], j[keep_pairs])], kind="stable")
-
-        def farthest(x: list[int], y: list[int]) -> float:
-            return 0.0 if all(verifier.same(int(ids[a]), int(ids[b])) for a in x for b in y) \
-                else 1.0
-
-        found = complete_groups(len(ids), i[keep_pairs][order], j[keep_pairs][order], 0.5,
-                                farthest)
+                            for a, b in zip(i, j)], kind="stable")  # most shared first
+        found = complete_groups(
+            len(ids), i[order], j[order], 0.5,
+            lambda x, y: 0.0 if all(same(a, b) for a in x for b in y) else 1.0)
 
     def member(p: int, keeper: int) -> Member:
         r = rows[int(ids[p])]
@@ -286,7 +301,7 @@ def choose_keeper(rows: list[Row], keep: str, verifier: Verifier | None
     is kept first, then ``original``."""
     import fnmatch
 
-    if keep == "largest" or (keep == "original" and verifier is None):
+    if keep == "largest":
         return sorted(rows, key=keeper_order), "largest"
     if keep in ("oldest", "newest"):
         sign = 1 if keep == "oldest" else -1
@@ -452,8 +467,8 @@ def in_index(ws, method: str, threshold: float | None = None, times: float = 1.0
     """Near-duplicate groups among an index's images by ``method``'s codes, at ``threshold``,
     else ``times`` the threshold calibrated when the method was built, else one calibrated
     now on a sample of the collection (a collection too small for a held-out self-check).
-    With ``verify`` (the default), every pair is proven by geometry (find_groups) and pairs
-    the user dismissed (review.py) never join."""
+    With ``verify`` (the default), every pair is proven by geometry (find_groups). Pairs the
+    user dismissed (review.py) never join."""
     from .review import dismissed
     from .selfcheck import MAX_DISTRACTORS, MAX_HELD, SelfCheck
 
@@ -472,9 +487,8 @@ def in_index(ws, method: str, threshold: float | None = None, times: float = 1.0
         threshold, source = calibrate(check, loaded.embedder.encode).threshold, "calibrated now"
     if source != "given" and times != 1.0:
         threshold, source = threshold * times, f"{times:g}x {source}"
-    verifier = (Verifier(lambda i: rows[i].path, dismissed=dismissed(ws.root)) if verify
-                else None)
+    verifier = Verifier(lambda i: rows[i].path) if verify else None
     return Duplicates(method, float(threshold), source,
                       find_groups(ids, codes, rows, threshold, verifier=verifier, keep=keep,
-                                  progress=progress),
+                                  progress=progress, dismissed=dismissed(ws.root)),
                       len(ids), verify)

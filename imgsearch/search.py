@@ -38,11 +38,11 @@ def verify_hits(query, hits: list[Hit], k: int) -> list[Hit]:
     from concurrent.futures import ThreadPoolExecutor
 
     from . import matching
+    from .verification import file_features
 
     def one(h: Hit) -> Hit:
-        try:
-            f = matching.load_features(h.path)
-        except Exception:  # noqa: BLE001 - a file moved or unreadable since it was indexed
+        f = file_features(h.path)
+        if f is None:
             return h
         m = matching.match(query, f)
         return replace(h, verified=m.same, shared=round(m.shared_b, 4), inliers=m.inliers)

@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 
 from . import matching
 from .matching import NO_MATCH, Features, Match
@@ -22,7 +23,8 @@ LOG = logging.getLogger(__name__)
 POOL_MIN = 24  # fewer images than this are read in the calling process
 
 
-def _load(path: str) -> Features | None:
+def file_features(path: str) -> Features | None:
+    """matching.load_features of a file, or None where it is gone or unreadable."""
     try:
         return matching.load_features(path)
     except Exception as e:  # noqa: BLE001 - a file gone or unreadable since it was indexed
@@ -31,14 +33,11 @@ def _load(path: str) -> Features | None:
 
 
 class Verifier:
-    """``same(a, b)`` and ``match(a, b)`` for catalog ids, whose files ``path_of`` names.
-    Pairs in ``dismissed`` (a < b: marked "not duplicates" by the user) are never the same."""
+    """``match(a, b)`` for catalog ids, whose files ``path_of`` names."""
 
-    def __init__(self, path_of: Callable[[int], str], workers: int | None = None,
-                 dismissed: Iterable[tuple[int, int]] = ()):
+    def __init__(self, path_of: Callable[[int], str], workers: int | None = None):
         self.path_of = path_of
         self.workers = workers or min(8, os.cpu_count() or 1)
-        self.dismissed = set(dismissed)
         self._features: dict[int, Features | None] = {}
         self._matches: dict[tuple[int, int], Match] = {}
 
@@ -48,22 +47,21 @@ class Verifier:
         if not todo:
             return
         paths = [self.path_of(i) for i in todo]
-        if len(todo) < POOL_MIN or self.workers == 1:
-            results: Iterable = map(_load, paths)
-        else:
-            pool = ProcessPoolExecutor(self.workers)
-            results = pool.map(_load, paths, chunksize=8)
-        for n, (i, f) in enumerate(zip(todo, results), 1):
-            self._features[i] = f
-            if progress is not None:
-                progress("verifying", n, len(todo))
-        if len(todo) >= POOL_MIN and self.workers != 1:
-            pool.shutdown()
+        with ExitStack() as stack:
+            if len(todo) < POOL_MIN or self.workers == 1:
+                results: Iterable = map(file_features, paths)
+            else:
+                pool = stack.enter_context(ProcessPoolExecutor(self.workers))
+                results = pool.map(file_features, paths, chunksize=8)
+            for n, (i, f) in enumerate(zip(todo, results), 1):
+                self._features[i] = f
+                if progress is not None:
+                    progress("verifying", n, len(todo))
         LOG.info("features of %d images for verification", len(todo))
 
     def features(self, i: int) -> Features | None:
         if i not in self._features:
-            self._features[i] = _load(self.path_of(i))
+            self._features[i] = file_features(self.path_of(i))
         return self._features[i]
 
     def match(self, a: int, b: int) -> Match:
@@ -76,11 +74,6 @@ class Verifier:
         m = NO_MATCH if fa is None or fb is None else matching.match(fa, fb)
         self._matches[a, b] = m
         return m
-
-    def same(self, a: int, b: int) -> bool:
-        if (min(a, b), max(a, b)) in self.dismissed:
-            return False
-        return self.match(a, b).same
 
     def colourful(self, i: int) -> bool:
         f = self.features(i)
