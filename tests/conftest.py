@@ -57,6 +57,17 @@ def scene(seed: int, w: int = 480, h: int = 360):
     return Image.fromarray(np.clip(np.asarray(im) + noise, 0, 255).astype(np.uint8))
 
 
+def add_copies_of_img00(photo_dir) -> None:
+    """Make img00 of ``photo_dir`` a textured picture (so that geometry proves its copies)
+    and add three copies of it under copies/: larger (orig.png), a smaller JPEG, a crop."""
+    big = scene(0, 160, 160)
+    big.resize((96, 96)).save(find(photo_dir, "img00.jpg"), quality=95)
+    (photo_dir / "copies").mkdir()
+    big.save(photo_dir / "copies" / "orig.png")
+    big.resize((120, 120)).save(photo_dir / "copies" / "small.jpg", quality=90)
+    big.crop((8, 8, 152, 152)).save(photo_dir / "copies" / "crop.png")
+
+
 @pytest.fixture
 def photo_dir(tmp_path):
     """A folder of 12 distinct generated images in nested folders and several formats."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .conftest import find, scene, serving
+from .conftest import add_copies_of_img00, find, serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.slow
@@ -41,12 +41,7 @@ def server(photo_dir, tmp_path):
 @pytest.fixture
 def dup_server(photo_dir, tmp_path):
     """The 12 photos and three copies of img00: larger (the keeper), a smaller JPEG, a crop."""
-    big = scene(0, 160, 160)  # textured, so that geometry proves its copies
-    big.resize((96, 96)).save(find(photo_dir, "img00.jpg"), quality=95)  # img00: a copy too
-    (photo_dir / "copies").mkdir()
-    big.save(photo_dir / "copies" / "orig.png")
-    big.resize((120, 120)).save(photo_dir / "copies" / "small.jpg", quality=90)
-    big.crop((8, 8, 152, 152)).save(photo_dir / "copies" / "crop.png")
+    add_copies_of_img00(photo_dir)
     build(photo_dir, tmp_path / "idx")
     with serving(tmp_path / "idx") as url:
         yield url

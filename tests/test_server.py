@@ -24,16 +24,20 @@ from imgsearch.search import Hit
 from imgsearch.server import create_app
 from imgsearch.workspace import Workspace
 
-from .conftest import find, pattern, scene, serving
+from .conftest import add_copies_of_img00, find, pattern, serving
+
+
+def build_index(photos, index):
+    """``index`` of ``photos`` by pixels and pca, small."""
+    ws = Workspace.create(index, IndexConfig(input_size=32, pixel_size=16, code_dim=8))
+    update_index(ws, photos, ["pixels", "pca"], workers=1)
+    ws.close()
+    return index
 
 
 @pytest.fixture
 def index(photo_dir, tmp_path):
-    ws = Workspace.create(tmp_path / "idx", IndexConfig(input_size=32, pixel_size=16,
-                                                        code_dim=8))
-    update_index(ws, photo_dir, ["pixels", "pca"], workers=1)
-    ws.close()
-    return tmp_path / "idx"
+    return build_index(photo_dir, tmp_path / "idx")
 
 
 @pytest.fixture
@@ -223,17 +227,8 @@ DUPS = "method=pixels&threshold=3"  # the copies of img00 within it, distinct ph
 @pytest.fixture
 def dup_index(photo_dir, tmp_path):
     """The 12 photos and three copies of img00 (larger, a smaller JPEG, a crop of it)."""
-    big = scene(0, 160, 160)  # textured, so that geometry proves its copies
-    big.resize((96, 96)).save(find(photo_dir, "img00.jpg"), quality=95)  # img00: a copy too
-    (photo_dir / "copies").mkdir()
-    big.save(photo_dir / "copies" / "orig.png")
-    big.resize((120, 120)).save(photo_dir / "copies" / "small.jpg", quality=90)
-    big.crop((8, 8, 152, 152)).save(photo_dir / "copies" / "crop.png")
-    ws = Workspace.create(tmp_path / "idx", IndexConfig(input_size=32, pixel_size=16,
-                                                        code_dim=8))
-    update_index(ws, photo_dir, ["pixels", "pca"], workers=1)
-    ws.close()
-    return tmp_path / "idx"
+    add_copies_of_img00(photo_dir)
+    return build_index(photo_dir, tmp_path / "idx")
 
 
 @pytest.fixture
