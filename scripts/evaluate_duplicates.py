@@ -183,17 +183,19 @@ def mixed(args) -> dict:
     out = {"photos": len(photos), "files": len(origin), "edits": list(edits),
            "dropped_same_picture": dropped, "index_seconds": time.perf_counter() - t0,
            "preferred": ws.preferred_method(), "methods": {}}
+    out["verified"] = {}
     for m in ws.built_methods():
         t0 = time.perf_counter()
-        found = dup.in_index(ws, m)
-        seconds = time.perf_counter() - t0
-        codes_only = dup.in_index(ws, m, verify=False)
-        out.setdefault("verified", {})[m] = {
-            **pair_scores(names_of(found.groups), origin), "seconds": seconds,
-            "per_edit": edit_recall(names_of(found.groups), list(edits), len(photos)),
-            "keeper": keeper_share(found.groups)}
+        verified = dup.in_index(ws, m)
+        out["verified"][m] = {
+            **pair_scores(names_of(verified.groups), origin),
+            "seconds": time.perf_counter() - t0,
+            "per_edit": edit_recall(names_of(verified.groups), list(edits), len(photos)),
+            "keeper": keeper_share(verified.groups)}
         print(f"[{m} verified] {out['verified'][m]}", file=sys.stderr, flush=True)
-        found = codes_only
+        t0 = time.perf_counter()
+        found = dup.in_index(ws, m, verify=False)
+        seconds = time.perf_counter() - t0
         _, ids, codes, rows = dup.live_codes(ws, m)  # loaded once for the whole sweep
         sweep = {x: pair_scores(names_of(dup.find_groups(ids, codes, rows,
                                                          found.threshold * x)), origin)
@@ -266,8 +268,26 @@ def markdown(res: dict) -> str:
     lines = []
     if "mixed" in res:
         m = res["mixed"]
+        per = len(m["edits"]) + 1  # files a photo
         lines += [f"{m['photos']} photos and their {len(m['edits'])} edited copies each: "
-                  f"{m['files']} files; {m['photos'] * 78} true pairs.", "",
+                  f"{m['files']} files; {m['photos'] * per * (per - 1) // 2} true pairs.", "",
+                  "Verified by geometry (the default `imgsearch duplicates`: codes propose "
+                  "pairs within 3x the threshold, matching.py proves them):", "",
+                  "| method | pair precision | pair recall | F1 | keeper is the original | "
+                  "seconds | worst edit (recall) |", "|---|---|---|---|---|---|---|"]
+        for name, v in m["verified"].items():
+            worst = min(v["per_edit"], key=v["per_edit"].get)
+            k = v["keeper"]
+            lines.append(f"| {name} | {v['precision']:.4f} | {v['recall']:.4f} | "
+                         f"{v['f1']:.4f} | {k['original_kept']}/{k['groups']} | "
+                         f"{v['seconds']:.1f} | {worst} ({v['per_edit'][worst]:.3f}) |")
+        lines += ["", "Recall by edit (the copy grouped with its original), verified:", "",
+                  "| method | " + " | ".join(m["edits"]) + " |",
+                  "|---|" + "---|" * len(m["edits"])]
+        for name, v in m["verified"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{v['per_edit'][e]:.3f}"
+                                                    for e in m["edits"]) + " |")
+        lines += ["", "Codes alone (`--no-verify`), and pHash:", "",
                   "| method | threshold | pair precision | pair recall | F1 | groups | "
                   "grouping s |", "|---|---|---|---|---|---|---|"]
         for name, s in m["methods"].items():
@@ -275,26 +295,6 @@ def markdown(res: dict) -> str:
             lines.append(f"| {name}{star} | {s['threshold']:.4f} ({s['threshold_from']}) | "
                          f"{s['precision']:.4f} | {s['recall']:.4f} | {s['f1']:.4f} | "
                          f"{s['groups']} | {s['seconds']:.2f} |")
-        if "verified" in m:
-            lines += ["", "Verified by geometry (the default `imgsearch duplicates`: codes propose "
-                      "pairs within 3x the threshold, matching.py proves them):", "",
-                      "| method | pair precision | pair recall | F1 | keeper is the original | "
-                      "seconds | worst edit (recall) |", "|---|---|---|---|---|---|---|"]
-            for name, v in m["verified"].items():
-                worst = min(v["per_edit"], key=v["per_edit"].get)
-                k = v["keeper"]
-                lines.append(f"| {name} | {v['precision']:.4f} | {v['recall']:.4f} | "
-                             f"{v['f1']:.4f} | {k['original_kept']}/{k['groups']} | "
-                             f"{v['seconds']:.1f} | {worst} ({v['per_edit'][worst]:.3f}) |")
-            lines += ["", "Recall by edit (the copy grouped with its original), verified:", "",
-                      "| method | " + " | ".join(m["edits"]) + " |",
-                      "|---|" + "---|" * len(m["edits"])]
-            for name, v in m["verified"].items():
-                lines.append(f"| {name} | " + " | ".join(f"{v['per_edit'][e]:.3f}"
-                                                        for e in m["edits"]) + " |")
-            lines += ["", "Codes alone (--no-verify), for comparison:", "",
-                      "| method | threshold | pair precision | pair recall | F1 | groups | "
-                      "grouping s |", "|---|---|---|---|---|---|---|"]
         p = m["phash"]
         lines.append(f"| pHash, best threshold | Hamming {p['threshold']} | "
                      f"{p['precision']:.4f} | {p['recall']:.4f} | {p['f1']:.4f} | "

@@ -135,6 +135,30 @@ def test_evaluate_duplicates_quick(tmp_path):
     assert scale["exact_over_groups"] == pytest.approx(
         scale["exact"]["seconds"] / scale["groups"]["seconds"])
     assert "pHash, best threshold" in out.with_suffix(".md").read_text()
+    for v in mixed["verified"].values():  # the default groups, verified by geometry
+        assert 0 <= v["precision"] <= 1 and 0 <= v["recall"] <= 1 and v["true_pairs"] == 780
+        assert list(v["per_edit"]) == mixed["edits"] and len(mixed["edits"]) == 12
+        assert all(0 <= r <= 1 for r in v["per_edit"].values())
+        k = v["keeper"]
+        assert 0 <= k["original_kept"] <= k["groups"]
+    assert "Verified by geometry" in out.with_suffix(".md").read_text()
+
+
+def test_evaluate_verification_on_made_photos(tmp_path):
+    from .conftest import scene
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for s in range(3):
+        scene(300 + s).save(photos / f"p{s}.jpg", quality=92)
+    out = tmp_path / "v"
+    script("evaluate_verification.py", "--photos", photos, "--out", out)
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["photos"] == 3 and data["distinct_pairs"] == 3
+    assert data["copies"] == 3 * len(data["per_edit"]) and len(data["per_edit"]) >= 20
+    assert data["copies_passed"] == round(sum(v * 3 for v in data["per_edit"].values()))
+    assert data["per_edit"]["grayscale"] == 1.0 and data["per_edit"]["flip"] == 1.0
+    assert data["distinct_passed"] == [] and data["same_scene"] == []  # no demo files here
 
 
 def test_bench_ingest_on_a_made_folder(tmp_path):
