@@ -31,20 +31,26 @@ class Hit:
 VERIFY_TOP = 10  # the candidates a query verifies by geometry
 
 
-def verify_hits(query, hits: list[Hit], k: int) -> list[Hit]:
+def verify_hits(query, hits: list[Hit], k: int, matched: dict | None = None) -> list[Hit]:
     """``hits`` re-ranked by verification against ``query`` (matching.Features): the proven
     copies first, most of their picture shared first, then the others in their order; the
-    first ``k``. A candidate whose file cannot be read stays unverified (None)."""
+    first ``k``. A candidate whose file cannot be read stays unverified (None). ``matched``
+    (catalog id -> matching.Match or None) keeps the matches for another method's hits of
+    the same query."""
     from concurrent.futures import ThreadPoolExecutor
 
     from . import matching
     from .verification import file_features
 
+    matched = {} if matched is None else matched
+
     def one(h: Hit) -> Hit:
-        f = file_features(h.path)
-        if f is None:
+        if h.id not in matched:
+            f = file_features(h.path)
+            matched[h.id] = None if f is None else matching.match(query, f)
+        m = matched[h.id]
+        if m is None:
             return h
-        m = matching.match(query, f)
         return replace(h, verified=m.same, shared=round(m.shared_b, 4), inliers=m.inliers)
 
     with ThreadPoolExecutor(2) as pool:  # decoding and OpenCV release the GIL

@@ -15,8 +15,9 @@ out of the groups because its file is gone.
     GET  /                      the page
     GET  /api/info              counts, methods (self-check, duplicate threshold), preferred
     GET  /api/images?page=&per= a page of the collection: id, name, size
-    GET  /api/similar/{id}      ?method=NAME|all&k=K: neighbours of an indexed image
-    POST /api/search            an uploaded image (multipart "file"): ?method=NAME|all&k=K
+    GET  /api/similar/{id}      ?method=NAME|all&k=K&verify=: neighbours of an indexed image,
+                                its proven copies first (search.verify_hits; verify=false: not)
+    POST /api/search            an uploaded image (multipart "file"): ?method=NAME|all&k=K&verify=
     GET  /api/duplicates        ?method=&threshold=: groups of near-duplicates, less the
                                 groups the user dismissed and the photos moved away
     POST /api/duplicates/move   {"ids", "to", "method", "threshold"}: move non-keepers of a
@@ -48,8 +49,10 @@ from .build import load_method
 from .catalog import INDEXED, Catalog
 from .errors import ImageLoadError, ImgSearchError
 from .images import DECODE_VERSION, open_upright
-from .search import Searcher, query_images
+from .matching import load_features
+from .search import VERIFY_TOP, Searcher, query_images, verify_hits
 from .store import MethodState, replacing
+from .verification import file_features
 from .workspace import Workspace
 
 LOG = logging.getLogger(__name__)
@@ -218,22 +221,28 @@ def create_app(index: str | Path) -> FastAPI:
                             "height": rows[i].height} for i in chosen]}
 
     @app.get("/api/similar/{image_id}")
-    def similar(image_id: int, method: str | None = None, k: int = 12):
+    def similar(image_id: int, method: str | None = None, k: int = 12, verify: bool = True):
         _check_k(k)
         row = served.catalog.get(image_id)
         if row is None or row.state != INDEXED:
             raise HTTPException(404, f"no indexed image with id {image_id}")
-        out = {}
+        query = file_features(row.path) if verify else None  # None: the file is gone
+        out, matched = {}, {}
         for m in served.methods(method):
             searcher, _ = served.searcher(m)
             code = searcher.index.vectors([image_id])[0]  # its own code: nothing to encode
-            hits = searcher.search_code(code, k + 1, served.catalog)
-            out[m] = _hits(served, [h for h in hits if h.id != image_id][:k])
-        return {"id": image_id, "name": Path(row.path).name, "results": out}
+            n = max(k, VERIFY_TOP) if query is not None else k
+            hits = [h for h in searcher.search_code(code, n + 1, served.catalog)
+                    if h.id != image_id][:n]
+            if query is not None:
+                hits = verify_hits(query, hits, k, matched)
+            out[m] = _hits(served, hits[:k])
+        return {"id": image_id, "name": Path(row.path).name, "verified": query is not None,
+                "results": out}
 
     @app.post("/api/search")
     async def search(file: Annotated[UploadFile, File()], method: str | None = None,
-                     k: int = 12):
+                     k: int = 12, verify: bool = True):
         _check_k(k)
         searchers = {m: served.searcher(m) for m in served.methods(method)}
         data = await file.read(MAX_UPLOAD + 1)
@@ -250,16 +259,20 @@ def create_app(index: str | Path) -> FastAPI:
                                          "megapixels)")
             images = query_images(io.BytesIO(data), served.ws.config.input_size, any(
                 state.query_margin is not None for _, state in searchers.values()))
+            query = load_features(io.BytesIO(data)) if verify else None
         except (Image.DecompressionBombWarning, Image.DecompressionBombError):
             raise HTTPException(413, "image declares too many pixels (a decompression "
                                      "bomb?)") from None
         except (ImageLoadError, OSError, ValueError):
             raise HTTPException(415, "not an image this server can read") from None
-        out = {}
+        out, matched = {}, {}
         for m, (searcher, state) in searchers.items():  # regions where calibrated
-            out[m] = _hits(served, searcher.search_query(images, k, state.query_margin,
-                                                         served.catalog))
-        return {"name": file.filename, "results": out}
+            hits = searcher.search_query(images, max(k, VERIFY_TOP) if verify else k,
+                                         state.query_margin, served.catalog, turns=verify)
+            if verify:
+                hits = verify_hits(query, hits, k, matched)
+            out[m] = _hits(served, hits)
+        return {"name": file.filename, "verified": verify, "results": out}
 
     def found_duplicates(method: str | None, threshold: float | None):
         """(the result of ``method``, its groups as the user sees them now)."""

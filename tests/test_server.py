@@ -249,6 +249,26 @@ def test_the_copies_form_one_group(dup_client):
     assert "path" not in g["keeper"] and all("path" not in m for m in g["others"])
 
 
+def test_similar_and_search_put_verified_copies_first(dup_client, photo_dir):
+    g = the_group(dup_client)
+    copies = {m["id"] for m in g["others"]}
+    data = dup_client.get(f"/api/similar/{g['keeper']['id']}?method=pixels&k=6").json()
+    hits = data["results"]["pixels"]
+    assert data["verified"] is True
+    assert {h["id"] for h in hits[:3]} == copies and all(h["verified"] for h in hits[:3])
+    assert all(h["verified"] is False for h in hits[3:]) and len(hits) == 6
+    assert all(0 < h["shared"] <= 1 and h["inliers"] >= 15 for h in hits[:3])
+    plain = dup_client.get(f"/api/similar/{g['keeper']['id']}?method=pixels&k=6"
+                           "&verify=false").json()
+    assert plain["verified"] is False
+    assert all(h["verified"] is None for h in plain["results"]["pixels"])
+    crop = (photo_dir / "copies" / "crop.png").read_bytes()
+    found = dup_client.post("/api/search?method=all&k=4",
+                            files={"file": ("q.png", crop, "image/png")}).json()
+    for hits in found["results"].values():  # every method: the copies first
+        assert hits[0]["verified"] is True and hits[0]["id"] in copies | {g["keeper"]["id"]}
+
+
 def test_moving_refuses_a_missing_or_relative_folder_or_one_inside_the_collection(
         dup_client, photo_dir, tmp_path):
     g = the_group(dup_client)
