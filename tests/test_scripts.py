@@ -196,3 +196,19 @@ def test_bench_ray_both_engines_and_the_driver_alone(photo_dir, tmp_path):
     driver = json.loads(out.with_suffix(".json").read_text())
     assert driver["photos"] == 300  # the script checks every one reached the catalog
     assert driver["img_s"] == pytest.approx(300 / driver["seconds"])
+
+
+def test_bench_verify_pairs_on_made_photos(tmp_path):
+    from .conftest import scene
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for s in range(3):
+        scene(400 + s).save(photos / f"p{s}.jpg", quality=92)
+    out = tmp_path / "b"
+    script("bench_verify.py", "--photos", photos, "--out", out)
+    p = json.loads(out.with_suffix(".json").read_text())["pairs"]
+    assert p["photos"] == 3
+    assert p["copy_pair_over_decode"] == pytest.approx(p["copy_pair_ms"] / p["decode_64_ms"])
+    assert p["other_pair_over_decode"] == pytest.approx(p["other_pair_ms"] / p["decode_64_ms"])
+    assert p["features_ms"] > 0 and "decoding at 64 px" in out.with_suffix(".txt").read_text()
