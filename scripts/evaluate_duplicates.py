@@ -125,6 +125,59 @@ def edit_recall(groups: list[list[str]], edits: list[str], photos: int) -> dict[
     return out
 
 
+# -- imagededup, side by side --------------------------------------------------------------
+HASHES = ("PHash", "DHash", "WHash", "AHash")  # imagededup's hashes (its CNN needs weights)
+HASH_DEFAULT = 10  # imagededup's default max_distance_threshold
+HASH_SWEEP = range(0, 33, 2)
+
+
+def truth_map(origin: dict[str, int]) -> dict[str, list[str]]:
+    """imagededup's ground truth: each file -> the other files made from the same photo."""
+    by = {}
+    for n, p in origin.items():
+        by.setdefault(p, []).append(n)
+    return {n: sorted(m for m in by[origin[n]] if m != n) for n in origin}
+
+
+def as_map(groups: list[list[str]], names: list[str]) -> dict[str, list[str]]:
+    """Groups as imagededup's retrieved map: each file -> the others of its group."""
+    out = {n: [] for n in names}
+    for g in groups:
+        for n in g:
+            out[n] = sorted(m for m in g if m != n)
+    return out
+
+
+def dedup_scores(truth: dict, retrieved: dict) -> dict:
+    """imagededup's own evaluate: MAP, nDCG, Jaccard, and pair precision, recall and F1 of
+    the duplicate class."""
+    from imagededup.evaluation import evaluate
+
+    r = evaluate(truth, retrieved, metric="all")
+    p, rc = float(r["precision"][1]), float(r["recall"][1])
+    return {"map": float(r["map"]), "ndcg": float(r["ndcg"]), "jaccard": float(r["jaccard"]),
+            "precision": p, "recall": rc, "f1": 2 * p * rc / (p + rc) if p + rc else 0.0}
+
+
+def imagededup_hashes(folder: Path, origin: dict[str, int]) -> dict:
+    """Each imagededup hash at its default threshold and at its best (by F1, chosen with the
+    labels), scored by imagededup's evaluate."""
+    from imagededup import methods
+
+    truth = truth_map(origin)
+    out = {}
+    for name in HASHES:
+        hasher = getattr(methods, name)(verbose=False)
+        codes = hasher.encode_images(image_dir=str(folder), num_enc_workers=2)
+        sweep = {t: dedup_scores(truth, hasher.find_duplicates(
+            encoding_map=codes, max_distance_threshold=t)) for t in HASH_SWEEP}
+        best = max(sweep, key=lambda t: sweep[t]["f1"])
+        out[name] = {"default": {"threshold": HASH_DEFAULT, **sweep[HASH_DEFAULT]},
+                     "best": {"threshold": best, **sweep[best]}}
+        print(f"[imagededup {name}] {out[name]}", file=sys.stderr, flush=True)
+    return out
+
+
 def keeper_share(groups: list[dup.Group]) -> dict:
     """Of the groups that hold an original, the share whose keeper is it."""
     with_original = [g for g in groups
@@ -189,6 +242,8 @@ def mixed(args) -> dict:
         verified = dup.in_index(ws, m)
         out["verified"][m] = {
             **pair_scores(names_of(verified.groups), origin),
+            "imagededup_evaluate": dedup_scores(truth_map(origin),
+                                                as_map(names_of(verified.groups), list(origin))),
             "seconds": time.perf_counter() - t0,
             "per_edit": edit_recall(names_of(verified.groups), list(edits), len(photos)),
             "keeper": keeper_share(verified.groups)}
@@ -208,6 +263,7 @@ def mixed(args) -> dict:
                              "best": {"times": best, **sweep[best]}}
         print(f"[{m}] {out['methods'][m]}", file=sys.stderr, flush=True)
     ws.close()
+    out["imagededup"] = imagededup_hashes(folder, origin)
     names = sorted(origin)
     sweep = {h: pair_scores(phash_groups(folder, names, h), origin) for h in range(25)}
     best = max(sweep, key=lambda h: sweep[h]["f1"])
@@ -287,6 +343,23 @@ def markdown(res: dict) -> str:
         for name, v in m["verified"].items():
             lines.append(f"| {name} | " + " | ".join(f"{v['per_edit'][e]:.3f}"
                                                     for e in m["edits"]) + " |")
+        lines += ["", "Scored by imagededup's own `evaluate` (pair precision, recall and F1 of "
+                  "the duplicate class; MAP, Jaccard), imgsearch's verified groups against "
+                  "imagededup's hashes at their default threshold (10) and at their best "
+                  "(chosen with the labels):", "",
+                  "| method | threshold | precision | recall | F1 | MAP | Jaccard |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, v in m["verified"].items():
+            e = v["imagededup_evaluate"]
+            lines.append(f"| imgsearch {name}, verified | default | {e['precision']:.4f} | "
+                         f"{e['recall']:.4f} | {e['f1']:.4f} | {e['map']:.4f} | "
+                         f"{e['jaccard']:.4f} |")
+        for name, h in m.get("imagededup", {}).items():
+            for which in ("default", "best"):
+                e = h[which]
+                lines.append(f"| imagededup {name}, {which} | {e['threshold']} | "
+                             f"{e['precision']:.4f} | {e['recall']:.4f} | {e['f1']:.4f} | "
+                             f"{e['map']:.4f} | {e['jaccard']:.4f} |")
         lines += ["", "Codes alone (`--no-verify`), and pHash:", "",
                   "| method | threshold | pair precision | pair recall | F1 | groups | "
                   "grouping s |", "|---|---|---|---|---|---|---|"]

@@ -142,6 +142,13 @@ def test_evaluate_duplicates_quick(tmp_path):
         k = v["keeper"]
         assert 0 <= k["original_kept"] <= k["groups"]
     assert "Verified by geometry" in out.with_suffix(".md").read_text()
+    assert set(mixed["imagededup"]) == {"PHash", "DHash", "WHash", "AHash"}
+    for h in mixed["imagededup"].values():  # scored by imagededup's evaluate
+        assert h["default"]["threshold"] == 10 and h["best"]["f1"] >= h["default"]["f1"]
+        assert 0 <= h["best"]["map"] <= 1 and 0 <= h["best"]["jaccard"] <= 1
+    for v in mixed["verified"].values():
+        e = v["imagededup_evaluate"]
+        assert 0 <= e["precision"] <= 1 and 0 <= e["recall"] <= 1
 
 
 def test_evaluate_verification_on_made_photos(tmp_path):
