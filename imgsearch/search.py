@@ -31,22 +31,25 @@ class Hit:
 VERIFY_TOP = 10  # the candidates a query verifies by geometry
 
 
-def verify_hits(query, hits: list[Hit], k: int, matched: dict | None = None) -> list[Hit]:
+def verify_hits(query, hits: list[Hit], k: int, matched: dict | None = None,
+                features_of=None) -> list[Hit]:
     """``hits`` re-ranked by verification against ``query`` (matching.Features): the proven
     copies first, most of their picture shared first, then the others in their order; the
     first ``k``. A candidate whose file cannot be read stays unverified (None). ``matched``
     (catalog id -> matching.Match or None) keeps the matches for another method's hits of
-    the same query."""
+    the same query; ``features_of(hit)`` gives a candidate's features (default: read from
+    its file)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from . import matching
     from .verification import file_features
 
     matched = {} if matched is None else matched
+    features_of = features_of or (lambda h: file_features(h.path))
 
     def one(h: Hit) -> Hit:
         if h.id not in matched:
-            f = file_features(h.path)
+            f = features_of(h)
             matched[h.id] = None if f is None else matching.match(query, f)
         m = matched[h.id]
         if m is None:

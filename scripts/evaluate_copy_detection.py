@@ -23,6 +23,10 @@ Every method searches as the product's `imgsearch query` does: with the query's 
 the method's margin, calibrated on the training photos' self-check); the ``[whole query]``
 rows are the same codes searched with the whole query alone (--no-regions: only those).
 
+``--verify``: each product row is also given re-ranked by verification by geometry, as
+`imgsearch query` does by default (search.verify_hits: the first 10 candidates, the proven
+copies first): the ``[verified]`` rows.
+
 ``--holdout``: the models train on one half of the photos (seeded) and the queries are the
 edited copies of the other half, photos the models never saw; the database is all of them.
 
@@ -54,8 +58,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgsearch.datasets import distinct_photos, generated_photos, photo_files
 from imgsearch.evaluate import average_precision, recall_at_k
 from imgsearch.images import load_regions, open_upright
+from imgsearch.matching import load_features
 from imgsearch.methods.baselines import PCAEmbedder, PixelsEmbedder
 from imgsearch.methods.postprocess import Processed, parse
+from imgsearch.search import VERIFY_TOP, Hit, verify_hits
 from imgsearch.selfcheck import SelfCheck, holdout
 
 ALL = ("pixels", "pca", "phash", *VARIANTS)
@@ -213,6 +219,18 @@ def rank_codes(emb, db: np.ndarray, regions: np.ndarray, report: dict,
     return np.argsort(best, axis=1, kind="stable")
 
 
+def verified(ranking: np.ndarray, query_features, db_features) -> np.ndarray:
+    """``ranking`` with each query's first VERIFY_TOP re-ranked by verification, as
+    `imgsearch query` does (search.verify_hits): the proven copies first."""
+    out = ranking.copy()
+    for q, row in enumerate(ranking):
+        hits = [Hit(r, int(i), "", 0.0) for r, i in enumerate(row[:VERIFY_TOP], 1)]
+        ranked = verify_hits(query_features(q), hits, len(hits),
+                             features_of=lambda h: db_features(h.id))
+        out[q, : len(hits)] = [h.id for h in ranked]
+    return out
+
+
 def margin_of(emb, train: np.ndarray) -> float:
     """The product's query margin for these codes: the median distance of an edited copy to
     its original on the self-check of the training photos (pipeline.assess)."""
@@ -348,6 +366,9 @@ def main() -> None:
     ap.add_argument("--regions", action=argparse.BooleanOptionalAction, default=True,
                     help="search with the query's regions too, as the product does (the "
                          "[whole query] rows are without)")
+    ap.add_argument("--verify", action="store_true",
+                    help="also re-rank each product row's first candidates by verification "
+                         "(the [verified] rows), as `imgsearch query` does by default")
     ap.add_argument("--holdout", action="store_true",
                     help="train on one half of the photos, query with copies of the other")
     ap.add_argument("--size", type=int, default=64, help="index input size, as `imgsearch index`")
@@ -417,6 +438,14 @@ def main() -> None:
     db_files = [*files, *distractor_files]
 
     rows = []
+    features: dict = {}  # ("q", n) or ("db", n) -> matching.Features, computed once
+
+    def feature(kind: str, n: int):
+        if (kind, n) not in features:
+            if kind == "q":
+                query_files[n].seek(0)
+            features[kind, n] = load_features(query_files[n] if kind == "q" else db_files[n])
+        return features[kind, n]
 
     def record(label: str, ranking: np.ndarray, report: dict) -> None:
         report |= {"method": label, "overall": score(ranking, truth),
@@ -449,7 +478,13 @@ def main() -> None:
                 record(label, rank_codes(emb, db, regions, r, None), r)
                 continue
             margin = margin_of(emb, train) if args.regions else None
-            record(label, rank_codes(emb, db, regions, r, margin), r | {"margin": margin})
+            ranking = rank_codes(emb, db, regions, r, margin)
+            record(label, ranking, r | {"margin": margin})
+            if args.verify:
+                t1 = time.perf_counter()
+                record(f"{label} [verified]",
+                       verified(ranking, lambda q: feature("q", q), lambda i: feature("db", i)),
+                       {"seconds": time.perf_counter() - t1})
             if args.regions:  # and the same codes without the query's regions
                 w: dict = {}
                 record(f"{label} [whole query]", rank_codes(emb, db, regions, w, None), w)

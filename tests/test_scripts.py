@@ -94,6 +94,18 @@ def test_evaluate_copy_detection_quick(tmp_path):
     assert meta["holdout"] and meta["trained_on"] == 12 and meta["queries"] == 12 * 14
     assert meta["database"] == 24
 
+    # re-ranked by verification, as a query is by default: recall@10 is kept (the same ten)
+    ver = tmp_path / "ver"
+    script("evaluate_copy_detection.py", "--quick", "--photos", tmp_path / "no-photos-here",
+           "--methods", "pixels", "--size", "32", "--verify", "--work", tmp_path / "work3",
+           "--out", ver)
+    rows = {r["method"]: r for r in json.loads(ver.with_suffix(".json").read_text())["rows"]}
+    assert set(rows) == {"pixels", "pixels [verified]", "pixels [whole query]"}
+    for e in [*rows["pixels"]["per_edit"], None]:
+        a, b = ((rows[m]["overall"] if e is None else rows[m]["per_edit"][e])
+                for m in ("pixels", "pixels [verified]"))
+        assert b["recall@10"] == pytest.approx(a["recall@10"]), e
+
 
 def test_evaluate_versions_quick(tmp_path):
     out = tmp_path / "v"
