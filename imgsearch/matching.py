@@ -369,17 +369,35 @@ def match(a: Features, b: Features) -> Match:
 
 
 def _dense_maps(a: Features, b: Features):
-    """Maps (b's unit frame -> a's, mirrored) found without keypoints: the plain resize of one
-    frame onto the other (same aspect ratio), then the best placement of each picture inside
-    the other at scales from SCALES (a crop, a border, a photo pasted into a page), by
-    normalised cross-correlation of the grey pictures (template matching)."""
-    if abs(np.log(a.aspect / b.aspect)) < 0.02:
-        yield np.eye(3), False, False
-        yield np.eye(3), True, False
+    """Maps (b's unit frame -> a's, mirrored, searched) found without keypoints: the plain
+    resize of one frame onto the other (same aspect ratio), then the best placement of each
+    picture inside the other at scales from SCALES (a crop, a border, a photo pasted into a
+    page), by normalised cross-correlation of the grey pictures (template matching)."""
+    for mirrored in (False, True):
+        # the plain map between the pictures less their margins (a copy with a border added),
+        # and between the files' frames (a copy whose margins were trimmed a little apart)
+        if abs(np.log(a.aspect / b.aspect)) < 0.02:
+            yield np.eye(3), mirrored, False
+        if abs(np.log(_file_aspect(a) / _file_aspect(b))) < 0.02:
+            x0, y0, x1, y1 = b.frame
+            if mirrored:  # the mirror image's margins
+                x0, x1 = 1 - x1, 1 - x0
+            yield np.linalg.inv(_in_file(a.frame)) @ _in_file((x0, y0, x1, y1)), mirrored, False
     for big, small, inside in ((a, b, True), (b, a, False)):
         unit = _placement(big.grey, small.grey)
         if unit is not None:  # small's frame -> big's
             yield (unit if inside else np.linalg.inv(unit)), False, True
+
+
+def _in_file(frame: tuple[float, float, float, float]) -> np.ndarray:
+    """The map from a picture's unit frame (less its margins) to its file's unit frame."""
+    x0, y0, x1, y1 = frame
+    return np.array([[x1 - x0, 0, x0], [0, y1 - y0, y0], [0, 0, 1.0]])
+
+
+def _file_aspect(f: Features) -> float:
+    x0, y0, x1, y1 = f.frame
+    return f.aspect * (y1 - y0) / (x1 - x0)
 
 
 def _placement(big: np.ndarray, small: np.ndarray) -> np.ndarray | None:
