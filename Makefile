@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= data
 DEMO_QUERY ?= $(DATA)/photos/opencv/left01.jpg
 
-.PHONY: install data demo test bench eval eval-family clean-demo
+.PHONY: install data demo test bench eval eval-family eval-verify clean-demo
 
 install: $(VENV)/.installed
 
@@ -71,6 +71,24 @@ eval-family: install data
 	$(BIN)/python scripts/evaluate_versions.py --sizes 100 \
 	    --methods pixels,pca,ae,vae,tcvae,aae --minutes 2 --work out/versions-family \
 	    --out docs/results/versions-family
+
+# Verification by geometry (docs/RESULTS.md, "Verified copies"; about an hour): matching on the
+# demo photos, its speed, both duplicates benchmarks and copy detection, with and without it.
+eval-verify: install data
+	$(BIN)/imgsearch index $(DATA)/photos --index out/verify-index --methods pixels,pca
+	$(BIN)/python scripts/evaluate_verification.py --photos $(DATA)/photos \
+	    --out docs/results/verification
+	$(BIN)/python scripts/bench_verify.py --photos $(DATA)/photos --index out/verify-index \
+	    --image $(DEMO_QUERY) --runs 9 --out docs/results/bench-verify
+	$(BIN)/python scripts/evaluate_duplicates.py --photos $(DATA)/photos --methods pixels,pca,ae \
+	    --work out/dups-v --out docs/results/duplicates-verified
+	$(BIN)/python scripts/evaluate_duplicates.py --photos $(DATA)/photos --methods pixels,pca,ae \
+	    --edits second --work out/dups-v2 --out docs/results/duplicates-second
+	$(BIN)/python scripts/evaluate_copy_detection.py --holdout --verify --methods pixels,pca,ae \
+	    --steps 600 --minutes 60 --work out/cd-holdout-v \
+	    --out docs/results/copy-detection-holdout-verified
+	$(BIN)/python scripts/evaluate_copy_detection.py --verify --methods pixels,pca,ae \
+	    --steps 1000 --minutes 60 --work out/cd-v --out docs/results/copy-detection-verified
 
 clean-demo:
 	rm -rf indexes/demo out/demo-*.png
