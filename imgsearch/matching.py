@@ -62,6 +62,7 @@ MIN_CELLS = 24  # a picture compared on fewer cells proves nothing
 MIN_TEXTURED = 0.3  # a dense map must be proven on this share of textured cells
 HUE_CHROMA = 12.0  # Lab chroma above which a pixel has a hue
 MIN_HUE_COS = 0.8  # mean cosine of the hue difference of a copy (about 37 degrees)
+MIN_DENSE_NCC = 0.5  # a dense map is judged only where the pictures correlate this much
 SEARCH_SIDE = 96  # template placement searches the larger picture at this long side ...
 SCALES = np.linspace(0.4, 0.95, 12)  # ... for the smaller at these shares of the largest fit
 
@@ -197,21 +198,15 @@ def _mirror() -> np.ndarray:
 
 
 def _matches(a: Keypoints, b: Keypoints) -> tuple[np.ndarray, np.ndarray]:
-    """Matched point pairs (pa, pb) that pass the ratio test both ways."""
+    """Matched point pairs (pa, pb): each of a's descriptors with its nearest in b, where it
+    passes the ratio test (one way: RANSAC and the shared area weed out the rest)."""
     if len(a.descriptors) < 2 or len(b.descriptors) < 2:
         return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
     cv2 = _cv2()
-    bf = cv2.BFMatcher(cv2.NORM_HAMMING)
-
-    def one_way(x, y) -> dict[int, int]:
-        out = {}
-        for pair in bf.knnMatch(x, y, k=2):
-            if len(pair) == 2 and pair[0].distance < RATIO * pair[1].distance:
-                out[pair[0].queryIdx] = pair[0].trainIdx
-        return out
-
-    ab, ba = one_way(a.descriptors, b.descriptors), one_way(b.descriptors, a.descriptors)
-    pairs = [(i, j) for i, j in ab.items() if ba.get(j) == i]
+    pairs = [(m.queryIdx, m.trainIdx)
+             for m, *rest in cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a.descriptors,
+                                                                       b.descriptors, k=2)
+             if rest and m.distance < RATIO * rest[0].distance]
     if not pairs:
         return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
     ia, ib = np.array(pairs).T
@@ -358,7 +353,8 @@ def match(a: Features, b: Features) -> Match:
         if m.same:
             break
     if not best.same:
-        # too few keypoints (little texture, small or repetitive pictures): dense maps
+        # too few keypoints (little texture, small or repetitive pictures): dense maps, each
+        # judged only where the pictures correlate at all through it (most pairs do not)
         for unit, mirrored, searched in _dense_maps(a, b):
             m = _verdict(a, b, unit, 0, mirrored, searched)
             if (m.same, m.shared) > (best.same, best.shared):
@@ -372,21 +368,43 @@ def _dense_maps(a: Features, b: Features):
     """Maps (b's unit frame -> a's, mirrored, searched) found without keypoints: the plain
     resize of one frame onto the other (same aspect ratio), then the best placement of each
     picture inside the other at scales from SCALES (a crop, a border, a photo pasted into a
-    page), by normalised cross-correlation of the grey pictures (template matching)."""
+    page), by normalised cross-correlation of the grey pictures (template matching). Only
+    maps through which the pictures correlate by MIN_DENSE_NCC are given."""
     for mirrored in (False, True):
+        bg = b.grey[:, ::-1] if mirrored else b.grey
         # the plain map between the pictures less their margins (a copy with a border added),
         # and between the files' frames (a copy whose margins were trimmed a little apart)
+        maps = []
         if abs(np.log(a.aspect / b.aspect)) < 0.02:
-            yield np.eye(3), mirrored, False
+            maps.append(np.eye(3))
         if abs(np.log(_file_aspect(a) / _file_aspect(b))) < 0.02:
             x0, y0, x1, y1 = b.frame
             if mirrored:  # the mirror image's margins
                 x0, x1 = 1 - x1, 1 - x0
-            yield np.linalg.inv(_in_file(a.frame)) @ _in_file((x0, y0, x1, y1)), mirrored, False
+            maps.append(np.linalg.inv(_in_file(a.frame)) @ _in_file((x0, y0, x1, y1)))
+        for unit in maps:
+            if _correlation(a.grey, bg, unit) >= MIN_DENSE_NCC:
+                yield unit, mirrored, False
     for big, small, inside in ((a, b, True), (b, a, False)):
-        unit = _placement(big.grey, small.grey)
-        if unit is not None:  # small's frame -> big's
+        unit, score = _placement(big.grey, small.grey)
+        if unit is not None and score >= MIN_DENSE_NCC:  # small's frame -> big's
             yield (unit if inside else np.linalg.inv(unit)), False, True
+
+
+def _correlation(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray) -> float:
+    """Normalised cross-correlation of grey picture a and b warped onto it, over their
+    overlap, at SEARCH_SIDE: a cheap first look at a dense map."""
+    cv2 = _cv2()
+    f = SEARCH_SIDE / max(a.shape)
+    small = cv2.resize(a, (max(1, round(a.shape[1] * f)), max(1, round(a.shape[0] * f))),
+                       interpolation=cv2.INTER_AREA).astype(np.float32)
+    m = _pixel_map(unit_b_to_a, small.shape, b.shape)
+    warped = _warp(b.astype(np.float32), m, small.shape)
+    inside = _warp(np.ones(b.shape, np.float32), m, small.shape, nearest=True) > 0.5
+    if inside.sum() < 16:
+        return -1.0
+    x, y = small[inside] - small[inside].mean(), warped[inside] - warped[inside].mean()
+    return float((x * y).sum() / (np.sqrt((x * x).sum() * (y * y).sum()) + 1e-6))
 
 
 def _in_file(frame: tuple[float, float, float, float]) -> np.ndarray:
@@ -400,9 +418,9 @@ def _file_aspect(f: Features) -> float:
     return f.aspect * (y1 - y0) / (x1 - x0)
 
 
-def _placement(big: np.ndarray, small: np.ndarray) -> np.ndarray | None:
+def _placement(big: np.ndarray, small: np.ndarray) -> tuple[np.ndarray | None, float]:
     """The map from ``small``'s unit frame to ``big``'s at which small best matches a part of
-    big (template matching over SCALES), or None where no scale fits."""
+    big (template matching over SCALES), or None where no scale fits, and its correlation."""
     cv2 = _cv2()
     f = SEARCH_SIDE / max(big.shape)
     bg = cv2.resize(big, (max(1, round(big.shape[1] * f)), max(1, round(big.shape[0] * f))),
@@ -421,7 +439,7 @@ def _placement(big: np.ndarray, small: np.ndarray) -> np.ndarray | None:
         _, score, _, (x, y) = cv2.minMaxLoc(r)
         if score > best[0]:
             best = (score, np.array([[w / W, 0, x / W], [0, h / H, y / H], [0, 0, 1.0]]))
-    return best[1]
+    return best[1], best[0]
 
 
 def reverse(m: Match) -> Match:
