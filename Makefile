@@ -83,7 +83,7 @@ eval-verify: install data
 	$(BIN)/python scripts/evaluate_duplicates.py --photos $(DATA)/photos --methods pixels,pca,ae \
 	    --work out/dups-v --out docs/results/duplicates-verified
 	$(BIN)/python scripts/evaluate_duplicates.py --photos $(DATA)/photos --methods pixels,pca,ae \
-	    --edits second --work out/dups-v2 --out docs/results/duplicates-second
+	    --edits second --hash-step 4 --work out/dups-v2 --out docs/results/duplicates-second
 	$(BIN)/python scripts/evaluate_copy_detection.py --holdout --verify --methods pixels,pca,ae \
 	    --steps 600 --minutes 60 --work out/cd-holdout-v \
 	    --out docs/results/copy-detection-holdout-verified

@@ -128,7 +128,6 @@ def edit_recall(groups: list[list[str]], edits: list[str], photos: int) -> dict[
 # -- imagededup, side by side --------------------------------------------------------------
 HASHES = ("PHash", "DHash", "WHash", "AHash")  # imagededup's hashes (its CNN needs weights)
 HASH_DEFAULT = 10  # imagededup's default max_distance_threshold
-HASH_SWEEP = range(0, 33, 2)
 
 
 def truth_map(origin: dict[str, int]) -> dict[str, list[str]]:
@@ -159,9 +158,9 @@ def dedup_scores(truth: dict, retrieved: dict) -> dict:
             "precision": p, "recall": rc, "f1": 2 * p * rc / (p + rc) if p + rc else 0.0}
 
 
-def imagededup_hashes(folder: Path, origin: dict[str, int]) -> dict:
+def imagededup_hashes(folder: Path, origin: dict[str, int], step: int = 2) -> dict:
     """Each imagededup hash at its default threshold and at its best (by F1, chosen with the
-    labels), scored by imagededup's evaluate."""
+    labels, among 0 to 32 in ``step``s), scored by imagededup's evaluate."""
     from imagededup import methods
 
     truth = truth_map(origin)
@@ -170,7 +169,8 @@ def imagededup_hashes(folder: Path, origin: dict[str, int]) -> dict:
         hasher = getattr(methods, name)(verbose=False)
         codes = hasher.encode_images(image_dir=str(folder), num_enc_workers=2)
         sweep = {t: dedup_scores(truth, hasher.find_duplicates(
-            encoding_map=codes, max_distance_threshold=t)) for t in HASH_SWEEP}
+            encoding_map=codes, max_distance_threshold=t))
+            for t in sorted({*range(0, 33, step), HASH_DEFAULT})}
         best = max(sweep, key=lambda t: sweep[t]["f1"])
         out[name] = {"default": {"threshold": HASH_DEFAULT, **sweep[HASH_DEFAULT]},
                      "best": {"threshold": best, **sweep[best]}}
@@ -263,7 +263,7 @@ def mixed(args) -> dict:
                              "best": {"times": best, **sweep[best]}}
         print(f"[{m}] {out['methods'][m]}", file=sys.stderr, flush=True)
     ws.close()
-    out["imagededup"] = imagededup_hashes(folder, origin)
+    out["imagededup"] = imagededup_hashes(folder, origin, args.hash_step)
     names = sorted(origin)
     sweep = {h: pair_scores(phash_groups(folder, names, h), origin) for h in range(25)}
     best = max(sweep, key=lambda h: sweep[h]["f1"])
@@ -406,6 +406,8 @@ def main() -> None:
     ap.add_argument("--skip-mixed", action="store_true")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hash-step", type=int, default=2,
+                    help="imagededup's thresholds are tried from 0 to 32 in these steps")
     ap.add_argument("--edits", choices=sorted(EDIT_SETS), default="project",
                     help="project: the copy-detection edits; second: quarter turns, crops to "
                     "70 and 50%%, grayscale, captions, white borders, screenshots ...")
