@@ -327,20 +327,26 @@ def choose_keeper(rows: list[Row], keep: str, verifier: Verifier | None
     return ranked, "original: " + why
 
 
+#: r contains another picture when it explains this share of the other's detailed cells: a
+#: crop is contained in its original (its whole detail explained), the original is not in the
+#: crop. A count, not an average, so that small differences of agreement (a downscale seen at
+#: its coarser resolution agrees a little more easily) do not outrank real containment.
+CONTAINED = 0.85
+
 _ORIGINAL_REASONS = ("contains the others", "most detail", "in colour", "oldest",
                      "original format", "first indexed")
 
 
 def _original_key(r: Row, others: list[Row], verifier: Verifier) -> tuple:
     """Sort key of ``original`` (smaller first), in _ORIGINAL_REASONS' order."""
-    contains = detail = 0.0
+    contains, detail = 0, 0.0
     for o in others:
         m = verifier.match(r.id, o.id)  # a: r, b: o
-        contains += m.detail_b  # how much of the other's detail r explains
+        contains += m.detail_b >= CONTAINED  # r explains the other's detail: it holds it
         detail += _detail_ratio(m, r, o, verifier)
     n = max(1, len(others))
     colour = verifier.colourful(r.id)
-    return (-round(contains / n / 0.05), -round(detail / n / 0.1), -int(colour),
+    return (-contains, -round(detail / n / 0.1), -int(colour),
             round(r.mtime, 3), FORMAT_RANK.get((r.format or "").upper(), 4), r.id)
 
 
