@@ -43,11 +43,14 @@ def main() -> None:
                                ".every(i => i.complete && i.naturalWidth > 0)")
         page.screenshot(path=str(args.out / "serve-neighbours.png"))
         page.click("button[data-view=duplicates]")
-        page.wait_for_selector("[data-testid=duplicates] >> text=group(s) of near-duplicates")
+        page.wait_for_selector("[data-testid=duplicates] >> text=group(s) of near-duplicates",
+                               timeout=300_000)  # verified by geometry: a minute or two
         page.fill("[data-testid=move-to]", args.move_to)
         page.locator("[data-testid=move-to]").blur()
         page.wait_for_function("[...document.querySelectorAll('#duplicates img')].every(i => "
-                               "i.complete && i.naturalWidth > 0)")
+                               "(i.complete && i.naturalWidth > 0) || "
+                               "i.getBoundingClientRect().top > innerHeight)",  # lazy, below
+                               timeout=180_000)  # thumbnails of large photos made now
         page.screenshot(path=str(args.out / "duplicates-review.png"))
         browser.close()
     print(f"screenshots in {args.out}")
