@@ -163,13 +163,19 @@ def test_evaluate_duplicates_quick(tmp_path):
         assert 0 <= e["precision"] <= 1 and 0 <= e["recall"] <= 1
 
 
-def test_evaluate_verification_on_made_photos(tmp_path):
+def made_photos(tmp_path, seed: int, n: int = 3):
+    """A folder of n textured made photos (conftest.scene) as JPEGs."""
     from .conftest import scene
 
     photos = tmp_path / "photos"
     photos.mkdir()
-    for s in range(3):
-        scene(300 + s).save(photos / f"p{s}.jpg", quality=92)
+    for s in range(n):
+        scene(seed + s).save(photos / f"p{s}.jpg", quality=92)
+    return photos
+
+
+def test_evaluate_verification_on_made_photos(tmp_path):
+    photos = made_photos(tmp_path, 300)
     out = tmp_path / "v"
     script("evaluate_verification.py", "--photos", photos, "--out", out)
     data = json.loads(out.with_suffix(".json").read_text())
@@ -218,12 +224,7 @@ def test_bench_ray_both_engines_and_the_driver_alone(photo_dir, tmp_path):
 
 
 def test_bench_verify_pairs_on_made_photos(tmp_path):
-    from .conftest import scene
-
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for s in range(3):
-        scene(400 + s).save(photos / f"p{s}.jpg", quality=92)
+    photos = made_photos(tmp_path, 400)
     out = tmp_path / "b"
     script("bench_verify.py", "--photos", photos, "--out", out)
     p = json.loads(out.with_suffix(".json").read_text())["pairs"]
