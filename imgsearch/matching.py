@@ -62,6 +62,7 @@ MIN_CELLS = 24  # a picture compared on fewer cells proves nothing
 MIN_TEXTURED = 0.3  # a dense map must be proven on this share of textured cells
 HUE_CHROMA = 12.0  # Lab chroma above which a pixel has a hue
 MIN_HUE_COS = 0.8  # mean cosine of the hue difference of a copy (about 37 degrees)
+MAX_LEVEL = 0.3  # a copy's mean grey level moves at most this much (of black to white)
 MIN_DENSE_NCC = 0.5  # a dense map is judged only where the pictures correlate this much
 SEARCH_SIDE = 96  # template placement searches the larger picture at this long side ...
 SCALES = np.linspace(0.4, 0.95, 12)  # ... for the smaller at these shares of the largest fit
@@ -133,11 +134,11 @@ def _orb(grey: np.ndarray) -> Keypoints:
 
 def features(rgb: np.ndarray) -> Features:
     """Features of an (H, W, 3) uint8 RGB image (any size: it is reduced to MATCH_SIDE),
-    uniform margins left out (_content)."""
+    uniform margins left out (content_box)."""
     cv2 = _cv2()
     rgb = np.ascontiguousarray(rgb)
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    y0, y1, x0, x1 = _content(grey)
+    y0, y1, x0, x1 = content_box(grey)
     content = (y1 - y0) * (x1 - x0) / grey.size
     gh, gw = grey.shape
     rgb, grey = rgb[y0:y1, x0:x1], np.ascontiguousarray(grey[y0:y1, x0:x1])
@@ -159,7 +160,7 @@ def features(rgb: np.ndarray) -> Features:
                     (x0 / gw, y0 / gh, x1 / gw, y1 / gh))
 
 
-def _content(grey: np.ndarray, tol: float = 4.0) -> tuple[int, int, int, int]:
+def content_box(grey: np.ndarray, tol: float = 4.0) -> tuple[int, int, int, int]:
     """(y0, y1, x0, x1): the picture less its uniform margins (a white border, the bars of a
     letterbox), so that a bordered copy is matched as the picture it frames. Margins are
     trimmed only where at least half of each side remains."""
@@ -251,10 +252,11 @@ def _warp(b: np.ndarray, m: np.ndarray, shape_a: tuple, outside: float = 0.0,
 
 
 def _shared(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray
-            ) -> tuple[float, float, float]:
+            ) -> tuple[float, float, float, float]:
     """Share of grey picture ``a``'s area whose cells agree with ``b`` warped onto it by the
-    map between their unit frames, the share that agrees in cells with detail, and the share
-    of a's cells with detail that agree (a white border has none)."""
+    map between their unit frames, the share that agrees in cells with detail, the share
+    of a's cells with detail that agree (a white border has none), and how far the mean grey
+    levels of the overlap lie apart (0 to 1)."""
     cv2 = _cv2()
     m = _pixel_map(unit_b_to_a, a.shape, b.shape)
     # compared at the coarser of the two resolutions: where b is enlarged onto a (a crop's
@@ -270,13 +272,14 @@ def _shared(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray
     warped = _warp(b, m, a.shape, outside=-1.0)
     inside = _warp(np.ones_like(b), m, a.shape, nearest=True) > 0.5
     if inside.sum() < 16:
-        return 0.0, 0.0, 0.0
+        return 0.0, 0.0, 0.0, 1.0
+    level = abs(float(a[inside].mean() - warped[inside].mean()))
     # brightness and contrast matched over the overlap (grey and jittered copies agree)
     x = (a - a[inside].mean()) / (a[inside].std() + 1e-3)
     y = (warped - warped[inside].mean()) / (warped[inside].std() + 1e-3)
     ch, cw = ha // CELL, wa // CELL
     if ch * cw < MIN_CELLS:
-        return 0.0, 0.0, 0.0
+        return 0.0, 0.0, 0.0, level
 
     def cells(v: np.ndarray) -> np.ndarray:  # (ch, cw, CELL * CELL)
         v = v[: ch * CELL, : cw * CELL].reshape(ch, CELL, cw, CELL)
@@ -299,7 +302,7 @@ def _shared(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray
     detail = (dx >= DETAIL_STD) & (dy >= DETAIL_STD)
     own = dx >= DETAIL_STD  # a's cells with detail, wherever b is
     return (float(agree.sum() * area), float((agree & textured & detail).sum() * area),
-            float((agree & own).sum() / own.sum()) if own.any() else 0.0)
+            float((agree & own).sum() / own.sum()) if own.any() else 0.0, level)
 
 
 def _same_hue(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray) -> bool:
@@ -320,13 +323,14 @@ def _verdict(a: Features, b: Features, unit: np.ndarray, inliers: int, mirrored:
     """The shares explained through ``unit`` (b's unit frame -> a's) and the verdict."""
     bg = np.ascontiguousarray(b.grey[:, ::-1] if mirrored else b.grey)
     # ``unit`` maps the mirror image's frame when mirrored: so does the grey picture given
-    (sa, ta, da), (sb, tb, db) = (_shared(a.grey, bg, unit),
-                                  _shared(bg, a.grey, np.linalg.inv(unit)))
+    (sa, ta, da, level), (sb, tb, db, _) = (_shared(a.grey, bg, unit),
+                                            _shared(bg, a.grey, np.linalg.inv(unit)))
     if inliers:
         same = max(sa, sb) >= MIN_SHARED
     else:  # a dense map: stricter; a searched placement is proven on detail, not flat areas
         need = MIN_TEXTURED if searched else 0.0
         same = (sa >= MIN_SHARED_PLAIN and ta >= need) or (sb >= MIN_SHARED_PLAIN and tb >= need)
+    same = same and level <= MAX_LEVEL  # a dark and a light variant are not one picture
     if same:
         hb = np.ascontiguousarray(b.chroma[:, ::-1] if mirrored else b.chroma)
         same = _same_hue(a.chroma, hb, unit)
@@ -450,6 +454,76 @@ def reverse(m: Match) -> Match:
         h = tuple(float(v) for v in (inv / inv[2, 2]).reshape(-1))
     return Match(m.same, m.inliers, m.shared_b, m.shared_a, m.mirrored, h, m.detail_b,
                  m.detail_a)
+
+
+def corners(m: Match) -> np.ndarray | None:
+    """(4, 2): the corners of picture b's unit frame in picture a's, through the match's map
+    (None without one, or where b's frame crosses the horizon of a's)."""
+    if m.homography is None:
+        return None
+    h = np.array(m.homography).reshape(3, 3)
+    xyw = np.array([[0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]], float) @ h.T
+    return None if (xyw[:, 2] <= 0).any() else xyw[:, :2] / xyw[:, 2:3]
+
+
+SEAM_PX = 2.0  # the seam is read this many grey pixels either side of b's outline
+SEAM_RATIO = 2.5  # a pasted picture's outline steps this many times more than beside it
+
+
+def seam(a: Features, m: Match) -> bool:
+    """Whether picture b sits in picture a as something pasted: the grey level steps across
+    b's outline in a (where it runs inside a) SEAM_RATIO times more than it changes just
+    inside and just outside of it. A crop's outline runs through its original's continuous
+    content; a copy pasted into a larger picture, a turned copy on a black canvas, leave a
+    seam."""
+    xy = corners(m)
+    if xy is None:
+        return False
+    g = a.grey.astype(np.float32)
+    h, w = g.shape
+    px = xy * [w, h]
+    centre = px.mean(0)
+    steps, beside = [], []
+    for p, q in zip(px, np.roll(px, -1, axis=0)):
+        length = float(np.linalg.norm(q - p))
+        if length < 4:
+            continue
+        t = np.linspace(0.05, 0.95, max(8, int(length / 2)))[:, None]
+        pts = p + t * (q - p)
+        normal = np.array([-(q - p)[1], (q - p)[0]]) / length
+        if normal @ (pts.mean(0) - centre) < 0:
+            normal = -normal  # pointing out of b
+        d = SEAM_PX * normal
+
+        v = [_sample(g, pts + k * d) for k in (-1.5, -0.5, 0.5, 1.5)]
+        ok = np.all([x >= 0 for x in v], axis=0)  # both sides inside a
+        if ok.sum() < 4:
+            continue
+        steps.append(np.abs(v[2] - v[1])[ok])
+        beside.append(0.5 * (np.abs(v[1] - v[0]) + np.abs(v[3] - v[2]))[ok])
+    if not steps:
+        return False
+    step, near = float(np.median(np.concatenate(steps))), float(np.median(np.concatenate(beside)))
+    return step >= 4.0 and step >= SEAM_RATIO * near
+
+
+def _sample(g: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Grey levels of ``g`` at points (N, 2), bilinear; -1 outside."""
+    xy = xy.astype(np.float32)
+    return _cv2().remap(g, xy[:, :1].copy(), xy[:, 1:].copy(), _cv2().INTER_LINEAR,
+                        borderMode=_cv2().BORDER_CONSTANT, borderValue=-1.0).reshape(-1)
+
+
+def footprint(m: Match, side: int = 32) -> np.ndarray | None:
+    """(side, side) bool: where picture b lies in picture a's unit frame through the match's
+    map (None without one). Its mean is the share of a that b covers: 1 for a downscale, the
+    crop's share for a crop, less than 1 for a picture pasted into a larger one."""
+    xy = corners(m)
+    if xy is None:
+        return None
+    mask = np.zeros((side, side), np.uint8)
+    _cv2().fillConvexPoly(mask, np.round(xy * side).astype(np.int32), 1)
+    return mask.astype(bool)
 
 
 def colourful(f: Features) -> bool:

@@ -177,3 +177,35 @@ def test_a_plain_logo_and_its_jpeg_are_the_same_picture():
     ring = feats(logo("ring"))
     assert matching.match(ring, matching.load_features(buf)).same
     assert not matching.match(ring, feats(logo("square"))).same
+
+
+def test_footprint_is_where_the_other_picture_lies():
+    original = scene(90)
+    f = feats(original)
+    whole = matching.footprint(matching.match(f, feats(original.resize((240, 180)))))
+    assert whole.mean() > 0.95
+    quarter = matching.match(f, feats(crop(original, 0.5, fx=0.0, fy=0.0)))
+    assert quarter.same
+    fp = matching.footprint(quarter)
+    assert 0.18 < fp.mean() < 0.32 and fp[:16, :16].mean() > 0.9 and not fp[20:, 20:].any()
+    xy = matching.corners(quarter)
+    assert np.allclose(xy, [[0, 0], [0.5, 0], [0.5, 0.5], [0, 0.5]], atol=0.03), xy
+
+
+def test_a_pasted_copy_leaves_a_seam_and_a_crop_does_not():
+    original = scene(91)
+    f = feats(original)
+    page = pasted(original)
+    fp = feats(page)
+    m = matching.match(fp, f)  # the page explains the whole original, which sits inside it
+    assert m.same and matching.seam(fp, m)
+    part = matching.match(f, feats(crop(original, 0.6)))
+    assert part.same and not matching.seam(f, part)  # a crop's outline runs through content
+
+
+def test_a_dark_variant_is_not_a_copy_but_a_brighter_one_is():
+    original = scene(92)
+    f = feats(original)
+    assert matching.match(f, feats(ImageEnhance.Brightness(original).enhance(1.3))).same
+    dark = ImageEnhance.Brightness(original).enhance(0.15)  # a night variant of a wallpaper
+    assert not matching.match(f, feats(dark)).same
