@@ -1,13 +1,26 @@
-"""Near-duplicates: groups of images whose codes lie within a distance of each other.
+"""Near-duplicates: groups of images that are copies of one picture.
 
 Pairs come from each code's k nearest neighbours in FAISS (exact up to EXACT_MAX codes, a
 temporary IVF index above, probing a few lists: near-duplicates sit in the same cell), so the
-work grows like N log N and never builds an N x N matrix. Pairs within the threshold are joined
-into groups by complete linkage: closest pairs first, and two groups merge only when *every*
-pair across them is within the threshold, so a group never chains distinct photos together
-through the edits between them (single linkage, connected components, did: photo A, a crop of
-it, a crop of that crop ... photo B). Each group names a keeper: the highest resolution, then
-the largest file, then the oldest.
+work grows like N log N and never builds an N x N matrix.
+
+With verification (the default), codes only propose. The candidates are the pairs within
+LOOSE times the threshold, and those that the *views* of each image's cached pixels propose
+(its quarter turns, its crops, its picture less uniform margins: ``views``), since a turned,
+cropped or bordered copy's code lies far from its original's. Each candidate pair is proven
+or refused by geometry (matching.py), and groups grow around their originals
+(``around_originals``): every member is proven a copy of the group's original, shares a part
+of it with every other member, and is explained by it as well as by anything else. Two edits
+of one photo (a caption, a crop) are often not copies of each other, so complete linkage over
+proven pairs, which would demand it, split most groups of the benchmark (recall 0.63 against
+0.84, docs/RESULTS.md).
+
+Without verification, pairs within the threshold are joined by complete linkage: closest
+pairs first, and two groups merge only when *every* pair across them is within the threshold,
+so a group never chains distinct photos together through the edits between them (single
+linkage did: photo A, a crop of it, a crop of that crop ... photo B).
+
+Each group names a keeper: by default the original (``choose_keeper``).
 
 The threshold of a method is calibrated on the collection itself, without labels
 (``calibrate``): the distances between edited copies of held-out images and their originals
@@ -29,6 +42,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from . import matching
 from .catalog import Row
 from .errors import ImgSearchError
 from .store import replacing
@@ -151,6 +165,52 @@ def pairs_within(codes: np.ndarray, threshold: float, k: int = NEIGHBOURS
     return a[order], b[order], dist[order]
 
 
+#: The views of an image's cached pixels that propose candidates besides the image itself:
+#: its quarter turns (a photo turned on its side), its picture less uniform margins (a
+#: bordered copy), and crops of VIEW_CROP of the side at the corners and centre (a crop of
+#: it, or it pasted into a larger picture, seen from the other side).
+VIEW_CROP = 0.6
+VIEW_NEIGHBOURS = 4  # neighbours looked at per view
+
+
+def views(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(views, owner): the views of (N, S, S, 3) pixels as (V, S, S, 3), and for each the
+    position of the image it was taken from."""
+    import cv2
+
+    n, s = len(pixels), pixels.shape[1]
+    out = [np.rot90(pixels, r, axes=(1, 2)) for r in (1, 2, 3)]
+    owner = [np.arange(n)] * 3
+    c = round(VIEW_CROP * s)
+    for fx, fy in ((0, 0), (1, 0), (0, 1), (1, 1), (0.5, 0.5)):
+        x0, y0 = round((s - c) * fx), round((s - c) * fy)
+        crop = pixels[:, y0 : y0 + c, x0 : x0 + c]
+        out.append(np.stack([cv2.resize(np.ascontiguousarray(p), (s, s),
+                                        interpolation=cv2.INTER_LINEAR) for p in crop]))
+        owner.append(np.arange(n))
+    for i, p in enumerate(pixels):
+        y0, y1, x0, x1 = matching.content_box(cv2.cvtColor(p, cv2.COLOR_RGB2GRAY))
+        if (y1 - y0, x1 - x0) != (s, s):
+            out.append(cv2.resize(np.ascontiguousarray(p[y0:y1, x0:x1]), (s, s),
+                                  interpolation=cv2.INTER_LINEAR)[None])
+            owner.append(np.array([i]))
+    return np.concatenate(out), np.concatenate(owner)
+
+
+def pairs_from(queries: np.ndarray, owner: np.ndarray, codes: np.ndarray, threshold: float,
+               k: int = VIEW_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j), i < j: the pairs of ``owner[q]`` and each of the k nearest ``codes`` of query
+    code q within ``threshold`` (the views of an image proposing its copies)."""
+    index = faiss.IndexFlatL2(codes.shape[1])
+    index.add(np.ascontiguousarray(codes, np.float32))
+    d2, pos = index.search(np.ascontiguousarray(queries, np.float32), min(k, len(codes)))
+    i = np.repeat(owner, pos.shape[1])
+    j, d = pos.reshape(-1), np.sqrt(np.maximum(d2.reshape(-1), 0))
+    keep = (j >= 0) & (j != i) & (d <= threshold)
+    pairs = np.unique(np.sort(np.stack([i[keep], j[keep]], 1), axis=1), axis=0)
+    return pairs[:, 0], pairs[:, 1]
+
+
 def farthest_l2(codes: np.ndarray):
     """``farthest(A, B)``: the largest L2 distance between a code of positions A and one of B."""
     sq = (codes.astype(np.float64) ** 2).sum(1)
@@ -201,13 +261,16 @@ KEEP_RULES = ("original", "largest", "oldest", "newest")  # or a glob of paths t
 def find_groups(ids: np.ndarray, codes: np.ndarray, rows: dict[int, Row], threshold: float,
                 k: int = NEIGHBOURS, verifier: Verifier | None = None,
                 keep: str = "original", progress=None,
-                dismissed: Iterable[tuple[int, int]] = ()) -> list[Group]:
+                dismissed: Iterable[tuple[int, int]] = (),
+                view_codes: tuple[np.ndarray, np.ndarray] | None = None) -> list[Group]:
     """Groups of near-duplicates among catalog rows ``ids`` with ``codes``, largest first.
 
     With a ``verifier``, codes only propose: every pair of each image's k nearest within
-    LOOSE times ``threshold`` is verified by geometry (matching.py), and complete linkage
-    runs on verified pairs, so every two members of a group are proven the same picture.
-    Without one, pairs within ``threshold`` join by code distance alone. Either way, two
+    LOOSE times ``threshold``, and of each of ``view_codes`` (codes of views of the images,
+    with the position each comes from: ``view_codes``) with its VIEW_NEIGHBOURS nearest, is
+    verified by geometry (matching.py), and groups grow around their originals
+    (``around_originals``): every member proven a copy of the group's original. Without one,
+    pairs within ``threshold`` join by code distance alone (complete linkage). Either way, two
     images of a ``dismissed`` pair (catalog ids, smaller first: marked "not duplicates" by
     the user, review.py) never share a group."""
     codes = np.ascontiguousarray(codes, np.float32)
@@ -227,18 +290,28 @@ def find_groups(ids: np.ndarray, codes: np.ndarray, rows: dict[int, Row], thresh
         found = complete_groups(len(ids), i, j, threshold, farthest)
     else:
         i, j, _ = pairs_within(codes, LOOSE * threshold, k)
+        if view_codes is not None:
+            vi, vj = pairs_from(*view_codes, codes, LOOSE * threshold)
+            pairs = np.unique(np.concatenate([np.stack([i, j], 1), np.stack([vi, vj], 1)]),
+                              axis=0)
+            i, j = pairs[:, 0], pairs[:, 1]
         verifier.prepare([int(ids[x]) for x in np.union1d(i, j)], progress)
+        proven = [(a, b) for a, b in zip(i.tolist(), j.tolist()) if not apart(a, b)
+                  and verifier.match(int(ids[a]), int(ids[b])).same]
+        def row(p: int) -> Row:
+            return rows[int(ids[p])]
 
-        def same(a: int, b: int) -> bool:
-            return not apart(a, b) and verifier.match(int(ids[a]), int(ids[b])).same
+        def rank(pos: list[int], neighbours: dict[int, set[int]]) -> list[int]:
+            key = {p: _original_key(row(p), [row(q) for q in neighbours[p]], verifier)
+                   for p in pos}
+            return sorted(pos, key=key.get)
 
-        proven = np.array([same(a, b) for a, b in zip(i.tolist(), j.tolist())], bool)
-        i, j = i[proven], j[proven]
-        order = np.argsort([-verifier.match(int(ids[a]), int(ids[b])).shared
-                            for a, b in zip(i, j)], kind="stable")  # most shared first
-        found = complete_groups(
-            len(ids), i[order], j[order], 0.5,
-            lambda x, y: 0.0 if all(same(a, b) for a in x for b in y) else 1.0)
+        def beats(p: int, q: int) -> bool:  # p, not q, is the original of the pair
+            return (_original_key(row(p), [row(q)], verifier)
+                    < _original_key(row(q), [row(p)], verifier))
+
+        found = around_originals(len(ids), proven, lambda p: int(ids[p]), verifier, rank,
+                                 beats, apart)
 
     def member(p: int, keeper: int) -> Member:
         r = rows[int(ids[p])]
@@ -252,7 +325,11 @@ def find_groups(ids: np.ndarray, codes: np.ndarray, rows: dict[int, Row], thresh
 
     out = []
     for members in found:
-        ranked, reason = choose_keeper([rows[int(ids[p])] for p in members], keep, verifier)
+        group_rows = [rows[int(ids[p])] for p in members]
+        if verifier is not None and keep == "original":  # the original the group grew from
+            ranked, reason = group_rows, "original: " + _why_original(group_rows, verifier)
+        else:
+            ranked, reason = choose_keeper(group_rows, keep, verifier)
         at = {rows[int(ids[p])].id: p for p in members}
         first = at[ranked[0].id]
         others = sorted((member(at[r.id], first) for r in ranked[1:]), key=lambda m: m.distance)
@@ -263,6 +340,85 @@ def find_groups(ids: np.ndarray, codes: np.ndarray, rows: dict[int, Row], thresh
              ", verified" if verifier is not None else "")
     return out
 
+
+def around_originals(n: int, proven: list[tuple[int, int]], id_of, verifier: Verifier,
+                     rank, beats, apart=lambda a, b: False) -> list[list[int]]:
+    """Groups (of two or more) of n positions from the ``proven`` pairs (positions proven the
+    same picture), each built around its original: the member that ``rank(positions,
+    neighbours)`` (each position's proven partners among them -> the positions, the original
+    first) puts first among a connected set of proven pairs. The original's proven copies
+    join it, most shared first, when each shares a part of the original with every member
+    taken before (MIN_OVERLAP of the smaller footprint), so two pictures pasted side by side
+    into one collage never join through it, and when the original explains as much of it as
+    any picture it is proven a copy of (within CLOSEST), so that a picture wrongly proven a
+    copy of the original (a second shot of one scene, explained better by its own copies)
+    does not bring its own copies along. What is left of the set is grouped again.
+
+    Every member is proven a copy of the group's original, but two members need not be
+    copies of each other (a caption and a crop of one photo are not), which complete
+    linkage over proven pairs would demand. Pairs of a set of at most HUB_CHECK positions
+    that the codes did not propose are verified against the original too; ``apart``
+    (positions) never join."""
+    near: dict[int, set[int]] = {}
+    for a, b in proven:
+        near.setdefault(a, set()).add(b)
+        near.setdefault(b, set()).add(a)
+    out, seen = [], set()
+    for start in sorted(near):
+        if start in seen:
+            continue
+        component, stack = {start}, [start]
+        while stack:
+            for y in near[stack.pop()] - component:
+                component.add(y)
+                stack.append(y)
+        seen |= component
+        left = set(component)
+        while len(left) > 1:
+            hub = _champion(rank(sorted(left), {x: near.get(x, set()) & left for x in left}),
+                            near, left, id_of, verifier, beats)
+            copies = [x for x in left if x != hub and not apart(hub, x) and (
+                x in near[hub] or (len(left) <= HUB_CHECK
+                                   and verifier.match(id_of(hub), id_of(x)).same))]
+            copies.sort(key=lambda x: -verifier.match(id_of(hub), id_of(x)).shared_b)
+            members, where = [hub], []
+            for x in copies:
+                fx = matching.footprint(verifier.match(id_of(hub), id_of(x)))
+                if fx is None or not fx.any() or any(apart(x, y) for y in members) or any(
+                        (fx & f).sum() < MIN_OVERLAP * min(fx.sum(), f.sum()) for f in where):
+                    continue
+                best = max((verifier.match(id_of(y), id_of(x)).shared_b
+                            for y in near[x] - set(members)), default=0.0)
+                if verifier.match(id_of(hub), id_of(x)).shared_b < best - CLOSEST:
+                    continue  # another picture explains x better: the original of its own
+                members.append(x)
+                where.append(fx)
+            if len(members) > 1:
+                out.append(members)
+            left -= set(members)
+            if len(members) == 1:  # the original had no copy left: group the rest
+                left = {x for x in left if near[x] & left}
+    return sorted(out, key=min)
+
+
+def _champion(order: list[int], near: dict[int, set[int]], left: set[int], id_of,
+              verifier: Verifier, beats) -> int:
+    """The original of a connected set: the member that ``beats`` (contains, holds more
+    detail than ...) the most of its proven copies in the set, pair by pair; ties go to
+    ``order``'s first."""
+    def copies(x: int) -> list[int]:
+        if len(left) > HUB_CHECK:
+            return sorted(near[x] & left)
+        return [y for y in left if y != x and (y in near[x] or verifier.match(
+            id_of(x), id_of(y)).same)]
+
+    wins = {x: sum(beats(x, y) for y in copies(x)) for x in order}
+    return max(order, key=lambda x: (wins[x], -order.index(x)))
+
+
+HUB_CHECK = 64  # sets of proven pairs up to this size verify every member against the original
+CLOSEST = 0.1  # the original explains a member within this share of the best that explains it
+MIN_OVERLAP = 0.1  # two members share at least this much of the smaller one's footprint
 
 LOOSE = 3.0  # with verification, code neighbours within LOOSE x the threshold are candidates
 
@@ -333,35 +489,65 @@ def choose_keeper(rows: list[Row], keep: str, verifier: Verifier | None
 #: its coarser resolution agrees a little more easily) do not outrank real containment.
 CONTAINED = 0.85
 
-_ORIGINAL_REASONS = ("contains the others", "most detail", "in colour", "oldest",
-                     "original format", "first indexed")
+_ORIGINAL_REASONS = ("not pasted into another picture", "contains the others", "most detail",
+                     "in colour", "oldest", "original format", "first indexed")
 
 
 def _original_key(r: Row, others: list[Row], verifier: Verifier) -> tuple:
-    """Sort key of ``original`` (smaller first), in _ORIGINAL_REASONS' order."""
-    contains, detail = 0, 0.0
+    """Sort key of ``original`` (smaller first), in _ORIGINAL_REASONS' order. r holds
+    another as pasted when the other's outline leaves a seam in r (matching.seam: a
+    screenshot, a collage), which rules r out first; else r contains
+    another when it explains CONTAINED of the other's detail, the other's corners fall within
+    r (EDGE) and it covers at most 1 - LARGER of r: a crop of r. Two full copies (a re-save,
+    a 10 degree turn that loses its corners) contain neither."""
+    contains, pasted, detail = 0, 0, 0.0
+    fr = verifier.features(r.id)
     for o in others:
         m = verifier.match(r.id, o.id)  # a: r, b: o
-        contains += m.detail_b >= CONTAINED  # r explains the other's detail: it holds it
+        fp, xy = matching.footprint(m), matching.corners(m)
+        if (m.detail_b >= CONTAINED and fp is not None and fp.mean() <= 1 - LARGER
+                and ((xy > -EDGE) & (xy < 1 + EDGE)).all()):
+            if fr is not None and matching.seam(fr, m):
+                pasted += 1
+            else:
+                contains += 1
         detail += _detail_ratio(m, r, o, verifier)
     n = max(1, len(others))
     colour = verifier.colourful(r.id)
-    return (-contains, -round(detail / n / 0.1), -int(colour),
+    return (pasted > 0, -contains, -round(detail / n, 1), -int(colour),
             round(r.mtime, 3), FORMAT_RANK.get((r.format or "").upper(), 4), r.id)
+
+
+def _why_original(rows: list[Row], verifier: Verifier) -> str:
+    """Why ``rows[0]``, the original, wins over the others: the reason it beats the closest
+    contender, each compared with it alone (matches already made)."""
+    first, why = rows[0], len(_ORIGINAL_REASONS) - 1
+    latest = 0
+    for o in rows[1:]:
+        a, b = _original_key(first, [o], verifier), _original_key(o, [first], verifier)
+        at = next((n for n, (x, y) in enumerate(zip(a, b)) if x != y), why)
+        latest = max(latest, at)
+    return _ORIGINAL_REASONS[latest]
+
+
+EDGE = 0.02  # how far outside a picture's frame a contained corner may fall
+LARGER = 0.1  # a picture contains another only when it holds at least this much more area
+SAME_DETAIL = 0.05  # detail ratios (log of pixels per pixel) closer to 0 than this are noise
 
 
 def _detail_ratio(m, r: Row, o: Row, verifier: Verifier) -> float:
     """log of how many of r's pixels stand for one of o's in what they share (> 0: r holds
     more detail), from the map between their unit frames (their pictures less uniform
-    margins) and the pixels of those frames."""
+    margins) and the pixels of those frames; 0 within SAME_DETAIL (the fit's noise)."""
     fr, fo = verifier.features(r.id), verifier.features(o.id)
     if m.homography is None or fr is None or fo is None or not (
             r.width and r.height and o.width and o.height):
         return 0.0
     h = np.array(m.homography).reshape(3, 3)  # o's unit frame -> r's
     unit_scale = abs(np.linalg.det(h[:2, :2] / h[2, 2]))  # area of o's frame in r's
-    return float(0.5 * np.log(max(unit_scale, 1e-6) * r.width * r.height * fr.content
-                              / (o.width * o.height * fo.content)))
+    ratio = float(0.5 * np.log(max(unit_scale, 1e-6) * r.width * r.height * fr.content
+                               / (o.width * o.height * fo.content)))
+    return 0.0 if abs(ratio) < SAME_DETAIL else ratio
 
 
 # -- moving the non-keepers aside ----------------------------------------------------------
@@ -494,7 +680,25 @@ def in_index(ws, method: str, threshold: float | None = None, times: float = 1.0
     if source != "given" and times != 1.0:
         threshold, source = threshold * times, f"{times:g}x {source}"
     verifier = Verifier(lambda i: rows[i].path) if verify else None
+    extra = view_codes(ws.cache, ids, loaded.embedder.encode, progress) if verify else None
     return Duplicates(method, float(threshold), source,
                       find_groups(ids, codes, rows, threshold, verifier=verifier, keep=keep,
-                                  progress=progress, dismissed=dismissed(ws.root)),
+                                  progress=progress, dismissed=dismissed(ws.root),
+                                  view_codes=extra),
                       len(ids), verify)
+
+
+def view_codes(cache, ids: np.ndarray, encode, progress=None, batch: int = 256
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, owner): the codes of the views (``views``) of the cached pixels of ``ids``,
+    and the position in ``ids`` of the image each comes from."""
+    codes, owner = [], []
+    for start in range(0, len(ids), batch):
+        v, o = views(cache.read(ids[start : start + batch]))
+        codes.append(np.concatenate([encode(v[x : x + 1024]) for x in range(0, len(v), 1024)]))
+        owner.append(o + start)
+        if progress is not None:
+            progress("views", min(start + batch, len(ids)), len(ids))
+    if not codes:
+        return np.empty((0, 1), np.float32), np.empty(0, int)
+    return np.concatenate(codes).astype(np.float32), np.concatenate(owner)

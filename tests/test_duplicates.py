@@ -266,3 +266,106 @@ def test_dismissed_pairs_never_join(edited_collection):
         assert data["groups"], how
         for names in groups_of(data):
             assert not {"mirror.png", "photo1.jpg"} <= set(names), (how, names)
+
+
+class FakeVerifier:
+    """match(a, b) from a table of matching.Match (the proven pairs; others not the same)."""
+
+    def __init__(self, table):
+        from imgsearch import matching
+
+        self.m = matching
+        self.table = table
+
+    def match(self, a, b):
+        if (a, b) in self.table:
+            return self.table[a, b]
+        if (b, a) in self.table:
+            return self.m.reverse(self.table[b, a])
+        return self.m.NO_MATCH
+
+
+def placed(x0, y0, x1, y1, shared_b=1.0):
+    """A proven match whose b lies at [x0, x1] x [y0, y1] of a's unit frame."""
+    from imgsearch import matching
+
+    h = (x1 - x0, 0.0, x0, 0.0, y1 - y0, y0, 0.0, 0.0, 1.0)
+    return matching.Match(True, 50, (x1 - x0) * (y1 - y0), shared_b, False, h)
+
+
+def by_position(pos, neighbours):
+    return sorted(pos)  # the smallest position is the original
+
+
+def smaller_first(p, q):
+    return p < q
+
+
+def test_a_caption_and_a_crop_join_through_their_original():
+    # 0: the original; 1: its left-half crop; 2: a captioned copy (1 and 2 are not copies of
+    # each other: the caption covers the crop). Complete linkage would split them.
+    v = FakeVerifier({(0, 1): placed(0, 0, 0.5, 1), (0, 2): placed(0, 0, 1, 1, 0.9)})
+    groups = dup.around_originals(3, [(0, 1), (0, 2)], int, v, by_position, smaller_first)
+    assert groups == [[0, 1, 2]]
+    # a dismissed pair never joins
+    apart = dup.around_originals(3, [(0, 1), (0, 2)], int, v, by_position, smaller_first,
+                                 lambda a, b: {a, b} == {0, 2})
+    assert apart == [[0, 1]]
+
+
+def test_two_pictures_pasted_into_one_collage_do_not_join_through_it():
+    # 0: a collage holding 1 on its left and 2 on its right: both proven in it, but they share
+    # no part of it
+    v = FakeVerifier({(0, 1): placed(0, 0, 0.5, 1), (0, 2): placed(0.5, 0, 1, 1)})
+    (group,) = dup.around_originals(3, [(0, 1), (0, 2)], int, v, by_position, smaller_first)
+    assert group[0] == 0 and len(group) == 2
+
+
+def test_a_second_shot_does_not_bring_its_own_copies_along():
+    # 0 and 2 are two shots of one scene, wrongly proven the same (each explains 0.85 of the
+    # other); 1 is a copy of 0 and 3 a copy of 2, each explained whole by its own original
+    table = {(0, 1): placed(0, 0, 1, 1), (2, 3): placed(0, 0, 1, 1),
+             (0, 2): placed(0, 0, 1, 1, 0.85), (0, 3): placed(0, 0, 1, 1, 0.85),
+             (1, 2): placed(0, 0, 1, 1, 0.85)}
+    v = FakeVerifier(table)
+    groups = dup.around_originals(4, list(table), int, v, by_position, smaller_first)
+    assert groups == [[0, 1], [2, 3]]
+
+
+def test_views_propose_a_turned_and_a_bordered_copy():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    pixels[1, :4] = 255  # a uniform top margin
+    v, owner = dup.views(pixels)
+    assert v.shape[1:] == (32, 32, 3) and len(v) == len(owner)
+    assert np.array_equal(v[0], np.rot90(pixels[0]))  # the first quarter turn of image 0
+    assert owner.tolist().count(1) == owner.tolist().count(0) + 1  # image 1 less its margin
+    # a view's code near another image's code proposes the pair, once, smaller first
+    codes = np.array([[0.0, 0], [5, 5], [0.1, 0]], np.float32)
+    i, j = dup.pairs_from(np.array([[5.0, 5.1]]), np.array([2]), codes, 0.5)
+    assert list(zip(i, j)) == [(1, 2)]
+
+
+def test_the_original_is_kept_over_a_screenshot_of_it_and_a_crop(tmp_path):
+    from PIL import ImageDraw
+
+    from imgsearch.verification import Verifier
+
+    from .conftest import scene
+
+    original = scene(120)
+    page = Image.new("RGB", (800, 600), (235, 235, 240))
+    ImageDraw.Draw(page).rectangle((0, 0, 800, 40), fill=(40, 40, 60))
+    page.paste(original, (60, 90))
+    files = {"original.jpg": original, "page.png": page,
+             "crop.png": original.crop((100, 80, 400, 300))}
+    rows = []
+    for n, (name, im) in enumerate(files.items()):
+        im.save(tmp_path / name)
+        rows.append(Row(n, str(tmp_path / name), 1000, float(n), "h", im.width, im.height,
+                        "PNG" if name.endswith("png") else "JPEG", "indexed", None, 1))
+    v = Verifier(lambda i: rows[i].path, workers=1)
+    ranked, reason = dup.choose_keeper(rows, "original", v)
+    assert ranked[0].path.endswith("original.jpg"), (ranked, reason)
+    # the page holds the original whole, but pasted: ruled out first, not taken for a frame
+    assert ranked[-1].path.endswith("page.png") and reason == "original: contains the others"
