@@ -34,6 +34,7 @@ demo: install data
 # The lint (rule set in pyproject.toml) and every test, the slow subprocess ones included.
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: install data

@@ -661,8 +661,9 @@ def in_index(ws, method: str, threshold: float | None = None, times: float = 1.0
     now on a sample of the collection (a collection too small for a held-out self-check).
     With ``verify`` (the default), every pair is proven by geometry (find_groups). Pairs the
     user dismissed (review.py) never join."""
+    from .holdout import MAX_DISTRACTORS, MAX_HELD, by_draw
     from .review import dismissed
-    from .selfcheck import MAX_DISTRACTORS, MAX_HELD, SelfCheck
+    from .selfcheck import SelfCheck
 
     loaded, ids, codes, rows = live_codes(ws, method)
     source = "given"
@@ -671,8 +672,7 @@ def in_index(ws, method: str, threshold: float | None = None, times: float = 1.0
     if threshold is None:
         if len(ids) < 2:
             raise ImgSearchError(f"index {ws.root} has {len(ids)} image(s): nothing to compare")
-        rng = np.random.default_rng(0)
-        order = rng.permutation(np.sort(ids))
+        order = ids[by_draw([rows[int(i)].hash or f"id {i}" for i in ids])]
         held = np.sort(order[:MAX_HELD])
         rest = np.sort(order[MAX_HELD : MAX_HELD + MAX_DISTRACTORS])
         check = SelfCheck(ws.cache.read(held), ws.cache.read(rest))

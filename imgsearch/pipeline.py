@@ -130,18 +130,25 @@ def import_model(ws: Workspace, path: Path):
 
 
 # -- the self-check ------------------------------------------------------------------------
+def held_out(ws: Workspace, ids: list[int]) -> tuple[list[int], list[int]]:
+    """(held, distractors): the catalog ids of ``ids`` that the self-check holds out of
+    training, and those it searches among (holdout.split, by content hash)."""
+    from .holdout import split
+
+    rows = ws.catalog.get_many(ids)
+    held, rest = split([rows[i].hash or f"id {i}" for i in ids])
+    return [ids[p] for p in held], [ids[p] for p in rest]
+
+
 def self_check(ws: Workspace, ids: list[int] | None = None):
     """The index's self-check (selfcheck.py): edited copies of its held-out images searched
     among them and a sample of the rest; None if the collection is too small."""
-    from .selfcheck import MAX_DISTRACTORS, SelfCheck, holdout
+    from .selfcheck import SelfCheck
 
     ids = ws.catalog.indexed_ids() if ids is None else ids
-    held = holdout(ids)
+    held, rest = held_out(ws, ids)
     if not held:
         return None
-    rest = sorted(set(ids) - set(held))
-    if len(rest) > MAX_DISTRACTORS:
-        rest = sorted(np.random.default_rng(0).choice(rest, MAX_DISTRACTORS, replace=False))
     return SelfCheck(ws.cache.read(held), ws.cache.read(rest))
 
 
@@ -190,7 +197,6 @@ def train_method(ws: Workspace, method: str, model_cfg, train_cfg: TrainConfig,
     post-processing and index its codes (on ``engine``; training itself always runs here).
     Returns (history, build report)."""
     from .methods.learned import LearnedEmbedder
-    from .selfcheck import holdout
     from .training import train
 
     ids = ws.catalog.indexed_ids()
@@ -198,7 +204,7 @@ def train_method(ws: Workspace, method: str, model_cfg, train_cfg: TrainConfig,
         raise ImgSearchError(f"index {ws.root} has {len(ids)} indexed images; "
                              "training needs at least 2")
     check = self_check(ws, ids) if check is False else check
-    held = set(holdout(ids)) if check is not None else set()
+    held = set(held_out(ws, ids)[0]) if check is not None else set()
     train_ids = [i for i in ids if i not in held]
     ckpt = ws.training_checkpoint(method)  # resumable: with the optimizer state
     if fresh and ckpt.exists():

@@ -1,9 +1,9 @@
 """A score of a method on the user's own collection that needs no labels.
 
-Some of the collection's images are held out (never trained on). Each gets a few edited
-copies (crops to 60 or 80% of the side, a mirror image, rotation, colour changes, grayscale,
-JPEG, blur, a caption: the edits people make to photos, at the strength they make them), and
-every copy is searched among the collection: held-out
+Some of the collection's images are held out (never trained on; holdout.py chooses them by
+content). Each gets a few edited copies (crops to 60 or 80% of the side, a mirror image,
+rotation, colour changes, grayscale, JPEG, blur, a caption: the edits people make to photos,
+at the strength they make them), and every copy is searched among the collection: held-out
 originals plus other images as distractors. The score is recall@1, the fraction of copies
 whose nearest neighbour is their own original. Training scores the model this way every epoch
 (keeping the best weights, stopping early), and every built method gets the same score, so an
@@ -13,17 +13,13 @@ index can answer with whichever method finds copies best on its own photos.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from . import augment as A
 
-HELD_FRACTION = 0.1  # of the collection held out of training for the self-check
-MAX_HELD = 300
-MIN_IMAGES = 20  # below this a collection is too small to hold images out and score
-MAX_DISTRACTORS = 5000
 COPIES = 4  # edited copies per held-out image
 
 
@@ -88,16 +84,6 @@ def edited_copies(images: np.ndarray, copies: int, seed: int = 0
         y = _edit(x, name, rng).clamp(0, 1)
         out[rows] = (y * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return out, origin
-
-
-def holdout(ids: Sequence[int]) -> list[int]:
-    """The catalog ids held out of training for the self-check: a fixed pseudo-random tenth of
-    the collection (by id, so it stays put as the collection grows), at most MAX_HELD; none if
-    the collection has fewer than MIN_IMAGES images."""
-    if len(ids) < MIN_IMAGES:
-        return []
-    chosen = [i for i in ids if (int(i) * 2654435761) % 1000 < HELD_FRACTION * 1000]
-    return chosen[:MAX_HELD] if len(chosen) >= 2 else list(ids[:2])
 
 
 class SelfCheck:

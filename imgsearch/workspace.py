@@ -191,7 +191,7 @@ class Workspace:
     def preference(self) -> tuple[str, str]:
         """(the default query method, why): the built method that scored best on the
         self-check of this collection (selfcheck.py)."""
-        from .selfcheck import MIN_IMAGES
+        from .holdout import MIN_IMAGES
 
         states = {m: self.method_state(m) for m in self.built_methods()}
         if not states:

@@ -57,12 +57,13 @@ from recipes import POSTS, VARIANTS, configs, post_of
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgsearch.datasets import distinct_photos, generated_photos, photo_files
 from imgsearch.evaluate import average_precision, recall_at_k
+from imgsearch.holdout import split
 from imgsearch.images import load_regions, open_upright
 from imgsearch.matching import load_features
 from imgsearch.methods.baselines import PCAEmbedder, PixelsEmbedder
 from imgsearch.methods.postprocess import Processed, parse
 from imgsearch.search import VERIFY_TOP, Hit, verify_hits
-from imgsearch.selfcheck import SelfCheck, holdout
+from imgsearch.selfcheck import SelfCheck
 
 ALL = ("pixels", "pca", "phash", *VARIANTS)
 
@@ -171,6 +172,12 @@ def edit_file(im: Image.Image, edit: str, rng: np.random.Generator) -> io.BytesI
     return buf
 
 
+def held_positions(n: int) -> list[int]:
+    """The positions of n training images that the self-check holds out (holdout.split),
+    every other one left to train on."""
+    return split([f"position {p}" for p in range(n)], max_distractors=n)[0]
+
+
 # -- the methods ---------------------------------------------------------------------------
 def learned(name: str, train: np.ndarray, args, report: dict) -> dict[str, object]:
     """Variant ``name`` trained on ``train`` (less its self-check holdout); one embedder per
@@ -178,7 +185,7 @@ def learned(name: str, train: np.ndarray, args, report: dict) -> dict[str, objec
     from imgsearch.pipeline import train_on_array
 
     positions = list(range(len(train)))
-    held = holdout(positions)
+    held = held_positions(len(train))
     rest = np.array(sorted(set(positions) - set(held)), dtype=int)
     check = SelfCheck(train[held], train[rest]) if held else None
     method, model, tcfg = configs(name, args.size, 3, args.dim, args.widths,
@@ -237,7 +244,7 @@ def margin_of(emb, train: np.ndarray) -> float:
     from imgsearch.duplicates import calibrate
 
     positions = list(range(len(train)))
-    held = holdout(positions) or positions[: max(2, len(positions) // 10)]
+    held = held_positions(len(train)) or positions[: max(2, len(positions) // 10)]
     rest = sorted(set(positions) - set(held))
     return calibrate(SelfCheck(train[held], train[rest]), emb.encode).copy_distances[0]
 

@@ -1,5 +1,6 @@
 """The planner, driven directly (no CLI): what it decides for each method, and what it does."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -110,29 +111,42 @@ def test_model_config_takes_the_index_sizes_and_the_method_defaults(small):
         pipeline.model_config(small, "pca")
 
 
+QUERY_PATHS = {
+    "query --method ae": "app(['query', QUERY, '--index', INDEX, '--method', 'ae', '--json'])",
+    "query (default method)": "app(['query', QUERY, '--index', INDEX, '--json'])",
+    "info": "app(['info', '--index', INDEX, '--json'])",
+    "serve (the app made)": "from imgsearch.server import create_app\n"
+                            "create_app(INDEX)\nraise SystemExit(0)",
+}
+
+
 @pytest.mark.slow
 def test_a_query_never_loads_training_code(small, photo_dir):
-    """Inference apart from training: a query with a learned method, in a fresh process,
-    runs the encoder exported to ONNX and imports neither the training loop, nor torchvision,
-    nor torch at all."""
+    """Inference apart from training: a query (with a learned method, or the default one),
+    ``info`` and the server's start, each in a fresh process, run the encoder exported to
+    ONNX and import neither the training loop, nor torchvision, nor torch at all."""
     update_index(small, photo_dir, ["ae"], training=FAST)
     query = find(photo_dir, "img01.png")
-    code = (
-        "import json, sys\n"
-        "from imgsearch.cli import app\n"
-        "try:\n"
-        f"    app(['query', {str(query)!r}, '--index', {str(small.root)!r}, '--method', 'ae',"
-        " '--json'])\n"
-        "except SystemExit as e:\n"
-        "    assert not e.code, e.code\n"
-        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=True)
-    loaded = set(__import__("json").loads(run.stderr.strip().splitlines()[-1]))
-    assert '"method": "ae"' in run.stdout
-    assert "onnxruntime" in loaded and "imgsearch.methods.onnx" in loaded
-    assert "imgsearch.training" not in loaded and "imgsearch.augment" not in loaded
-    assert not any(m.split(".")[0] in ("torch", "torchvision", "ray") for m in loaded)
+    for name, call in QUERY_PATHS.items():
+        code = (
+            "import json, sys\n"
+            "from imgsearch.cli import app\n"
+            f"QUERY, INDEX = {str(query)!r}, {str(small.root)!r}\n"
+            "try:\n"
+            + "".join(f"    {line}\n" for line in call.splitlines()) +
+            "except SystemExit as e:\n"
+            "    assert not e.code, e.code\n"
+            "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n")
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == 0, (name, run.stderr[-2000:])
+        loaded = set(json.loads(run.stderr.strip().splitlines()[-1]))
+        if name.startswith("query"):
+            assert '"method": "ae"' in run.stdout, (name, run.stdout)
+            assert "onnxruntime" in loaded and "imgsearch.methods.onnx" in loaded, name
+        assert "imgsearch.training" not in loaded and "imgsearch.augment" not in loaded, name
+        heavy = {m.split(".")[0] for m in loaded} & {"torch", "torchvision", "ray"}
+        assert not heavy, (name, heavy)
 
 
 def test_an_inverted_index_syncs_adds_and_removes_like_an_exact_one(tmp_path, photo_dir):

@@ -4,14 +4,7 @@ import numpy as np
 import pytest
 
 from imgsearch.methods.baselines import pixel_vectors
-from imgsearch.selfcheck import (
-    EDITS,
-    MIN_IMAGES,
-    SelfCheck,
-    edited_copies,
-    holdout,
-    nearest_neighbours,
-)
+from imgsearch.selfcheck import EDITS, SelfCheck, edited_copies, nearest_neighbours
 
 from .conftest import pattern
 
@@ -52,10 +45,3 @@ def test_nearest_neighbours_is_exact():
     np.testing.assert_array_equal(nearest_neighbours(db, q.astype(np.float32), chunk=4), want)
 
 
-def test_holdout_is_a_stable_tenth_and_none_for_tiny_collections():
-    assert holdout(list(range(1, MIN_IMAGES))) == []
-    ids = list(range(1, 2001))
-    held = holdout(ids)
-    assert 150 < len(held) < 250 and set(held) <= set(ids)
-    grown = holdout(list(range(1, 3001)))
-    assert set(held) <= set(grown)  # images added later never change who was held out

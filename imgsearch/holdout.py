@@ -1,0 +1,45 @@
+"""Which images of a collection are held out of training to score the methods on it
+(selfcheck.py), and which stand beside them as distractors.
+
+Chosen by content, not by catalog id or position: an image's place in the draw comes from a
+hash of its content hash, so the same photos are held out whatever their ids, the engine that
+ingested them or the order they were found in, and an image added later never changes who
+was held out before. Numpy only: the default query reads MIN_IMAGES without importing torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+HELD_FRACTION = 0.1  # of the collection held out of training for the self-check
+MAX_HELD = 300
+MIN_IMAGES = 20  # below this a collection is too small to hold images out and score
+MAX_DISTRACTORS = 5000
+
+
+def draw(key: str) -> float:
+    """An image's place in the draw, uniform in [0, 1), from its content key."""
+    return int(hashlib.blake2b(key.encode(), digest_size=8).hexdigest(), 16) / 2.0**64
+
+
+def by_draw(keys: Sequence[str]) -> list[int]:
+    """Positions of ``keys`` in draw order (ties, such as identical files, by position)."""
+    return sorted(range(len(keys)), key=lambda p: (draw(keys[p]), p))
+
+
+def split(keys: Sequence[str], fraction: float = HELD_FRACTION, max_held: int = MAX_HELD,
+          max_distractors: int = MAX_DISTRACTORS) -> tuple[list[int], list[int]]:
+    """(held, distractors): sorted positions of ``keys`` (content hashes) held out for the
+    self-check, those whose draw falls under ``fraction``, at most ``max_held`` (at least 2),
+    and the others, at most ``max_distractors`` of them in draw order. Nothing is held out
+    of fewer than MIN_IMAGES images."""
+    if len(keys) < MIN_IMAGES:
+        return [], []
+    order = by_draw(keys)
+    held = [p for p in order if draw(keys[p]) < fraction][:max_held]
+    if len(held) < 2:
+        held = order[:2]
+    chosen = set(held)
+    rest = [p for p in order if p not in chosen][:max_distractors]
+    return sorted(held), sorted(rest)

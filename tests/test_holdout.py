@@ -1,0 +1,30 @@
+"""The self-check's draw: held-out images chosen by content, whatever their ids or order."""
+
+from imgsearch.holdout import MIN_IMAGES, split
+
+
+def keys(n, offset=0):
+    return [f"{i + offset:040x}" for i in range(n)]
+
+
+def test_a_stable_tenth_by_content_and_none_for_tiny_collections():
+    assert split(keys(MIN_IMAGES - 1)) == ([], [])
+    ids = keys(2000)
+    held, rest = split(ids)
+    assert 150 < len(held) < 250 and not set(held) & set(rest)
+    assert len(held) + len(rest) == 2000
+    grown = keys(3000)
+    held_then = {ids[p] for p in held}
+    assert held_then <= {grown[p] for p in split(grown)[0]}  # images added later change nothing
+
+
+def test_the_same_photos_are_held_out_whatever_their_order():
+    ids = keys(500)
+    shuffled = ids[::-1]  # another engine numbered them the other way round
+    assert {ids[p] for p in split(ids)[0]} == {shuffled[p] for p in split(shuffled)[0]}
+
+
+def test_caps_on_held_and_distractors():
+    held, rest = split(keys(400), max_held=5, max_distractors=30)
+    assert len(held) == 5 and len(rest) == 30
+    assert len(split(keys(25), fraction=0.0)[0]) == 2  # at least two held out
