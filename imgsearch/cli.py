@@ -150,8 +150,9 @@ def index_cmd(
     = None,
     train_minutes: Annotated[float, typer.Option(
         help="Time budget for training a model the index does not have yet.")] = 5.0,
-    train_epochs: Annotated[int, typer.Option(
-        help="Epoch limit for training a model the index does not have yet.")] = 20,
+    train_epochs: Annotated[int | None, typer.Option(
+        help="Epochs of training for a model the index does not have yet, exactly (default: "
+             "20, and at least 1,000 steps on a small collection).")] = None,
     workers: Annotated[int, typer.Option(help="Decoding processes (0: one per CPU core).")] = 0,
     exclude: Annotated[list[str] | None, typer.Option(
         help="Leave out files and folders matching this glob, by name or by path relative to "
@@ -198,7 +199,7 @@ def index_cmd(
             raise ImgSearchError(f"--workers must be 0 or more, got {workers}")
         if max_megapixels < 0:
             raise ImgSearchError(f"--max-megapixels must be 0 or more, got {max_megapixels:g}")
-        if train_minutes < 0 or train_epochs < 1:
+        if train_minutes < 0 or (train_epochs is not None and train_epochs < 1):
             raise ImgSearchError("--train-minutes must be 0 or more and --train-epochs at "
                                  "least 1")
         if input_size is not None and not (16 <= input_size <= 1024 and input_size % 16 == 0):
@@ -213,7 +214,7 @@ def index_cmd(
             with engine, progress_bars() as progress:
                 result = update_index(
                     ws, photos, wanted, model=model, rebuild=rebuild,
-                    training={"epochs": train_epochs, "max_minutes": train_minutes},
+                    training={"max_minutes": train_minutes, **epochs_exactly(train_epochs)},
                     workers=workers or None, wait=None if wait else 0, progress=progress,
                     rules=ScanRules(tuple(exclude or ()), include_hidden, max_megapixels),
                     index_memory=parse_size(index_memory) if index_memory else None,
@@ -625,6 +626,12 @@ def _given(**values) -> dict:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def epochs_exactly(epochs: int | None) -> dict:
+    """Training settings for epochs asked for on the command line: that many, and no
+    minimum number of steps that would silently add more; none when not asked."""
+    return {} if epochs is None else {"epochs": epochs, "min_steps": 0}
+
+
 @app.command("train")
 def train_cmd(
     model: Annotated[str, typer.Option(
@@ -632,9 +639,11 @@ def train_cmd(
     = "ae",
     index: IndexOpt = workspace.DEFAULT_NAME,
     epochs: Annotated[int | None, typer.Option(
-        help="Epochs in all, at least --min-steps steps (a resumed run continues).")] = None,
+        help="Epochs in all, exactly (a resumed run continues); --min-steps applies only if "
+             "given too.")] = None,
     min_steps: Annotated[int | None, typer.Option(
-        help="Small collections: train at least this many steps.")] = None,
+        help="Small collections: train at least this many steps (default 1,000 when --epochs "
+             "is not given).")] = None,
     max_minutes: Annotated[float | None, typer.Option(
         help="Time budget for this run (0: none; default 5).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
@@ -712,8 +721,9 @@ def train_cmd(
                           invariance_weight=invariance_weight, koleo_weight=koleo, kl=kl,
                           alpha=alpha, gamma=gamma, tied=tied, tied_convs=tied_convs,
                           adversarial_weight=adversarial_weight)
-        overrides = _given(epochs=epochs, min_steps=min_steps, max_minutes=max_minutes,
+        overrides = _given(min_steps=min_steps, max_minutes=max_minutes,
                            batch_size=batch_size, lr=lr, patience=patience, augment=augment)
+        overrides = {**epochs_exactly(epochs), **overrides}  # a --min-steps given still counts
         if post is not None:
             from .methods.postprocess import parse
 

@@ -222,6 +222,8 @@ def ingest(
             report.unchanged += 1
 
     writer = _RowWriter(catalog, cache, known, gen, report, redo)
+    writer.number(sorted([f.path for f in todo] + [p for p, _ in bad]))  # in scan order,
+    #                                                     whatever order results come back in
     for path, reason in bad:
         writer.failed(FileEntry(path, 0, 0.0), reason)
     LOG.info("decoding %d new or changed files of %d", len(todo) - len(redo), len(files))
@@ -297,16 +299,27 @@ class _RowWriter:
         self.catalog, self.cache, self.known, self.gen, self.report, self.redo = (
             catalog, cache, known, gen, report, redo)
         self.next_id = catalog.max_id() + 1
+        self.numbered: dict[str, int] = {}  # new files' ids, given in scan order (number)
         self.pending: list[dict] = []
         self.touched: list[tuple[int, float]] = []
         self.same: list[int] = []  # decoded again: their pixels are as cached
         self.redone: list[tuple[int, bytes]] = []  # decoded again: new pixels, to write
         self.repixelled = 0
 
+    def number(self, paths: list[str]) -> None:
+        """Give the new files among ``paths`` their catalog ids now, in this order, so that
+        ids follow the scan and not the order the engine's results come back in."""
+        for path in paths:
+            if path not in self.known and path not in self.numbered:
+                self.numbered[path] = self.next_id
+                self.next_id += 1
+
     def _id_for(self, path: str) -> tuple[int, bool]:
         r = self.known.get(path)
         if r is not None:
             return r.id, r.state != REMOVED
+        if path in self.numbered:
+            return self.numbered[path], False
         self.next_id += 1
         return self.next_id - 1, False
 

@@ -159,11 +159,12 @@ def small(photo_dir, tmp_path):
 
 
 def test_train_builds_the_method_and_resumes(small, photo_dir):
-    args = ["train", "--index", small, "--model", "vae", "--epochs", 2, "--min-steps", 0,
-            "--batch-size", 4]
+    # --epochs is honoured: no default minimum of steps adds epochs to it
+    args = ["train", "--index", small, "--model", "vae", "--epochs", 2, "--batch-size", 4]
     result = run(*args)
     assert result.exit_code == 0, result.output
     assert "vae epoch 2" in result.stderr and "vae: 12 codes (flat)" in result.stderr
+    assert "vae epoch 3" not in result.stderr
     info = json.loads(run("info", "--index", small, "--json").stdout)
     assert info["methods"]["vae"]["count"] == 12 and info["methods"]["vae"]["dim"] == 256
     query = find(photo_dir, "img03.bmp")

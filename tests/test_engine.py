@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,6 +169,61 @@ def test_ray_run_equals_local_run_then_syncs_alike(ray_local, photos, tmp_path):
         got = index_with(tmp_path, "ray", photos, methods, ray_engine)
     assert_same(got, want, methods)
     assert str(photos / "moved.gif") in got["pixels"]
+
+
+REAL_PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
+
+
+def answers(root, methods: list[str]) -> dict:
+    """What an index answers, by file path: each file's catalog id, each method's state.json
+    figures (self-check, thresholds, margin) and the top 10 of a query by every indexed
+    image's code."""
+    from dataclasses import asdict
+
+    from imgsearch.build import load_method
+    from imgsearch.search import Searcher
+
+    ws = Workspace.open(root)
+    try:
+        rows = {r.id: r.path for r in ws.catalog.rows()}
+        out = {"ids": {p: i for i, p in rows.items()}}
+        for m in methods:
+            loaded = load_method(ws, m)
+            state = asdict(ws.method_state(m))
+            state.pop("gen")
+            out[m] = state
+            ids, codes = loaded.index.items()
+            searcher = Searcher(ws.catalog, loaded.embedder, loaded.index, CONFIG.input_size)
+            out[m, "top10"] = {rows[int(i)]: [h.path for h in searcher.search_code(c, 10)]
+                               for i, c in zip(ids, codes)}
+        return out
+    finally:
+        ws.close()
+
+
+@pytest.mark.slow
+def test_ray_and_local_give_one_answer_on_the_real_photos(ray_local, tmp_path):
+    """The demo's real photos (scripts/fetch_data.sh): the same catalog ids, self-check
+    scores, thresholds and margins, and every query's top 10, whichever engine ingests."""
+    if not REAL_PHOTOS.is_dir():
+        if os.environ.get("IMGSEARCH_REQUIRE_DATA"):
+            pytest.fail(f"no real photos in {REAL_PHOTOS}: run bash scripts/fetch_data.sh")
+        pytest.skip(f"no real photos in {REAL_PHOTOS}: run bash scripts/fetch_data.sh")
+    methods = ["pixels", "pca"]
+    for name, engine in (("local", LOCAL), ("ray", RayEngine())):
+        with engine:
+            ws = Workspace.create(tmp_path / name, CONFIG)
+            try:
+                update_index(ws, REAL_PHOTOS, methods, workers=2, engine=engine)
+            finally:
+                ws.close()
+    want, got = answers(tmp_path / "local", methods), answers(tmp_path / "ray", methods)
+    assert len(want["ids"]) > 100
+    assert got["ids"] == want["ids"]
+    for m in methods:
+        assert want[m]["selfcheck"] is not None, m
+        assert got[m] == pytest.approx(want[m]), m
+        assert got[m, "top10"] == want[m, "top10"], m
 
 
 @pytest.mark.slow
