@@ -333,13 +333,10 @@ def info_cmd(
     with user_errors():
         ws = workspace.Workspace.open(index)
         try:
-            counts = ws.catalog.counts()
-            built = {m: ws.method_state(m).as_dict() for m in ws.built_methods()}
-            preferred, because = ws.preference() if built else (None, None)
-            info = {"index": str(ws.root), "counts": counts,
-                    "input_size": ws.config.input_size, "methods": built,
-                    "preferred": preferred, "preferred_because": because,
-                    "disk_bytes": ws.disk_bytes(), "schema_version": ws.catalog.version}
+            info = {"index": str(ws.root), **ws.summary(), "disk_bytes": ws.disk_bytes(),
+                    "schema_version": ws.catalog.version}
+            counts, built = info["counts"], info["methods"]
+            preferred, because = info["preferred"], info["preferred_because"]
         finally:
             ws.close()
     if as_json:
@@ -357,7 +354,9 @@ def info_cmd(
         kind = st["index_type"] + (f", nprobe {st['nprobe']}" if st["nprobe"] else "")
         table.add_row(m + (" (preferred)" if m == info["preferred"] else ""), str(st["count"]),
                       str(st["dim"]), kind, fmt(st["recall"], ".3f"),
-                      fmt(st["selfcheck"], ".3f"), fmt(st["duplicate_threshold"], ".4g"))
+                      fmt(st["selfcheck"], ".3f") + (f" ± {st['selfcheck_se']:.3f}"
+                                                     if st.get("selfcheck_se") else ""),
+                      fmt(st["duplicate_threshold"], ".4g"))
     out.print(table if built else "no method built yet")
     if preferred:
         out.print(f"queries use {preferred} by default: {because}", highlight=False)

@@ -14,32 +14,39 @@ from collections.abc import Sequence
 
 HELD_FRACTION = 0.1  # of the collection held out of training for the self-check
 MAX_HELD = 300
+MIN_HELD = 30  # held out of a small collection, up to a third of it: enough copies that the
+#                score's standard error stays near 0.02 (docs/RESULTS.md, "Self-check noise")
 MIN_IMAGES = 20  # below this a collection is too small to hold images out and score
 MAX_DISTRACTORS = 5000
 
 
-def draw(key: str) -> float:
-    """An image's place in the draw, uniform in [0, 1), from its content key."""
-    return int(hashlib.blake2b(key.encode(), digest_size=8).hexdigest(), 16) / 2.0**64
+def draw(key: str, salt: str = "") -> float:
+    """An image's place in the draw, uniform in [0, 1), from its content key (``salt``:
+    another draw, for measuring how much the score depends on it)."""
+    digest = hashlib.blake2b((salt + key).encode(), digest_size=8).hexdigest()
+    return int(digest, 16) / 2.0**64
 
 
-def by_draw(keys: Sequence[str]) -> list[int]:
+def by_draw(keys: Sequence[str], salt: str = "") -> list[int]:
     """Positions of ``keys`` in draw order (ties, such as identical files, by position)."""
-    return sorted(range(len(keys)), key=lambda p: (draw(keys[p]), p))
+    return sorted(range(len(keys)), key=lambda p: (draw(keys[p], salt), p))
 
 
 def split(keys: Sequence[str], fraction: float = HELD_FRACTION, max_held: int = MAX_HELD,
-          max_distractors: int = MAX_DISTRACTORS) -> tuple[list[int], list[int]]:
+          max_distractors: int = MAX_DISTRACTORS, salt: str = ""
+          ) -> tuple[list[int], list[int]]:
     """(held, distractors): sorted positions of ``keys`` (content hashes) held out for the
-    self-check, those whose draw falls under ``fraction``, at most ``max_held`` (at least 2),
-    and the others, at most ``max_distractors`` of them in draw order. Nothing is held out
-    of fewer than MIN_IMAGES images."""
+    self-check, those whose draw falls under ``fraction`` but at least MIN_HELD (at most a
+    third of the collection) and at most ``max_held``, and the others, at most
+    ``max_distractors`` of them in draw order. Nothing is held out of fewer than MIN_IMAGES
+    images."""
     if len(keys) < MIN_IMAGES:
         return [], []
-    order = by_draw(keys)
-    held = [p for p in order if draw(keys[p]) < fraction][:max_held]
-    if len(held) < 2:
-        held = order[:2]
+    order = by_draw(keys, salt)
+    held = [p for p in order if draw(keys[p], salt) < fraction][:max_held]
+    at_least = max(2, min(MIN_HELD, len(keys) // 3, max_held))
+    if len(held) < at_least:
+        held = order[:at_least]
     chosen = set(held)
     rest = [p for p in order if p not in chosen][:max_distractors]
     return sorted(held), sorted(rest)

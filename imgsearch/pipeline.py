@@ -177,14 +177,14 @@ def assess(ws: Workspace, check, embedder, method: str) -> Assessment:
 
     if check is None:
         return Assessment()
-    score = check(embedder.encode)
+    score, se = check.measure(embedder.encode)
     cal = calibrate(check, embedder.encode)
     # query regions (search.search_regions) must beat the whole query by the median distance
     # of an edited copy to its original; photos only: a small image has no regions worth it
     margin = cal.copy_distances[0] if ws.config.input_size >= MIN_REGION_INPUT else None
-    LOG.info("%s self-check recall@1: %.4f; duplicate threshold %.4g; query margin %s", method,
-             score, cal.threshold, margin)
-    return Assessment(score, cal.threshold, margin)
+    LOG.info("%s self-check recall@1: %.4f ± %.4f; duplicate threshold %.4g; query margin %s",
+             method, score, se, cal.threshold, margin)
+    return Assessment(score, cal.threshold, margin, se)
 
 
 # -- learned methods -----------------------------------------------------------------------

@@ -20,7 +20,8 @@ import torch
 
 from . import augment as A
 
-COPIES = 4  # edited copies per held-out image
+COPIES = 12  # edited copies per held-out image: every edit once (the score's noise is mostly
+#               which edits a photo gets; docs/RESULTS.md, "Self-check noise")
 
 
 def _edit(x: torch.Tensor, name: str, rng: np.random.Generator) -> torch.Tensor:
@@ -98,10 +99,31 @@ class SelfCheck:
         self.database = np.concatenate([held, others]) if len(others) else held
 
     def __call__(self, encode: Callable[[np.ndarray], np.ndarray]) -> float:
+        return self.measure(encode)[0]
+
+    def measure(self, encode: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float]:
+        """(score, its standard error). The copies of one held-out image succeed or fail
+        together more than independent trials would, so the error is the cluster-robust one
+        of a ratio (each held-out image a cluster), not the binomial one."""
         db = np.asarray(encode(self.database), np.float32)
         q = np.asarray(encode(self.queries), np.float32)
-        nearest = nearest_neighbours(db, q)
-        return float(np.mean(nearest == self.truth))
+        hits = nearest_neighbours(db, q) == self.truth
+        return float(hits.mean()), standard_error(hits, self.truth)
+
+
+def standard_error(hits: np.ndarray, cluster: np.ndarray) -> float:
+    """Standard error of the mean of ``hits`` (0/1) whose items come in clusters (the
+    copies of one held-out image): sqrt(sum_c (h_c - n_c p)^2 * C / (C - 1)) / N, for C
+    clusters of n_c items with h_c hits, N items in all (Cameron and Miller, "A
+    practitioner's guide to cluster-robust inference", J. Human Resources 2015)."""
+    hits = np.asarray(hits, np.float64)
+    _, c = np.unique(cluster, return_inverse=True)
+    k = int(c.max()) + 1 if len(c) else 0
+    if k < 2:
+        return float("nan")
+    p = hits.mean()
+    h, n = np.bincount(c, hits, k), np.bincount(c, None, k)
+    return float(np.sqrt(((h - n * p) ** 2).sum() * k / (k - 1)) / len(hits))
 
 
 def nearest_neighbours(db: np.ndarray, queries: np.ndarray, chunk: int = 1024) -> np.ndarray:

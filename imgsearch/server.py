@@ -204,12 +204,8 @@ def create_app(index: str | Path) -> FastAPI:
 
     @app.get("/api/info")
     def info():
-        built = {m: served.ws.method_state(m).as_dict() for m in served.ws.built_methods()}
-        preferred, because = served.ws.preference() if built else (None, None)
-        return {"index": served.root.name, "counts": served.catalog.counts(),
-                "input_size": served.ws.config.input_size, "methods": built,
-                "preferred": preferred, "preferred_because": because,
-                "summaries": {m: methods.get(m).summary for m in built}}
+        out = {"index": served.root.name, **served.ws.summary()}
+        return {**out, "summaries": {m: methods.get(m).summary for m in out["methods"]}}
 
     @app.get("/api/images")
     def images(page: int = Query(1, ge=1), per: int = Query(60, ge=1, le=500)):

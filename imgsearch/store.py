@@ -298,6 +298,7 @@ class MethodState:
     recall: float | None = None  # recall@10 of the vector index against exact search, at build
     nprobe: int | None = None  # inverted lists a query visits (an inverted file's)
     query_margin: float | None = None  # a query region must beat the whole query by this
+    selfcheck_se: float | None = None  # the self-check score's standard error
 
     @classmethod
     def load(cls, folder: Path) -> MethodState | None:

@@ -198,7 +198,17 @@ class Workspace:
             raise MethodNotBuilt(f"index {self.root} has no method built; "
                                  "run `imgsearch index PHOTOS_DIR`")
         images = self.catalog.counts()["indexed"]
-        return methods.choose({m: s.selfcheck for m, s in states.items()}, images, MIN_IMAGES)
+        return methods.choose({m: s.selfcheck for m, s in states.items()}, images, MIN_IMAGES,
+                              {m: s.selfcheck_se for m, s in states.items()})
+
+    def summary(self) -> dict:
+        """What ``imgsearch info`` and the page's ``/api/info`` both show: the catalog's
+        counts, the input size, each built method's state (self-check ± its standard error,
+        thresholds ...) and the default query method with the reason."""
+        built = {m: self.method_state(m).as_dict() for m in self.built_methods()}
+        preferred, because = self.preference() if built else (None, None)
+        return {"counts": self.catalog.counts(), "input_size": self.config.input_size,
+                "methods": built, "preferred": preferred, "preferred_because": because}
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())

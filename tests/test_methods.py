@@ -135,3 +135,13 @@ def test_the_exported_encoder_gives_the_models_codes(tmp_path):
         np.testing.assert_allclose(exported.encode(x), model.encode(x), atol=1e-4)
         full = methods.open_embedder(method, tmp_path / method, small)
         assert isinstance(full, Reconstructs) and full.reconstruct(x[:2]).shape == (2, 16, 16, 3)
+
+
+def test_a_learned_default_needs_a_lead_beyond_two_standard_errors():
+    scores = {"pixels": 0.80, "pca": 0.78, "ae": 0.83}
+    # no errors known (an index built before they were kept): the best score answers
+    assert methods.choose(scores, 500, 20)[0] == "ae"
+    near, why = methods.choose(scores, 500, 20, {"pixels": 0.02, "pca": 0.02, "ae": 0.02})
+    assert near == "pixels" and "two standard errors" in why and "ae 0.830 ± 0.020" in why
+    far, why = methods.choose(scores, 500, 20, {"pixels": 0.01, "pca": 0.01, "ae": 0.01})
+    assert far == "ae" and "± 0.010" in why

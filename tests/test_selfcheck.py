@@ -45,3 +45,26 @@ def test_nearest_neighbours_is_exact():
     np.testing.assert_array_equal(nearest_neighbours(db, q.astype(np.float32), chunk=4), want)
 
 
+
+
+def test_the_standard_error_counts_each_held_out_image_once():
+    from imgsearch.selfcheck import standard_error
+
+    # 20 images x 10 copies, half the images found on every copy, half on none: as noisy as
+    # 20 coin flips, not 200
+    cluster = np.repeat(np.arange(20), 10)
+    together = (cluster % 2 == 0).astype(float)
+    assert standard_error(together, cluster) == pytest.approx(
+        np.sqrt(0.25 / 20) * np.sqrt(20 / 19), rel=1e-6)
+    # the same hits spread evenly over the images: no spread between them at all
+    spread = (np.arange(200) % 2 == 0).astype(float)
+    assert standard_error(spread, cluster) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_measure_gives_the_score_and_its_error():
+    held, others = images(30), images(40, offset=100)
+    check = SelfCheck(held, others, copies=6)
+    encode = lambda im: pixel_vectors(im, 8)  # noqa: E731
+    score, se = check.measure(encode)
+    assert score == check(encode) and 0 < score <= 1
+    assert 0 <= se < 0.2

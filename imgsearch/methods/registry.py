@@ -8,6 +8,7 @@ in ``METHODS``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,17 +104,33 @@ def open_embedder(name: str, folder: Path, cfg: IndexConfig, exported: bool = Fa
     return Processed.load(inner, folder, cfg)
 
 
-def choose(scores: Mapping[str, float | None], images: int, min_images: int
-           ) -> tuple[str, str]:
+def choose(scores: Mapping[str, float | None], images: int, min_images: int,
+           errors: Mapping[str, float | None] | None = None) -> tuple[str, str]:
     """The default query method among built methods (name -> self-check score, None where
-    unscored) of an index of ``images`` images, and why."""
+    unscored) of an index of ``images`` images, and why. With the scores' standard
+    ``errors``, a learned method replaces the best baseline only when it leads it by more
+    than two standard errors of their difference: a lead within the self-check's noise
+    leaves the baseline (deterministic, nothing to go stale) answering."""
     built = list(scores)
     scored = {m: s for m, s in scores.items() if s is not None}
+    errors = errors or {}
+
+    def shown(m: str) -> str:
+        se = errors.get(m)
+        return f"{m} {scored[m]:.3f}" + (f" ± {se:.3f}" if se is not None else "")
+
     if scored:
         best = max(scored, key=lambda m: (scored[m], -get(m).preference))
-        others = ", ".join(f"{m} {s:.3f}" for m, s in sorted(scored.items(),
-                                                            key=lambda kv: -kv[1]) if m != best)
-        return best, (f"best self-check recall@1 on this collection: {scored[best]:.3f}"
+        base = [m for m in scored if not get(m).learned]
+        if get(best).learned and base:
+            top = max(base, key=lambda m: (scored[m], -get(m).preference))
+            se = [errors.get(m) for m in (best, top)]
+            if None not in se and scored[best] - scored[top] <= 2 * math.hypot(*se):
+                return top, (f"{shown(best)} leads {shown(top)} by no more than two standard "
+                             "errors of the self-check; the baseline answers")
+        others = ", ".join(shown(m) for m in sorted(scored, key=lambda m: -scored[m])
+                           if m != best)
+        return best, (f"best self-check recall@1 on this collection: {shown(best)}"
                       + (f" (then {others})" if others else ""))
     baselines = [m for m in built if not get(m).learned]
     if images < min_images and baselines:

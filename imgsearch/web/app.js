@@ -80,7 +80,8 @@ async function loadInfo() {
   $("method").replaceChildren(...Object.entries(info.methods).map(([m, s]) => el("option",
     { value: m, ...(m === info.preferred ? { selected: "" } : {}) },
     `${m}${m === info.preferred ? " (best)" : ""}` +
-    (s.selfcheck != null ? ` · self-check ${s.selfcheck.toFixed(3)}` : ""))));
+    (s.selfcheck != null ? ` · self-check ${s.selfcheck.toFixed(3)}` +
+      (s.selfcheck_se != null ? ` ± ${s.selfcheck_se.toFixed(3)}` : "") : ""))));
 }
 
 // -- photos, one photo, an upload ---------------------------------------------------------
