@@ -45,6 +45,7 @@ import numpy as np
 from . import matching
 from .catalog import Row
 from .errors import ImgSearchError
+from .index import list_count
 from .store import replacing
 from .verification import Verifier
 
@@ -114,7 +115,7 @@ def _neighbours(codes: np.ndarray, k: int, exact: bool | None = None
     if exact or (exact is None and n <= EXACT_MAX):
         index = faiss.IndexFlatL2(d)
     else:
-        nlist = int(min(4 * math.sqrt(n), n // 39))
+        nlist = list_count(n)
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
         sample = codes[np.random.default_rng(0).permutation(n)[: 50 * nlist]]
         index.train(sample)

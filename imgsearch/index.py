@@ -70,6 +70,12 @@ class IndexPlan:
                 "ivf-pq": f"IVF{self.nlist},PQ{self.pq_m}"}[self.index_type]
 
 
+def list_count(n: int) -> int:
+    """Inverted lists for n codes: about 4 sqrt(n), and at least 39 codes a list (FAISS's
+    minimum for training its k-means)."""
+    return int(max(1, min(4 * math.sqrt(max(n, 1)), max(1, n // 39))))
+
+
 def plan_index(n: int, dim: int, memory: int | None = None, exact_max: int = 100_000
                ) -> IndexPlan:
     """The most accurate structure for ``n`` codes of ``dim`` floats within ``memory`` bytes:
@@ -77,7 +83,7 @@ def plan_index(n: int, dim: int, memory: int | None = None, exact_max: int = 100
     memory = default_memory() if memory is None else memory
     if n <= exact_max and IndexPlan("flat").code_bytes(dim) * n <= memory:
         return IndexPlan("flat")
-    nlist = int(max(1, min(4 * math.sqrt(max(n, 1)), max(1, n // 39))))
+    nlist = list_count(n)
     for t in ("ivf-flat", "ivf-sq8"):
         if IndexPlan(t, nlist).code_bytes(dim) * n <= memory:
             return IndexPlan(t, nlist)
