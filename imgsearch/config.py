@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import ConfigMismatch
-from .store import write_json
+from .store import from_known, write_json
 
 #: Input corruptions for denoising training (augment.py).
 CORRUPTIONS = ("none", "gaussian", "mask", "edits")
@@ -37,8 +37,7 @@ class IndexConfig:
     @classmethod
     def load(cls, path: Path) -> IndexConfig:
         data = json.loads(Path(path).read_text())
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return from_known(cls, data)
 
 
 @dataclass(frozen=True)

@@ -282,6 +282,13 @@ def recover(root: Path, lives: list[Path], lock: CommitLock) -> list[str]:
 
 
 # -- the state of a built method -----------------------------------------------------------
+def from_known(cls, data: dict):
+    """The dataclass ``cls`` from a saved dict, keeping the fields it knows: a file written
+    by a newer version (with fields this one lacks) still loads, an older one gets defaults."""
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
 @dataclass(frozen=True)
 class MethodState:
     """What ``state.json`` says of a built method: the ingest generation its vector index is
@@ -311,8 +318,7 @@ class MethodState:
             if "kind" in data and "index_type" not in data:  # written before version 0.2
                 data["index_type"] = {"ivf": "ivf-flat"}.get(data["kind"], data["kind"])
                 del data["kind"]
-            known = {f.name for f in fields(cls)}
-            state = cls(**{k: v for k, v in data.items() if k in known})
+            state = from_known(cls, data)
             int(state.gen)
             return state
         except (ValueError, KeyError, TypeError, AttributeError) as e:

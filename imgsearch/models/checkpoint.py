@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigMismatch, IndexFileError
-from ..store import replacing
+from ..store import from_known, replacing
 from . import aae, autoencoder, vae
 
 
@@ -108,9 +108,7 @@ def config_from_checkpoint(ckpt: dict):
     if arch not in ARCHITECTURES:
         raise IndexFileError(f"checkpoint is for architecture {arch!r}, which this imgsearch "
                              "does not have; upgrade imgsearch")
-    cfg_cls = ARCHITECTURES[arch].config
-    known = {f.name for f in fields(cfg_cls)}
-    return cfg_cls(**{k: v for k, v in ckpt["config"].items() if k in known})
+    return from_known(ARCHITECTURES[arch].config, ckpt["config"])
 
 
 def model_from_checkpoint(ckpt: dict) -> nn.Module:
