@@ -31,7 +31,7 @@ from .engine import ENGINES, engine_for
 from .errors import ImgSearchError, MethodNotBuilt
 from .ingest import ScanRules, check_folder
 from .pipeline import model_config, train_config, train_method, update_index
-from .search import VERIFY_TOP, Searcher, verify_hits
+from .search import VERIFY_TOP, Searcher, region_margin, verify_hits
 from .store import WriteLock
 
 app = typer.Typer(help="Image similarity search over your own photo collection.",
@@ -287,9 +287,7 @@ def query_cmd(
         try:
             method = method or ws.preferred_method()
             searcher, state = open_searcher(ws, method)
-            margin = state.query_margin if regions is not False else None
-            if regions and margin is None:
-                margin = 0.0  # asked for, never calibrated: regions count as the whole query
+            margin = region_margin(state.query_margin, regions)
             images = searcher.load_query(image, regions=margin is not None)
             hits = searcher.search_query(images, max(k, VERIFY_TOP) if verify else k, margin,
                                          turns=verify)

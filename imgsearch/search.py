@@ -31,6 +31,18 @@ class Hit:
 VERIFY_TOP = 10  # the candidates a query verifies by geometry
 
 
+def region_margin(calibrated: float | None, regions: bool | None = None) -> float | None:
+    """The margin a query's regions must beat the whole query by (search_regions), or None
+    to search the whole query alone. ``regions``: None (the default: regions where the
+    method has a calibrated margin), False (never), True (always; at no margin where none was
+    calibrated, so a region counts as the whole query)."""
+    if regions is False:
+        return None
+    if calibrated is None and regions:
+        return 0.0
+    return calibrated
+
+
 def verify_hits(query, hits: list[Hit], k: int, matched: dict | None = None,
                 features_of=None) -> list[Hit]:
     """``hits`` re-ranked by verification against ``query`` (matching.Features): the proven

@@ -50,7 +50,7 @@ from .catalog import INDEXED, Catalog
 from .errors import ImageLoadError, ImgSearchError
 from .images import DECODE_VERSION, open_upright
 from .matching import load_features
-from .search import VERIFY_TOP, Searcher, query_images, verify_hits
+from .search import VERIFY_TOP, Searcher, query_images, region_margin, verify_hits
 from .store import MethodState, replacing
 from .verification import file_features
 from .workspace import Workspace
@@ -254,7 +254,7 @@ def create_app(index: str | Path) -> FastAPI:
                                          f"with (at most {MAX_UPLOAD_PIXELS // 10**6} "
                                          "megapixels)")
             images = query_images(io.BytesIO(data), served.ws.config.input_size, any(
-                state.query_margin is not None for _, state in searchers.values()))
+                region_margin(state.query_margin) is not None for _, state in searchers.values()))
             query = load_features(io.BytesIO(data)) if verify else None
         except (Image.DecompressionBombWarning, Image.DecompressionBombError):
             raise HTTPException(413, "image declares too many pixels (a decompression "
@@ -264,7 +264,8 @@ def create_app(index: str | Path) -> FastAPI:
         out, matched = {}, {}
         for m, (searcher, state) in searchers.items():  # regions where calibrated
             hits = searcher.search_query(images, max(k, VERIFY_TOP) if verify else k,
-                                         state.query_margin, served.catalog, turns=verify)
+                                         region_margin(state.query_margin), served.catalog,
+                                         turns=verify)
             if verify:
                 hits = verify_hits(query, hits, k, matched)
             out[m] = _hits(served, hits)

@@ -72,3 +72,11 @@ def test_a_photo_pasted_into_a_larger_picture_is_found_by_a_region(searcher, pho
     assert [h.id for h in never] == [h.id for h in whole]
     # and a query that is itself the original keeps it first
     assert searcher.query(original, 1, margin=0.0)[0].path == str(original)
+
+
+def test_region_margin_is_one_policy():
+    from imgsearch.search import region_margin
+
+    assert region_margin(0.3) == 0.3 and region_margin(None) is None  # where calibrated
+    assert region_margin(0.3, False) is None and region_margin(None, False) is None
+    assert region_margin(None, True) == 0.0 and region_margin(0.3, True) == 0.3
