@@ -43,7 +43,7 @@ class BuildReport:
     """What writing one method's vector index did."""
 
     method: str
-    action: str  # what the planner decided (pipeline.Action)
+    action: str  # what the planner decided (one of pipeline.ACTIONS)
     encoded: int
     removed: int
     total: int
