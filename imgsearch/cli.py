@@ -32,7 +32,6 @@ from .errors import ImgSearchError, MethodNotBuilt
 from .ingest import ScanRules, check_folder
 from .pipeline import model_config, train_config, train_method, update_index
 from .search import VERIFY_TOP, Searcher, region_margin, verify_hits
-from .store import WriteLock
 
 app = typer.Typer(help="Image similarity search over your own photo collection.",
                   no_args_is_help=True, add_completion=False)
@@ -727,8 +726,7 @@ def train_cmd(
             parse(post)  # a typo is refused now, not after the training run
         ws = workspace.Workspace.open(index)
         try:
-            with WriteLock(ws.root, "imgsearch train", None if wait else 0):
-                ws.recover()
+            with ws.writing("imgsearch train", None if wait else 0):
                 cfg = train_config(model, device=device, **overrides)
                 _, report = _train(ws, model, cfg, settings, fresh, post)
         except ValueError as e:

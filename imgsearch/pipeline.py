@@ -31,7 +31,6 @@ from .engine import LOCAL, Engine
 from .errors import CatalogError, ConfigMismatch, ImgSearchError
 from .imagecache import CachedImages
 from .ingest import IngestReport, ScanRules, ingest
-from .store import WriteLock
 from .workspace import Workspace
 
 LOG = logging.getLogger(__name__)
@@ -337,8 +336,7 @@ def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path 
     for name in wanted:
         methods.get(name)
     t0 = time.perf_counter()
-    with WriteLock(ws.root, "imgsearch index", wait):
-        recovered = ws.recover()
+    with ws.writing("imgsearch index", wait) as recovered:
         notes = []
         if rebuild:
             try:

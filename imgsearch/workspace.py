@@ -23,7 +23,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -112,6 +113,20 @@ class Workspace:
             self.catalog.close()
         if "cache" in self.__dict__:
             self.cache.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def writing(self, command: str, wait: float | None = None) -> Iterator[list[str]]:
+        """Hold the index's write lock (store.WriteLock: ``command`` names the holder to a
+        writer that waits; ``wait`` seconds at most, None: as long as it takes) with what a
+        killed writer left finished or undone first; yields what recovery did."""
+        with store.WriteLock(self.root, command, wait):
+            yield self.recover()
 
     # -- methods ----------------------------------------------------------------------------
     def method_dir(self, method: str) -> Path:

@@ -92,3 +92,20 @@ def test_a_query_answers_through_the_cli_after_a_cut_swap(synced, photo_dir):
                                       "--method", "pca", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["results"][0]["path"] == str(query)
+
+
+def test_a_workspace_closes_as_a_context_and_writes_under_its_lock(tmp_path):
+    import sqlite3
+
+    from imgsearch.errors import IndexLocked
+    from imgsearch.store import WriteLock
+    from imgsearch.workspace import Workspace
+
+    with Workspace.create(tmp_path / "idx") as ws:
+        assert ws.catalog.counts() is not None
+        with ws.writing("first") as recovered:
+            assert recovered == []  # nothing left by a killed writer
+            with pytest.raises(IndexLocked, match="first"), WriteLock(ws.root, "second", 0):
+                pass
+    with pytest.raises(sqlite3.ProgrammingError):  # closed on leaving the block
+        ws.catalog.db.execute("select 1")
