@@ -192,7 +192,7 @@ def open_saved(method: str, files: dict[str, bytes], config: IndexConfig) -> Emb
         shutil.rmtree(folder, ignore_errors=True)
 
 
-class _Encoder:
+class _EncodingActor:
     """A Ray actor holding one method's embedder, opened once, at its first batch (and again
     after a restart). The saved files come as an object reference inside a list, so that Ray
     hands over the reference, not the files, with every batch."""
@@ -332,7 +332,7 @@ class RayEngine(Engine):
                               "none was given")
         ray = self._connect()
         count, options = self._actor_options(method)
-        actor_class = ray.remote(**options)(_Encoder)
+        actor_class = ray.remote(**options)(_EncodingActor)
         contents = method_files(folder)
         key = (method, hashlib.sha256(pickle.dumps(sorted(contents.items()))).hexdigest())
         if self._pool is None or self._pool[0] != key:  # another method, or retrained

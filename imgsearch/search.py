@@ -115,14 +115,14 @@ class Searcher:
                                              for r in (1, 2, 3))])
         parts = np.concatenate([whole, images[1:]]) if extra else whole
         if len(parts) == 1:
-            return self.search_pixels(images[0], k, catalog)
+            return self.search_image(images[0], k, catalog)
         return self.search_regions(parts, k, [0.0] * len(whole) + extra, catalog)
 
-    def search_pixels(self, pixels: np.ndarray, k: int, catalog: Catalog | None = None
-                      ) -> list[Hit]:
+    def search_image(self, image: np.ndarray, k: int, catalog: Catalog | None = None
+                     ) -> list[Hit]:
         """Neighbours of one (S, S, 3) uint8 image, best first (``catalog``: another
         connection to the same catalog, for a caller in another thread)."""
-        return self.search_code(self.embedder.encode(pixels[None])[0], k, catalog)
+        return self.search_code(self.embedder.encode(image[None])[0], k, catalog)
 
     def search_code(self, code: np.ndarray, k: int, catalog: Catalog | None = None
                     ) -> list[Hit]:

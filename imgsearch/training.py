@@ -103,7 +103,7 @@ class Epoch:
 TrainProgressFn = Callable[[int, int, float, float], None]  # step, steps, loss, images/s
 #: A self-check: given a function encoding (B, S, S, C) uint8 images to (B, D) codes, a score
 #: (higher is better) of how well the codes find edited copies (selfcheck.SelfCheck).
-Check = Callable[[Callable[[np.ndarray], np.ndarray]], float]
+Scorer = Callable[[Callable[[np.ndarray], np.ndarray]], float]  # an encoder -> its score
 PROGRESS_SECONDS = 0.2  # at most this often a progress report (and a GPU sync)
 WARMUP_STEPS = 100  # linear learning-rate warm-up before the cosine decay
 
@@ -173,7 +173,7 @@ def step_loss(model: torch.nn.Module, net: torch.nn.Module, objective, x: torch.
 
 # -- evaluation ---------------------------------------------------------------------------
 @torch.no_grad()
-def evaluate(arch: str, model, data: ImageSource, positions: np.ndarray, cfg: TrainConfig,
+def validation_loss(arch: str, model, data: ImageSource, positions: np.ndarray, cfg: TrainConfig,
              device: torch.device) -> float:
     """Mean validation loss on clean inputs."""
     if len(positions) == 0:
@@ -209,7 +209,7 @@ def encoder(model: torch.nn.Module, device: torch.device, batch: int = 512):
 
 # -- the loop -----------------------------------------------------------------------------
 def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: Path,
-          on_progress: TrainProgressFn | None = None, check: Check | None = None
+          on_progress: TrainProgressFn | None = None, check: Scorer | None = None
           ) -> list[Epoch]:
     """Train (or resume training of) ``method``'s model, of architecture and settings
     ``config``, on ``data``; returns the history of every epoch.
@@ -343,7 +343,7 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
             else:
                 stale += 1
         history.append(Epoch(epoch + 1, train_loss,
-                             evaluate(arch, model, data, val_pos, cfg, device),
+                             validation_loss(arch, model, data, val_pos, cfg, device),
                              seen / seconds, seconds, score, lr))
         LOG.info("%s", history[-1])
         if cfg.patience and stale >= cfg.patience:

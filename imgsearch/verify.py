@@ -29,7 +29,7 @@ class MethodCheck:
 
 
 @dataclass
-class Check:
+class CheckReport:
     index: str
     catalog_gen: int
     counts: dict[str, int]
@@ -71,7 +71,7 @@ def _check_method(ws: Workspace, method: str, rows: dict[int, tuple[str, int]]) 
     return out
 
 
-def check(ws: Workspace) -> Check:
+def check(ws: Workspace) -> CheckReport:
     """Every disagreement between the catalog, the image cache and the method indexes."""
     cat = ws.catalog
     rows = {r.id: (r.state, r.gen) for r in cat.rows()}
@@ -86,4 +86,4 @@ def check(ws: Workspace) -> Check:
             methods.append(_check_method(ws, m, rows))
         except ImgSearchError as e:
             methods.append(MethodCheck(m, -1, 0, 0, [str(e)]))
-    return Check(str(ws.root), cat.gen, cat.counts(), methods, problems)
+    return CheckReport(str(ws.root), cat.gen, cat.counts(), methods, problems)

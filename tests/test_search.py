@@ -64,7 +64,7 @@ def test_a_photo_pasted_into_a_larger_picture_is_found_by_a_region(searcher, pho
     canvas.save(pasted)
     regions = load_regions(pasted, 32)[0]
     assert len(regions) == 1 + sum(steps * steps for _, steps in REGION_GRID)
-    whole = searcher.search_pixels(regions[0], 3)
+    whole = searcher.search_image(regions[0], 3)
     found = searcher.search_regions(regions, 3, margin=0.0)
     assert found[0].path == str(original) and whole[0].path != str(original)
     # with an impossible margin the regions never win: the whole-image ranking

@@ -32,7 +32,7 @@ LOG = logging.getLogger(__name__)
 BATCH = 512  # images per encoding step
 
 
-class _Encoder(torch.nn.Module):
+class _ExportedEncoder(torch.nn.Module):
     """The search code of a model: its encode()'s first output."""
 
     def __init__(self, model: torch.nn.Module):
@@ -109,7 +109,7 @@ class LearnedEmbedder(Embedder):
 
     def export_onnx(self, path: Path) -> None:
         """The encoder, (B, C, S, S) float in [0, 1] -> (B, code_dim), as an ONNX graph."""
-        model = _Encoder(self.model).cpu().eval()
+        model = _ExportedEncoder(self.model).cpu().eval()
         x = torch.rand(2, self.channels, self.input_size, self.input_size)
         with replacing(path) as tmp, warnings.catch_warnings():
             # the TorchScript exporter: the torch.export one needs onnxscript, and this small
