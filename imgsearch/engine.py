@@ -3,7 +3,7 @@ cached pixels into codes. One small interface, two implementations, chosen by a 
 (``imgsearch index --engine local|ray``), as clip-retrieval's distributor does:
 
 - ``LocalEngine``: this machine, exactly as before: a pool of worker processes for reading
-  (``ingest._run``), the method's embedder in this process for encoding.
+  (``reading.read_all``), the method's embedder in this process for encoding.
 - ``RayEngine``: a Ray cluster (or a local Ray instance). Reading is a Ray Data pipeline of
   tasks over the file list; encoding is a pool of Ray actors, each holding the method's
   embedder, loaded once per actor (one GPU per actor when the cluster has GPUs).
@@ -39,8 +39,8 @@ import numpy as np
 from . import methods
 from .config import IndexConfig
 from .errors import EngineError, ImgSearchError
-from .ingest import _read_one, _run
 from .methods import Embedder
+from .reading import read_all, read_one
 from .store import MethodState
 from .workspace import Workspace
 
@@ -49,7 +49,7 @@ LOG = logging.getLogger(__name__)
 ENGINES = ("local", "ray")
 INSTALL_HINT = "--engine ray needs Ray: pip install 'imgsearch[ray]'"
 
-#: One file for a worker to read (ingest._read_one): path, cache side, known hashes of files of
+#: One file for a worker to read (reading.read_one): path, cache side, known hashes of files of
 #: its size (hash -> catalog id), megapixel limit.
 ReadTask = tuple[str, int, dict[str, int], float]
 #: Catalog ids and their cached pixels: (ids, (B, S, S, 3) uint8).
@@ -63,7 +63,7 @@ class Engine(ABC):
 
     @abstractmethod
     def read(self, tasks: list[ReadTask], workers: int | None = None) -> Iterator[dict]:
-        """What ``ingest._read_one`` returns for each task, one result per task, in any
+        """What ``reading.read_one`` returns for each task, one result per task, in any
         order; ``workers``: parallel readers (None: one per core)."""
 
     @abstractmethod
@@ -90,7 +90,7 @@ class LocalEngine(Engine):
     name = "local"
 
     def read(self, tasks: list[ReadTask], workers: int | None = None) -> Iterator[dict]:
-        return _run(tasks, workers)
+        return read_all(tasks, workers)
 
     def encode(self, method: str, embedder: Embedder, folder: Path | None,
                config: IndexConfig, batches: Iterable[Batch]
@@ -173,10 +173,10 @@ def _import_ray():
 
 
 def _read_batch(batch: dict, fault: Fault | None = None) -> dict:
-    """A Ray Data task: ``ingest._read_one`` over a block of pickled tasks."""
+    """A Ray Data task: ``reading.read_one`` over a block of pickled tasks."""
     if fault is not None:
         fault.strike("read")
-    return {"result": [pickle.dumps(_read_one(pickle.loads(t))) for t in batch["task"]]}
+    return {"result": [pickle.dumps(read_one(pickle.loads(t))) for t in batch["task"]]}
 
 
 def open_saved(method: str, files: dict[str, bytes], config: IndexConfig) -> Embedder:

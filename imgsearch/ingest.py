@@ -11,30 +11,22 @@ come out different, its row gets the run's generation, so every method re-encode
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import io
 import logging
-import multiprocessing
 import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .catalog import FAILED, INDEXED, REMOVED, Catalog, Row
-from .errors import CacheMiss, DiskFull, FileChanging, ImageLoadError, ImgSearchError, MachineFault
+from .engine import LOCAL, Engine
+from .errors import CacheMiss, DiskFull, ImgSearchError, MachineFault
 from .imagecache import ImageCache
-from .images import DECODE_VERSION, EXTENSIONS, decoding_changed, load_image
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .images import DECODE_VERSION, EXTENSIONS, decoding_changed
 
 LOG = logging.getLogger(__name__)
 
 _BATCH = 256  # catalog rows committed per transaction
-_READ_TRIES = 3  # reads of a file that changes while it is read, before it is recorded failed
 
 
 # -- scanning ------------------------------------------------------------------------------
@@ -94,56 +86,6 @@ def scan(root: Path, rules: ScanRules = ScanRules()
     return found, bad
 
 
-# -- the worker ----------------------------------------------------------------------------
-def read_stable(path: str) -> tuple[bytes, os.stat_result]:
-    """The whole file, read while its size and mtime stayed the same, and its stat.
-
-    A file that changes while it is read (a copy or a sync still writing it) is read again,
-    up to _READ_TRIES times; then FileChanging.
-    """
-    for attempt in range(_READ_TRIES):
-        with open(path, "rb") as f:
-            before = os.fstat(f.fileno())
-            data = f.read()
-            after = os.fstat(f.fileno())
-        if len(data) == after.st_size and (before.st_size, before.st_mtime_ns) == (
-                after.st_size, after.st_mtime_ns):
-            return data, after
-        if attempt + 1 < _READ_TRIES:
-            time.sleep(0.05 * (attempt + 1))  # give the writer a moment
-    raise FileChanging(f"changed while being read ({_READ_TRIES} tries; still being written?); "
-                       "the next run reads it again")
-
-
-def _read_one(task: tuple[str, int, dict[str, int], float]) -> dict:
-    """Runs in a worker: read, hash, and (unless the hash is already known) decode one file.
-
-    The size and mtime returned are those of the bytes read, so a file changed since the scan
-    is recorded as it was hashed and decoded. A file that would not hold still while it was
-    read is recorded failed under the scan's size and mtime, which its finished version no
-    longer has, so the next run reads it again.
-    """
-    path, size, known, max_megapixels = task
-    out: dict = {"path": path}
-    try:
-        data, st = read_stable(path)
-        out["size"], out["mtime"] = st.st_size, st.st_mtime
-        out["hash"] = hashlib.blake2b(data, digest_size=16).hexdigest()
-        if out["hash"] in known:
-            out["reuse"] = known[out["hash"]]
-            return out
-        pixels, info = load_image(io.BytesIO(data), size, max_megapixels)
-        out.update(pixels=pixels.tobytes(), width=info.width, height=info.height,
-                   format=info.format)
-    except (ImageLoadError, FileChanging) as e:
-        out["error"] = str(e)
-    except OSError as e:
-        out["error"] = f"{type(e).__name__}: {e.strerror or e}"
-    except Exception as e:  # noqa: BLE001 - a worker must never take the run down
-        out["error"] = f"{type(e).__name__}: {e}"
-    return out
-
-
 # -- ingest --------------------------------------------------------------------------------
 @dataclass
 class IngestReport:
@@ -185,8 +127,8 @@ def ingest(
     unchanged file whose cached pixels older decoding rules made is decoded again (see the
     module's docstring).
     Files gone from ``root`` are marked removed. Every changed row gets this run's generation.
-    ``engine`` reads the files (engine.py; None: this machine's worker pool); this process
-    writes every result.
+    ``engine`` reads the files (engine.py, with reading.read_one; None: this machine's worker
+    pool); this process writes every result.
     """
     t0 = time.perf_counter()
     root = Path(os.path.abspath(root))
@@ -236,7 +178,7 @@ def ingest(
              (f.path, cache.size, by_size.get(f.size, {}), rules.max_megapixels) for f in todo]
     done, read_all = 0, False
     try:
-        results = _run(tasks, workers) if engine is None else engine.read(tasks, workers)
+        results = (engine or LOCAL).read(tasks, workers)
         for done, result in enumerate(results, 1):
             writer.add(entries[result["path"]], result)
             if on_progress:
@@ -266,23 +208,6 @@ def check_folder(path: Path | str) -> None:
         raise ImgSearchError(f"folder not found: {path}")
     if not os.path.isdir(path):
         raise ImgSearchError(f"not a folder: {path}")
-
-
-def _run(tasks: list, workers: int | None):
-    """Yield worker results in completion order; in-process when one worker is asked for."""
-    workers = workers or os.cpu_count() or 1
-    if workers <= 1 or len(tasks) <= 1:
-        yield from map(_read_one, tasks)
-        return
-    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    chunk = max(1, min(16, len(tasks) // (workers * 8)))
-    with ctx.Pool(workers, initializer=_ignore_sigint) as pool:
-        yield from pool.imap_unordered(_read_one, tasks, chunksize=chunk)
-
-
-def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the parent, which stops the pool and keeps what is committed."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _RowWriter:

@@ -20,9 +20,9 @@ from imgsearch.config import IndexConfig
 from imgsearch.engine import INSTALL_HINT, LOCAL, Fault, RayEngine, engine_for
 from imgsearch.errors import EngineError, ImgSearchError
 from imgsearch.index import VectorIndex
-from imgsearch.ingest import _read_one
 from imgsearch.methods import get
 from imgsearch.pipeline import update_index
+from imgsearch.reading import read_one
 from imgsearch.verify import check
 from imgsearch.workspace import Workspace
 
@@ -80,7 +80,7 @@ def test_local_engine_is_the_worker_pool_and_the_embedder_in_process(photos, tmp
     paths = sorted(str(p) for p in photos.rglob("*") if p.is_file())
     tasks = [(p, 16, {}, 0.0) for p in paths]
     got = sorted(LOCAL.read(tasks, 2), key=lambda r: r["path"])
-    assert got == [_read_one(t) for t in tasks]
+    assert got == [read_one(t) for t in tasks]
     pixels = np.stack([pattern(i, 16) for i in range(5)])
     embedder = get("pixels").create(IndexConfig(input_size=16, pixel_size=8))
     (ids, codes), = LOCAL.encode("pixels", embedder, tmp_path, CONFIG, [([1, 2, 3, 4, 5],

@@ -131,7 +131,7 @@ def test_a_read_only_index_folder_for_real(photo_dir, tmp_path):
 
 
 def test_photos_that_may_not_be_read_are_recorded_not_fatal(photo_dir, tmp_path, monkeypatch):
-    import imgsearch.ingest as ingest_mod
+    import imgsearch.reading as reading
 
     secret = find(photo_dir, "img03.bmp")
     real = open
@@ -141,7 +141,7 @@ def test_photos_that_may_not_be_read_are_recorded_not_fatal(photo_dir, tmp_path,
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(ingest_mod, "open", guarded, raising=False)
+    monkeypatch.setattr(reading, "open", guarded, raising=False)  # where files are read
     result = index(photo_dir, tmp_path / "idx")
     assert result.exit_code == 0 and "1 failed" in result.stderr
     ws = Workspace.open(tmp_path / "idx")

@@ -19,6 +19,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import imgsearch.ingest as ingest_mod
+import imgsearch.reading as reading
 from imgsearch.catalog import FAILED, INDEXED
 from imgsearch.cli import app
 from imgsearch.config import IndexConfig
@@ -180,7 +181,7 @@ def corpus(tmp_path, monkeypatch):
         return found, bad
 
     monkeypatch.setattr(ingest_mod, "scan", racing_scan)
-    monkeypatch.setattr(ingest_mod, "open", WrittenWhileRead(root / "growing.jpg",
+    monkeypatch.setattr(reading, "open", WrittenWhileRead(root / "growing.jpg",
                                                              growing_jpeg(), 1),
                         raising=False)  # inherited by the forked decoding workers
     return root, expect, changed

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import imgsearch.ingest as ingest_mod
+import imgsearch.reading as reading
 from imgsearch.catalog import FAILED, INDEXED, REMOVED
 from imgsearch.config import IndexConfig
 from imgsearch.duplicates import live_codes
@@ -211,7 +211,7 @@ def test_file_changing_while_read_is_read_again(photo_dir, ws, monkeypatch):
     final = target.read_bytes()
     target.write_bytes(final[: len(final) // 2])  # half written when the run starts
     spy = WrittenWhileRead(target, final, times=1)
-    monkeypatch.setattr(ingest_mod, "open", spy, raising=False)
+    monkeypatch.setattr(reading, "open", spy, raising=False)
     report = ingest(photo_dir, ws.catalog, ws.cache, workers=1)
     assert spy.reads == 2 and not report.failed  # the torn read was thrown away
     row = ws.catalog.by_path(str(target))
@@ -224,8 +224,8 @@ def test_file_that_never_holds_still_fails_and_is_read_next_run(photo_dir, ws, m
     target = find(photo_dir, "img01.png")
     final = target.read_bytes()
     target.write_bytes(final[:100])
-    monkeypatch.setattr(ingest_mod, "_READ_TRIES", 2)
-    monkeypatch.setattr(ingest_mod, "open", WrittenWhileRead(target, final, times=99),
+    monkeypatch.setattr(reading, "_READ_TRIES", 2)
+    monkeypatch.setattr(reading, "open", WrittenWhileRead(target, final, times=99),
                         raising=False)
     report = ingest(photo_dir, ws.catalog, ws.cache, workers=1)
     assert [p for p, _ in report.failed] == [str(target)]
@@ -275,7 +275,7 @@ def test_unchanged_files_of_an_older_decoding_are_decoded_again(tmp_path, ws, mo
         decoded.append(info.format)
         return pixels, info
 
-    monkeypatch.setattr(ingest_mod, "load_image", spy)
+    monkeypatch.setattr(reading, "load_image", spy)
     report = ingest(photos, ws.catalog, ws.cache, workers=1)
     assert sorted(decoded) == ["PNG", "PNG"]  # a JPEG has no alpha: version 2 changed nothing
     assert (report.redecoded, report.unchanged, report.updated, report.decoded) == (2, 3, 0, 2)
