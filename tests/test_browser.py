@@ -221,8 +221,10 @@ def test_verification_is_shown_where_the_api_gives_it(dup_server, browser):
                 for m in g["others"]:
                     m.update(inliers=152, shared=0.843,
                              box=[[0.1, 0.1], [0.9, 0.12], [0.88, 0.9], [0.12, 0.88]])
-        else:
+        else:  # whichever photo that is, only its first hit is a verified copy
             for hits in data["results"].values():
+                for h in hits:
+                    h.update(verified=False, shared=0.0, inliers=0)
                 hits[0].update(verified=True, shared=0.5, inliers=40)
                 hits[1].update(verified=False, shared=0.1, inliers=3)
         route.fulfill(status=200, content_type="application/json", body=json.dumps(data))
