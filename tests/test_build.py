@@ -82,7 +82,7 @@ def test_exact_sets_decoded_and_reencoded_after_edits(photo_dir, ws, monkeypatch
 
     from PIL import Image
 
-    import imgsearch.ingest as ingest_mod
+    import imgsearch.reading as reading
 
     from .conftest import pattern
 
@@ -103,13 +103,13 @@ def test_exact_sets_decoded_and_reencoded_after_edits(photo_dir, ws, monkeypatch
     Image.fromarray(pattern(78)).save(photo_dir / "new.png")
 
     decoded: list[str] = []
-    real_load = ingest_mod.load_image
+    real_load = reading.load_image
 
     def spy_load(source, size, *limits):
         decoded.append(source)
         return real_load(source, size, *limits)
 
-    monkeypatch.setattr(ingest_mod, "load_image", spy_load)
+    monkeypatch.setattr(reading, "load_image", spy_load)  # where workers decode
     ingest(photo_dir, ws.catalog, ws.cache, workers=1)  # in-process: the spy sees every decode
     assert len(decoded) == 2  # the modified and the new file; nothing else was decoded
 
