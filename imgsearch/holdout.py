@@ -29,7 +29,13 @@ def draw(key: str, salt: str = "") -> float:
 
 def by_draw(keys: Sequence[str], salt: str = "") -> list[int]:
     """Positions of ``keys`` in draw order (ties, such as identical files, by position)."""
-    return sorted(range(len(keys)), key=lambda p: (draw(keys[p], salt), p))
+    return _drawn(keys, salt)[0]
+
+
+def _drawn(keys: Sequence[str], salt: str) -> tuple[list[int], list[float]]:
+    """(draw order, each key's place in the draw): one hash per key."""
+    place = [draw(k, salt) for k in keys]
+    return sorted(range(len(keys)), key=lambda p: (place[p], p)), place
 
 
 def split(keys: Sequence[str], fraction: float = HELD_FRACTION, max_held: int = MAX_HELD,
@@ -42,8 +48,8 @@ def split(keys: Sequence[str], fraction: float = HELD_FRACTION, max_held: int = 
     images."""
     if len(keys) < MIN_IMAGES:
         return [], []
-    order = by_draw(keys, salt)
-    held = [p for p in order if draw(keys[p], salt) < fraction][:max_held]
+    order, place = _drawn(keys, salt)
+    held = [p for p in order if place[p] < fraction][:max_held]
     at_least = max(2, min(MIN_HELD, len(keys) // 3, max_held))
     if len(held) < at_least:
         held = order[:at_least]
