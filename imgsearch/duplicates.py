@@ -106,9 +106,10 @@ def calibrate(check, encode) -> Calibration:
     return threshold_between(copies, d[:, 1])
 
 
-def _neighbours(codes: np.ndarray, k: int, exact: bool | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(distances, positions) of each code's k nearest codes (itself among them), L2."""
+def _neighbours(codes: np.ndarray, k: int, exact: bool | None = None,
+                queries: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, positions) of the k nearest ``codes`` (L2) of each code (itself among
+    them), or of each of ``queries``: exact up to EXACT_MAX codes, a temporary IVF above."""
     codes = np.ascontiguousarray(codes, np.float32)
     n, d = codes.shape
     k = min(k, n)
@@ -121,7 +122,8 @@ def _neighbours(codes: np.ndarray, k: int, exact: bool | None = None
         index.train(sample)
         index.nprobe = NPROBE
     index.add(codes)
-    d2, pos = index.search(codes, k)
+    d2, pos = index.search(codes if queries is None
+                           else np.ascontiguousarray(queries, np.float32), k)
     return np.sqrt(np.maximum(d2, 0)), pos
 
 
@@ -204,11 +206,9 @@ def pairs_from(queries: np.ndarray, owner: np.ndarray, codes: np.ndarray, thresh
                k: int = VIEW_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
     """(i, j), i < j: the pairs of ``owner[q]`` and each of the k nearest ``codes`` of query
     code q within ``threshold`` (the views of an image proposing its copies)."""
-    index = faiss.IndexFlatL2(codes.shape[1])
-    index.add(np.ascontiguousarray(codes, np.float32))
-    d2, pos = index.search(np.ascontiguousarray(queries, np.float32), min(k, len(codes)))
+    dist, pos = _neighbours(codes, k, queries=queries)  # an IVF above EXACT_MAX codes too
     i = np.repeat(owner, pos.shape[1])
-    j, d = pos.reshape(-1), np.sqrt(np.maximum(d2.reshape(-1), 0))
+    j, d = pos.reshape(-1), dist.reshape(-1)
     keep = (j >= 0) & (j != i) & (d <= threshold)
     pairs = np.unique(np.sort(np.stack([i[keep], j[keep]], 1), axis=1), axis=0)
     return pairs[:, 0], pairs[:, 1]
