@@ -29,6 +29,10 @@ that moved) does not agree, so neither picture is explained as a whole. A pictur
 little texture for MIN_INLIERS matches is compared through the plain resize of one frame onto
 the other (same aspect ratio only), and needs the stricter MIN_SHARED_PLAIN.
 
+A copy also covers at least MIN_COVER of the other picture: crops are promised down to half
+the side (a quarter of the area), so an object that fills a small part of a scene (a box and a
+photo of a room holding it) is another photo, not a crop of it.
+
 The thresholds are set from measurements (docs/RESULTS.md, "Verified copies"): the share of
 the edited copies of scripts/evaluate_copy_detection.py that pass, and of distinct photos and
 same-scene shots (the demo's calibration boards, stereo pairs) that do not.
@@ -63,6 +67,8 @@ MIN_TEXTURED = 0.3  # a dense map must be proven on this share of textured cells
 HUE_CHROMA = 12.0  # Lab chroma above which a pixel has a hue
 MIN_HUE_COS = 0.8  # mean cosine of the hue difference of a copy (about 37 degrees)
 MAX_LEVEL = 0.3  # a copy's mean grey level moves at most this much (of black to white)
+MIN_COVER = 0.15  # a copy covers at least this share of the other picture: a crop to 39% of
+#                   the side (crops to 50% are promised); an object small in a scene is not
 MIN_DENSE_NCC = 0.5  # a dense map is judged only where the pictures correlate this much
 SEARCH_SIDE = 96  # template placement searches the larger picture at this long side ...
 SCALES = np.linspace(0.4, 0.95, 12)  # ... for the smaller at these shares of the largest fit
@@ -252,11 +258,11 @@ def _warp(b: np.ndarray, m: np.ndarray, shape_a: tuple, outside: float = 0.0,
 
 
 def _shared(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray
-            ) -> tuple[float, float, float, float]:
+            ) -> tuple[float, float, float, float, float]:
     """Share of grey picture ``a``'s area whose cells agree with ``b`` warped onto it by the
     map between their unit frames, the share that agrees in cells with detail, the share
-    of a's cells with detail that agree (a white border has none), and how far the mean grey
-    levels of the overlap lie apart (0 to 1)."""
+    of a's cells with detail that agree (a white border has none), how far the mean grey
+    levels of the overlap lie apart (0 to 1), and the share of a's area that b covers."""
     cv2 = _cv2()
     m = _pixel_map(unit_b_to_a, a.shape, b.shape)
     # compared at the coarser of the two resolutions: where b is enlarged onto a (a crop's
@@ -272,14 +278,14 @@ def _shared(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray
     warped = _warp(b, m, a.shape, outside=-1.0)
     inside = _warp(np.ones_like(b), m, a.shape, nearest=True) > 0.5
     if inside.sum() < 16:
-        return 0.0, 0.0, 0.0, 1.0
+        return 0.0, 0.0, 0.0, 1.0, 0.0
     level = abs(float(a[inside].mean() - warped[inside].mean()))
     # brightness and contrast matched over the overlap (grey and jittered copies agree)
     x = (a - a[inside].mean()) / (a[inside].std() + 1e-3)
     y = (warped - warped[inside].mean()) / (warped[inside].std() + 1e-3)
     ch, cw = ha // CELL, wa // CELL
     if ch * cw < MIN_CELLS:
-        return 0.0, 0.0, 0.0, level
+        return 0.0, 0.0, 0.0, level, float(inside.mean())
 
     def cells(v: np.ndarray) -> np.ndarray:  # (ch, cw, CELL * CELL)
         v = v[: ch * CELL, : cw * CELL].reshape(ch, CELL, cw, CELL)
@@ -302,7 +308,8 @@ def _shared(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray
     detail = (dx >= DETAIL_STD) & (dy >= DETAIL_STD)
     own = dx >= DETAIL_STD  # a's cells with detail, wherever b is
     return (float(agree.sum() * area), float((agree & textured & detail).sum() * area),
-            float((agree & own).sum() / own.sum()) if own.any() else 0.0, level)
+            float((agree & own).sum() / own.sum()) if own.any() else 0.0, level,
+            float(covered.mean()))
 
 
 def _same_hue(a: np.ndarray, b: np.ndarray, unit_b_to_a: np.ndarray) -> bool:
@@ -323,14 +330,15 @@ def _verdict(a: Features, b: Features, unit: np.ndarray, inliers: int, mirrored:
     """The shares explained through ``unit`` (b's unit frame -> a's) and the verdict."""
     bg = np.ascontiguousarray(b.grey[:, ::-1] if mirrored else b.grey)
     # ``unit`` maps the mirror image's frame when mirrored: so does the grey picture given
-    (sa, ta, da, level), (sb, tb, db, _) = (_shared(a.grey, bg, unit),
-                                            _shared(bg, a.grey, np.linalg.inv(unit)))
+    (sa, ta, da, level, ca), (sb, tb, db, _, cb) = (_shared(a.grey, bg, unit),
+                                                    _shared(bg, a.grey, np.linalg.inv(unit)))
     if inliers:
         same = max(sa, sb) >= MIN_SHARED
     else:  # a dense map: stricter; a searched placement is proven on detail, not flat areas
         need = MIN_TEXTURED if searched else 0.0
         same = (sa >= MIN_SHARED_PLAIN and ta >= need) or (sb >= MIN_SHARED_PLAIN and tb >= need)
     same = same and level <= MAX_LEVEL  # a dark and a light variant are not one picture
+    same = same and min(ca, cb) >= MIN_COVER  # a box is not a copy of a scene holding it
     if same:
         hb = np.ascontiguousarray(b.chroma[:, ::-1] if mirrored else b.chroma)
         same = _same_hue(a.chroma, hb, unit)

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,6 +67,20 @@ def add_copies_of_img00(photo_dir) -> None:
     big.save(photo_dir / "copies" / "orig.png")
     big.resize((120, 120)).save(photo_dir / "copies" / "small.jpg", quality=90)
     big.crop((8, 8, 152, 152)).save(photo_dir / "copies" / "crop.png")
+
+
+REAL_PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
+
+
+@pytest.fixture
+def real_photos() -> Path:
+    """The demo's real photos (scripts/fetch_data.sh): skipped where they were not fetched,
+    failed instead under IMGSEARCH_REQUIRE_DATA (CI fetches them)."""
+    if not REAL_PHOTOS.is_dir():
+        if os.environ.get("IMGSEARCH_REQUIRE_DATA"):
+            pytest.fail(f"no real photos in {REAL_PHOTOS}: run bash scripts/fetch_data.sh")
+        pytest.skip(f"no real photos in {REAL_PHOTOS}: run bash scripts/fetch_data.sh")
+    return REAL_PHOTOS
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,9 +170,6 @@ def test_ray_run_equals_local_run_then_syncs_alike(ray_local, photos, tmp_path):
     assert str(photos / "moved.gif") in got["pixels"]
 
 
-REAL_PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
-
-
 def answers(root, methods: list[str]) -> dict:
     """What an index answers, by file path: each file's catalog id, each method's state.json
     figures (self-check, thresholds, margin) and the top 10 of a query by every indexed
@@ -202,19 +198,15 @@ def answers(root, methods: list[str]) -> dict:
 
 
 @pytest.mark.slow
-def test_ray_and_local_give_one_answer_on_the_real_photos(ray_local, tmp_path):
+def test_ray_and_local_give_one_answer_on_the_real_photos(ray_local, real_photos, tmp_path):
     """The demo's real photos (scripts/fetch_data.sh): the same catalog ids, self-check
     scores, thresholds and margins, and every query's top 10, whichever engine ingests."""
-    if not REAL_PHOTOS.is_dir():
-        if os.environ.get("IMGSEARCH_REQUIRE_DATA"):
-            pytest.fail(f"no real photos in {REAL_PHOTOS}: run bash scripts/fetch_data.sh")
-        pytest.skip(f"no real photos in {REAL_PHOTOS}: run bash scripts/fetch_data.sh")
     methods = ["pixels", "pca"]
     for name, engine in (("local", LOCAL), ("ray", RayEngine())):
         with engine:
             ws = Workspace.create(tmp_path / name, CONFIG)
             try:
-                update_index(ws, REAL_PHOTOS, methods, workers=2, engine=engine)
+                update_index(ws, real_photos, methods, workers=2, engine=engine)
             finally:
                 ws.close()
     want, got = answers(tmp_path / "local", methods), answers(tmp_path / "ray", methods)

@@ -209,3 +209,39 @@ def test_a_dark_variant_is_not_a_copy_but_a_brighter_one_is():
     assert matching.match(f, feats(ImageEnhance.Brightness(original).enhance(1.3))).same
     dark = ImageEnhance.Brightness(original).enhance(0.15)  # a night variant of a wallpaper
     assert not matching.match(f, feats(dark)).same
+
+
+def test_a_small_object_in_a_scene_is_not_a_copy_but_a_screenshot_is():
+    """A picture covering less than MIN_COVER of the other (an object small in a room) is
+    not a copy of it, however well it matches; one on a page (a screenshot) is."""
+    thing, room = scene(80, 480, 360), scene(81, 1400, 1050)
+    room.paste(thing, (466, 350))  # 12% of the room's area
+    f = feats(thing)
+    m = matching.match(f, feats(room))
+    assert m.inliers >= matching.MIN_INLIERS and m.shared_a >= matching.MIN_SHARED, m
+    assert not m.same
+    assert matching.match(f, feats(pasted(thing))).same
+
+
+SAME_SCENE = [("left01.jpg", "left02.jpg"), ("left03.jpg", "left12.jpg"),
+              ("left01.jpg", "right01.jpg"), ("aloeL.jpg", "aloeR.jpg"),
+              ("left.jpg", "right.jpg"), ("box.png", "box_in_scene.png")]
+
+
+@pytest.mark.parametrize("pair", SAME_SCENE, ids="/".join)
+def test_two_real_shots_of_one_scene_are_not_copies(real_photos, pair):
+    """The demo's calibration board shots of one fixed camera, its stereo pairs, and a box
+    with a scene holding it (scripts/fetch_data.sh)."""
+    from .conftest import find
+
+    a, b = (matching.load_features(find(real_photos, name)) for name in pair)
+    assert not matching.match(a, b).same
+
+
+def test_a_real_photo_and_its_edits_are_copies(real_photos):
+    from .conftest import find
+
+    original = Image.open(find(real_photos, "aloeL.jpg")).convert("RGB")
+    f = feats(original)
+    for edit in ("crop 50%", "rotate 90", "mirror", "caption", "white border", "screenshot"):
+        assert matching.match(f, feats(EDITS[edit](original))).same, edit
