@@ -21,10 +21,8 @@ $(DATA)/photos/.fetched: scripts/fetch_data.sh
 	bash scripts/fetch_data.sh $(DATA)
 	touch $@
 
-DEMO_MINUTES ?= 3
-
 demo: install data
-	$(BIN)/imgsearch index $(DATA)/photos --index demo --train-minutes $(DEMO_MINUTES)
+	$(BIN)/imgsearch index $(DATA)/photos --index demo
 	$(BIN)/imgsearch info --index demo
 	$(BIN)/imgsearch query $(DEMO_QUERY) --index demo -k 8 --method ae --montage out/demo-query-ae.png
 	$(BIN)/imgsearch query $(DEMO_QUERY) --index demo -k 8 --method pca --montage out/demo-query-pca.png

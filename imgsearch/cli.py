@@ -147,11 +147,15 @@ def index_cmd(
     model: Annotated[Path | None, typer.Option(
         help="Use this trained checkpoint (of a learned method) instead of training one.")]
     = None,
-    train_minutes: Annotated[float, typer.Option(
-        help="Time budget for training a model the index does not have yet.")] = 5.0,
+    train_steps: Annotated[int | None, typer.Option(
+        help="Training steps for a model the index does not have yet (default: 20 epochs of "
+             "the collection, and at least 300 steps on a small collection).")] = None,
     train_epochs: Annotated[int | None, typer.Option(
-        help="Epochs of training for a model the index does not have yet, exactly (default: "
-             "20, and at least 1,000 steps on a small collection).")] = None,
+        help="Epochs of training for a model the index does not have yet, exactly (no "
+             "300-step minimum then).")] = None,
+    train_minutes: Annotated[float, typer.Option(
+        help="A cap on training time: where the steps would not fit, training ends sooner "
+             "and `info` says it was cut short (0: no cap).")] = 15.0,
     workers: Annotated[int, typer.Option(help="Decoding processes (0: one per CPU core).")] = 0,
     exclude: Annotated[list[str] | None, typer.Option(
         help="Leave out files and folders matching this glob, by name or by path relative to "
@@ -198,9 +202,10 @@ def index_cmd(
             raise ImgSearchError(f"--workers must be 0 or more, got {workers}")
         if max_megapixels < 0:
             raise ImgSearchError(f"--max-megapixels must be 0 or more, got {max_megapixels:g}")
-        if train_minutes < 0 or (train_epochs is not None and train_epochs < 1):
-            raise ImgSearchError("--train-minutes must be 0 or more and --train-epochs at "
-                                 "least 1")
+        if train_minutes < 0 or any(v is not None and v < 1 for v in (train_epochs,
+                                                                       train_steps)):
+            raise ImgSearchError("--train-minutes must be 0 or more, --train-epochs and "
+                                 "--train-steps at least 1")
         if input_size is not None and not (16 <= input_size <= 1024 and input_size % 16 == 0):
             raise ImgSearchError(f"--input-size must be a multiple of 16 from 16 to 1024, "
                                  f"got {input_size}")
@@ -213,7 +218,8 @@ def index_cmd(
             with engine, progress_bars() as progress:
                 result = update_index(
                     ws, photos, wanted, model=model, rebuild=rebuild,
-                    training={"max_minutes": train_minutes, **epochs_exactly(train_epochs)},
+                    training={"max_minutes": train_minutes, **epochs_exactly(train_epochs),
+                              **_given(steps=train_steps)},
                     workers=workers or None, wait=None if wait else 0, progress=progress,
                     rules=ScanRules(tuple(exclude or ()), include_hidden, max_megapixels),
                     index_memory=parse_size(index_memory) if index_memory else None,
@@ -355,6 +361,9 @@ def info_cmd(
                                                      if st.get("selfcheck_se") else ""),
                       fmt(st["duplicate_threshold"], ".4g"))
     out.print(table if built else "no method built yet")
+    for m, st in built.items():
+        if st.get("training"):
+            out.print(f"{m}: {trained_line(st['training'])}", highlight=False)
     if preferred:
         out.print(f"queries use {preferred} by default: {because}", highlight=False)
 
@@ -617,6 +626,17 @@ def map_cmd(
     err.print(f"map of {len(ids)} photos written to {out_png}", highlight=False, soft_wrap=True)
 
 
+def trained_line(t: dict) -> str:
+    """How a learned method's training went, in words: the steps of the planned work, and
+    whether the time cap cut it short."""
+    steps, work, minutes = t.get("steps", 0), t.get("work", 0), t.get("minutes", 0)
+    line = f"trained {steps:,} of {work:,} steps in {minutes:.1f} min"
+    if steps < work:
+        line += (f", cut short by the {t.get('cap_minutes', 0):g}-minute cap (--train-minutes"
+                 " raises it)")
+    return line
+
+
 def _given(**values) -> dict:
     """The options the user gave (not None): they override the method's recipe."""
     return {k: v for k, v in values.items() if v is not None}
@@ -638,10 +658,13 @@ def train_cmd(
         help="Epochs in all, exactly (a resumed run continues); --min-steps applies only if "
              "given too.")] = None,
     min_steps: Annotated[int | None, typer.Option(
-        help="Small collections: train at least this many steps (default 1,000 when --epochs "
+        help="Small collections: train at least this many steps (default 300 when --epochs "
              "is not given).")] = None,
+    steps: Annotated[int | None, typer.Option(
+        help="Train exactly this many steps in all (instead of epochs).")] = None,
     max_minutes: Annotated[float | None, typer.Option(
-        help="Time budget for this run (0: none; default 5).")] = None,
+        help="A cap on this run's time: where the steps would not fit, the schedule ends "
+             "sooner and `info` says so (0: none; default 15).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
     lr: Annotated[float | None, typer.Option(help="AdamW peak learning rate.")] = None,
     patience: Annotated[int | None, typer.Option(
@@ -707,17 +730,17 @@ def train_cmd(
         if model not in learned:
             raise ImgSearchError(f"--model must be {', '.join(learned[:-1])} or {learned[-1]}, "
                                  f"got {model!r}")
-        if any(v is not None and v < 1 for v in (epochs, batch_size)) or (
+        if any(v is not None and v < 1 for v in (epochs, batch_size, steps)) or (
                 lr is not None and lr <= 0) or (max_minutes is not None and max_minutes < 0):
-            raise ImgSearchError("--epochs and --batch-size must be at least 1, --lr positive, "
-                                 "--max-minutes 0 or more")
+            raise ImgSearchError("--epochs, --steps and --batch-size must be at least 1, --lr "
+                                 "positive, --max-minutes 0 or more")
         settings = _given(denoise=denoise, noise=noise, dropout=dropout, sparse=sparse,
                           sparse_weight=sparse_weight, contractive_weight=contractive,
                           unpool=unpool, beta=beta, invariance=invariance,
                           invariance_weight=invariance_weight, koleo_weight=koleo, kl=kl,
                           alpha=alpha, gamma=gamma, tied=tied, tied_convs=tied_convs,
                           adversarial_weight=adversarial_weight)
-        overrides = _given(min_steps=min_steps, max_minutes=max_minutes,
+        overrides = _given(min_steps=min_steps, steps=steps, max_minutes=max_minutes,
                            batch_size=batch_size, lr=lr, patience=patience, augment=augment)
         overrides = {**epochs_exactly(epochs), **overrides}  # a --min-steps given still counts
         if post is not None:

@@ -44,9 +44,14 @@ class IndexConfig:
 class TrainConfig:
     """How a model is trained; saved in its checkpoint beside the model config."""
 
+    # the work, in steps: ``steps`` if given, else ``epochs`` over the collection and at least
+    # ``min_steps`` (small collections); the same photos get the same work on any machine
     epochs: int = 20
-    min_steps: int = 1000  # small collections: more epochs until this many steps are taken
-    max_minutes: float = 5.0  # stop after the step that crosses this budget (0: no limit)
+    min_steps: int = 300
+    steps: int = 0
+    # a cap, not the budget: where the work would not fit, the schedule is shortened to end by
+    # then, and the run is recorded as cut short (0: no cap)
+    max_minutes: float = 15.0
     max_steps: int = 0  # stop after this many steps in this run (0: no limit); for tests
     batch_size: int = 64
     lr: float = 2e-3
@@ -70,6 +75,7 @@ class TrainConfig:
                                  f"{self.data_on_device!r}")
         if self.schedule not in ("cosine", "constant"):
             raise ConfigMismatch(f"schedule must be cosine or constant, got {self.schedule!r}")
-        if self.batch_size < 2 or self.lr <= 0 or self.check_every < 1 or self.patience < 0:
+        if (self.batch_size < 2 or self.lr <= 0 or self.check_every < 1 or self.patience < 0
+                or self.steps < 0):
             raise ConfigMismatch("batch size must be at least 2, learning rate positive, "
-                                 "check_every at least 1 and patience 0 or more")
+                                 "check_every at least 1, patience and steps 0 or more")

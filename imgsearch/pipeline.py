@@ -222,9 +222,14 @@ def train_method(ws: Workspace, method: str, model_cfg, train_cfg: TrainConfig,
 
     history = train(method, model_cfg, CachedImages(ws.cache, train_ids), train_cfg, ckpt,
                     on_train, scored if check is not None else None)
-    embedder = prepare(ws, method, LearnedEmbedder.from_file(ckpt), post)
+    learned = LearnedEmbedder.from_file(ckpt)
+    embedder = prepare(ws, method, learned, post)
+    done = {"steps": learned.ckpt.get("step", 0), "work": learned.ckpt.get("work", 0),
+            "minutes": round(sum(h.seconds for h in history) / 60, 2),
+            "cap_minutes": train_cfg.max_minutes}
+    assessed = replace(assess(ws, check, embedder, method), training=done)
     return history, build_method(ws, method, embedder, "train", _phase(progress, method),
-                                 assess(ws, check, embedder, method), memory, engine)
+                                 assessed, memory, engine)
 
 
 def train_on_array(method: str, model_cfg, images: np.ndarray, train_cfg: TrainConfig,

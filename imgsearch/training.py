@@ -134,15 +134,16 @@ def _cpu_state(model: torch.nn.Module) -> dict:
 
 def save_checkpoint(path: Path, method: str, model: torch.nn.Module, optimizers: list, config,
                     train_cfg: TrainConfig, epoch: int, history: list[Epoch],
-                    best: dict | None = None, step: int = 0) -> None:
+                    best: dict | None = None, step: int = 0, work: int = 0) -> None:
     """The resumable checkpoint: the latest weights and optimizer state (and the
-    discriminator's optimizer, for an adversarial architecture), and the weights that scored
-    best on the self-check (``best``: model, epoch, selfcheck), which inference uses."""
+    discriminator's optimizer, for an adversarial architecture), the weights that scored
+    best on the self-check (``best``: model, epoch, selfcheck), which inference uses, and the
+    steps taken (``step``) of the work planned (``work``)."""
     extra = {"optimizer_d": optimizers[1].state_dict()} if len(optimizers) > 1 else {}
     write_checkpoint(path, {"method": method, "arch": arch_of(config), "model": _cpu_state(model),
                             "optimizer": optimizers[0].state_dict(), **extra,
                             "config": asdict(config), "train_config": asdict(train_cfg),
-                            "epoch": epoch, "step": step,
+                            "epoch": epoch, "step": step, "work": work,
                             "history": [asdict(h) for h in history],
                             **({"best": best} if best else {})})
 
@@ -274,10 +275,14 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
     full_batches = len(train_pos) // cfg.batch_size
     steps_per_epoch = max(1, full_batches)
     epoch_len = full_batches * cfg.batch_size if full_batches else len(train_pos)
-    epochs = max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
-    planned = steps_per_epoch * epochs  # the schedule's length, shortened by a time budget
+    if cfg.steps:
+        planned = cfg.steps
+    else:
+        planned = steps_per_epoch * max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
+    epochs = math.ceil(planned / steps_per_epoch)
     if cfg.max_steps:
         planned = min(planned, step + cfg.max_steps)
+    work = planned  # the schedule's length, unless the time cap shortens it
     total_steps = planned - step
     deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
     rng = np.random.default_rng(cfg.seed + start_epoch)
@@ -313,9 +318,14 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
                 seen += len(x)
                 loss_sum += loss.detach().float() * len(x)
                 now = time.perf_counter()
-                if run_steps == 20 and deadline < math.inf:  # fit the schedule to the budget
+                if run_steps == 20 and deadline < math.inf:  # fit the schedule to the cap
                     rate = run_steps / (now - t_run)
-                    planned = min(planned, step + int(rate * (deadline - time.monotonic())))
+                    fits = step + int(rate * (deadline - time.monotonic()))
+                    if fits < planned:
+                        LOG.warning("%s: %d steps do not fit the %g-minute cap at %.1f steps/s;"
+                                    " the schedule ends at step %d", method, planned,
+                                    cfg.max_minutes, rate, fits)
+                        planned = fits
                     total_steps = run_steps + planned - step
                 if on_progress and now - reported >= PROGRESS_SECONDS:
                     reported = now  # .item() waits for the GPU, so only a few times a second
@@ -325,7 +335,7 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
                     break
         except KeyboardInterrupt:  # keep the weights; a resumed run redoes this epoch
             save_checkpoint(checkpoint, method, model, optimizers, config, cfg, epoch, history,
-                            best, step)
+                            best, step, work)
             raise
         train_loss = loss_sum.item() / max(seen, 1)  # waits for the epoch's last step
         if not math.isfinite(train_loss):
@@ -353,7 +363,7 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
         if (stop or epoch == epochs - 1 or improved
                 or time.monotonic() - saved_at >= cfg.checkpoint_seconds):
             save_checkpoint(checkpoint, method, model, optimizers, config, cfg, epoch + 1,
-                            history, best, step)
+                            history, best, step, work)
             saved_at = time.monotonic()
         if stop:
             break

@@ -99,7 +99,7 @@ def test_info(built):
     assert data["methods"]["pixels"] == {"gen": 1, "index_type": "flat", "dim": 3072, "count": 12,
                                          "selfcheck": None, "duplicate_threshold": None,
                                          "recall": 1.0, "nprobe": None, "query_margin": None,
-                                         "selfcheck_se": None}
+                                         "selfcheck_se": None, "training": None}
     # 12 images: too few to score
     assert "pixels" in run("info", "--index", built).stdout
 
@@ -193,6 +193,25 @@ def test_index_trains_a_missing_model_then_reuses_it(small, photo_dir, tmp_path)
     again = run("index", photo_dir, "--index", small, "--methods", "ae")
     assert "train ae" not in again.stderr and "ae: 13 codes (flat), 1 encoded" in again.stderr
     assert model_file.read_bytes() == before
+
+
+def test_info_says_how_many_steps_trained_and_whether_the_cap_cut_them(small, photo_dir):
+    result = run("index", photo_dir, "--index", small, "--methods", "ae", "--train-steps", 3,
+                 "--train-minutes", 0)
+    assert result.exit_code == 0, result.output
+    training = json.loads(run("info", "--index", small, "--json").stdout)["methods"]["ae"][
+        "training"]
+    assert (training["steps"], training["work"], training["cap_minutes"]) == (3, 3, 0)
+    line = [s for s in run("info", "--index", small).stdout.splitlines() if s.startswith("ae:")]
+    assert line and "trained 3 of 3 steps" in line[0] and "cut short" not in line[0]
+
+
+def test_a_cut_short_training_is_said_so():
+    from imgsearch.cli import trained_line
+
+    line = trained_line({"steps": 210, "work": 300, "minutes": 15.0, "cap_minutes": 15})
+    assert line.startswith("trained 210 of 300 steps in 15.0 min, cut short by the 15-minute")
+    assert "cut short" not in trained_line({"steps": 300, "work": 300, "minutes": 4.4})
 
 
 def test_index_with_a_model_trained_elsewhere(small, photo_dir, tmp_path):

@@ -174,3 +174,46 @@ def test_an_inverted_index_syncs_adds_and_removes_like_an_exact_one(tmp_path, ph
                                                         1)[1][0, 0] == sorted(held)[0]
     finally:
         ws.close()
+
+
+@pytest.mark.slow
+def test_the_demo_photos_give_the_same_model_on_a_busy_machine(real_photos, tmp_path):
+    """Training is measured in steps, not minutes: the demo photos indexed twice, once with a
+    CPU-bound thread beside the training, give the same self-check score (well within two
+    standard errors: the same weights) and the same default method."""
+    import threading
+
+    import numpy as np
+
+    quiet = Workspace.create(tmp_path / "quiet", IndexConfig())
+    try:
+        update_index(quiet, real_photos, ["pixels"], workers=2)
+    finally:
+        quiet.close()
+    shutil.copytree(tmp_path / "quiet", tmp_path / "busy")
+    training = {"steps": 8, "max_minutes": 0}
+    stop = threading.Event()
+
+    def burn() -> None:
+        x = np.random.default_rng(0).random((400, 400))
+        while not stop.is_set():
+            x = x @ x.T / 400
+
+    states = {}
+    for name in ("quiet", "busy"):
+        busy = threading.Thread(target=burn) if name == "busy" else None
+        if busy:
+            busy.start()
+        ws = Workspace.open(tmp_path / name)
+        try:
+            update_index(ws, real_photos, ["pixels", "ae"], training=training, workers=2)
+            states[name] = (ws.method_state("ae"), ws.preference()[0])
+        finally:
+            ws.close()
+            if busy:
+                stop.set()
+                busy.join()
+    (a, pa), (b, pb) = states["quiet"], states["busy"]
+    assert a.training["steps"] == b.training["steps"] == 8
+    assert abs(a.selfcheck - b.selfcheck) <= 2 * max(a.selfcheck_se, b.selfcheck_se)
+    assert a.selfcheck == b.selfcheck and pa == pb

@@ -39,7 +39,7 @@ def test_checkpoint_holds_only_plain_values(tmp_path, images):
     train("ae", TINY_AE, images, FAST, tmp_path / "c.pt")
     ckpt = torch.load(tmp_path / "c.pt", weights_only=True)
     assert set(ckpt) == {"method", "arch", "model", "optimizer", "config", "train_config", "epoch",
-                         "step", "history"}
+                         "step", "work", "history"}
     assert ckpt["config"]["widths"] == (4, 8) or ckpt["config"]["widths"] == [4, 8]
     assert ckpt["epoch"] == 1 and not list(tmp_path.glob(".*tmp"))
 
@@ -66,6 +66,46 @@ def test_budget_stops_early_and_min_steps_extends_small_runs(tmp_path, images):
     # 19 training images: 2 full batches of 8 per epoch (the last 3 are dropped), so 4 epochs
     # reach 7 steps
     assert len(extended) == 4 and load_checkpoint(tmp_path / "b.pt")["step"] == 8
+
+
+def test_the_work_is_steps_and_the_minutes_only_a_cap(tmp_path, images):
+    """``steps`` fixes the work whatever the epochs; a cap that binds ends the run sooner,
+    and the checkpoint says so (steps taken below the work planned)."""
+    exact = train("ae", TINY_AE, images, TrainConfig(**{**FAST.__dict__, "steps": 5}),
+                  tmp_path / "a.pt")
+    ckpt = load_checkpoint(tmp_path / "a.pt")
+    assert (ckpt["step"], ckpt["work"], len(exact)) == (5, 5, 3)  # 2 steps an epoch
+    capped = TrainConfig(**{**FAST.__dict__, "steps": 10**6, "max_minutes": 1e-4})
+    train("ae", TINY_AE, images, capped, tmp_path / "b.pt")
+    ckpt = load_checkpoint(tmp_path / "b.pt")
+    assert ckpt["work"] == 10**6 and 1 <= ckpt["step"] < 10**6
+
+
+def test_the_same_steps_give_the_same_model_on_a_busy_machine(tmp_path, images):
+    """The work does not depend on the clock: a CPU-bound thread beside the run changes
+    nothing in the weights."""
+    import threading
+
+    cfg = TrainConfig(**{**FAST.__dict__, "steps": 6})
+    quiet = train("ae", TINY_AE, images, cfg, tmp_path / "quiet.pt")
+    stop = threading.Event()
+
+    def burn() -> None:
+        x = np.random.default_rng(0).random((300, 300))
+        while not stop.is_set():
+            x = x @ x.T / 300
+
+    busy = threading.Thread(target=burn)
+    busy.start()
+    try:
+        loaded = train("ae", TINY_AE, images, cfg, tmp_path / "busy.pt")
+    finally:
+        stop.set()
+        busy.join()
+    a, b = load_checkpoint(tmp_path / "quiet.pt"), load_checkpoint(tmp_path / "busy.pt")
+    assert a["step"] == b["step"] == 6 and len(quiet) == len(loaded)
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
 
 
 def test_invariance_training_never_sees_a_batch_of_one(tmp_path):

@@ -81,7 +81,9 @@ async function loadInfo() {
     { value: m, ...(m === info.preferred ? { selected: "" } : {}) },
     `${m}${m === info.preferred ? " (best)" : ""}` +
     (s.selfcheck != null ? ` · self-check ${s.selfcheck.toFixed(3)}` +
-      (s.selfcheck_se != null ? ` ± ${s.selfcheck_se.toFixed(3)}` : "") : ""))));
+      (s.selfcheck_se != null ? ` ± ${s.selfcheck_se.toFixed(3)}` : "") : "") +
+    (s.training && s.training.steps < s.training.work ?
+      ` · training cut short (${s.training.steps} of ${s.training.work} steps)` : ""))));
 }
 
 // -- photos, one photo, an upload ---------------------------------------------------------
