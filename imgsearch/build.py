@@ -141,7 +141,7 @@ def index_plan(ws: Workspace, dim: int, n: int, memory: int | None = None) -> In
 
 @dataclass(frozen=True)
 class Assessment:
-    """What the self-check says of a method on its collection (pipeline.assess)."""
+    """What the self-check says of a method on its collection (fitting.assess)."""
 
     selfcheck: float | None = None
     duplicate_threshold: float | None = None

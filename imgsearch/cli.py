@@ -29,8 +29,9 @@ from . import build, methods, workspace
 from .config import IndexConfig, TrainConfig
 from .engine import ENGINES, engine_for
 from .errors import ImgSearchError, MethodNotBuilt
+from .fitting import model_config, self_check, train_config, train_method
 from .ingest import ScanRules, check_folder
-from .pipeline import model_config, train_config, train_method, update_index
+from .pipeline import update_index
 from .search import VERIFY_TOP, Searcher, region_margin, verify_hits
 
 app = typer.Typer(help="Image similarity search over your own photo collection.",
@@ -406,7 +407,8 @@ def _train(ws: workspace.Workspace, method: str, train_cfg: TrainConfig, setting
     """Train ``method`` on the index with progress bars; returns (history, build report)."""
     model_cfg = model_config(ws, method, **settings)
     with progress_bars() as progress:
-        history, report = train_method(ws, method, model_cfg, train_cfg, fresh, progress, post)
+        history, report = train_method(ws, method, model_cfg, train_cfg, check=self_check(ws),
+                                       fresh=fresh, progress=progress, post=post)
     for h in history[-3:]:
         check = f", self-check {h.selfcheck:.3f}" if h.selfcheck is not None else ""
         err.print(f"  {method} epoch {h.epoch}: train loss {h.train_loss:.5g}, "

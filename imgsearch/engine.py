@@ -12,7 +12,7 @@ Either way the driver, this process, stays the single writer: it writes the imag
 catalog and the vector indexes, in order, through the same crash-safe code (ingest.py,
 build.py). Workers only return whole results (a file's pixels, a batch's codes), so a failed
 or killed worker, which Ray retries, never leaves half a row behind. Training is not an
-engine's job: it runs in the driver (pipeline.train_method).
+engine's job: it runs in the driver (fitting.train_method).
 
 Ray is imported only inside ``RayEngine``, so ``import imgsearch`` and every query never load
 it.

@@ -182,7 +182,7 @@ def held_positions(n: int) -> list[int]:
 def learned(name: str, train: np.ndarray, args, report: dict) -> dict[str, object]:
     """Variant ``name`` trained on ``train`` (less its self-check holdout); one embedder per
     retrieval-time processing (the ablation), keyed ``name [post]``, and ``name`` itself."""
-    from imgsearch.pipeline import train_on_array
+    from imgsearch.experiment import train_on_array
 
     positions = list(range(len(train)))
     held = held_positions(len(train))
@@ -240,7 +240,7 @@ def verified(ranking: np.ndarray, query_features, db_features) -> np.ndarray:
 
 def margin_of(emb, train: np.ndarray) -> float:
     """The product's query margin for these codes: the median distance of an edited copy to
-    its original on the self-check of the training photos (pipeline.assess)."""
+    its original on the self-check of the training photos (fitting.assess)."""
     from imgsearch.duplicates import calibrate
 
     positions = list(range(len(train)))

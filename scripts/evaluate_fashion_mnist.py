@@ -72,7 +72,7 @@ def embedders_for(name: str, train: Split, args, report: dict) -> dict[str, obje
         pca = PCAEmbedder(28, args.dim)
         pca.fit(lambda: iter([images]), len(images))
         return {name: pca}
-    from imgsearch.pipeline import train_on_array
+    from imgsearch.experiment import train_on_array
 
     rng = np.random.default_rng(0)
     order = rng.permutation(len(images))

@@ -3,9 +3,9 @@
 import numpy as np
 
 from imgsearch.config import TrainConfig
+from imgsearch.experiment import train_on_array
 from imgsearch.models.autoencoder import AEConfig
 from imgsearch.models.checkpoint import load_checkpoint
-from imgsearch.pipeline import train_on_array
 
 CFG = AEConfig(input_size=16, channels=1, widths=(4, 8), code_dim=6)
 

@@ -118,10 +118,10 @@ def test_randomized_pca_captures_the_variance_of_an_exact_pca():
 
 def test_the_exported_encoder_gives_the_models_codes(tmp_path):
     from imgsearch.config import TrainConfig
+    from imgsearch.experiment import train_on_array
     from imgsearch.methods.onnx import OnnxEmbedder
     from imgsearch.models.autoencoder import AEConfig
     from imgsearch.models.vae import VAEConfig
-    from imgsearch.pipeline import train_on_array
 
     x = images(40, 16)
     fast = TrainConfig(epochs=1, min_steps=0, max_steps=3, batch_size=8)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from imgsearch import pipeline
+from imgsearch import fitting
 from imgsearch.config import IndexConfig
 from imgsearch.errors import ConfigMismatch, IndexLocked, UnknownMethod
 from imgsearch.pipeline import Step, plan, update_index
@@ -105,10 +105,10 @@ def test_a_corrupt_catalog_is_moved_aside_on_rebuild(small, photo_dir):
 
 
 def test_model_config_takes_the_index_sizes_and_the_method_defaults(small):
-    cfg = pipeline.model_config(small, "vae", beta=0.5)
+    cfg = fitting.model_config(small, "vae", beta=0.5)
     assert (cfg.input_size, cfg.code_dim, cfg.beta) == (16, 8, 0.5)
     with pytest.raises(ConfigMismatch, match="not learned"):
-        pipeline.model_config(small, "pca")
+        fitting.model_config(small, "pca")
 
 
 QUERY_PATHS = {

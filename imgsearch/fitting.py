@@ -1,0 +1,181 @@
+"""One method's work, for the planner (pipeline.py) and `imgsearch train`: its model and
+training settings, the collection's self-check, fitting or training the method, assessing it
+(self-check score, duplicate threshold, query margin), then building its vector index.
+
+    check = self_check(ws)  # once per run: a SelfCheck, or None on a collection too small
+    history, report = train_method(ws, "ae", model_config(ws, "ae"), train_config("ae"),
+                                   check=check)
+
+The self-check is the caller's, computed once and passed explicitly (``SelfCheck | None``):
+every method of a run is scored on the same held-out images.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import methods
+from .build import ENCODE_BATCH, Assessment, BuildReport, build_method
+from .config import TrainConfig
+from .engine import LOCAL, Engine
+from .errors import ConfigMismatch, ImgSearchError
+from .imagecache import CachedImages
+from .workspace import Workspace
+
+if TYPE_CHECKING:
+    from .selfcheck import SelfCheck
+
+LOG = logging.getLogger(__name__)
+
+#: progress(phase, done, total, note): ``total`` None while unknown.
+Progress = Callable[[str, int, "int | None", str], None]
+
+
+def quiet(phase: str, done: int, total: int | None, note: str = "") -> None:
+    """A progress callback that shows nothing."""
+
+
+def encode_phase(progress: Progress, method: str):
+    """``progress`` as the (done, total) callback of encoding ``method``'s codes."""
+    def on_encode(done: int, total: int) -> None:
+        progress(f"encode {method}", done, total, "")
+    return on_encode
+
+
+# -- settings ------------------------------------------------------------------------------
+def model_config(ws: Workspace, method: str, **settings):
+    """The model config of learned ``method`` for this index's images: the method's default
+    settings, overridden by ``settings``."""
+    from .models.checkpoint import new_config
+
+    spec = methods.get(method)
+    if not spec.learned:
+        raise ConfigMismatch(f"method {method!r} is not learned; learned methods: "
+                             f"{', '.join(methods.names(learned=True))}")
+    return new_config(spec.arch, input_size=ws.config.input_size, channels=3,
+                      code_dim=ws.config.code_dim, **{**spec.settings, **settings})
+
+
+def train_config(method: str, **overrides) -> TrainConfig:
+    """How ``method`` trains: its recipe in the registry, overridden by ``overrides``."""
+    return TrainConfig(**{**methods.get(method).training, **overrides})
+
+
+def import_model(ws: Workspace, path: Path):
+    """A checkpoint trained elsewhere, checked against this index's images and the registry."""
+    from .methods.learned import LearnedEmbedder
+
+    embedder = LearnedEmbedder.from_file(path)
+    spec = methods.get(embedder.name)
+    if spec.arch != embedder.arch:
+        raise ConfigMismatch(f"checkpoint {path} holds a {embedder.arch} model, but method "
+                             f"{spec.name!r} is a {spec.arch}")
+    embedder.check_input(ws.config.input_size, 3)
+    return embedder
+
+
+# -- the self-check ------------------------------------------------------------------------
+def held_out(ws: Workspace, ids: list[int]) -> tuple[list[int], list[int]]:
+    """(held, distractors): the catalog ids of ``ids`` that the self-check holds out of
+    training, and those it searches among (holdout.split, by content hash)."""
+    from .holdout import split
+
+    rows = ws.catalog.get_many(ids)
+    held, rest = split([rows[i].hash or f"id {i}" for i in ids])
+    return [ids[p] for p in held], [ids[p] for p in rest]
+
+
+def self_check(ws: Workspace, ids: list[int] | None = None) -> SelfCheck | None:
+    """The index's self-check (selfcheck.py): edited copies of its held-out images searched
+    among them and a sample of the rest; None if the collection is too small."""
+    from .selfcheck import SelfCheck
+
+    ids = ws.catalog.indexed_ids() if ids is None else ids
+    held, rest = held_out(ws, ids)
+    if not held:
+        return None
+    return SelfCheck(ws.cache.read(held), ws.cache.read(rest))
+
+
+def prepare(ws: Workspace, method: str, embedder, post: str | None = None):
+    """``embedder`` (a new baseline, or a trained model) with the method's post-processing,
+    fitted on the indexed images; a baseline's own fit happens here too."""
+    from .methods.postprocess import Processed, parse, unwrap
+
+    steps = parse(methods.get(method).post if post is None else post)
+    ids = ws.catalog.indexed_ids()
+    if not ids:
+        raise ImgSearchError(f"index {ws.root} has no readable images to learn from")
+    out = Processed(unwrap(embedder), steps) if steps else unwrap(embedder)
+    LOG.info("fitting %s on %d images", method, len(ids))
+    out.fit(lambda: ws.cache.batches(ids, ENCODE_BATCH), len(ids))
+    return out
+
+
+MIN_REGION_INPUT = 48  # inputs at least this side are searched with regions too
+
+
+def assess(ws: Workspace, check: SelfCheck | None, embedder, method: str) -> Assessment:
+    """The self-check score of ``embedder`` and its duplicate threshold, calibrated on the
+    same held-out images (duplicates.calibrate); nothing without a self-check."""
+    from .duplicates import calibrate
+
+    if check is None:
+        return Assessment()
+    score, se = check.measure(embedder.encode)
+    cal = calibrate(check, embedder.encode)
+    # query regions (search.search_regions) must beat the whole query by the median distance
+    # of an edited copy to its original; photos only: a small image has no regions worth it
+    margin = cal.copy_distances[0] if ws.config.input_size >= MIN_REGION_INPUT else None
+    LOG.info("%s self-check recall@1: %.4f ± %.4f; duplicate threshold %.4g; query margin %s",
+             method, score, se, cal.threshold, margin)
+    return Assessment(score, cal.threshold, margin, se)
+
+
+# -- settings ------------------------------------------------------------------------------
+def train_method(ws: Workspace, method: str, model_cfg, train_cfg: TrainConfig, *,
+                 check: SelfCheck | None, fresh: bool = False, progress: Progress = quiet,
+                 post: str | None = None, memory: int | None = None, engine: Engine = LOCAL
+                 ) -> tuple[list, BuildReport]:
+    """Train (or resume) ``method`` on the indexed images' cached pixels (less the images the
+    self-check ``check`` holds out), keeping the weights that score best on it; then fit its
+    post-processing and index its codes (on ``engine``; training itself always runs here).
+    Returns (history, build report)."""
+    from .methods.learned import LearnedEmbedder
+    from .training import train
+
+    ids = ws.catalog.indexed_ids()
+    if len(ids) < 2:
+        raise ImgSearchError(f"index {ws.root} has {len(ids)} indexed images; "
+                             "training needs at least 2")
+    held = set(held_out(ws, ids)[0]) if check is not None else set()
+    train_ids = [i for i in ids if i not in held]
+    ckpt = ws.training_checkpoint(method)  # resumable: with the optimizer state
+    if fresh and ckpt.exists():
+        ckpt.unlink()
+    LOG.info("training %s on %d images (%d held out for the self-check)", method,
+             len(train_ids), len(held))
+    last_score = [""]
+
+    def on_train(step: int, steps: int, loss: float, rate: float) -> None:
+        progress(f"train {method}", step, steps, f"loss {loss:.4g}{last_score[0]}")
+
+    def scored(encode) -> float:
+        score = check(encode)
+        last_score[0] = f", self-check {score:.3f}"
+        return score
+
+    history = train(method, model_cfg, CachedImages(ws.cache, train_ids), train_cfg, ckpt,
+                    on_train, scored if check is not None else None)
+    learned = LearnedEmbedder.from_file(ckpt)
+    embedder = prepare(ws, method, learned, post)
+    done = {"steps": learned.ckpt.get("step", 0), "work": learned.ckpt.get("work", 0),
+            "minutes": round(sum(h.seconds for h in history) / 60, 2),
+            "cap_minutes": train_cfg.max_minutes}
+    assessed = replace(assess(ws, check, embedder, method), training=done)
+    return history, build_method(ws, method, embedder, "train", encode_phase(progress, method),
+                                 assessed, memory, engine)
