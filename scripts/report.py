@@ -33,30 +33,44 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(index: str | Path, seconds: float = 60) -> Iterator[tuple[str, int]]:
+def serving(index: str | Path, seconds: float = 60, clean: bool = False
+            ) -> Iterator[tuple[str, int]]:
     """`imgsearch serve --index INDEX` on a free local port, answering; yields (host, port)
-    and stops it after."""
+    and stops it after. ``clean``: fail if the server logged a traceback (a request crashed).
+    Its output goes to a file, never a pipe that a busy server could fill and block on."""
+    import tempfile
+
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "imgsearch", "serve", "--index", str(index),
-                             "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        end = time.monotonic() + seconds
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"imgsearch serve exited with {proc.returncode}")
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=2).read()
-                break
-            except OSError:
-                if time.monotonic() > end:
-                    raise SystemExit(f"imgsearch serve did not answer within {seconds:.0f} s"
-                                     ) from None
-                time.sleep(0.2)
-        yield "127.0.0.1", port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "imgsearch", "serve", "--index",
+                                 str(index), "--port", str(port)], stdout=log,
+                                stderr=subprocess.STDOUT, text=True)
+
+        def output() -> str:
+            log.seek(0)
+            return log.read()
+
+        try:
+            end = time.monotonic() + seconds
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"imgsearch serve exited with {proc.returncode}: "
+                                       f"{output()}")
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info",
+                                           timeout=2).read()
+                    break
+                except OSError:
+                    if time.monotonic() > end:
+                        raise RuntimeError(f"imgsearch serve did not answer within "
+                                           f"{seconds:.0f} s: {output()}") from None
+                    time.sleep(0.2)
+            yield "127.0.0.1", port
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        if clean:
+            assert "Traceback" not in output(), output()
 
 
 def single_query_ms(index, queries: np.ndarray, k: int = 10) -> float:

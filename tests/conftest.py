@@ -235,30 +235,12 @@ class Watched:
 # -- imgsearch serve in its own process -----------------------------------------------------
 @contextmanager
 def serving(index) -> Iterator[str]:
-    """`imgsearch serve` on a free local port; yields its URL, stops it after."""
-    import socket
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "imgsearch", "serve", "--index", str(index),
-                             "--port", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/api/info", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"the server did not start: {proc.stdout.read()}") from None
-            time.sleep(0.2)
+    """`imgsearch serve` on a free local port (scripts/report.serving, which the benchmarks
+    use too); yields its URL, stops it after, and fails if any request crashed in it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     try:
-        yield url
+        from report import serving as serve
     finally:
-        proc.terminate()
-        out = proc.communicate(timeout=10)[0]
-        assert "Traceback" not in out, out  # no request may have crashed in the server
+        sys.path.pop(0)
+    with serve(index, clean=True) as (host, port):
+        yield f"http://{host}:{port}"
