@@ -19,33 +19,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import CORRUPTIONS
-from .blocks import ConvDecoder, ConvEncoder, trunk_shape
-from .invariance import InvarianceConfig, Projector
+from .blocks import ConvDecoder, ConvEncoder, TrunkConfig, trunk_shape
+from .invariance import Projector
 
 
 @dataclass(frozen=True)
-class AAEConfig(InvarianceConfig):
-    input_size: int = 64
-    channels: int = 3
-    widths: tuple[int, ...] = (32, 64, 128, 128)
-    code_dim: int = 256
+class AAEConfig(TrunkConfig):
     adversarial_weight: float = 0.01  # weight of the generator loss beside reconstruction
     disc_widths: tuple[int, ...] = (512, 512)  # the discriminator's hidden layers
     disc_lr: float = 1e-4  # the discriminator's learning rate
-    dropout: float = 0.0
-    denoise: str = "none"
-    noise: float = 0.1
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "widths", tuple(self.widths))
         object.__setattr__(self, "disc_widths", tuple(self.disc_widths))
-        if self.denoise not in CORRUPTIONS:
-            raise ValueError(f"denoise must be one of {CORRUPTIONS}, got {self.denoise!r}")
         if self.adversarial_weight < 0 or self.disc_lr <= 0:
             raise ValueError("adversarial_weight must be 0 or more and disc_lr positive")
-        trunk_shape(self.input_size, self.widths)
 
 
 class Discriminator(nn.Module):

@@ -15,24 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import CORRUPTIONS
-from .blocks import ConvDecoder, ConvEncoder, Switches, trunk_shape
-from .invariance import InvarianceConfig, Projector
+from .blocks import ConvDecoder, ConvEncoder, Switches, TrunkConfig, trunk_shape
+from .invariance import Projector
 
 UNPOOL = ("switches", "fixed")
 SPARSE = ("none", "l1", "kl")
 
 
 @dataclass(frozen=True)
-class AEConfig(InvarianceConfig):
-    input_size: int = 64
-    channels: int = 3
-    widths: tuple[int, ...] = (32, 64, 128, 128)
-    code_dim: int = 256
+class AEConfig(TrunkConfig):
     unpool: str = "fixed"  # "switches": unpool at the encoder's argmax; "fixed": from code only
-    dropout: float = 0.0  # Dropout2d after every encoder block
-    denoise: str = "none"  # input corruption while training: none | gaussian | mask | edits
-    noise: float = 0.1  # gaussian std, or mask probability
     sparse: str = "none"  # none | l1 (mean |code|) | kl (KL(rho || mean sigmoid(code)))
     sparse_weight: float = 0.0
     sparse_target: float = 0.05  # rho for the KL sparsity penalty
@@ -42,14 +34,10 @@ class AEConfig(InvarianceConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "widths", tuple(self.widths))  # lists come back from JSON
-        if self.denoise not in CORRUPTIONS:
-            raise ValueError(f"denoise must be one of {CORRUPTIONS}, got {self.denoise!r}")
         if self.unpool not in UNPOOL:
             raise ValueError(f"unpool must be one of {UNPOOL}, got {self.unpool!r}")
         if self.sparse not in SPARSE:
             raise ValueError(f"sparse must be one of {SPARSE}, got {self.sparse!r}")
-        trunk_shape(self.input_size, self.widths)
 
 
 class ConvAutoencoder(nn.Module):

@@ -10,9 +10,14 @@ so that it can decode from a code alone (Zeiler & Fergus 2014; Dosovitskiy & Bro
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..config import CORRUPTIONS
+from .invariance import InvarianceConfig
 
 Switches = list[tuple[torch.Tensor, torch.Size]]  # (argmax indices, pre-pool size) per block
 
@@ -25,6 +30,27 @@ def trunk_shape(input_size: int, widths: tuple[int, ...]) -> tuple[int, int]:
     if side < 1:
         raise ValueError(f"input {input_size} is too small for {len(widths)} pooling stages")
     return widths[-1], side
+
+
+@dataclass(frozen=True)
+class TrunkConfig(InvarianceConfig):
+    """The settings of the convolutional trunk that every architecture's config shares: the
+    image it reads, the encoder's widths, the code size, and the corruption it trains on."""
+
+    input_size: int = 64
+    channels: int = 3
+    widths: tuple[int, ...] = (32, 64, 128, 128)
+    code_dim: int = 256
+    dropout: float = 0.0  # Dropout2d after every encoder block
+    denoise: str = "none"  # input corruption while training: none | gaussian | mask | edits
+    noise: float = 0.1  # gaussian std, or mask probability
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "widths", tuple(self.widths))  # lists come back from JSON
+        if self.denoise not in CORRUPTIONS:
+            raise ValueError(f"denoise must be one of {CORRUPTIONS}, got {self.denoise!r}")
+        trunk_shape(self.input_size, self.widths)
 
 
 class ConvEncoder(nn.Module):

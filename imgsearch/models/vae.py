@@ -16,35 +16,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import CORRUPTIONS
-from .blocks import ConvDecoder, ConvEncoder, trunk_shape
-from .invariance import InvarianceConfig, Projector
+from .blocks import ConvDecoder, ConvEncoder, TrunkConfig, trunk_shape
+from .invariance import Projector
 
 KL_TERMS = ("closed", "tc")
 
 
 @dataclass(frozen=True)
-class VAEConfig(InvarianceConfig):
-    input_size: int = 64
-    channels: int = 3
-    widths: tuple[int, ...] = (32, 64, 128, 128)
-    code_dim: int = 256
+class VAEConfig(TrunkConfig):
     beta: float = 0.1  # 0.1 gave better retrieval codes than 1.0 (docs/RESULTS.md)
     kl: str = "closed"  # closed: beta * KL; tc: beta-TCVAE, alpha MI + beta TC + gamma dim-KL
     alpha: float = 1.0  # beta-TCVAE: weight of the index-code mutual information
     gamma: float = 1.0  # beta-TCVAE: weight of the dimension-wise KL
-    dropout: float = 0.0
-    denoise: str = "none"  # input corruption while training, as for the autoencoder
-    noise: float = 0.1
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "widths", tuple(self.widths))
-        if self.denoise not in CORRUPTIONS:
-            raise ValueError(f"denoise must be one of {CORRUPTIONS}, got {self.denoise!r}")
         if self.kl not in KL_TERMS:
             raise ValueError(f"kl must be one of {KL_TERMS}, got {self.kl!r}")
-        trunk_shape(self.input_size, self.widths)
 
 
 class ConvVAE(nn.Module):
