@@ -14,10 +14,29 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlite_utils
-
 from .errors import CatalogError, NotReadable
 from .store import faults, machine_fault
+
+
+def _import_sqlite_utils():
+    """sqlite-utils, imported without pandas where nothing has loaded pandas yet. sqlite-utils
+    imports pandas (when installed: Ray's extra brings it) at import time only to map
+    ``pandas.Timestamp`` columns, which the catalog never stores; that import is 0.23 s, a
+    fifth of a cold `imgsearch query` (docs/BENCHMARKS.md)."""
+    import sys
+
+    if "pandas" in sys.modules:
+        import sqlite_utils
+        return sqlite_utils
+    sys.modules["pandas"] = None  # an ImportError for this import only, which it expects
+    try:
+        import sqlite_utils
+    finally:
+        del sys.modules["pandas"]
+    return sqlite_utils
+
+
+sqlite_utils = _import_sqlite_utils()
 
 LOG = logging.getLogger(__name__)
 

@@ -152,7 +152,7 @@ def features(rgb: np.ndarray) -> Features:
     c = HUE_SIDE / max(h, w)
     tiny = cv2.resize(rgb, (max(1, round(w * c)), max(1, round(h * c))),
                       interpolation=cv2.INTER_AREA)
-    chroma = cv2.cvtColor(tiny.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)[..., 1:]
+    chroma = lab_ab(tiny.astype(np.float32) / 255.0)
     f = min(1.0, MATCH_SIDE / max(h, w)) if max(h, w) >= MIN_SIDE else MIN_SIDE / max(h, w)
     if f != 1.0:
         grey = cv2.resize(grey, (max(1, round(w * f)), max(1, round(h * f))),
@@ -164,6 +164,24 @@ def features(rgb: np.ndarray) -> Features:
     return Features((w, h), _orb(grey), _orb(np.ascontiguousarray(grey[:, ::-1])), small,
                     np.ascontiguousarray(chroma), content,
                     (x0 / gw, y0 / gh, x1 / gw, y1 / gh))
+
+
+_SRGB_TO_XYZ = np.array([[0.412453, 0.357580, 0.180423],  # IEC 61966-2-1, D65
+                         [0.212671, 0.715160, 0.072169],
+                         [0.019334, 0.119193, 0.950227]], np.float32)
+_D65 = np.array([0.950456, 1.0, 1.088754], np.float32)
+
+
+def lab_ab(rgb: np.ndarray) -> np.ndarray:
+    """(h, w, 2): the CIE 1976 L*a*b* a* and b* of an (h, w, 3) sRGB picture in [0, 1], by the
+    formulas OpenCV's RGB2Lab documents (sRGB gamma, D65 white). In numpy: OpenCV's first Lab
+    conversion in a process builds tables for 90 ms, a tenth of a cold query; this takes 1 ms
+    on the HUE_SIDE picture (within 0.3 of OpenCV's values)."""
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = (linear @ _SRGB_TO_XYZ.T) / _D65
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.stack([500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])],
+                    -1).astype(np.float32)
 
 
 def content_box(grey: np.ndarray, tol: float = 4.0) -> tuple[int, int, int, int]:

@@ -245,3 +245,11 @@ def test_a_real_photo_and_its_edits_are_copies(real_photos):
     f = feats(original)
     for edit in ("crop 50%", "rotate 90", "mirror", "caption", "white border", "screenshot"):
         assert matching.match(f, feats(EDITS[edit](original))).same, edit
+
+
+def test_lab_ab_is_opencvs_conversion():
+    import cv2
+
+    rgb = np.random.default_rng(0).random((20, 30, 3)).astype(np.float32)
+    want = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[..., 1:]
+    assert np.abs(matching.lab_ab(rgb) - want).max() < 0.5
