@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -91,10 +92,66 @@ def progress_bar() -> Progress:
                     TextColumn("ETA"), TimeRemainingColumn(), console=err)
 
 
+LINE_SECONDS = 5.0  # a plain progress line per phase at most this often
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return (f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else
+            f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s")
+
+
+class ProgressLines:
+    """progress(phase, done, total, note) as plain lines, for a log rather than a terminal:
+    one line per phase every LINE_SECONDS at most, and one when it ends, with the count, the
+    rate and the time left."""
+
+    def __init__(self, write, clock=time.monotonic) -> None:
+        self.write, self.clock = write, clock
+        self.phases: dict[str, list] = {}  # phase -> [start, last line, done, total, note]
+
+    def __call__(self, phase: str, done: int, total: int | None, note: str = "") -> None:
+        now = self.clock()
+        p = self.phases.setdefault(phase, [now, -float("inf"), 0, total, ""])
+        p[2:] = [done, total, note]
+        finished = total is not None and done >= total
+        if finished or now - p[1] >= LINE_SECONDS:
+            p[1] = now if not finished else float("inf")  # one line at the end, not more
+            self.write(self.line(phase, now))
+
+    def line(self, phase: str, now: float) -> str:
+        start, _, done, total, note = self.phases[phase]
+        unit = "steps" if phase.startswith("train") else "images"
+        rate = done / (now - start) if now > start and done else 0.0
+        text = f"{phase}: {done:,}" + (f"/{total:,}" if total is not None else "") + f" {unit}"
+        if rate:
+            text += f", {rate:,.1f}/s"
+        if total is not None and done >= total:
+            text += f", done in {_duration(now - start)}"
+        elif rate and total is not None:
+            text += f", ETA {_duration((total - done) / rate)}"
+        return text + (f", {note}" if note else "")
+
+    def finish(self) -> None:
+        """The last line of every phase that did not end with one."""
+        now = self.clock()
+        for phase, p in self.phases.items():
+            if p[1] != float("inf"):
+                self.write(self.line(phase, now))
+
+
 @contextmanager
 def progress_bars():
-    """A progress(phase, done, total, note) callback that draws one bar per phase. The bars
-    appear with the first report, so an error raised before any work prints alone."""
+    """A progress(phase, done, total, note) callback that draws one bar per phase on a
+    terminal, and prints plain lines (ProgressLines) when stderr is a log, a pipe or CI. The
+    bars appear with the first report, so an error raised before any work prints alone."""
+    if not err.is_terminal:
+        lines = ProgressLines(lambda text: err.print(text, highlight=False, soft_wrap=True))
+        try:
+            yield lines
+        finally:
+            lines.finish()
+        return
     bar = progress_bar()
     tasks: dict[str, object] = {}
 

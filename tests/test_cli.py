@@ -276,3 +276,31 @@ def test_the_rest_of_the_family_trains_answers_queries_and_samples(small, photo_
     sampled = run("sample", "--index", small, "--method", model, "--out", out)
     assert sampled.exit_code == 0, sampled.output
     assert out.stat().st_size > 0
+
+
+def test_progress_in_a_log_is_plain_lines_with_rate_and_eta():
+    """Not a terminal (cron, CI, `2> log`): one readable line per phase every few seconds
+    and one when it ends, never a bar cut into fragments."""
+    from imgsearch.cli import LINE_SECONDS, ProgressLines
+
+    now, lines = [0.0], []
+    progress = ProgressLines(lines.append, clock=lambda: now[0])
+    progress("ingest", 0, 1000)
+    for done in range(100, 1001, 100):
+        now[0] += 1.0  # 100 images a second
+        progress("ingest", done, 1000)
+    assert lines[0] == "ingest: 0/1,000 images"
+    assert lines[1] == "ingest: 500/1,000 images, 100.0/s, ETA 5s"  # LINE_SECONDS later
+    assert lines[-1] == "ingest: 1,000/1,000 images, 100.0/s, done in 10s"
+    assert len(lines) == 1 + 10 // LINE_SECONDS + (10 % LINE_SECONDS > 0)
+    progress("train ae", 30, None, "loss 0.5")
+    progress.finish()  # a phase without a total ends with its last count
+    assert lines[-1] == "train ae: 30 steps, loss 0.5"
+    assert "\r" not in "".join(lines) and "…" not in "".join(lines)
+
+
+def test_index_into_a_log_prints_plain_progress_lines(photo_dir, tmp_path):
+    result = run("index", photo_dir, "--index", tmp_path / "idx", "--methods", "pixels")
+    assert result.exit_code == 0, result.output
+    assert "ingest: 12/12 images" in result.stderr and "done in" in result.stderr
+    assert "━" not in result.stderr  # no bar
