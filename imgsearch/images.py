@@ -44,8 +44,12 @@ try:  # HEIC/HEIF, the format phones write: Pillow reads it through pillow-heif'
 except ImportError:  # pragma: no cover - a dependency; an install without it skips HEIC files
     HEIF = ()
 AVIF = (".avif",) if features.check("avif") else ()  # Pillow's own plugin, where built in
+PNM = (".pgm", ".ppm", ".pbm", ".pnm")  # Pillow reads them
+#: Camera RAW, read through rawpy (LibRaw), the `raw` extra. Always listed, so that a RAW file
+#: without the extra is reported as unreadable with the fix, never silently skipped.
+RAW = (".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2")
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff",
-                        *HEIF, *AVIF})
+                        *HEIF, *AVIF, *PNM, *RAW})
 _HIGH_DEPTH = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 _ALPHA = {"RGBA", "LA", "PA", "RGBa", "La"}
 _KEYED = {"P", "L", "RGB", "1"}  # modes whose info["transparency"] names a transparent colour
@@ -116,6 +120,69 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
+def named(data: bytes, name: str | Path) -> BinaryIO:
+    """A file's bytes in memory, under the file's name: how a RAW file read whole is still
+    known as one (``is_raw``)."""
+    import io
+
+    buf = io.BytesIO(data)
+    buf.name = str(name)
+    return buf
+
+
+def is_raw(source: str | Path | BinaryIO) -> bool:
+    """Whether ``source`` is a camera RAW file, by its name (a path, or a named file object)."""
+    name = source if isinstance(source, (str, Path)) else getattr(source, "name", "")
+    return isinstance(name, (str, Path)) and Path(name).suffix.lower() in RAW
+
+
+#: LibRaw's flip codes -> the rotation that makes the picture upright (Pillow's transpose)
+_RAW_FLIP = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90,
+             6: Image.Transpose.ROTATE_270}
+
+
+def open_raw(source: str | Path | BinaryIO, need: int, max_megapixels: float = 0.0
+             ) -> tuple[Image.Image, ImageInfo]:
+    """A camera RAW file as an upright RGB image at least ``need`` pixels on its short side
+    where the file allows, and its full size. The fast path is the preview the camera embedded
+    (a JPEG or a bitmap), taken when it is that large; otherwise the sensor data is demosaiced
+    by LibRaw at half size (camera white balance, sRGB, 8 bits)."""
+    try:
+        import rawpy
+    except ImportError:
+        raise ImageLoadError("camera RAW needs the raw extra: pip install 'imgsearch[raw]'"
+                             ) from None
+    with rawpy.imread(str(source) if isinstance(source, Path) else source) as raw:
+        sizes = raw.sizes
+        width, height = sizes.width, sizes.height
+        if sizes.flip in (5, 6):
+            width, height = height, width
+        if max_megapixels and width * height > max_megapixels * 1e6:
+            raise TooLarge(f"{width * height / 1e6:.1f} megapixels ({width}x{height}), over the "
+                           f"limit of {max_megapixels:g}; raise --max-megapixels to index it")
+        im = None
+        try:
+            thumb = raw.extract_thumb()
+        except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
+            thumb = None
+        if thumb is not None:
+            if thumb.format == rawpy.ThumbFormat.JPEG:
+                import io
+
+                preview = Image.open(io.BytesIO(thumb.data))
+                preview.draft("RGB", (need, need))
+                preview = preview.convert("RGB")
+            else:
+                preview = Image.fromarray(np.asarray(thumb.data, np.uint8)).convert("RGB")
+            if min(preview.size) >= min(need, width, height):
+                im = preview.transpose(_RAW_FLIP[sizes.flip]) if sizes.flip in _RAW_FLIP \
+                    else preview
+        if im is None:  # demosaiced, and turned upright by LibRaw itself
+            im = Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True,
+                                                 output_bps=8))
+    return im, ImageInfo(width, height, "RAW")
+
+
 def _upright(im: Image.Image) -> Image.Image:
     """Apply the EXIF orientation; a corrupt EXIF block leaves the image as stored."""
     try:
@@ -130,6 +197,10 @@ def load_image(source: str | Path | BinaryIO, size: int, max_megapixels: float =
     """Decode one image to a (size, size, 3) uint8 RGB array; raise ImageLoadError if it can't,
     or if it has more than ``max_megapixels`` million pixels (0: no limit of ours)."""
     try:
+        if is_raw(source):
+            im, info = open_raw(source, size, max_megapixels)
+            im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            return np.asarray(im, dtype=np.uint8), info
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(source) as im:
@@ -148,6 +219,8 @@ def load_image(source: str | Path | BinaryIO, size: int, max_megapixels: float =
                 pixels = np.asarray(im, dtype=np.uint8)
     except UnidentifiedImageError as e:
         raise ImageLoadError("not a recognised image format") from e
+    except ImageLoadError:
+        raise
     except TooLarge as e:
         raise ImageLoadError(str(e)) from None
     except Exception as e:  # any decoder failure is a bad file, not a crash
@@ -164,7 +237,12 @@ def _orientation(im: Image.Image) -> int:
 
 def open_upright(source: str | Path | BinaryIO, max_side: int) -> Image.Image:
     """The image upright in RGB, reduced to at most ``max_side`` on its long side (JPEGs
-    draft-decoded). For pictures of a photo: thumbnails, contact sheets, edited copies."""
+    draft-decoded, camera RAW files from their preview where it is large enough). For
+    pictures of a photo: thumbnails, contact sheets, edited copies."""
+    if is_raw(source):
+        im = open_raw(source, max_side)[0]
+        im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        return im
     with Image.open(source) as im:
         im.draft("RGB", (max_side, max_side))
         im = to_rgb(_upright(im))

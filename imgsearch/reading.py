@@ -6,7 +6,6 @@ Ray one in Ray Data tasks. The results go back to one writer (ingest.py)."""
 from __future__ import annotations
 
 import hashlib
-import io
 import multiprocessing
 import os
 import signal
@@ -14,7 +13,7 @@ import time
 from collections.abc import Iterator
 
 from .errors import FileChanging, ImageLoadError
-from .images import load_image
+from .images import load_image, named
 
 _READ_TRIES = 3  # reads of a file that changes while it is read, before it is recorded failed
 
@@ -56,7 +55,7 @@ def read_one(task: tuple[str, int, dict[str, int], float]) -> dict:
         if out["hash"] in known:
             out["reuse"] = known[out["hash"]]
             return out
-        pixels, info = load_image(io.BytesIO(data), size, max_megapixels)
+        pixels, info = load_image(named(data, path), size, max_megapixels)
         out.update(pixels=pixels.tobytes(), width=info.width, height=info.height,
                    format=info.format)
     except (ImageLoadError, FileChanging) as e:

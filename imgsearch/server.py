@@ -48,7 +48,7 @@ from . import methods, review
 from .build import load_method
 from .catalog import INDEXED, Catalog
 from .errors import ImageLoadError, ImgSearchError
-from .images import DECODE_VERSION, open_upright
+from .images import DECODE_VERSION, is_raw, named, open_upright
 from .matching import load_features
 from .search import VERIFY_TOP, Searcher, query_images, region_margin, verify_hits
 from .store import MethodState, replacing
@@ -244,18 +244,22 @@ def create_app(index: str | Path) -> FastAPI:
         data = await file.read(MAX_UPLOAD + 1)
         if len(data) > MAX_UPLOAD:
             raise HTTPException(413, f"upload over {MAX_UPLOAD // 2**20} MiB")
+        name = file.filename or "upload"
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(data)) as im:
-                    w, h = im.size
+            if is_raw(name):  # LibRaw reads it (images.open_raw), at its preview's size or half
+                w, h = 0, 0
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(io.BytesIO(data)) as im:
+                        w, h = im.size
             if w * h > MAX_UPLOAD_PIXELS:
                 raise HTTPException(413, f"image of {w}x{h} pixels is too large to search "
                                          f"with (at most {MAX_UPLOAD_PIXELS // 10**6} "
                                          "megapixels)")
-            images = query_images(io.BytesIO(data), served.ws.config.input_size, any(
+            images = query_images(named(data, name), served.ws.config.input_size, any(
                 region_margin(state.query_margin) is not None for _, state in searchers.values()))
-            query = load_features(io.BytesIO(data)) if verify else None
+            query = load_features(named(data, name)) if verify else None
         except (Image.DecompressionBombWarning, Image.DecompressionBombError):
             raise HTTPException(413, "image declares too many pixels (a decompression "
                                      "bomb?)") from None

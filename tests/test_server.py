@@ -12,6 +12,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -99,6 +100,17 @@ def test_search_with_an_upload_finds_the_photo(client, photo_dir):
     target = find(photo_dir, "img05.gif")
     data = client.post("/api/search?method=pixels&k=3",
                        files={"file": ("q.png", png(Image.open(target).convert("RGB")))}).json()
+    assert data["results"]["pixels"][0]["name"] == "img05.gif"
+
+
+def test_a_raw_upload_is_read_as_raw(client, photo_dir, tmp_path):
+    pytest.importorskip("rawpy")
+    from .test_formats import linear_dng
+
+    target = np.asarray(Image.open(find(photo_dir, "img05.gif")).convert("RGB"))
+    linear_dng(tmp_path / "q.dng", target)
+    data = client.post("/api/search?method=pixels&k=3",
+                       files={"file": ("q.dng", (tmp_path / "q.dng").read_bytes())}).json()
     assert data["results"]["pixels"][0]["name"] == "img05.gif"
 
 
