@@ -1,7 +1,9 @@
-"""The vector index: codes under their catalog ids in FAISS, its structure chosen by the number
-of codes and a memory budget, the way autofaiss chooses.
+"""The vector index: codes under their catalog ids in FAISS, its structure chosen by the bytes
+of its codes and a memory budget, the way autofaiss chooses.
 
-- ``flat``: exact search (``IndexIDMap2(IndexFlatL2)``), up to ``exact_max`` codes.
+- ``flat``: exact search (``IndexIDMap2(IndexFlatL2)``), while a query scans at most
+  EXACT_BYTES of codes (100,000 codes of 256 floats: 8,333 of `pixels`' 3,072) and there are at
+  most ``exact_max`` codes.
 - ``ivf-flat``: an inverted file of full codes (4 bytes a dimension), when they fit the budget;
 - ``ivf-sq8``: of codes quantised to a byte a dimension, when those fit;
 - ``ivf-pq``: of product-quantised codes (``m`` bytes a code), the largest ``m`` that fits.
@@ -32,6 +34,10 @@ LOG = logging.getLogger(__name__)
 
 IVF_TRAIN = 100_000  # codes sampled to train the IVF coarse quantizer (at least 39 a list)
 RECALL_TARGET = 0.95
+#: The most code bytes an exact search scans: 100,000 codes of 256 floats, which a cold
+#: `imgsearch query` searches in well under a second on a laptop (docs/BENCHMARKS.md); wider
+#: codes switch to an inverted file at fewer codes.
+EXACT_BYTES = 4 * 256 * 100_000
 NPROBES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 
 
@@ -79,9 +85,11 @@ def list_count(n: int) -> int:
 def plan_index(n: int, dim: int, memory: int | None = None, exact_max: int = 100_000
                ) -> IndexPlan:
     """The most accurate structure for ``n`` codes of ``dim`` floats within ``memory`` bytes:
-    exact up to ``exact_max`` codes, then an inverted file of full, 8-bit or PQ codes."""
+    exact while the codes take at most EXACT_BYTES (and number at most ``exact_max``), then an
+    inverted file of full, 8-bit or PQ codes."""
     memory = default_memory() if memory is None else memory
-    if n <= exact_max and IndexPlan("flat").code_bytes(dim) * n <= memory:
+    if (n <= exact_max and 4 * dim * n <= EXACT_BYTES
+            and IndexPlan("flat").code_bytes(dim) * n <= memory):
         return IndexPlan("flat")
     nlist = list_count(n)
     for t in ("ivf-flat", "ivf-sq8"):

@@ -142,6 +142,19 @@ def test_plan_index_by_size_and_memory():
         plan_index(1_000_000, 256, 2**20)
 
 
+def test_exact_search_is_planned_by_bytes_not_count():
+    """A query scans at most EXACT_BYTES exactly: 100,000 codes of 256 floats, but only 8,333
+    of `pixels`' 3,072, so its cold query stays sub-second at 100,000 photos."""
+    from imgsearch.index import EXACT_BYTES, plan_index
+
+    gib = 2**30
+    assert plan_index(100_000, 256, 8 * gib).index_type == "flat"
+    assert plan_index(8_000, 3072, 8 * gib).index_type == "flat"
+    wide = plan_index(100_000, 3072, 8 * gib)
+    assert wide.index_type == "ivf-flat"
+    assert 4 * 3072 * 100_000 > EXACT_BYTES >= 4 * 256 * 100_000
+
+
 @pytest.mark.parametrize("kind", ["ivf-flat", "ivf-sq8", "ivf-pq"])
 def test_every_inverted_kind_adds_removes_tunes_and_reloads(kind, tmp_path):
     from imgsearch.index import IndexPlan
