@@ -92,6 +92,24 @@ def progress_bar() -> Progress:
                     TextColumn("ETA"), TimeRemainingColumn(), console=err)
 
 
+def say_when_queries_work(progress, ws: workspace.Workspace, index: str):
+    """``progress``, which also says, once, when a model starts training while other methods
+    are built already, that queries work now and how to run one."""
+    said = []
+
+    def report(phase: str, done: int, total: int | None, note: str = "") -> None:
+        if phase.startswith("train ") and not said:
+            said.append(phase)
+            built = ws.built_methods()
+            if built:
+                err.print(f"queries work now with {', '.join(built)} while "
+                          f"{phase.removeprefix('train ')} trains: imgsearch query PHOTO "
+                          f"--index {index}  (`imgsearch info --index {index}` shows the "
+                          "training)", highlight=False, soft_wrap=True)
+        progress(phase, done, total, note)
+    return report
+
+
 LINE_SECONDS = 5.0  # a plain progress line per phase at most this often
 
 
@@ -273,7 +291,8 @@ def index_cmd(
                   if input_size is not None else None)
         ws = workspace.Workspace.create(index, config)
         try:
-            with engine, progress_bars() as progress:
+            with engine, progress_bars() as bars:
+                progress = say_when_queries_work(bars, ws, index)
                 result = update_index(
                     ws, photos, wanted, model=model, rebuild=rebuild,
                     training={"max_minutes": train_minutes, **epochs_exactly(train_epochs),
@@ -363,11 +382,13 @@ def query_cmd(
                 from .viz import query_montage
 
                 query_montage(image, pixels, hits, method, montage)
+            training = ws.training()
         finally:
             ws.close()
     if as_json:
         print(json.dumps({"query": str(image), "method": method, "regions": margin is not None,
-                          "verified": verify, "results": [h.as_dict() for h in hits]}))
+                          "verified": verify, "results": [h.as_dict() for h in hits],
+                          "training": training}))
         return
     table = Table(title=f"{printable(str(image))} ({method})")
     table.add_column("rank", justify="right")
@@ -378,6 +399,8 @@ def query_cmd(
         copy = f"yes, {h.shared:.0%}" if h.verified else "" if h.verified is None else "no"
         table.add_row(str(h.rank), f"{h.distance:.4f}", copy, printable(h.path))
     out.print(table)
+    for m, t in training.items():
+        err.print(f"{m}: {training_line(t)}", highlight=False, soft_wrap=True)
     if montage is not None:
         err.print(f"montage written to {montage}", highlight=False, soft_wrap=True)
 
@@ -420,8 +443,10 @@ def info_cmd(
                       fmt(st["duplicate_threshold"], ".4g"))
     out.print(table if built else "no method built yet")
     for m, st in built.items():
-        if st.get("training"):
+        if st.get("training") and m not in info["training"]:
             out.print(f"{m}: {trained_line(st['training'])}", highlight=False)
+    for m, t in info["training"].items():
+        out.print(f"{m}: {training_line(t)}", highlight=False)
     if preferred:
         out.print(f"queries use {preferred} by default: {because}", highlight=False)
 
@@ -683,6 +708,17 @@ def map_cmd(
         finally:
             ws.close()
     err.print(f"map of {len(ids)} photos written to {out_png}", highlight=False, soft_wrap=True)
+
+
+def training_line(t: dict) -> str:
+    """A training run that has not finished (Workspace.training), in words."""
+    step, work, best = t.get("step", 0), t.get("work"), t.get("best_selfcheck")
+    where = f"step {step:,}" + (f" of {work:,}" if work else "")
+    best = f", best self-check so far {best:.3f}" if best is not None else ""
+    if t.get("state") == "training":
+        return f"training, {where}{best}; the other methods answer queries meanwhile"
+    return (f"training interrupted at {where}{best}; `imgsearch index` resumes it "
+            "(`imgsearch train --fresh` starts anew)")
 
 
 def trained_line(t: dict) -> str:

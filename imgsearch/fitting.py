@@ -159,23 +159,95 @@ def train_method(ws: Workspace, method: str, model_cfg, train_cfg: TrainConfig, 
         ckpt.unlink()
     LOG.info("training %s on %d images (%d held out for the self-check)", method,
              len(train_ids), len(held))
-    last_score = [""]
+    said = Said(ws, method, resumed_from(ckpt))
+    resumed = f"resumed from step {said.first:,}, " if said.first else ""
 
     def on_train(step: int, steps: int, loss: float, rate: float) -> None:
-        progress(f"train {method}", step, steps, f"loss {loss:.4g}{last_score[0]}")
+        said.step(step, steps)
+        best = f", self-check {said.best:.3f}" if said.best is not None else ""
+        progress(f"train {method}", step, steps, f"{resumed}loss {loss:.4g}{best}")
 
     def scored(encode) -> float:
         score = check(encode)
-        last_score[0] = f", self-check {score:.3f}"
+        said.scored(score)
         return score
 
-    history = train(method, model_cfg, CachedImages(ws.cache, train_ids), train_cfg, ckpt,
-                    on_train, scored if check is not None else None)
+    if said.first:
+        progress(f"train {method}", 0, None, f"resumed from step {said.first:,}")
+    try:
+        history = train(method, model_cfg, CachedImages(ws.cache, train_ids), train_cfg, ckpt,
+                        on_train, scored if check is not None else None)
+    except BaseException:  # Ctrl-C, a crash: the checkpoint keeps the steps and best weights
+        said.stopped()
+        raise
     learned = LearnedEmbedder.from_file(ckpt)
     embedder = prepare(ws, method, learned, post)
     done = {"steps": learned.ckpt.get("step", 0), "work": learned.ckpt.get("work", 0),
             "minutes": round(sum(h.seconds for h in history) / 60, 2),
             "cap_minutes": train_cfg.max_minutes}
     assessed = replace(assess(ws, check, embedder, method), training=done)
-    return history, build_method(ws, method, embedder, "train", encode_phase(progress, method),
-                                 assessed, memory, engine)
+    report = build_method(ws, method, embedder, "train", encode_phase(progress, method),
+                          assessed, memory, engine)
+    said.done()
+    return history, report
+
+
+def resumed_from(ckpt: Path) -> int:
+    """The step a training run resumes from: its checkpoint's, or 0 for a fresh run."""
+    if not ckpt.exists():
+        return 0
+    from .models.checkpoint import load_checkpoint
+
+    try:
+        return int(load_checkpoint(ckpt).get("step", 0))
+    except Exception:  # noqa: BLE001 - training itself reports a damaged checkpoint
+        return 0
+
+
+class Said:
+    """What a training run tells the rest of the product while it runs: its step, planned
+    steps and best self-check so far, in the workspace's progress file (Workspace.training),
+    written every SAY_SECONDS at most and at each self-check; removed once the method is
+    built. A run that stops before (Ctrl-C, a crash) leaves it, saying where it stopped."""
+
+    SAY_SECONDS = 2.0
+
+    def __init__(self, ws: Workspace, method: str, first: int) -> None:
+        import os
+        import time
+
+        self.path, self.first, self.best = ws.training_progress_file(method), first, None
+        self.clock, self.last = time.monotonic, -float("inf")
+        self.record = {"method": method, "pid": os.getpid(), "step": first, "work": None,
+                       "best_selfcheck": None, "started": time.time()}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write()
+
+    def step(self, run_step: int, run_steps: int) -> None:
+        """``run_step`` of this run's ``run_steps`` (as training reports them)."""
+        first = self.record["work"] is None
+        self.record.update(step=self.first + run_step, work=self.first + run_steps)
+        if first or self.clock() - self.last >= self.SAY_SECONDS:
+            self._write()
+
+    def scored(self, score: float) -> None:
+        self.best = score if self.best is None else max(self.best, score)
+        self.record["best_selfcheck"] = self.best
+        self._write()
+
+    def stopped(self) -> None:
+        """The run ends before its method is built: said "interrupted", where it stopped."""
+        self.record["state"] = "interrupted"
+        self._write()
+
+    def done(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def _write(self) -> None:
+        import time
+
+        from .store import write_json
+
+        self.record["updated"] = time.time()
+        write_json(self.path, self.record)
+        self.last = self.clock()

@@ -10,6 +10,7 @@
         state.json         MethodState: the ingest generation it is synced to, index type, dim
         ...                what the embedder saves (pca.npz, model.pt)
       training/METHOD.pt   the resumable training checkpoint of a learned method
+      training/METHOD.progress.json   how far its training is, while it has not finished
       lock                 the writer's lock (store.WriteLock)
 
 Every new version of a method folder (a first build, --rebuild, a new model, or an update with
@@ -176,6 +177,29 @@ class Workspace:
         """The resumable checkpoint (with optimizer state) of a learned method's training."""
         return self.root / "training" / f"{methods.get(method).name}.pt"
 
+    def training_progress_file(self, method: str) -> Path:
+        """Where a training run says how far it is, for ``info``, queries and the page."""
+        return self.root / "training" / f"{methods.get(method).name}.progress.json"
+
+    def training(self) -> dict[str, dict]:
+        """The learned methods whose training has not finished: each one's step, planned steps
+        and best self-check so far, as its run last wrote them, and its ``state``: "training"
+        while that run goes on, else "interrupted" (stopped by Ctrl-C or an error, or its
+        process is gone: ``imgsearch index`` or ``imgsearch train`` resumes it from its
+        checkpoint)."""
+        import json
+
+        out = {}
+        for path in sorted((self.root / "training").glob("*.progress.json")):
+            try:
+                t = json.loads(path.read_text())
+                method = str(t["method"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # being replaced, or damaged: the next write mends it
+            alive = t.get("state") != "interrupted" and _alive(t.get("pid"))  # or killed
+            out[method] = {**t, "state": "training" if alive else "interrupted"}
+        return out
+
     # -- swapping a method folder in whole --------------------------------------------------
     def staging_dir(self, method: str, keep_embedder: bool = False) -> Path:
         """A folder to build the next version of ``method`` in: empty, or holding hard links
@@ -223,7 +247,20 @@ class Workspace:
         built = {m: self.method_state(m).as_dict() for m in self.built_methods()}
         preferred, because = self.preference() if built else (None, None)
         return {"counts": self.catalog.counts(), "input_size": self.config.input_size,
-                "methods": built, "preferred": preferred, "preferred_because": because}
+                "methods": built, "preferred": preferred, "preferred_because": because,
+                "training": self.training()}
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+
+def _alive(pid) -> bool:
+    """Whether process ``pid`` runs on this machine."""
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+

@@ -252,3 +252,31 @@ def test_verification_is_shown_where_the_api_gives_it(dup_server, browser):
         assert badges.count() == 1 and badges.inner_text() == "verified copy · 50% shared"
         assert rows.nth(n).locator("figure").first.locator("[data-testid=verified]").count() == 1
     assert errors == []
+
+
+def test_the_page_shows_a_model_training_as_a_progress_bar(photo_dir, tmp_path, browser):
+    """A training run in progress (its progress file, written by this process as a run
+    writes it) shows as a progress bar with its step and best self-check so far; refreshed,
+    and then said interrupted once the run says it stopped."""
+    import time
+
+    from imgsearch.store import write_json
+
+    build(photo_dir, tmp_path / "idx")
+    progress = tmp_path / "idx" / "training" / "ae.progress.json"
+    progress.parent.mkdir(exist_ok=True)
+    run = {"method": "ae", "pid": os.getpid(), "step": 120, "work": 300,
+           "best_selfcheck": 0.8512, "started": time.time(), "updated": time.time()}
+    write_json(progress, run)
+    with serving(tmp_path / "idx") as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        bar = page.wait_for_selector("[data-testid=training] progress")
+        assert (bar.get_attribute("value"), bar.get_attribute("max")) == ("120", "300")
+        text = page.inner_text("[data-testid=training]")
+        assert "ae training" in text and "120/300 steps" in text and "0.851" in text
+        write_json(progress, {**run, "step": 240, "state": "interrupted"})
+        page.wait_for_function("document.querySelector('#training').innerText"
+                               ".includes('interrupted')", timeout=15_000)  # refreshed
+        assert page.get_attribute("[data-testid=training] progress", "value") == "240"
+        assert "imgsearch index` resumes it" in page.inner_text("[data-testid=training]")

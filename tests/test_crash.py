@@ -198,3 +198,48 @@ def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path):
     assert f"{kept} unchanged" in again.output  # the work done before Ctrl-C is kept
     assert_consistent(index)
     shutil.rmtree(tmp_path / "photos")
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_training_keeps_the_best_weights_and_the_next_run_resumes(tmp_path):
+    """While `ae` trains, the run says queries work already and `info` (another process)
+    names `ae` as training, with its step; Ctrl-C keeps the checkpoint with the best-scoring
+    weights, `info` then says "interrupted", and the next `imgsearch index` resumes and says
+    so, building `ae` from that checkpoint."""
+    import subprocess
+
+    from imgsearch.models.checkpoint import load_checkpoint
+
+    from .conftest import env
+
+    photos = Photos(tmp_path / "photos", 40, np.random.default_rng(3), side=48)
+    index = tmp_path / "idx"
+    args = ["--methods", "pixels,ae", "--input-size", "16", "--workers", "2",
+            "--train-minutes", "0"]
+
+    def info() -> dict:
+        done = subprocess.run(imgsearch("info", "--index", str(index), "--json"),
+                              capture_output=True, text=True, env=env(), timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    run = Watched(imgsearch("index", str(photos.root), "--index", str(index), *args,
+                            "--train-steps", "1000000"))
+    assert run.wait_for("queries work now with pixels", timeout=180), run.output
+    assert run.wait_for(", self-check ", timeout=300), run.output  # best weights exist
+    training = info()["training"]["ae"]
+    assert training["state"] == "training" and training["step"] >= 1
+    assert training["work"] == 1_000_000 and training["best_selfcheck"] is not None
+    os.killpg(run.proc.pid, signal.SIGINT)
+    assert run.finish() == 130, run.output
+    assert "Traceback" not in run.output
+    ckpt = load_checkpoint(index / "training" / "ae.pt")
+    assert ckpt["best"]["selfcheck"] is not None and ckpt["step"] >= training["step"]
+    stopped = info()["training"]["ae"]
+    assert stopped["state"] == "interrupted" and "ae" not in info()["methods"]
+    again = Watched(imgsearch("index", str(photos.root), "--index", str(index), *args,
+                              "--train-steps", "1"))  # no more steps: build from the checkpoint
+    assert again.finish() == 0, again.output
+    assert f"resumed from step {ckpt['step']:,}" in again.output
+    after = info()
+    assert "ae" in after["methods"] and after["training"] == {}

@@ -217,3 +217,47 @@ def test_the_demo_photos_give_the_same_model_on_a_busy_machine(real_photos, tmp_
     assert a.training["steps"] == b.training["steps"] == 8
     assert abs(a.selfcheck - b.selfcheck) <= 2 * max(a.selfcheck_se, b.selfcheck_se)
     assert a.selfcheck == b.selfcheck and pa == pb
+
+
+def test_a_training_run_says_how_far_it_is_until_the_method_is_built(small, photo_dir):
+    """While `ae` trains, the workspace says so (the step, the planned steps, this process);
+    once `ae` is built, nothing is left saying it trains."""
+    seen = []
+
+    def progress(phase, done, total, note=""):
+        if phase == "train ae":
+            seen.append(small.training())
+
+    update_index(small, photo_dir, ["pixels", "ae"], training={**FAST, "steps": 3, "max_steps": 3},
+                 progress=progress)
+    assert seen and all(set(t) == {"ae"} for t in seen)
+    last = seen[-1]["ae"]
+    assert last["state"] == "training" and last["work"] == 3 and 1 <= last["step"] <= 3
+    assert small.training() == {} and small.has_model("ae")
+
+
+def test_an_interrupted_training_is_said_so_and_resumed(small, photo_dir, monkeypatch):
+    """Ctrl-C in training: the checkpoint keeps the steps done and the best weights, the
+    workspace says "interrupted" with the step, and the next run resumes from there."""
+    from imgsearch import training as loop
+
+    real = loop.train
+
+    def interrupted(*args, **kwargs):
+        real(*args, **kwargs)  # a few steps, checkpointed
+        raise KeyboardInterrupt
+
+    work = {**FAST, "steps": 6, "max_steps": 2}  # 2 steps a run
+    monkeypatch.setattr(loop, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        update_index(small, photo_dir, ["pixels", "ae"], training=work)
+    stopped = small.training()["ae"]
+    assert stopped["state"] == "interrupted" and stopped["step"] >= 1
+    assert not small.has_model("ae") and small.training_checkpoint("ae").exists()
+    monkeypatch.setattr(loop, "train", real)
+    notes = []
+    update_index(small, photo_dir, ["pixels", "ae"], training=work,
+                 progress=lambda phase, done, total, note="": notes.append(note))
+    assert any(n.startswith("resumed from step 2") for n in notes), notes
+    assert small.has_model("ae") and small.training() == {}
+    assert small.method_state("ae").training["steps"] == 4  # 2 before, 2 after

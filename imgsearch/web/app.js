@@ -84,6 +84,24 @@ async function loadInfo() {
       (s.selfcheck_se != null ? ` ± ${s.selfcheck_se.toFixed(3)}` : "") : "") +
     (s.training && s.training.steps < s.training.work ?
       ` · training cut short (${s.training.steps} of ${s.training.work} steps)` : ""))));
+  showTraining(info.training || {});
+}
+
+// a model still training: a progress bar each (step of the planned steps, best self-check
+// so far), refreshed while it trains; an interrupted one says how to resume it
+function showTraining(training) {
+  const runs = Object.entries(training);
+  $("training").replaceChildren(...runs.map(([m, t]) => el("span", { class: "training" },
+    `${m} ${t.state === "training" ? "training" : "interrupted"} `,
+    el("progress", { max: t.work || 1, value: t.step || 0,
+                     title: `step ${t.step} of ${t.work ?? "?"}` }),
+    ` ${t.step}${t.work ? "/" + t.work : ""} steps` +
+    (t.best_selfcheck != null ? ` · best self-check ${t.best_selfcheck.toFixed(3)}` : "") +
+    (t.state === "training" ? "" : " · `imgsearch index` resumes it"))));
+  clearTimeout(state.trainingTimer);
+  if (runs.some(([, t]) => t.state === "training"))
+    state.trainingTimer = setTimeout(() => api("/api/info").then(
+      (info) => showTraining(info.training || {})).catch(() => {}), 3000);
 }
 
 // -- photos, one photo, an upload ---------------------------------------------------------
