@@ -59,8 +59,8 @@ class TrainConfig:
     val_fraction: float = 0.05
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # bf16 autocast on CUDA
-    channels_last: bool = True  # on CUDA
+    amp: bool = True  # bf16 autocast on CUDA, and on a CPU with native bf16 (AVX512-BF16, AMX)
+    channels_last: bool = True  # the model and batches in NHWC (oneDNN and cuDNN convolutions)
     compile: bool = False  # torch.compile the model
     augment: str = "auto"  # random views and edits: auto | photo | small (augment.py)
     schedule: str = "cosine"  # learning rate: cosine (warm-up, then decay) | constant

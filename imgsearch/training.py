@@ -148,6 +148,18 @@ def save_checkpoint(path: Path, method: str, model: torch.nn.Module, optimizers:
                             **({"best": best} if best else {})})
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX on x86 Linux): there bf16
+    autocast roughly halves a CPU training step of the default recipe (docs/BENCHMARKS.md);
+    elsewhere it would be emulated, and slower than float32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 # -- one step -----------------------------------------------------------------------------
 def step_loss(model: torch.nn.Module, net: torch.nn.Module, objective, x: torch.Tensor,
               corrupt: Corruption, views: Augment | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -256,11 +268,11 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
         start_epoch, step, best = ckpt["epoch"], ckpt.get("step", 0), ckpt.get("best")
         history = [Epoch(**h) for h in ckpt["history"]]
         LOG.info("resuming %s from epoch %d", checkpoint, start_epoch)
-    cl = cfg.channels_last and device.type == "cuda"
+    cl = cfg.channels_last  # NHWC: faster convolutions on the GPU and, by oneDNN, the CPU
     if cl:
         model = model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if cfg.compile else model  # attribute access reaches `model`
-    amp = cfg.amp and device.type == "cuda"
+    amp = cfg.amp and (device.type == "cuda" or cpu_has_bf16())
     aug = preset_for(cfg.augment, config.input_size, config.channels)
     corrupt = Corruption(config.denoise, config.noise, config.input_size, config.channels,
                          cfg.augment, cfg.seed)

@@ -5,7 +5,9 @@ images (throughput does not depend on content) and reports images/s between the 
 reports after the first --warmup steps (each report waits for the device), for each setting,
 with its ratio to the first setting of the same model, measured in the same run:
   CPU:  the loop as it was (images from the host each step), the images held in memory as
-        one tensor (the GPU path, on the CPU)
+        one tensor (the GPU path, on the CPU); then the default recipe's two views a step, in
+        float32 NCHW (before issue 22), channels_last, and channels_last with bf16 autocast
+        (the default where the CPU has native bf16: training.cpu_has_bf16)
   CUDA: the loop as it was (host images, batch 64, bf16 + channels_last), then the images
         held on the GPU, a larger batch, torch.compile, and the default recipe's two views
 
@@ -35,8 +37,14 @@ HELD = {"data_on_device": "always"}
 def settings(cuda: bool, batch: int) -> list[tuple[str, dict, dict]]:
     """(name, train settings, model settings); the first is the loop as it was."""
     if not cuda:
-        return [(f"host images, batch {batch}", {**HOST, "amp": False}, {}),
-                (f"images held in memory, batch {batch}", {**HELD, "amp": False}, {})]
+        fp32 = {"amp": False, "channels_last": False}  # the CPU loop before issue 22
+        recipe = {"invariance": "vicreg"}  # the default `ae` recipe: two views a step
+        return [(f"host images, batch {batch}", {**HOST, **fp32}, {}),
+                (f"images held in memory, batch {batch}", {**HELD, **fp32}, {}),
+                ("two views (the default recipe), fp32 NCHW (before)", {**HELD, **fp32},
+                 recipe),
+                ("two views, channels_last", {**HELD, "amp": False}, recipe),
+                ("two views, channels_last + bf16 autocast (now)", {**HELD}, recipe)]
     old = {"amp": True, "channels_last": True, "batch_size": 64}
     return [("host images, batch 64 (the loop as it was)", {**HOST, **old}, {}),
             ("images on the GPU, batch 64", {**HELD, **old}, {}),
