@@ -98,14 +98,13 @@ def say_when_queries_work(progress, ws: workspace.Workspace, index: str):
     said = []
 
     def report(phase: str, done: int, total: int | None, note: str = "") -> None:
-        if phase.startswith("train ") and not said:
+        built = ws.built_methods() if phase.startswith("train ") and not said else []
+        if built:
             said.append(phase)
-            built = ws.built_methods()
-            if built:
-                err.print(f"queries work now with {', '.join(built)} while "
-                          f"{phase.removeprefix('train ')} trains: imgsearch query PHOTO "
-                          f"--index {index}  (`imgsearch info --index {index}` shows the "
-                          "training)", highlight=False, soft_wrap=True)
+            err.print(f"queries work now with {', '.join(built)} while "
+                      f"{phase.removeprefix('train ')} trains: imgsearch query PHOTO "
+                      f"--index {index}  (`imgsearch info --index {index}` shows the "
+                      "training)", highlight=False, soft_wrap=True)
         progress(phase, done, total, note)
     return report
 
@@ -131,6 +130,8 @@ class ProgressLines:
     def __call__(self, phase: str, done: int, total: int | None, note: str = "") -> None:
         now = self.clock()
         p = self.phases.setdefault(phase, [now, -float("inf"), 0, total, ""])
+        if p[1] == float("inf"):
+            return  # its last line is printed
         p[2:] = [done, total, note]
         finished = total is not None and done >= total
         if finished or now - p[1] >= LINE_SECONDS:
@@ -726,7 +727,7 @@ def trained_line(t: dict) -> str:
     whether the time cap cut it short."""
     steps, work, minutes = t.get("steps", 0), t.get("work", 0), t.get("minutes", 0)
     line = f"trained {steps:,} of {work:,} steps in {minutes:.1f} min"
-    if steps < work:
+    if t.get("capped"):
         line += (f", cut short by the {t.get('cap_minutes', 0):g}-minute cap (--train-minutes"
                  " raises it)")
     return line

@@ -177,17 +177,18 @@ def train_method(ws: Workspace, method: str, model_cfg, train_cfg: TrainConfig, 
     try:
         history = train(method, model_cfg, CachedImages(ws.cache, train_ids), train_cfg, ckpt,
                         on_train, scored if check is not None else None)
+        learned = LearnedEmbedder.from_file(ckpt)
+        embedder = prepare(ws, method, learned, post)
+        done = {"steps": learned.ckpt.get("step", 0), "work": learned.ckpt.get("work", 0),
+                "minutes": round(sum(h.seconds for h in history) / 60, 2),
+                "cap_minutes": train_cfg.max_minutes,
+                "capped": bool(learned.ckpt.get("capped"))}
+        assessed = replace(assess(ws, check, embedder, method), training=done)
+        report = build_method(ws, method, embedder, "train", encode_phase(progress, method),
+                              assessed, memory, engine)
     except BaseException:  # Ctrl-C, a crash: the checkpoint keeps the steps and best weights
         said.stopped()
         raise
-    learned = LearnedEmbedder.from_file(ckpt)
-    embedder = prepare(ws, method, learned, post)
-    done = {"steps": learned.ckpt.get("step", 0), "work": learned.ckpt.get("work", 0),
-            "minutes": round(sum(h.seconds for h in history) / 60, 2),
-            "cap_minutes": train_cfg.max_minutes}
-    assessed = replace(assess(ws, check, embedder, method), training=done)
-    report = build_method(ws, method, embedder, "train", encode_phase(progress, method),
-                          assessed, memory, engine)
     said.done()
     return history, report
 

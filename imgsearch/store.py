@@ -306,7 +306,8 @@ class MethodState:
     nprobe: int | None = None  # inverted lists a query visits (an inverted file's)
     query_margin: float | None = None  # a query region must beat the whole query by this
     selfcheck_se: float | None = None  # the self-check score's standard error
-    # a learned method's training: steps taken, work planned (steps), minutes, the cap
+    # a learned method's training: steps taken, work planned (steps), minutes, the cap, and
+    # whether the cap ended it before its work (capped)
     training: dict | None = None
 
     @classmethod
@@ -333,9 +334,3 @@ class MethodState:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-    @property
-    def cut_short(self) -> bool:
-        """Whether the time cap ended training before its planned work."""
-        t = self.training or {}
-        return bool(t) and t.get("steps", 0) < t.get("work", 0)

@@ -134,16 +134,18 @@ def _cpu_state(model: torch.nn.Module) -> dict:
 
 def save_checkpoint(path: Path, method: str, model: torch.nn.Module, optimizers: list, config,
                     train_cfg: TrainConfig, epoch: int, history: list[Epoch],
-                    best: dict | None = None, step: int = 0, work: int = 0) -> None:
+                    best: dict | None = None, step: int = 0, work: int = 0,
+                    capped: bool = False) -> None:
     """The resumable checkpoint: the latest weights and optimizer state (and the
     discriminator's optimizer, for an adversarial architecture), the weights that scored
-    best on the self-check (``best``: model, epoch, selfcheck), which inference uses, and the
-    steps taken (``step``) of the work planned (``work``)."""
+    best on the self-check (``best``: model, epoch, selfcheck), which inference uses, the
+    steps taken (``step``) of the work planned (``work``), and whether the time cap ended the
+    run before its work (``capped``)."""
     extra = {"optimizer_d": optimizers[1].state_dict()} if len(optimizers) > 1 else {}
     write_checkpoint(path, {"method": method, "arch": arch_of(config), "model": _cpu_state(model),
                             "optimizer": optimizers[0].state_dict(), **extra,
                             "config": asdict(config), "train_config": asdict(train_cfg),
-                            "epoch": epoch, "step": step, "work": work,
+                            "epoch": epoch, "step": step, "work": work, "capped": capped,
                             "history": [asdict(h) for h in history],
                             **({"best": best} if best else {})})
 
@@ -272,7 +274,7 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
     if cl:
         model = model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if cfg.compile else model  # attribute access reaches `model`
-    amp = cfg.amp and (device.type == "cuda" or cpu_has_bf16())
+    amp = cfg.amp and (device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()))
     aug = preset_for(cfg.augment, config.input_size, config.channels)
     corrupt = Corruption(config.denoise, config.noise, config.input_size, config.channels,
                          cfg.augment, cfg.seed)
@@ -295,6 +297,7 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
     if cfg.max_steps:
         planned = min(planned, step + cfg.max_steps)
     work = planned  # the schedule's length, unless the time cap shortens it
+    capped = False  # whether the time cap ended this run before its work
     total_steps = planned - step
     deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
     rng = np.random.default_rng(cfg.seed + start_epoch)
@@ -304,11 +307,11 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
     stale, saved_at = 0, time.monotonic()
     model.train()
     for epoch in range(start_epoch, epochs):
-        t0, seen = time.perf_counter(), 0
-        loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
-        reported = -math.inf
-        order = rng.permutation(train_pos)[:epoch_len]
         try:
+            t0, seen = time.perf_counter(), 0
+            loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
+            reported = -math.inf
+            order = rng.permutation(train_pos)[:epoch_len]
             for start in range(0, len(order), cfg.batch_size):
                 lr = learning_rate(cfg, step, planned)
                 for group in optimizer.param_groups:
@@ -337,46 +340,47 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
                         LOG.warning("%s: %d steps do not fit the %g-minute cap at %.1f steps/s;"
                                     " the schedule ends at step %d", method, planned,
                                     cfg.max_minutes, rate, fits)
-                        planned = fits
+                        planned, capped = fits, True
                     total_steps = run_steps + planned - step
                 if on_progress and now - reported >= PROGRESS_SECONDS:
                     reported = now  # .item() waits for the GPU, so only a few times a second
                     on_progress(run_steps, total_steps, loss.item(), seen / (now - t0))
                 if time.monotonic() > deadline or step >= planned:
+                    capped = capped or step < planned
                     stop = True  # the budget ends this epoch early; it counts as done
                     break
+            train_loss = loss_sum.item() / max(seen, 1)  # waits for the epoch's last step
+            if not math.isfinite(train_loss):
+                raise TrainingDiverged(f"training {method} diverged (loss {train_loss}) in epoch "
+                                       f"{epoch + 1}; the last good checkpoint is kept. Try a "
+                                       "lower --lr, or --fresh")
+            seconds = time.perf_counter() - t0
+            last = stop or epoch == epochs - 1
+            score, improved = None, False
+            if check is not None and (step - last_check >= cfg.check_every or last):
+                score, last_check = float(check(encoder(model, device))), step
+                if score > best_score:
+                    best_score, stale, improved = score, 0, True
+                    best = {"model": _cpu_state(model), "epoch": epoch + 1, "selfcheck": score}
+                else:
+                    stale += 1
+            history.append(Epoch(epoch + 1, train_loss,
+                                 validation_loss(arch, model, data, val_pos, cfg, device),
+                                 seen / seconds, seconds, score, lr))
+            LOG.info("%s", history[-1])
+            if cfg.patience and stale >= cfg.patience:
+                LOG.info("self-check has not improved for %d checks: stopping early", stale)
+                stop = True
+            # a tiny collection's epoch is a step or two: checkpoints every few seconds at most
+            if (stop or epoch == epochs - 1 or improved
+                    or time.monotonic() - saved_at >= cfg.checkpoint_seconds):
+                save_checkpoint(checkpoint, method, model, optimizers, config, cfg, epoch + 1,
+                                history, best, step, work, capped)
+                saved_at = time.monotonic()
         except KeyboardInterrupt:  # keep the weights; a resumed run redoes this epoch
-            save_checkpoint(checkpoint, method, model, optimizers, config, cfg, epoch, history,
-                            best, step, work)
+            save_checkpoint(checkpoint, method, model, optimizers, config, cfg, epoch,
+                            [h for h in history if h.epoch <= epoch], best, step, work, capped)
             raise
-        train_loss = loss_sum.item() / max(seen, 1)  # waits for the epoch's last step
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(f"training {method} diverged (loss {train_loss}) in epoch "
-                                   f"{epoch + 1}; the last good checkpoint is kept. Try a "
-                                   "lower --lr, or --fresh")
-        seconds = time.perf_counter() - t0
-        last = stop or epoch == epochs - 1
-        score, improved = None, False
-        if check is not None and (step - last_check >= cfg.check_every or last):
-            score, last_check = float(check(encoder(model, device))), step
-            if score > best_score:
-                best_score, stale, improved = score, 0, True
-                best = {"model": _cpu_state(model), "epoch": epoch + 1, "selfcheck": score}
-            else:
-                stale += 1
-        history.append(Epoch(epoch + 1, train_loss,
-                             validation_loss(arch, model, data, val_pos, cfg, device),
-                             seen / seconds, seconds, score, lr))
-        LOG.info("%s", history[-1])
-        if cfg.patience and stale >= cfg.patience:
-            LOG.info("self-check has not improved for %d checks: stopping early", stale)
-            stop = True
-        # a tiny collection's epoch is a step or two: checkpoints every few seconds at most
-        if (stop or epoch == epochs - 1 or improved
-                or time.monotonic() - saved_at >= cfg.checkpoint_seconds):
-            save_checkpoint(checkpoint, method, model, optimizers, config, cfg, epoch + 1,
-                            history, best, step, work)
-            saved_at = time.monotonic()
         if stop:
             break
     return history

@@ -196,6 +196,9 @@ class Workspace:
                 method = str(t["method"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # being replaced, or damaged: the next write mends it
+            state = self.method_dir(method) / MethodState.FILE
+            if state.is_file() and state.stat().st_mtime > float(t.get("updated") or 0):
+                continue  # built since, another way (an imported model): not training
             alive = t.get("state") != "interrupted" and _alive(t.get("pid"))  # or killed
             out[method] = {**t, "state": "training" if alive else "interrupted"}
         return out

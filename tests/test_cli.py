@@ -209,9 +209,12 @@ def test_info_says_how_many_steps_trained_and_whether_the_cap_cut_them(small, ph
 def test_a_cut_short_training_is_said_so():
     from imgsearch.cli import trained_line
 
-    line = trained_line({"steps": 210, "work": 300, "minutes": 15.0, "cap_minutes": 15})
+    line = trained_line({"steps": 210, "work": 300, "minutes": 15.0, "cap_minutes": 15,
+                         "capped": True})
     assert line.startswith("trained 210 of 300 steps in 15.0 min, cut short by the 15-minute")
     assert "cut short" not in trained_line({"steps": 300, "work": 300, "minutes": 4.4})
+    # stopped early by --patience, not by the cap: not "cut short"
+    assert "cut short" not in trained_line({"steps": 200, "work": 300, "capped": False})
 
 
 def test_index_with_a_model_trained_elsewhere(small, photo_dir, tmp_path):

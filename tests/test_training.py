@@ -39,7 +39,7 @@ def test_checkpoint_holds_only_plain_values(tmp_path, images):
     train("ae", TINY_AE, images, FAST, tmp_path / "c.pt")
     ckpt = torch.load(tmp_path / "c.pt", weights_only=True)
     assert set(ckpt) == {"method", "arch", "model", "optimizer", "config", "train_config", "epoch",
-                         "step", "work", "history"}
+                         "step", "work", "capped", "history"}
     assert ckpt["config"]["widths"] == (4, 8) or ckpt["config"]["widths"] == [4, 8]
     assert ckpt["epoch"] == 1 and not list(tmp_path.glob(".*tmp"))
 
@@ -78,7 +78,8 @@ def test_the_work_is_steps_and_the_minutes_only_a_cap(tmp_path, images):
     capped = TrainConfig(**{**FAST.__dict__, "steps": 10**6, "max_minutes": 1e-4})
     train("ae", TINY_AE, images, capped, tmp_path / "b.pt")
     ckpt = load_checkpoint(tmp_path / "b.pt")
-    assert ckpt["work"] == 10**6 and 1 <= ckpt["step"] < 10**6
+    assert ckpt["work"] == 10**6 and 1 <= ckpt["step"] < 10**6 and ckpt["capped"]
+    assert not load_checkpoint(tmp_path / "a.pt")["capped"]
 
 
 def test_the_same_steps_give_the_same_model_on_a_busy_machine(tmp_path, images):

@@ -82,7 +82,7 @@ async function loadInfo() {
     `${m}${m === info.preferred ? " (best)" : ""}` +
     (s.selfcheck != null ? ` · self-check ${s.selfcheck.toFixed(3)}` +
       (s.selfcheck_se != null ? ` ± ${s.selfcheck_se.toFixed(3)}` : "") : "") +
-    (s.training && s.training.steps < s.training.work ?
+    (s.training && s.training.capped ?
       ` · training cut short (${s.training.steps} of ${s.training.work} steps)` : ""))));
   showTraining(info.training || {});
 }
