@@ -81,7 +81,8 @@ class IndexReport:
 # -- the plan ------------------------------------------------------------------------------
 def plan(ws: Workspace, wanted: list[str], imported: str | None = None,
          rebuild: bool = False) -> list[Step]:
-    """One step per method: the imported method first, then ``wanted`` in order."""
+    """One step per method: the imported method first, then ``wanted`` in order, but every
+    model to train last, so that the other methods answer queries while it trains."""
     steps = [Step(imported, "import", "a model trained elsewhere was given")] if imported else []
     for name in wanted:
         if name == imported:
@@ -97,7 +98,7 @@ def plan(ws: Workspace, wanted: list[str], imported: str | None = None,
             steps.append(Step(name, "fit", "rebuild asked for" if rebuild else "not built yet"))
         else:
             steps.append(Step(name, "sync", "built: encode only what changed"))
-    return steps
+    return sorted(steps, key=lambda s: s.action == "train")  # stable: the order kept otherwise
 
 
 # -- the whole update ----------------------------------------------------------------------
