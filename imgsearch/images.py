@@ -130,6 +130,29 @@ def named(data: bytes, name: str | Path) -> BinaryIO:
     return buf
 
 
+RAW_NEEDS_EXTRA = "camera RAW needs the raw extra"  # how a RAW file failed without it
+
+
+def raw_readable() -> bool:
+    """Whether camera RAW files can be read here (rawpy, the raw extra, is installed)."""
+    import importlib.util
+
+    return importlib.util.find_spec("rawpy") is not None
+
+
+def raw_size(source: str | Path | BinaryIO) -> tuple[int, int]:
+    """A RAW file's (width, height), from its header: nothing is decoded."""
+    try:
+        import rawpy
+    except ImportError:
+        raise ImageLoadError(f"{RAW_NEEDS_EXTRA}: pip install 'imgsearch[raw]'") from None
+    try:
+        with rawpy.imread(str(source) if isinstance(source, Path) else source) as raw:
+            return raw.sizes.width, raw.sizes.height
+    except Exception as e:
+        raise ImageLoadError(f"{type(e).__name__}: {e}") from e
+
+
 def is_raw(source: str | Path | BinaryIO) -> bool:
     """Whether ``source`` is a camera RAW file, by its name (a path, or a named file object)."""
     name = source if isinstance(source, (str, Path)) else getattr(source, "name", "")
@@ -150,8 +173,7 @@ def open_raw(source: str | Path | BinaryIO, need: int, max_megapixels: float = 0
     try:
         import rawpy
     except ImportError:
-        raise ImageLoadError("camera RAW needs the raw extra: pip install 'imgsearch[raw]'"
-                             ) from None
+        raise ImageLoadError(f"{RAW_NEEDS_EXTRA}: pip install 'imgsearch[raw]'") from None
     with rawpy.imread(str(source) if isinstance(source, Path) else source) as raw:
         sizes = raw.sizes
         width, height = sizes.width, sizes.height

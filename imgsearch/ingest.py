@@ -22,7 +22,7 @@ from .catalog import FAILED, INDEXED, REMOVED, Catalog, Row
 from .engine import LOCAL, Engine
 from .errors import CacheMiss, DiskFull, ImgSearchError, MachineFault
 from .imagecache import ImageCache
-from .images import DECODE_VERSION, EXTENSIONS, decoding_changed
+from .images import DECODE_VERSION, EXTENSIONS, RAW_NEEDS_EXTRA, decoding_changed, raw_readable
 
 LOG = logging.getLogger(__name__)
 
@@ -153,9 +153,11 @@ def ingest(
 
     todo: list[FileEntry] = []
     redo: set[str] = set()
+    raw_now = raw_readable()  # RAW files that failed for want of the extra are read again
     for f in files:
         r = known.get(f.path)
-        if r is None or r.state == REMOVED or (r.size, r.mtime) != (f.size, f.mtime):
+        if r is None or r.state == REMOVED or (r.size, r.mtime) != (f.size, f.mtime) or (
+                raw_now and r.state == FAILED and (r.reason or "").startswith(RAW_NEEDS_EXTRA)):
             todo.append(f)
         elif r.id in stale:
             redo.add(f.path)

@@ -48,7 +48,7 @@ from . import methods, review
 from .build import load_method
 from .catalog import INDEXED, Catalog
 from .errors import ImageLoadError, ImgSearchError
-from .images import DECODE_VERSION, is_raw, named, open_upright
+from .images import DECODE_VERSION, is_raw, named, open_upright, raw_size
 from .matching import load_features
 from .search import VERIFY_TOP, Searcher, query_images, region_margin, verify_hits
 from .store import MethodState, replacing
@@ -246,8 +246,8 @@ def create_app(index: str | Path) -> FastAPI:
             raise HTTPException(413, f"upload over {MAX_UPLOAD // 2**20} MiB")
         name = file.filename or "upload"
         try:
-            if is_raw(name):  # LibRaw reads it (images.open_raw), at its preview's size or half
-                w, h = 0, 0
+            if is_raw(name):  # its header's size: LibRaw decodes nothing yet
+                w, h = raw_size(named(data, name))
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("error", Image.DecompressionBombWarning)

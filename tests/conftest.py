@@ -244,3 +244,38 @@ def serving(index) -> Iterator[str]:
         sys.path.pop(0)
     with serve(index, clean=True) as (host, port):
         yield f"http://{host}:{port}"
+
+
+# -- camera RAW files, written here (tifffile) ---------------------------------------------
+DNG = [(50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion 1.4
+       (50708, "s", 0, "imgsearch test camera", True)]  # UniqueCameraModel
+
+
+def linear_dng(path, rgb: np.ndarray) -> None:
+    """A linear DNG (demosaiced sensor data, 16 bits a sample) of an 8-bit RGB picture."""
+    import tifffile
+
+    tifffile.imwrite(path, rgb.astype(np.uint16) * 257, photometric=34892,
+                     extratags=[*DNG, (50717, "I", 3, (65535,) * 3, True)])  # WhiteLevel
+
+
+def bayer_dng(path, preview: np.ndarray, side: tuple[int, int] = (600, 400)) -> None:
+    """A Bayer DNG: an 8-bit RGB preview in the first IFD, the sensor's mosaic (noise) in
+    its SubIFD, as a camera's DNG holds them."""
+    import tifffile
+
+    w, h = side
+    mosaic = (np.random.default_rng(0).random((h, w)) * 4000).astype(np.uint16)
+    with tifffile.TiffWriter(path) as t:
+        t.write(preview, photometric="rgb", subifds=1, subfiletype=1, extratags=DNG)
+        t.write(mosaic, photometric=32803, subfiletype=0,
+                extratags=[(33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True),
+                           (50717, "I", 1, (4095,), True)])  # CFA 2x2 RGGB, WhiteLevel
+
+
+def halves(height: int = 80, width: int = 120) -> np.ndarray:
+    """Red on the left, blue on the right."""
+    rgb = np.zeros((height, width, 3), np.uint8)
+    rgb[:, : width // 2, 0] = 230
+    rgb[:, width // 2 :, 2] = 230
+    return rgb

@@ -12,40 +12,7 @@ from PIL import Image
 from imgsearch.errors import ImageLoadError
 from imgsearch.images import EXTENSIONS, load_image, open_upright
 
-from .conftest import pattern
-
-DNG = [(50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion 1.4
-       (50708, "s", 0, "imgsearch test camera", True)]  # UniqueCameraModel
-
-
-def linear_dng(path, rgb: np.ndarray) -> None:
-    """A linear DNG (demosaiced sensor data, 16 bits a sample) of an 8-bit RGB picture."""
-    import tifffile
-
-    tifffile.imwrite(path, rgb.astype(np.uint16) * 257, photometric=34892,
-                     extratags=[*DNG, (50717, "I", 3, (65535,) * 3, True)])  # WhiteLevel
-
-
-def bayer_dng(path, preview: np.ndarray, side: tuple[int, int] = (600, 400)) -> None:
-    """A Bayer DNG: an 8-bit RGB preview in the first IFD, the sensor's mosaic (noise) in
-    its SubIFD, as a camera's DNG holds them."""
-    import tifffile
-
-    w, h = side
-    mosaic = (np.random.default_rng(0).random((h, w)) * 4000).astype(np.uint16)
-    with tifffile.TiffWriter(path) as t:
-        t.write(preview, photometric="rgb", subifds=1, subfiletype=1, extratags=DNG)
-        t.write(mosaic, photometric=32803, subfiletype=0,
-                extratags=[(33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True),
-                           (50717, "I", 1, (4095,), True)])  # CFA 2x2 RGGB, WhiteLevel
-
-
-def halves(height: int = 80, width: int = 120) -> np.ndarray:
-    """Red on the left, blue on the right."""
-    rgb = np.zeros((height, width, 3), np.uint8)
-    rgb[:, : width // 2, 0] = 230
-    rgb[:, width // 2 :, 2] = 230
-    return rgb
+from .conftest import bayer_dng, halves, linear_dng, pattern
 
 
 def test_a_linear_dng_is_demosaiced_to_its_picture(tmp_path):
@@ -104,3 +71,24 @@ def test_a_folder_of_raw_and_pnm_files_is_indexed(tmp_path):
         assert report.ingest.added == 4 and not report.ingest.failed
         formats = sorted(r.format for r in ws.catalog.rows())
         assert formats == ["PPM", "PPM", "RAW", "RAW"]  # Pillow names the whole family PPM
+
+
+def test_raw_files_that_failed_for_want_of_the_extra_are_read_once_it_is_installed(
+        tmp_path, monkeypatch):
+    pytest.importorskip("rawpy")
+    from imgsearch.config import IndexConfig
+    from imgsearch.pipeline import update_index
+    from imgsearch.workspace import Workspace
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    linear_dng(photos / "a.dng", halves())
+    Image.fromarray(pattern(7)).save(photos / "b.ppm")
+    with Workspace.create(tmp_path / "idx", IndexConfig(input_size=16, pixel_size=8)) as ws:
+        with monkeypatch.context() as m:
+            m.setitem(sys.modules, "rawpy", None)  # not installed yet
+            m.setattr("imgsearch.ingest.raw_readable", lambda: False)
+            first = update_index(ws, photos, ["pixels"], workers=1)
+        assert [p for p, _ in first.ingest.failed] == [str(photos / "a.dng")]
+        again = update_index(ws, photos, ["pixels"], workers=1)  # the extra is here now
+        assert again.ingest.updated + again.ingest.added == 1 and not again.ingest.failed

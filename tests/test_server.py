@@ -25,7 +25,7 @@ from imgsearch.search import Hit
 from imgsearch.server import create_app
 from imgsearch.workspace import Workspace
 
-from .conftest import add_copies_of_img00, find, pattern, serving
+from .conftest import add_copies_of_img00, find, linear_dng, pattern, serving
 
 
 def build_index(photos, index):
@@ -105,8 +105,6 @@ def test_search_with_an_upload_finds_the_photo(client, photo_dir):
 
 def test_a_raw_upload_is_read_as_raw(client, photo_dir, tmp_path):
     pytest.importorskip("rawpy")
-    from .test_formats import linear_dng
-
     target = np.asarray(Image.open(find(photo_dir, "img05.gif")).convert("RGB"))
     linear_dng(tmp_path / "q.dng", target)
     data = client.post("/api/search?method=pixels&k=3",
