@@ -20,7 +20,9 @@ class IndexConfig:
     input_size: int = 64  # images are cached as (input_size, input_size, 3) uint8
     pixel_size: int = 32  # the `pixels` baseline: the image resized to this, flattened
     code_dim: int = 256  # PCA components and learned code size
-    exact_threshold: int = 100_000  # above this many vectors, an IVF index replaces IndexFlat
+    # above this many vectors, or above index.EXACT_BYTES of codes, an IVF index replaces
+    # IndexFlat
+    exact_threshold: int = 100_000
 
     def __post_init__(self) -> None:
         if self.input_size < 8:
