@@ -140,14 +140,20 @@ def raw_readable() -> bool:
     return importlib.util.find_spec("rawpy") is not None
 
 
-def raw_size(source: str | Path | BinaryIO) -> tuple[int, int]:
-    """A RAW file's (width, height), from its header: nothing is decoded."""
+def _read_raw(source: str | Path | BinaryIO):
+    """LibRaw opened on ``source`` (a context manager), or the one-line error that names the
+    extra where rawpy is not installed."""
     try:
         import rawpy
     except ImportError:
         raise ImageLoadError(f"{RAW_NEEDS_EXTRA}: pip install 'imgsearch[raw]'") from None
+    return rawpy.imread(str(source) if isinstance(source, Path) else source)
+
+
+def raw_size(source: str | Path | BinaryIO) -> tuple[int, int]:
+    """A RAW file's (width, height), from its header: nothing is decoded."""
     try:
-        with rawpy.imread(str(source) if isinstance(source, Path) else source) as raw:
+        with _read_raw(source) as raw:
             return raw.sizes.width, raw.sizes.height
     except Exception as e:
         raise ImageLoadError(f"{type(e).__name__}: {e}") from e
@@ -170,11 +176,9 @@ def open_raw(source: str | Path | BinaryIO, need: int, max_megapixels: float = 0
     where the file allows, and its full size. The fast path is the preview the camera embedded
     (a JPEG or a bitmap), taken when it is that large; otherwise the sensor data is demosaiced
     by LibRaw at half size (camera white balance, sRGB, 8 bits)."""
-    try:
-        import rawpy
-    except ImportError:
-        raise ImageLoadError(f"{RAW_NEEDS_EXTRA}: pip install 'imgsearch[raw]'") from None
-    with rawpy.imread(str(source) if isinstance(source, Path) else source) as raw:
+    with _read_raw(source) as raw:
+        import rawpy  # installed: _read_raw opened the file with it
+
         sizes = raw.sizes
         width, height = sizes.width, sizes.height
         if sizes.flip in (5, 6):
