@@ -98,9 +98,12 @@ def say_when_queries_work(progress, ws: workspace.Workspace, index: str):
     said = []
 
     def report(phase: str, done: int, total: int | None, note: str = "") -> None:
-        built = ws.built_methods() if phase.startswith("train ") and not said else []
+        if phase.startswith("train ") and not said:  # once: models train last (pipeline.plan)
+            said.append(phase)  # so what is built now is all that answers while they train
+            built = ws.built_methods()
+        else:
+            built = []
         if built:
-            said.append(phase)
             err.print(f"queries work now with {', '.join(built)} while "
                       f"{phase.removeprefix('train ')} trains: imgsearch query PHOTO "
                       f"--index {index}  (`imgsearch info --index {index}` shows the "
