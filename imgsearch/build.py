@@ -118,13 +118,9 @@ def new_index(ws: Workspace, embedder: Embedder, ids: list[int],
     plan = index_plan(ws, embedder.dim, len(ids), memory)
     index, truth = VectorIndex.empty(embedder.dim), None
     if plan.index_type != "flat":
-        rng = np.random.default_rng(0)
-        n_train = min(len(ids), max(IVF_TRAIN, 39 * plan.nlist))
-        sample = sorted(rng.choice(ids, size=n_train, replace=False).tolist())
-        train = encode_ids(ws, embedder, sample, None, engine, folder)
-        index = VectorIndex.create(plan, embedder.dim, train)
-        pick = rng.permutation(len(train))[:TUNE_QUERIES]
-        truth = GroundTruth(train[pick], own=np.asarray(sample)[pick])
+        sample = train_sample(ids, plan)
+        index, truth = trained_index(plan, embedder.dim, sample,
+                                     encode_ids(ws, embedder, sample, None, engine, folder))
     for chunk, codes in encode_batches(ws, embedder, ids, on_progress, engine, folder):
         index.add(codes, chunk)
         if truth is not None:
@@ -137,6 +133,30 @@ def new_index(ws: Workspace, embedder: Embedder, ids: list[int],
 def index_plan(ws: Workspace, dim: int, n: int, memory: int | None = None) -> IndexPlan:
     """The vector index structure for ``n`` codes of this index within ``memory`` bytes."""
     return plan_index(n, dim, memory, ws.config.exact_threshold)
+
+
+def sample_ids(ids: list[int], n: int) -> list[int]:
+    """A seeded sample of ``n`` of ``ids`` (all of them if they are fewer), sorted: what a fit
+    or an inverted file's training sees, the same whether the codes stream or not."""
+    if n >= len(ids):
+        return sorted(ids)
+    return sorted(np.random.default_rng(0).choice(ids, size=n, replace=False).tolist())
+
+
+def train_sample(ids: list[int], plan: IndexPlan) -> list[int]:
+    """The ids whose codes train an inverted file of ``plan`` over ``ids`` (39 a list at
+    least, as FAISS asks, and at least IVF_TRAIN)."""
+    return sample_ids(ids, max(IVF_TRAIN, 39 * plan.nlist))
+
+
+def trained_index(plan: IndexPlan, dim: int, sample: list[int], codes: np.ndarray
+                  ) -> tuple[VectorIndex, GroundTruth]:
+    """An empty inverted file of ``plan`` trained on the ``codes`` of ids ``sample``, and the
+    exact neighbours of TUNE_QUERIES of them that its nprobe is tuned on (kept up to date as
+    the codes are added)."""
+    index = VectorIndex.create(plan, dim, codes)
+    pick = np.random.default_rng(1).permutation(len(codes))[:TUNE_QUERIES]
+    return index, GroundTruth(codes[pick], own=np.asarray(sample)[pick])
 
 
 @dataclass(frozen=True)
@@ -230,3 +250,143 @@ def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = Non
                          time.perf_counter() - t0)
     LOG.info("%s", report)
     return report
+
+
+class StreamedBuild:
+    """One baseline's first vector index, built while the photos are decoded
+    (pipeline.update_index hands it to ingest.ingest as a sink), to the same result as
+    build_method after decoding: the fit's sample and an inverted file's training sample are
+    those build_method would draw (sample_ids), decoded first, so the embedder is fitted and
+    the index trained as soon as they are in, and every later code is added as its photo's
+    row is committed. Nothing is written until ``write``: a run that stops leaves no trace.
+
+        stream = StreamedBuild(ws, "pca", memory)
+        ingest(..., sink=stream)          # first(ids), then indexed(ids) / failed(ids)
+        embedder = stream.complete()      # None: build it the usual way (see complete)
+        report = stream.write(assessed)
+    """
+
+    def __init__(self, ws: Workspace, method: str, memory: int | None = None):
+        self.ws, self.method, self.memory = ws, method, memory
+        self.embedder = methods.get(method).create(ws.config)
+        self.plan: IndexPlan | None = None
+        self.index: VectorIndex | None = None  # once fitted and trained: codes go straight in
+        self.truth: GroundTruth | None = None
+        self.fit_ids: list[int] = []
+        self.train_ids: list[int] = []
+        self.waiting: set[int] = set()  # samples' ids not decoded (nor failed) yet
+        self.held: list[int] = []  # ids decoded before the index was ready
+        self.added: set[int] = set()
+        self.t0 = time.perf_counter()
+
+    def first(self, ids: list[int]) -> set[int]:
+        """``ids``: the catalog ids of the files about to be decoded; returns those to decode
+        first (the samples)."""
+        self.plan = index_plan(self.ws, self.embedder.dim, len(ids), self.memory)
+        if self.embedder.fit_sample:
+            self.fit_ids = sample_ids(ids, self.embedder.fit_sample)
+        if self.plan.index_type != "flat":
+            self.train_ids = train_sample(ids, self.plan)
+        self.waiting = set(self.fit_ids) | set(self.train_ids)
+        return set(self.waiting)
+
+    def indexed(self, ids: list[int]) -> None:
+        """Rows ``ids`` are committed, their pixels in the image cache."""
+        if self.index is None:
+            self.held += ids
+            self._resolved(ids)
+        else:
+            self._add(ids)
+
+    def failed(self, ids: list[int]) -> None:
+        """Files ``ids`` could not be read: no codes for them."""
+        if self.index is None:
+            self._resolved(ids)
+
+    def _resolved(self, ids: list[int]) -> None:
+        self.waiting.difference_update(ids)
+        if not self.waiting:
+            self._ready()
+
+    def _ready(self) -> None:
+        """Fit on the fit sample, train on the training sample (what of them was read), then
+        add what was held."""
+        held = set(self.held)
+        if self.fit_ids:
+            fit = [i for i in self.fit_ids if i in held]
+            self.embedder.fit(lambda: self.ws.cache.batches(fit, ENCODE_BATCH), len(fit))
+        dim = self.embedder.dim
+        if self.train_ids:
+            train = [i for i in self.train_ids if i in held]
+            codes = self._encode(train)
+            self.index, self.truth = trained_index(self.plan, dim, train, codes)
+        else:
+            self.index = VectorIndex.empty(dim)
+        LOG.info("%s: fitted and ready after %d photos; the rest are encoded as they come",
+                 self.method, len(held))
+        pending, self.held = sorted(held), []
+        for start in range(0, len(pending), ENCODE_BATCH):
+            self._add(pending[start : start + ENCODE_BATCH])
+
+    def _encode(self, ids: list[int]) -> np.ndarray:
+        parts = [self.embedder.encode(b) for b in self.ws.cache.batches(ids, ENCODE_BATCH)]
+        return np.concatenate(parts) if parts else np.empty((0, self.embedder.dim), np.float32)
+
+    def _add(self, ids: list[int]) -> None:
+        codes = self._encode(ids)
+        self.index.add(codes, ids)
+        if self.truth is not None:
+            self.truth.add(codes, ids)
+        self.added.update(ids)
+
+    def complete(self) -> Embedder | None:
+        """After the ingest: the fitted embedder, its index holding exactly the catalog's
+        indexed rows (any not streamed encoded now, any no longer indexed removed), its nprobe
+        tuned. None if the collection ended up needing another structure than the one planned
+        (so many files failed that the code count crossed a threshold): build it the usual
+        way then."""
+        if self.index is None:
+            self._ready()
+        ids = self.ws.catalog.indexed_ids()
+        if not ids or not self.index.matches(index_plan(self.ws, self.embedder.dim, len(ids),
+                                                        self.memory)):
+            return None
+        wanted = set(ids)
+        self.index.remove(sorted(self.added - wanted))
+        missing = [i for i in ids if i not in self.added]
+        for start in range(0, len(missing), ENCODE_BATCH):
+            self._add(missing[start : start + ENCODE_BATCH])
+        if self.truth is not None:
+            self.index.tune(self.truth)
+        self.gen = self.ws.catalog.gen
+        return self.embedder
+
+    def write(self, assessed: Assessment = Assessment()) -> BuildReport:
+        """Save the embedder and index in a staging folder and swap them in, as build_method
+        does."""
+        folder = self.ws.staging_dir(self.method)
+        with _discarded_on_failure(folder):
+            self.embedder.save(folder)
+            _write(self.ws, self.method, folder, self.index, self.gen, assessed)
+        report = BuildReport(self.method, "fit", self.index.ntotal, 0, self.index.ntotal,
+                             self.index.index_type, time.perf_counter() - self.t0)
+        LOG.info("%s (streamed while decoding)", report)
+        return report
+
+
+class Streams:
+    """Several StreamedBuilds as one sink for ingest.ingest."""
+
+    def __init__(self, builds: dict[str, StreamedBuild]):
+        self.builds = builds
+
+    def first(self, ids: list[int]) -> set[int]:
+        return set().union(*(b.first(ids) for b in self.builds.values()))
+
+    def indexed(self, ids: list[int]) -> None:
+        for b in self.builds.values():
+            b.indexed(ids)
+
+    def failed(self, ids: list[int]) -> None:
+        for b in self.builds.values():
+            b.failed(ids)

@@ -94,10 +94,11 @@ def threshold_between(copies: np.ndarray, nearest: np.ndarray) -> Calibration:
         float(np.mean(copies <= t)), float(np.mean(distinct <= t)) if len(distinct) else 0.0)
 
 
-def calibrate(check, encode) -> Calibration:
-    """The threshold of the codes ``encode`` makes, from a SelfCheck's held-out images."""
-    db = np.asarray(encode(check.database), np.float32)
-    q = np.asarray(encode(check.queries), np.float32)
+def calibrate(check, encode=None, codes: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> Calibration:
+    """The threshold of the codes ``encode`` makes, from a SelfCheck's held-out images (or of
+    the ``codes`` it made already: SelfCheck.codes)."""
+    db, q = codes if codes is not None else check.codes(encode)
     copies = np.linalg.norm(q - db[check.truth], axis=1)
     # every image's distance to its nearest other, not the held-out images' alone: the 2nd
     # percentile of a few dozen distances is their minimum, and moved the threshold by half

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import methods
-from .build import ENCODE_BATCH, Assessment, BuildReport, build_method
+from .build import ENCODE_BATCH, Assessment, BuildReport, build_method, sample_ids
 from .config import TrainConfig
 from .engine import LOCAL, Engine
 from .errors import ConfigMismatch, ImgSearchError
@@ -111,6 +111,8 @@ def prepare(ws: Workspace, method: str, embedder, post: str | None = None):
     if not ids:
         raise ImgSearchError(f"index {ws.root} has no readable images to learn from")
     out = Processed(unwrap(embedder), steps) if steps else unwrap(embedder)
+    if out.fit_sample:  # the sample a streamed build fits on too (build.StreamedBuild)
+        ids = sample_ids(ids, out.fit_sample)
     LOG.info("fitting %s on %d images", method, len(ids))
     out.fit(lambda: ws.cache.batches(ids, ENCODE_BATCH), len(ids))
     return out
@@ -126,8 +128,9 @@ def assess(ws: Workspace, check: SelfCheck | None, embedder, method: str) -> Ass
 
     if check is None:
         return Assessment()
-    score, se = check.measure(embedder.encode)
-    cal = calibrate(check, embedder.encode)
+    codes = check.codes(embedder.encode)  # once, for the score and the threshold
+    score, se = check.measure_codes(*codes)
+    cal = calibrate(check, codes=codes)
     # query regions (search.search_regions) must beat the whole query by the median distance
     # of an edited copy to its original; photos only: a small image has no regions worth it
     margin = cal.copy_distances[0] if ws.config.input_size >= MIN_REGION_INPUT else None

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from .catalog import FAILED, INDEXED, REMOVED, Catalog, Row
 from .engine import LOCAL, Engine
@@ -111,6 +112,21 @@ class IngestReport:
 ProgressFn = Callable[[int, int], None]
 
 
+class Sink(Protocol):
+    """What follows the rows as they are committed (build.StreamedBuild: a method's codes
+    computed while the photos decode)."""
+
+    def first(self, ids: list[int]) -> set[int]:
+        """``ids``: the catalog ids of the files about to be read, in scan order; returns
+        those to read first."""
+
+    def indexed(self, ids: list[int]) -> None:
+        """Rows ``ids`` are committed as indexed, their pixels in the image cache."""
+
+    def failed(self, ids: list[int]) -> None:
+        """Rows ``ids`` are committed as failed."""
+
+
 def ingest(
     root: Path | str,
     catalog: Catalog,
@@ -119,6 +135,7 @@ def ingest(
     on_progress: ProgressFn | None = None,
     rules: ScanRules = ScanRules(),
     engine: Engine | None = None,
+    sink: Sink | None = None,
 ) -> IngestReport:
     """Bring the catalog and image cache up to date with the files under ``root``.
 
@@ -128,7 +145,8 @@ def ingest(
     module's docstring).
     Files gone from ``root`` are marked removed. Every changed row gets this run's generation.
     ``engine`` reads the files (engine.py, with reading.read_one; None: this machine's worker
-    pool); this process writes every result.
+    pool); this process writes every result. ``sink`` hears of every committed row, and
+    the files whose ids it names first are read first.
     """
     t0 = time.perf_counter()
     root = Path(os.path.abspath(root))
@@ -165,9 +183,13 @@ def ingest(
         else:
             report.unchanged += 1
 
-    writer = _RowWriter(catalog, cache, known, gen, report, redo)
+    writer = _RowWriter(catalog, cache, known, gen, report, redo, sink)
     writer.number(sorted([f.path for f in todo] + [p for p, _ in bad]))  # in scan order,
     #                                                     whatever order results come back in
+    if sink is not None:
+        ids = {f.path: writer.id_of(f.path) for f in todo}
+        wanted = sink.first(sorted(ids.values()))
+        todo.sort(key=lambda f: ids[f.path] not in wanted)  # stable: scan order otherwise
     for path, reason in bad:
         writer.failed(FileEntry(path, 0, 0.0), reason)
     LOG.info("decoding %d new or changed files of %d", len(todo) - len(redo), len(files))
@@ -222,9 +244,11 @@ class _RowWriter:
     """
 
     def __init__(self, catalog: Catalog, cache: ImageCache, known: dict, gen: int,
-                 report: IngestReport, redo: set[str] = frozenset()):
+                 report: IngestReport, redo: set[str] = frozenset(), sink: Sink | None = None):
         self.catalog, self.cache, self.known, self.gen, self.report, self.redo = (
             catalog, cache, known, gen, report, redo)
+        self.sink = sink
+        self.heard: tuple[list[int], list[int]] = ([], [])  # for the sink: indexed, failed
         self.next_id = catalog.max_id() + 1
         self.numbered: dict[str, int] = {}  # new files' ids, given in scan order (number)
         self.pending: list[dict] = []
@@ -240,6 +264,11 @@ class _RowWriter:
             if path not in self.known and path not in self.numbered:
                 self.numbered[path] = self.next_id
                 self.next_id += 1
+
+    def id_of(self, path: str) -> int:
+        """The catalog id ``path`` has or is given (after ``number``)."""
+        r = self.known.get(path)
+        return r.id if r is not None else self.numbered[path]
 
     def _id_for(self, path: str) -> tuple[int, bool]:
         r = self.known.get(path)
@@ -262,6 +291,7 @@ class _RowWriter:
     def failed(self, f: FileEntry, reason: str) -> None:
         id_, _ = self._id_for(f.path)
         self.report.failed.append((f.path, reason))
+        self.heard[1].append(id_)
         self._row(id_, f, state=FAILED, reason=reason)
 
     def add(self, f: FileEntry, res: dict) -> None:
@@ -295,6 +325,7 @@ class _RowWriter:
             self.report.updated += 1
         else:
             self.report.added += 1
+        self.heard[0].append(id_)
         self._row(id_, f, state=INDEXED, hash=res["hash"], width=res["width"],
                   height=res["height"], format=res["format"], decoding=decoding)
 
@@ -335,3 +366,10 @@ class _RowWriter:
         if self.same:
             self.catalog.set_decoding(self.same, DECODE_VERSION)
             self.same = []
+        indexed, failed = self.heard
+        self.heard = ([], [])
+        if self.sink is not None:
+            if indexed:
+                self.sink.indexed(indexed)
+            if failed:
+                self.sink.failed(failed)

@@ -17,13 +17,15 @@ draws it as bars. Nothing here prints.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import methods
-from .build import BuildReport, build_method, sync_method
+from .build import BuildReport, StreamedBuild, Streams, build_method, sync_method
+from .catalog import INDEXED
 from .engine import LOCAL, Engine
 from .errors import CatalogError
 from .fitting import (
@@ -104,14 +106,20 @@ def plan(ws: Workspace, wanted: list[str], imported: str | None = None,
 # -- the whole update ----------------------------------------------------------------------
 def run_step(ws: Workspace, step: Step, check: SelfCheck | None, training: dict | None = None,
              imported=None, progress: Progress = quiet, memory: int | None = None,
-             engine: Engine = LOCAL) -> BuildReport:
+             engine: Engine = LOCAL, stream: StreamedBuild | None = None) -> BuildReport:
     """Carry out one planned step, scored on ``check`` (the run's self-check; unused by a
     sync) (``training``: TrainConfig overrides of the recipe; ``memory``: the vector index's
     budget in bytes, default a quarter of the machine's); the codes are encoded on
-    ``engine``, fitting and training run here."""
+    ``engine``, fitting and training run here. ``stream``: the step's build, already fitted
+    and fed while the photos decoded; it is completed, or the step done the usual way if
+    it cannot be."""
     t0 = time.perf_counter()
     m, phase = step.method, encode_phase(progress, step.method)
-    if step.action == "sync":
+    embedder = stream.complete() if stream is not None else None
+    if embedder is not None:  # fitted and encoded while the photos decoded
+        report = stream.write(assess(ws, check, embedder, m))
+        phase(report.encoded, report.encoded)
+    elif step.action == "sync":
         report = sync_method(ws, m, phase, memory, engine)
     elif step.action == "train":
         report = train_method(ws, m, model_config(ws, m), train_config(m, **(training or {})),
@@ -133,15 +141,39 @@ def run_step(ws: Workspace, step: Step, check: SelfCheck | None, training: dict 
 
 def update_methods(ws: Workspace, wanted: list[str], *, imported=None, rebuild: bool = False,
                    training: dict | None = None, progress: Progress = quiet,
-                   memory: int | None = None, engine: Engine = LOCAL) -> list[BuildReport]:
+                   memory: int | None = None, engine: Engine = LOCAL,
+                   streams: Streams | None = None) -> list[BuildReport]:
     """Plan and carry out every method in ``wanted`` (and an ``imported`` model's method) on
     the catalog as it is, encoding on ``engine``; the caller holds the write lock. Returns a
-    report per step."""
+    report per step. ``streams``: the builds that ran while the photos decoded (streamed)."""
     steps = plan(ws, wanted, imported.name if imported is not None else None, rebuild)
     LOG.info("plan: %s", "; ".join(f"{s.method}: {s.action} ({s.reason})" for s in steps))
     check = self_check(ws) if any(s.action != "sync" for s in steps) else None
-    return [run_step(ws, s, check, training, imported, progress, memory, engine)
+    builds = streams.builds if streams is not None else {}
+    return [run_step(ws, s, check, training, imported, progress, memory, engine,
+                     builds.get(s.method) if s.action == "fit" else None)
             for s in steps]
+
+
+def streamed(ws: Workspace, wanted: list[str], imported: str | None, rebuild: bool,
+             memory: int | None) -> Streams | None:
+    """The builds that can run while the photos decode: on an index with nothing indexed
+    yet, every method the plan fits whose registry entry streams (the baselines), so that
+    the first index is ready about when the last photo is decoded."""
+    if ws.catalog.counts()[INDEXED]:
+        return None
+    names = [s.method for s in plan(ws, wanted, imported, rebuild)
+             if s.action == "fit" and methods.get(s.method).streams]
+    return Streams({m: StreamedBuild(ws, m, memory) for m in names}) if names else None
+
+
+def _warm_self_check() -> None:
+    """Import the self-check (and torch with it) while the photos decode: in a thread,
+    started once the worker processes are running, so that none is forked mid-import."""
+    def load() -> None:
+        from . import selfcheck  # noqa: F401
+
+    threading.Thread(target=load, name="imgsearch-warm", daemon=True).start()
 
 
 def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path | None = None,
@@ -172,14 +204,18 @@ def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path 
                 notes.append(f"{e}; moved it to {moved} and ingesting the folder anew")
                 LOG.warning("%s", notes[-1])
         imported = import_model(ws, model) if model is not None else None  # before any work
+        streams = streamed(ws, wanted, imported.name if imported is not None else None,
+                           rebuild, index_memory)
 
         def on_ingest(done: int, total: int) -> None:
+            if done == 1 and streams is not None:  # a first index: its self-check follows
+                _warm_self_check()
             progress("ingest", done, total, "")
 
         ingested = ingest(photos, ws.catalog, ws.cache, workers, on_ingest,
-                          rules or ScanRules(), engine)
+                          rules or ScanRules(), engine, streams)
         built = update_methods(ws, wanted, imported=imported, rebuild=rebuild,
                                training=training, progress=progress, memory=index_memory,
-                               engine=engine)
+                               engine=engine, streams=streams)
     return IndexReport(str(ws.root), ingested, built, recovered, notes,
                        time.perf_counter() - t0)

@@ -105,8 +105,17 @@ class SelfCheck:
         """(score, its standard error). The copies of one held-out image succeed or fail
         together more than independent trials would, so the error is the cluster-robust one
         of a ratio (each held-out image a cluster), not the binomial one."""
-        db = np.asarray(encode(self.database), np.float32)
-        q = np.asarray(encode(self.queries), np.float32)
+        return self.measure_codes(*self.codes(encode))
+
+    def codes(self, encode: Callable[[np.ndarray], np.ndarray]
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """(the database's codes, the copies' codes) as ``encode`` makes them: what the score
+        and the duplicate threshold (duplicates.calibrate) both rest on, encoded once."""
+        return (np.asarray(encode(self.database), np.float32),
+                np.asarray(encode(self.queries), np.float32))
+
+    def measure_codes(self, db: np.ndarray, q: np.ndarray) -> tuple[float, float]:
+        """``measure`` of codes made already (``codes``)."""
         hits = nearest_neighbours(db, q) == self.truth
         return float(hits.mean()), standard_error(hits, self.truth)
 

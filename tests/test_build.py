@@ -1,12 +1,17 @@
 import numpy as np
+from PIL import Image
 
+from imgsearch import pipeline
 from imgsearch.build import encode_ids, open_embedder, sync_method
 from imgsearch.catalog import INDEXED
+from imgsearch.config import IndexConfig
 from imgsearch.index import VectorIndex
 from imgsearch.ingest import ingest
+from imgsearch.methods.baselines import PCAEmbedder
 from imgsearch.pipeline import update_methods
+from imgsearch.workspace import Workspace
 
-from .conftest import find
+from .conftest import find, pattern
 
 
 def build(ws, method, rebuild=False):
@@ -130,3 +135,87 @@ def test_exact_sets_decoded_and_reencoded_after_edits(photo_dir, ws, monkeypatch
     # the renamed file's pixels (and so its codes) are those of the original, never re-decoded
     np.testing.assert_array_equal(ws.cache.read([new_ids[photo_dir / "renamed.tiff"]]),
                                   ws.cache.read([before[str(renamed_from)]]))
+
+
+# -- a first index built while the photos decode (build.StreamedBuild) --------------------
+def many_photos(root, n):
+    root.mkdir()
+    for i in range(n):
+        Image.fromarray(pattern(i, 48)).save(root / f"p{i:03d}.png")
+    return root
+
+
+def test_a_streamed_first_index_equals_one_built_after_decoding(tmp_path, monkeypatch):
+    """Fitted on a sample smaller than the folder, into an inverted file: the same PCA, the
+    same codes under the same ids, the same structure and the same self-check as the build
+    that runs once decoding is done."""
+    monkeypatch.setattr(PCAEmbedder, "fit_sample", 25)
+    photos = many_photos(tmp_path / "photos", 40)
+    cfg = IndexConfig(input_size=16, pixel_size=8, code_dim=8, exact_threshold=30)
+    after = Workspace.create(tmp_path / "after", cfg)
+    ingest(photos, after.catalog, after.cache, workers=1)
+    update_methods(after, ["pixels", "pca"])
+
+    streamed = Workspace.create(tmp_path / "streamed", cfg)
+    monkeypatch.setattr(pipeline, "build_method", None)  # the streams alone build them
+    report = pipeline.update_index(streamed, photos, ["pixels", "pca"], workers=1)
+    assert [(b.method, b.action, b.total) for b in report.built] == [
+        ("pixels", "fit", 40), ("pca", "fit", 40)]
+    for m in ("pixels", "pca"):
+        a, s = index_of(after, m), index_of(streamed, m)
+        assert a.index_type == s.index_type == "ivf-flat"
+        np.testing.assert_array_equal(np.sort(a.ids()), np.sort(s.ids()))
+        ids = after.catalog.indexed_ids()
+        np.testing.assert_allclose(s.vectors(ids), a.vectors(ids), atol=1e-5)
+        assert streamed.method_state(m).selfcheck == after.method_state(m).selfcheck
+        assert streamed.method_state(m).gen == streamed.catalog.gen
+    with np.load(after.method_dir("pca") / "pca.npz") as x, \
+            np.load(streamed.method_dir("pca") / "pca.npz") as y:
+        np.testing.assert_allclose(x["components"], y["components"], atol=1e-5)
+    after.close()
+    streamed.close()
+
+
+class Heard:
+    """A sink that asks for two files first and records what it hears, in order."""
+
+    def __init__(self):
+        self.heard = []
+
+    def first(self, ids):
+        self.ids = ids
+        return {ids[-1], ids[-3]}
+
+    def indexed(self, ids):
+        self.heard += [("indexed", i) for i in ids]
+
+    def failed(self, ids):
+        self.heard += [("failed", i) for i in ids]
+
+
+def test_ingest_reads_what_the_sink_asks_first_and_tells_it_every_row(photo_dir, ws):
+    (photo_dir / "broken.jpg").write_bytes(b"not a jpeg")
+    sink = Heard()
+    ingest(photo_dir, ws.catalog, ws.cache, workers=1, sink=sink)  # one reader: in order
+    assert sink.ids == sorted(sink.ids) and len(sink.ids) == 13
+    order = [i for _, i in sink.heard]
+    # the two asked for first, then the rest; each row heard once
+    assert set(order[:2]) == {sink.ids[-3], sink.ids[-1]} and sorted(order) == sink.ids
+    broken = ws.catalog.by_path(str(photo_dir / "broken.jpg")).id
+    assert [i for k, i in sink.heard if k == "failed"] == [broken]
+    assert sorted(i for k, i in sink.heard if k == "indexed") == ws.catalog.indexed_ids()
+
+
+def test_a_streamed_index_holds_exactly_what_decoded(tmp_path, monkeypatch):
+    """A file that fails inside the fit's sample: the stream fits on the rest and its index
+    holds every indexed row, no more."""
+    photos = many_photos(tmp_path / "photos", 30)
+    (photos / "p007.png").write_bytes(b"broken")
+    ws = Workspace.create(tmp_path / "ix", IndexConfig(input_size=16, pixel_size=8,
+                                                       code_dim=8))
+    monkeypatch.setattr(pipeline, "build_method", None)
+    pipeline.update_index(ws, photos, ["pixels", "pca"], workers=1)
+    assert ws.catalog.counts()[INDEXED] == 29
+    for m in ("pixels", "pca"):
+        np.testing.assert_array_equal(np.sort(index_of(ws, m).ids()), ws.catalog.indexed_ids())
+    ws.close()

@@ -27,6 +27,9 @@ class Embedder(ABC):
 
     name: str
     dim: int
+    #: images its fit needs: a seeded sample of at most this many (build.sample_ids) is all
+    #: it is given; 0: it fits on the whole collection, or on nothing
+    fit_sample: int = 0
 
     def fit(self, batches: BatchSource, count: int) -> None:  # noqa: B027 - optional
         """Learn from the collection (``count`` images in ``batches``); a no-op by default."""

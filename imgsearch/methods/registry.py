@@ -59,6 +59,7 @@ class Method:
     reconstructs: bool = False  # `imgsearch reconstruct` can draw its reconstructions
     samples: bool = False  # `imgsearch sample` can draw from its prior
     preference: int = 100  # rank as the default query method (lower first)
+    streams: bool = False  # a first build can run while the photos decode (build.StreamedBuild)
 
     @property
     def learned(self) -> bool:
@@ -68,10 +69,10 @@ class Method:
 METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
     Method("pixels", "the image box-filtered to 32x32 RGB, flattened (3,072-d)",
            load=PixelsEmbedder.load, create=lambda cfg: PixelsEmbedder(cfg.pixel_size),
-           preference=4),
+           preference=4, streams=True),
     Method("pca", "PCA of the raw pixels, fitted on the collection (256-d)",
            load=PCAEmbedder.load, create=lambda cfg: PCAEmbedder(cfg.pixel_size, cfg.code_dim),
-           reconstructs=True, preference=3),
+           reconstructs=True, preference=3, streams=True),
     Method("ae", "convolutional autoencoder trained on the collection: reconstruction plus "
            "VICReg invariance between two edited views (256-d code)",
            load=_load_learned, arch="ae", settings=INVARIANT, post=POST, reconstructs=True,
