@@ -168,6 +168,7 @@ class Assessment:
     query_margin: float | None = None  # search.Searcher.search_regions
     selfcheck_se: float | None = None  # the score's standard error
     training: dict | None = None  # a learned method's: steps, work, minutes, cap_minutes
+    reconstruction: dict | None = None  # fitting.reconstruction
 
 
 @contextmanager
@@ -188,7 +189,8 @@ def _write(ws: Workspace, method: str, folder, index: VectorIndex, gen: int,
     index.save(folder / ws.INDEX_FILE)
     MethodState(gen, index.index_type, index.dim, index.ntotal, assessed.selfcheck,
                 assessed.duplicate_threshold, index.recall, index.nprobe,
-                assessed.query_margin, assessed.selfcheck_se, assessed.training).save(folder)
+                assessed.query_margin, assessed.selfcheck_se, assessed.training,
+                assessed.reconstruction).save(folder)
     ws.commit_method(method, folder)
 
 
@@ -227,7 +229,8 @@ def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = Non
     cat = ws.catalog
     gen = cat.gen
     assessed = Assessment(state.selfcheck, state.duplicate_threshold,  # the same embedder
-                          state.query_margin, state.selfcheck_se, state.training)
+                          state.query_margin, state.selfcheck_se, state.training,
+                          state.reconstruction)
     index = VectorIndex.load(ws.index_path(method))
     n = cat.counts()[INDEXED]  # what the index holds once in sync
     if not index.matches(index_plan(ws, index.dim, n, memory)):

@@ -447,12 +447,23 @@ def info_cmd(
                       fmt(st["duplicate_threshold"], ".4g"))
     out.print(table if built else "no method built yet")
     for m, st in built.items():
+        if st.get("reconstruction"):
+            out.print(f"{m}: {reconstruction_line(st['reconstruction'])}", highlight=False)
+    for m, st in built.items():
         if st.get("training") and m not in info["training"]:
             out.print(f"{m}: {trained_line(st['training'])}", highlight=False)
     for m, t in info["training"].items():
         out.print(f"{m}: {training_line(t)}", highlight=False)
     if preferred:
         out.print(f"queries use {preferred} by default: {because}", highlight=False)
+
+
+def reconstruction_line(r: dict) -> str:
+    """What ``imgsearch info`` says of a method's held-out reconstructions."""
+    pca = (f"; PCA at {r['pca_dim']}-d on the same training images: {r['pca_psnr']:.1f} dB"
+           if r.get("pca_psnr") is not None else "")
+    return (f"reconstructs {r['images']} held-out images at PSNR {r['psnr']:.1f} dB "
+            f"({r['size']}x{r['size']}){pca}")
 
 
 @app.command("check")

@@ -7,6 +7,8 @@ whole database holds for each query.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -58,6 +60,15 @@ def mean_average_precision(relevant: np.ndarray, n_relevant: np.ndarray | None =
                            k: int | None = None) -> float:
     """Mean over queries of ``average_precision``."""
     return float(average_precision(relevant, n_relevant, k).mean())
+
+
+def psnr(original: np.ndarray, reconstructed: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB of ``reconstructed`` against ``original`` (same shape,
+    values in [0, 1]): 10 log10(1 / MSE), the MSE over every value."""
+    if original.shape != reconstructed.shape:
+        raise ValueError(f"shapes differ: {original.shape} and {reconstructed.shape}")
+    mse = float(np.mean((np.asarray(original, np.float64) - reconstructed) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
 def knn_accuracy(neighbour_labels: np.ndarray, query_labels: np.ndarray, k: int) -> float:

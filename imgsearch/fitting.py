@@ -18,6 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from . import methods
 from .build import ENCODE_BATCH, Assessment, BuildReport, build_method, sample_ids
 from .config import TrainConfig
@@ -136,7 +138,41 @@ def assess(ws: Workspace, check: SelfCheck | None, embedder, method: str) -> Ass
     margin = cal.copy_distances[0] if ws.config.input_size >= MIN_REGION_INPUT else None
     LOG.info("%s self-check recall@1: %.4f ± %.4f; duplicate threshold %.4g; query margin %s",
              method, score, se, cal.threshold, margin)
-    return Assessment(score, cal.threshold, margin, se)
+    return Assessment(score, cal.threshold, margin, se,
+                      reconstruction=reconstruction(ws, check, embedder, method))
+
+
+def reconstruction(ws: Workspace, check: SelfCheck, embedder, method: str) -> dict | None:
+    """How well ``method`` draws back the self-check's held-out images (never trained on):
+    PSNR in dB at the pixel size (both sides box-filtered there, the reconstruction as 8-bit
+    pixels, what a picture of it shows), and for a learned method the PSNR of PCA at the same
+    code size fitted on a sample of the images it trained on, as Hinton and Salakhutdinov
+    (Science 2006) compare a deep autoencoder with PCA. None for a method that does not
+    reconstruct."""
+    from .evaluate import psnr
+    from .methods.baselines import PCAEmbedder, pixel_vectors
+    from .methods.postprocess import unwrap
+
+    if not methods.get(method).reconstructs:
+        return None
+    inner, size = unwrap(embedder), ws.config.pixel_size
+    held = check.database[: check.held]
+    truth = pixel_vectors(held, size)
+
+    def drawn(model) -> float:
+        recon = np.clip(model.reconstruct(held) * 255 + 0.5, 0, 255).astype(np.uint8)
+        return psnr(truth, pixel_vectors(recon, size))
+
+    out = {"psnr": round(drawn(inner), 3), "images": len(held), "size": size}
+    if methods.get(method).learned:
+        ids = ws.catalog.indexed_ids()
+        kept = set(held_out(ws, ids)[0])
+        train = sample_ids([i for i in ids if i not in kept], PCAEmbedder.fit_sample)
+        pca = PCAEmbedder(size, inner.dim)
+        pca.fit(lambda: ws.cache.batches(train, ENCODE_BATCH), len(train))
+        out.update(pca_psnr=round(drawn(pca), 3), pca_dim=pca.dim)
+    LOG.info("%s held-out reconstruction: %s", method, out)
+    return out
 
 
 # -- settings ------------------------------------------------------------------------------

@@ -309,6 +309,9 @@ class MethodState:
     # a learned method's training: steps taken, work planned (steps), minutes, the cap, and
     # whether the cap ended it before its work (capped)
     training: dict | None = None
+    # a method that draws images back: held-out PSNR (dB) of its reconstructions, and of
+    # PCA's at its code size (fitting.reconstruction)
+    reconstruction: dict | None = None
 
     @classmethod
     def load(cls, folder: Path) -> MethodState | None:

@@ -55,3 +55,14 @@ def test_shape_checks():
         precision_at_k(np.ones(3, bool))
     with pytest.raises(ValueError):
         precision_at_k(REL, 6)
+
+
+def test_psnr_known_answer():
+    from imgsearch.evaluate import psnr
+
+    a = np.zeros((2, 4, 4, 3))
+    b = np.full_like(a, 0.1)  # MSE 0.01: 20 dB
+    assert psnr(a, b) == pytest.approx(20.0)
+    assert psnr(a, a) == float("inf")
+    with pytest.raises(ValueError):
+        psnr(a, b[:1])

@@ -265,3 +265,38 @@ def test_an_interrupted_training_is_said_so_and_resumed(small, photo_dir, monkey
     assert any(n.startswith("resumed from step 2") for n in notes), notes
     assert small.has_model("ae") and small.training() == {}
     assert small.method_state("ae").training["steps"] == 4  # 2 before, 2 after
+
+
+def test_each_method_that_reconstructs_is_measured_on_held_out_images(tmp_path):
+    """The held-out PSNR of `ae` and `pca`, and of PCA at `ae`'s code size fitted on `ae`'s
+    training images (not the held-out ones), kept in the state and shown by `imgsearch info`."""
+    from PIL import Image
+
+    from imgsearch.cli import reconstruction_line
+    from imgsearch.evaluate import psnr
+    from imgsearch.methods.baselines import PCAEmbedder, pixel_vectors
+
+    from .conftest import pattern
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(30):
+        Image.fromarray(pattern(i, 48)).save(photos / f"p{i:02d}.png")
+    ws = Workspace.create(tmp_path / "idx", IndexConfig(input_size=16, pixel_size=8,
+                                                        code_dim=8))
+    update_index(ws, photos, ["pixels", "pca", "ae"], training=FAST)
+    assert ws.method_state("pixels").reconstruction is None
+    ae, pca = ws.method_state("ae").reconstruction, ws.method_state("pca").reconstruction
+    held, rest = fitting.held_out(ws, ws.catalog.indexed_ids())
+    assert ae["images"] == pca["images"] == len(held) > 0 and ae["size"] == 8
+    # PCA refitted by hand on the images ae trained on: the same PSNR
+    ref = PCAEmbedder(8, 8)
+    ref.fit(lambda: iter([ws.cache.read(rest)]), len(rest))
+    images = ws.cache.read(held)
+    drawn = (ref.reconstruct(images) * 255 + 0.5).clip(0, 255).astype("uint8")
+    want = psnr(pixel_vectors(images, 8), pixel_vectors(drawn, 8))
+    assert ae["pca_dim"] == 8 and abs(ae["pca_psnr"] - want) < 1e-3
+    assert 5 < ae["psnr"] < 60 and 5 < pca["psnr"] < 60
+    line = reconstruction_line(ae)
+    assert f"PSNR {ae['psnr']:.1f} dB" in line and f"{ae['pca_psnr']:.1f} dB" in line
+    ws.close()
