@@ -873,10 +873,11 @@ def train_cmd(
               highlight=False, soft_wrap=True)
 
 
-def _sample_ids(ws: workspace.Workspace, n: int, seed: int) -> list[int]:
+def _sample_ids(ws: workspace.Workspace, n: int, seed: int, among: list[int] | None = None
+                ) -> list[int]:
     import numpy as np
 
-    ids = ws.catalog.indexed_ids()
+    ids = ws.catalog.indexed_ids() if among is None else among
     if not ids:
         raise ImgSearchError(f"index {ws.root} has no indexed images")
     rng = np.random.default_rng(seed)
@@ -890,10 +891,13 @@ def reconstruct_cmd(
     n: Annotated[int, typer.Option("-n", help="Number of images.")] = 8,
     seed: Annotated[int, typer.Option(help="Which images: a seeded random choice.")] = 0,
 ) -> None:
-    """Draw originals and their reconstructions by every built method that can draw them.
+    """Draw originals and their reconstructions by every built method that can draw them:
+    images the self-check held out of training (any images of a collection too small to
+    hold some out), each method labelled with its held-out PSNR.
 
     Example: imgsearch reconstruct -n 8 --out grid.png
     """
+    from .fitting import held_out
     from .methods.postprocess import unwrap
     from .viz import image_grid, save_png
 
@@ -902,20 +906,27 @@ def reconstruct_cmd(
             raise ImgSearchError(f"-n must be at least 1, got {n}")
         ws = workspace.Workspace.open(index)
         try:
-            ids = _sample_ids(ws, n, seed)
+            held = held_out(ws, ws.catalog.indexed_ids())[0]
+            ids = _sample_ids(ws, n, seed, held or None)
             images = ws.cache.read(ids)
-            rows = [("original", images)]
+            rows, said = [("held-out" if held else "original", images)], []
             drawable = [m for m in methods.names() if methods.get(m).reconstructs]
             for m in drawable:
-                if ws.method_state(m) is not None:
+                state = ws.method_state(m)
+                if state is not None:
                     emb = unwrap(build.open_embedder(ws, m))  # its raw codes
-                    rows.append((f"{m} ({emb.dim}-d)", emb.reconstruct(images)))
+                    label = f"{m} ({emb.dim}-d)"
+                    if state.reconstruction:
+                        label += f"\n{state.reconstruction['psnr']:.1f} dB"
+                        said.append(f"{m} {state.reconstruction['psnr']:.1f} dB")
+                    rows.append((label, emb.reconstruct(images)))
             if len(rows) == 1:
                 raise MethodNotBuilt(f"index {ws.root} has none of {', '.join(drawable)} built")
             save_png(image_grid(rows), out_png)
         finally:
             ws.close()
-    err.print(f"reconstructions written to {out_png}", highlight=False, soft_wrap=True)
+    psnrs = f" (held-out PSNR at the pixel size: {', '.join(said)})" if said else ""
+    err.print(f"reconstructions written to {out_png}{psnrs}", highlight=False, soft_wrap=True)
 
 
 @app.command("sample")

@@ -62,13 +62,14 @@ def mean_average_precision(relevant: np.ndarray, n_relevant: np.ndarray | None =
     return float(average_precision(relevant, n_relevant, k).mean())
 
 
-def psnr(original: np.ndarray, reconstructed: np.ndarray) -> float:
+def psnr(original: np.ndarray, reconstructed: np.ndarray, most: float = 100.0) -> float:
     """Peak signal-to-noise ratio in dB of ``reconstructed`` against ``original`` (same shape,
-    values in [0, 1]): 10 log10(1 / MSE), the MSE over every value."""
+    values in [0, 1]): 10 log10(1 / MSE), the MSE over every value; at most ``most`` (an
+    exact reconstruction, whose PSNR is infinite, which JSON cannot hold)."""
     if original.shape != reconstructed.shape:
         raise ValueError(f"shapes differ: {original.shape} and {reconstructed.shape}")
     mse = float(np.mean((np.asarray(original, np.float64) - reconstructed) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+    return most if mse == 0 else min(most, 10 * math.log10(1 / mse))
 
 
 def knn_accuracy(neighbour_labels: np.ndarray, query_labels: np.ndarray, k: int) -> float:

@@ -212,12 +212,14 @@ def ingest(
         raise e.needing((len(tasks) - done + 1) * (cache.record + 512)) from e
     finally:
         try:  # keep what is done: rows whose pixels are on disk are committed
-            writer.commit()
+            writer.commit(tell=False)
             cache.flush()
         except MachineFault:
             if read_all:  # else the error already on its way up says more
                 raise
-        report.seconds = time.perf_counter() - t0
+        report.seconds = time.perf_counter() - t0  # to the last row: then the sink's work
+    if sink is not None:
+        writer.tell()
     if report.redecoded:
         LOG.info("decoded %d unchanged files again (decoding version %d): %d with new pixels, "
                  "which every method re-encodes", report.redecoded, DECODE_VERSION,
@@ -349,7 +351,8 @@ class _RowWriter:
                   height=res["height"], format=res["format"],
                   decoding=old.decoding)  # the current one once the pixels are written
 
-    def commit(self) -> None:
+    def commit(self, tell: bool = True) -> None:
+        """Commit the pending rows, then (``tell``) tell the sink of them."""
         if self.pending:
             self.cache.flush()  # the pixels reach the disk before the rows that point at them
         self.catalog.upsert_many(self.pending)
@@ -366,6 +369,11 @@ class _RowWriter:
         if self.same:
             self.catalog.set_decoding(self.same, DECODE_VERSION)
             self.same = []
+        if tell:
+            self.tell()
+
+    def tell(self) -> None:
+        """Tell the sink of the rows committed since it was last told."""
         indexed, failed = self.heard
         self.heard = ([], [])
         if self.sink is not None:

@@ -156,11 +156,12 @@ def update_methods(ws: Workspace, wanted: list[str], *, imported=None, rebuild: 
 
 
 def streamed(ws: Workspace, wanted: list[str], imported: str | None, rebuild: bool,
-             memory: int | None) -> Streams | None:
+             memory: int | None, engine: Engine = LOCAL) -> Streams | None:
     """The builds that can run while the photos decode: on an index with nothing indexed
     yet, every method the plan fits whose registry entry streams (the baselines), so that
-    the first index is ready about when the last photo is decoded."""
-    if ws.catalog.counts()[INDEXED]:
+    the first index is ready about when the last photo is decoded. The local engine's only:
+    on a cluster, its actors encode (engine.py), not this process."""
+    if ws.catalog.counts()[INDEXED] or engine.name != "local":  # a cluster's actors encode
         return None
     names = [s.method for s in plan(ws, wanted, imported, rebuild)
              if s.action == "fit" and methods.get(s.method).streams]
@@ -205,7 +206,7 @@ def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path 
                 LOG.warning("%s", notes[-1])
         imported = import_model(ws, model) if model is not None else None  # before any work
         streams = streamed(ws, wanted, imported.name if imported is not None else None,
-                           rebuild, index_memory)
+                           rebuild, index_memory, engine)
 
         def on_ingest(done: int, total: int) -> None:
             if done == 1 and streams is not None:  # a first index: its self-check follows

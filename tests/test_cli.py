@@ -99,7 +99,8 @@ def test_info(built):
     assert data["methods"]["pixels"] == {"gen": 1, "index_type": "flat", "dim": 3072, "count": 12,
                                          "selfcheck": None, "duplicate_threshold": None,
                                          "recall": 1.0, "nprobe": None, "query_margin": None,
-                                         "selfcheck_se": None, "training": None}
+                                         "selfcheck_se": None, "training": None,
+                                         "reconstruction": None}
     # 12 images: too few to score
     assert "pixels" in run("info", "--index", built).stdout
 
