@@ -16,7 +16,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,6 +255,27 @@ def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = Non
     return report
 
 
+@contextmanager
+def beside_decoding() -> Iterator[None]:
+    """Numeric work in one thread while worker processes decode on every core (BLAS,
+    OpenMP, torch's own pool): more threads would only take the cores from the decoders,
+    and their spin-waiting slowed a 10,000-photo run by a third (docs/BENCHMARKS.md)."""
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(before)
+
+
 class StreamedBuild:
     """One baseline's first vector index, built while the photos are decoded
     (pipeline.update_index hands it to ingest.ingest as a sink), to the same result as
@@ -282,29 +303,32 @@ class StreamedBuild:
         self.added: set[int] = set()
         self.t0 = time.perf_counter()
 
-    def first(self, ids: list[int]) -> set[int]:
+    def first(self, ids: list[int]) -> list[int]:
         """``ids``: the catalog ids of the files about to be decoded; returns those to decode
-        first (the samples)."""
+        first (the samples: the fit's, then the rest of the training sample's)."""
         self.plan = index_plan(self.ws, self.embedder.dim, len(ids), self.memory)
         if self.embedder.fit_sample:
             self.fit_ids = sample_ids(ids, self.embedder.fit_sample)
         if self.plan.index_type != "flat":
             self.train_ids = train_sample(ids, self.plan)
         self.waiting = set(self.fit_ids) | set(self.train_ids)
-        return set(self.waiting)
+        return self.fit_ids + sorted(set(self.train_ids) - set(self.fit_ids))
 
-    def indexed(self, ids: list[int]) -> None:
-        """Rows ``ids`` are committed, their pixels in the image cache."""
-        if self.index is None:
-            self.held += ids
-            self._resolved(ids)
-        else:
-            self._add(ids)
+    def indexed(self, ids: list[int], decoding: bool = True) -> None:
+        """Rows ``ids`` are committed, their pixels in the image cache (``decoding``: while
+        the readers still decode, on every core)."""
+        with beside_decoding() if decoding else nullcontext():
+            if self.index is None:
+                self.held += ids
+                self._resolved(ids)
+            else:
+                self._add(ids)
 
-    def failed(self, ids: list[int]) -> None:
+    def failed(self, ids: list[int], decoding: bool = True) -> None:
         """Files ``ids`` could not be read: no codes for them."""
         if self.index is None:
-            self._resolved(ids)
+            with beside_decoding() if decoding else nullcontext():
+                self._resolved(ids)
 
     def _resolved(self, ids: list[int]) -> None:
         self.waiting.difference_update(ids)
@@ -383,13 +407,18 @@ class Streams:
     def __init__(self, builds: dict[str, StreamedBuild]):
         self.builds = builds
 
-    def first(self, ids: list[int]) -> set[int]:
-        return set().union(*(b.first(ids) for b in self.builds.values()))
+    def first(self, ids: list[int]) -> list[int]:
+        """The builds' samples, the smallest first: the build that needs least is ready
+        soonest, whatever the others wait for."""
+        order: dict[int, None] = {}
+        for wanted in sorted((b.first(ids) for b in self.builds.values()), key=len):
+            order.update(dict.fromkeys(wanted))
+        return list(order)
 
-    def indexed(self, ids: list[int]) -> None:
+    def indexed(self, ids: list[int], decoding: bool = True) -> None:
         for b in self.builds.values():
-            b.indexed(ids)
+            b.indexed(ids, decoding)
 
-    def failed(self, ids: list[int]) -> None:
+    def failed(self, ids: list[int], decoding: bool = True) -> None:
         for b in self.builds.values():
-            b.failed(ids)
+            b.failed(ids, decoding)

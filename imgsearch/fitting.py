@@ -147,15 +147,15 @@ def reconstruction(ws: Workspace, check: SelfCheck, embedder, method: str) -> di
     PSNR in dB at the pixel size (both sides box-filtered there, the reconstruction as 8-bit
     pixels, what a picture of it shows), and for a learned method the PSNR of PCA at the same
     code size fitted on a sample of the images it trained on, as Hinton and Salakhutdinov
-    (Science 2006) compare a deep autoencoder with PCA. PCA's own is that PCA's too: the
-    index's PCA is fitted on every image, the held-out ones included, so it would not be
-    held out (on a small collection it would draw them back exactly). None for a method that
-    does not reconstruct."""
+    (Science 2006) compare a deep autoencoder with PCA (the index's own PCA is fitted on
+    every image, the held-out ones too, so it is no held-out reference). None for a method
+    that is not learned or does not reconstruct."""
     from .evaluate import psnr
     from .methods.baselines import PCAEmbedder, pixel_vectors
     from .methods.postprocess import unwrap
 
-    if not methods.get(method).reconstructs:
+    spec = methods.get(method)
+    if not (spec.learned and spec.reconstructs):
         return None
     inner, size = unwrap(embedder), ws.config.pixel_size
     held = check.database[: check.held]
@@ -170,12 +170,8 @@ def reconstruction(ws: Workspace, check: SelfCheck, embedder, method: str) -> di
     train = sample_ids([i for i in ids if i not in kept], PCAEmbedder.fit_sample)
     pca = PCAEmbedder(size, inner.dim)  # the same code size, fitted without the held-out
     pca.fit(lambda: ws.cache.batches(train, ENCODE_BATCH), len(train))
-    out = {"images": len(held), "size": size}
-    if methods.get(method).learned:
-        out.update(psnr=round(drawn(inner), 3), pca_psnr=round(drawn(pca), 3),
-                   pca_dim=pca.dim)
-    else:
-        out.update(psnr=round(drawn(pca), 3))
+    out = {"psnr": round(drawn(inner), 3), "images": len(held), "size": size,
+           "pca_psnr": round(drawn(pca), 3), "pca_dim": pca.dim}
     LOG.info("%s held-out reconstruction: %s", method, out)
     return out
 

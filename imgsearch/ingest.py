@@ -116,14 +116,15 @@ class Sink(Protocol):
     """What follows the rows as they are committed (build.StreamedBuild: a method's codes
     computed while the photos decode)."""
 
-    def first(self, ids: list[int]) -> set[int]:
+    def first(self, ids: list[int]) -> list[int]:
         """``ids``: the catalog ids of the files about to be read, in scan order; returns
-        those to read first."""
+        those to read first, in that order."""
 
-    def indexed(self, ids: list[int]) -> None:
-        """Rows ``ids`` are committed as indexed, their pixels in the image cache."""
+    def indexed(self, ids: list[int], decoding: bool = True) -> None:
+        """Rows ``ids`` are committed as indexed, their pixels in the image cache;
+        ``decoding``: while the readers still decode (False: the last rows, readers done)."""
 
-    def failed(self, ids: list[int]) -> None:
+    def failed(self, ids: list[int], decoding: bool = True) -> None:
         """Rows ``ids`` are committed as failed."""
 
 
@@ -188,8 +189,8 @@ def ingest(
     #                                                     whatever order results come back in
     if sink is not None:
         ids = {f.path: writer.id_of(f.path) for f in todo}
-        wanted = sink.first(sorted(ids.values()))
-        todo.sort(key=lambda f: ids[f.path] not in wanted)  # stable: scan order otherwise
+        rank = {i: r for r, i in enumerate(sink.first(sorted(ids.values())))}
+        todo.sort(key=lambda f: rank.get(ids[f.path], len(rank)))  # stable: the rest as found
     for path, reason in bad:
         writer.failed(FileEntry(path, 0, 0.0), reason)
     LOG.info("decoding %d new or changed files of %d", len(todo) - len(redo), len(files))
@@ -219,7 +220,7 @@ def ingest(
                 raise
         report.seconds = time.perf_counter() - t0  # to the last row: then the sink's work
     if sink is not None:
-        writer.tell()
+        writer.tell(decoding=False)
     if report.redecoded:
         LOG.info("decoded %d unchanged files again (decoding version %d): %d with new pixels, "
                  "which every method re-encodes", report.redecoded, DECODE_VERSION,
@@ -372,12 +373,13 @@ class _RowWriter:
         if tell:
             self.tell()
 
-    def tell(self) -> None:
-        """Tell the sink of the rows committed since it was last told."""
+    def tell(self, decoding: bool = True) -> None:
+        """Tell the sink of the rows committed since it was last told (``decoding``: while
+        the readers still decode)."""
         indexed, failed = self.heard
         self.heard = ([], [])
         if self.sink is not None:
-            if indexed:
-                self.sink.indexed(indexed)
             if failed:
-                self.sink.failed(failed)
+                self.sink.failed(failed, decoding)
+            if indexed:
+                self.sink.indexed(indexed, decoding)

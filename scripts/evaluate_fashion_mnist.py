@@ -7,8 +7,13 @@ is relevant when it has the query's class. Learned models train on the training 
 reported with each retrieval-time processing of recipes.POSTS (the same weights: the
 ablation). For each method: P@1, P@10, P@100, mAP@100 (AP over the relevant items in the top
 100), mAP over the whole database (classic AP, 6,000 relevant per query; main rows only),
-10-NN accuracy, training, encoding, index-build and per-query search times. ``phash`` is
-imagehash's perceptual hash, ranked by Hamming distance.
+10-NN accuracy, PSNR of the test images' reconstructions (dB, 8-bit pixels; the methods that
+draw images back: PCA and the learned ones, never trained on the test images), training,
+encoding, index-build and per-query search times. ``phash`` is
+imagehash's perceptual hash, ranked by Hamming distance. --dba K adds, for each learned
+main row, the same codes with database-side augmentation over K neighbours
+(imgsearch.methods.postprocess.database_side_augmentation): the database codes only, so a
+query costs the same.
 
     python scripts/evaluate_fashion_mnist.py --steps 4000 --tsne 5000 \
         --out docs/results/fashion-mnist
@@ -38,11 +43,17 @@ from imgsearch.evaluate import (
     knn_accuracy,
     mean_average_precision,
     precision_at_k,
+    psnr,
     relevance,
 )
 from imgsearch.index import VectorIndex
 from imgsearch.methods.baselines import PCAEmbedder, PixelsEmbedder
-from imgsearch.methods.postprocess import Processed, parse
+from imgsearch.methods.postprocess import (
+    Processed,
+    database_side_augmentation,
+    parse,
+    unwrap,
+)
 from imgsearch.selfcheck import SelfCheck
 
 ALL = ("pixels", "pca", "phash", *VARIANTS)
@@ -120,12 +131,29 @@ def full_map(index: VectorIndex, queries: np.ndarray, db_labels: np.ndarray,
     return float(np.concatenate(aps).mean())
 
 
-def evaluate_embedder(label: str, emb, train: Split, test: Split, args, report: dict) -> dict:
+def held_out_psnr(emb, images: np.ndarray, batch: int = 2000) -> float:
+    """PSNR (dB) of the reconstructions of ``images`` (never trained on) as 8-bit pixels."""
+    parts = [np.clip(emb.reconstruct(images[s : s + batch]) * 255 + 0.5, 0, 255)
+             .astype(np.uint8) for s in range(0, len(images), batch)]
+    return psnr(images / 255.0, np.concatenate(parts) / 255.0)
+
+
+def evaluate_embedder(label: str, emb, train: Split, test: Split, args, report: dict,
+                      dba: int = 0) -> dict:
+    """``dba``: the database codes averaged with their ``dba`` nearest (itself included)
+    before searching (database_side_augmentation); the queries as they are."""
     report = {"method": label, **report}
     t0 = time.perf_counter()
     db = emb.encode(train.images[..., None])
     q = emb.encode(test.images[..., None])
     report["encode_ms_per_image"] = (time.perf_counter() - t0) / (len(db) + len(q)) * 1e3
+    if dba:
+        t0 = time.perf_counter()
+        db = database_side_augmentation(db, dba)
+        report["dba_s"] = time.perf_counter() - t0
+    inner = unwrap(emb) if hasattr(emb, "encode") else emb
+    report["PSNR"] = (held_out_psnr(inner, test.images[..., None])
+                      if hasattr(inner, "reconstruct") and "[" not in label else float("nan"))
     report["dim"] = int(db.shape[1])
     t0 = time.perf_counter()
     index = VectorIndex.exact(db, np.arange(len(db)))
@@ -143,8 +171,8 @@ def evaluate_embedder(label: str, emb, train: Split, test: Split, args, report: 
     report |= {
         "P@1": precision_at_k(rel, 1), "P@10": precision_at_k(rel, 10),
         "P@100": precision_at_k(rel, 100), "mAP@100": mean_average_precision(rel, k=100),
-        "mAP": (full_map(index, q, train.labels, test.labels) if "[" not in label
-                else float("nan")),
+        "mAP": (full_map(index, q, train.labels, test.labels)
+                if "[" not in label or dba else float("nan")),
         "10-NN accuracy": knn_accuracy(labels, test.labels, 10),
         "precision_curve": [precision_at_k(rel, k) for k in range(1, 101)],
         "neighbours": ids[: args.show, :8].tolist(),
@@ -154,7 +182,7 @@ def evaluate_embedder(label: str, emb, train: Split, test: Split, args, report: 
     return report
 
 
-COLUMNS = ("P@1", "P@10", "P@100", "mAP@100", "mAP", "10-NN accuracy")
+COLUMNS = ("P@1", "P@10", "P@100", "mAP@100", "mAP", "10-NN accuracy", "PSNR")
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
@@ -255,6 +283,9 @@ def main() -> None:
     ap.add_argument("--saved", action="store_true",
                     help="evaluate the saved models in --work as they are, no more training")
     ap.add_argument("--resume", action="store_true", help="continue saved training runs")
+    ap.add_argument("--dba", type=int, default=0,
+                    help="also each unit-length code with database-side augmentation over "
+                         "this many neighbours (itself included)")
     ap.add_argument("--work", type=Path, default=Path("out/fashion-mnist"))
     ap.add_argument("--out", type=Path, default=Path("out/fashion-mnist/results"))
     args = ap.parse_args()
@@ -288,7 +319,14 @@ def main() -> None:
             rows.append(evaluate_embedder(label, emb, train, test, args, extra))
             r = rows[-1]
             print(f"[{label}] P@10 {r['P@10']:.4f}  mAP@100 {r['mAP@100']:.4f}  "
-                  f"mAP {r['mAP']:.4f}", file=sys.stderr, flush=True)
+                  f"mAP {r['mAP']:.4f}  PSNR {r['PSNR']:.2f}", file=sys.stderr, flush=True)
+            if (args.dba and "[" not in label and isinstance(emb, Processed)
+                    and "l2" in emb.steps):
+                rows.append(evaluate_embedder(f"{label} [dba {args.dba}]", emb, train, test,
+                                              args, {}, dba=args.dba))
+                r = rows[-1]
+                print(f"[{r['method']}] P@10 {r['P@10']:.4f}  mAP@100 {r['mAP@100']:.4f}  "
+                      f"mAP {r['mAP']:.4f}", file=sys.stderr, flush=True)
     meta = {"source": source, "database": len(train.images), "queries": len(test.images),
             "command": " ".join(sys.argv)}
     table = markdown(rows, meta)

@@ -184,12 +184,12 @@ class Heard:
 
     def first(self, ids):
         self.ids = ids
-        return {ids[-1], ids[-3]}
+        return [ids[-1], ids[-3]]
 
-    def indexed(self, ids):
+    def indexed(self, ids, decoding=True):
         self.heard += [("indexed", i) for i in ids]
 
-    def failed(self, ids):
+    def failed(self, ids, decoding=True):
         self.heard += [("failed", i) for i in ids]
 
 
@@ -198,10 +198,12 @@ def test_ingest_reads_what_the_sink_asks_first_and_tells_it_every_row(photo_dir,
     sink = Heard()
     ingest(photo_dir, ws.catalog, ws.cache, workers=1, sink=sink)  # one reader: in order
     assert sink.ids == sorted(sink.ids) and len(sink.ids) == 13
-    order = [i for _, i in sink.heard]
-    # the two asked for first, then the rest; each row heard once
-    assert set(order[:2]) == {sink.ids[-3], sink.ids[-1]} and sorted(order) == sink.ids
+    order = [i for k, i in sink.heard if k == "indexed"]
     broken = ws.catalog.by_path(str(photo_dir / "broken.jpg")).id
+    assert broken not in (sink.ids[-1], sink.ids[-3])
+    # the two asked for first, in the order asked, then the rest; each row heard once
+    assert order[:2] == [sink.ids[-1], sink.ids[-3]]
+    assert sorted([*order, broken]) == sink.ids
     assert [i for k, i in sink.heard if k == "failed"] == [broken]
     assert sorted(i for k, i in sink.heard if k == "indexed") == ws.catalog.indexed_ids()
 
@@ -219,3 +221,17 @@ def test_a_streamed_index_holds_exactly_what_decoded(tmp_path, monkeypatch):
     for m in ("pixels", "pca"):
         np.testing.assert_array_equal(np.sort(index_of(ws, m).ids()), ws.catalog.indexed_ids())
     ws.close()
+
+
+def test_several_streams_read_the_smallest_sample_first():
+    class Asks:
+        def __init__(self, wanted):
+            self.wanted = wanted
+
+        def first(self, ids):
+            return self.wanted
+
+    from imgsearch.build import Streams
+
+    streams = Streams({"pixels": Asks([1, 3, 5, 7]), "pca": Asks([7, 2])})
+    assert streams.first(list(range(10))) == [7, 2, 1, 3, 5]
