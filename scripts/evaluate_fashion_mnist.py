@@ -10,8 +10,8 @@ ablation). For each method: P@1, P@10, P@100, mAP@100 (AP over the relevant item
 10-NN accuracy, PSNR of the test images' reconstructions (dB, 8-bit pixels; the methods that
 draw images back: PCA and the learned ones, never trained on the test images), training,
 encoding, index-build and per-query search times. ``phash`` is
-imagehash's perceptual hash, ranked by Hamming distance. --dba K adds, for each learned
-main row, the same codes with database-side augmentation over K neighbours
+imagehash's perceptual hash, ranked by Hamming distance. --dba K[,K...] adds, for each
+learned main row, the same codes with database-side augmentation over K neighbours
 (imgsearch.methods.postprocess.database_side_augmentation): the database codes only, so a
 query costs the same.
 
@@ -283,9 +283,9 @@ def main() -> None:
     ap.add_argument("--saved", action="store_true",
                     help="evaluate the saved models in --work as they are, no more training")
     ap.add_argument("--resume", action="store_true", help="continue saved training runs")
-    ap.add_argument("--dba", type=int, default=0,
+    ap.add_argument("--dba", type=lambda v: [int(k) for k in v.split(",") if k], default=[],
                     help="also each unit-length code with database-side augmentation over "
-                         "this many neighbours (itself included)")
+                         "this many neighbours (itself included); a comma list")
     ap.add_argument("--work", type=Path, default=Path("out/fashion-mnist"))
     ap.add_argument("--out", type=Path, default=Path("out/fashion-mnist/results"))
     args = ap.parse_args()
@@ -320,10 +320,11 @@ def main() -> None:
             r = rows[-1]
             print(f"[{label}] P@10 {r['P@10']:.4f}  mAP@100 {r['mAP@100']:.4f}  "
                   f"mAP {r['mAP']:.4f}  PSNR {r['PSNR']:.2f}", file=sys.stderr, flush=True)
-            if (args.dba and "[" not in label and isinstance(emb, Processed)
-                    and "l2" in emb.steps):
-                rows.append(evaluate_embedder(f"{label} [dba {args.dba}]", emb, train, test,
-                                              args, {}, dba=args.dba))
+            if "[" in label or not isinstance(emb, Processed) or "l2" not in emb.steps:
+                continue
+            for k in args.dba:
+                rows.append(evaluate_embedder(f"{label} [dba {k}]", emb, train, test, args,
+                                              {}, dba=k))
                 r = rows[-1]
                 print(f"[{r['method']}] P@10 {r['P@10']:.4f}  mAP@100 {r['mAP@100']:.4f}  "
                       f"mAP {r['mAP']:.4f}", file=sys.stderr, flush=True)

@@ -105,9 +105,10 @@ class PCAEmbedder(Embedder):
         return (pixel_vectors(images, self.pixel_size) - self.mean) @ self.components.T
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        """(B, dim) codes -> (B, P, P, 3) float32 images in [0, 1]: mean + codes @ components."""
+        """(B, dim) codes -> (B, P, P, C) float32 images in [0, 1]: mean + codes @ components."""
         x = self.mean + np.asarray(codes, np.float32) @ self.components
-        return np.clip(x, 0, 1).reshape(len(codes), self.pixel_size, self.pixel_size, 3)
+        channels = x.shape[1] // (self.pixel_size * self.pixel_size)  # 3, or 1 (grey)
+        return np.clip(x, 0, 1).reshape(len(codes), self.pixel_size, self.pixel_size, channels)
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """(B, S, S, 3) uint8 -> (B, P, P, 3): the images as their PCA codes keep them."""
