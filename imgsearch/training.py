@@ -183,6 +183,9 @@ def step_loss(model: torch.nn.Module, net: torch.nn.Module, objective, x: torch.
     if cfg.koleo_weight:
         c1, c2 = code.float().chunk(2)
         total = total + cfg.koleo_weight * (koleo(c1) + koleo(c2)) / 2
+    if cfg.clean_weight:  # the clean image from itself: keeps the decoder sharp
+        clean, _ = objective(net, x, x)
+        total = total + cfg.clean_weight * clean.recon
     return total, code
 
 

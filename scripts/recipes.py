@@ -25,6 +25,14 @@ VARIANTS: dict[str, tuple[str, dict, dict, str | None]] = {
     "ae-edits": ("ae", {"invariance": "none", "denoise": "edits"}, {}, ""),
     "vae-plain": ("vae", {"invariance": "none"}, {}, ""),
     "ae-vicreg": ("ae", {"invariance": "vicreg"}, {}, None),
+    # the default, and the clean image reconstructed from itself beside the views (issue 23)
+    "ae-clean": ("ae", {"clean_weight": 1.0}, {}, None),
+    "ae-clean10": ("ae", {"clean_weight": 10.0}, {}, None),
+    # a deeper decoder: one residual convolution per block before its deconvolution
+    "ae-refine": ("ae", {"decoder_refine": 1}, {}, None),
+    "ae-refine-plain": ("ae", {"invariance": "none", "decoder_refine": 1}, {"augment": "auto"},
+                        ""),
+    "ae-refine-clean": ("ae", {"decoder_refine": 1, "clean_weight": 1.0}, {}, None),
     "ae-infonce": ("ae", {"invariance": "infonce"}, {}, None),
     "ae-infonce-koleo": ("ae", {"invariance": "infonce", "koleo_weight": 0.5}, {}, None),
     "vae-vicreg": ("vae", {"invariance": "vicreg"}, {}, None),

@@ -142,6 +142,7 @@ def test_contractive_penalty_estimates_the_jacobian_frobenius_norm():
 @pytest.mark.parametrize("settings", [
     {}, {"unpool": "switches"}, {"sparse": "l1", "sparse_weight": 0.1},
     {"sparse": "kl", "sparse_weight": 0.1}, {"contractive_weight": 0.01}, {"dropout": 0.1},
+    {"decoder_refine": 2},
 ])
 def test_autoencoder_loss_falls_on_a_fixed_batch(settings):
     torch.manual_seed(0)
@@ -361,3 +362,19 @@ def test_aae_training_alternates_and_its_checkpoint_holds_the_discriminator(tmp_
     assert [h.epoch for h in again] == [1, 2, 3] and again[:2] == history  # resumed
     model = model_from_checkpoint(load_checkpoint(tmp_path / "c.pt"))
     assert model.decode(torch.randn(2, 6)).shape == (2, 3, 16, 16)
+
+
+def test_a_refined_decoder_adds_residual_convolutions_and_keeps_the_shapes():
+    plain, refined = ConvAutoencoder(AEConfig(**TINY)), ConvAutoencoder(
+        AEConfig(**TINY, decoder_refine=2))
+    x = batch()
+    assert refined(x)[0].shape == plain(x)[0].shape == x.shape
+    assert refined(x)[1].shape == (5, 6)
+    extra = sum(p.numel() for p in refined.decoder.parameters()) - sum(
+        p.numel() for p in plain.decoder.parameters())
+    # two residual 3x3 convolutions (no bias) and their batch norms per block, widths 8 and 4
+    assert extra == sum(2 * (w * w * 9 + 2 * w) for w in (8, 4))
+    assert sum(p.numel() for p in refined.encoder.parameters()) == sum(
+        p.numel() for p in plain.encoder.parameters())  # the search code's encoder unchanged
+    with pytest.raises(ValueError):
+        AEConfig(**TINY, decoder_refine=-1)

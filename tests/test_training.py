@@ -207,3 +207,31 @@ def test_images_held_on_the_device_train_the_same_model(tmp_path, images):
         torch.testing.assert_close(a["model"][k], b["model"][k])
     with pytest.raises(ConfigMismatch, match="data_on_device"):
         TrainConfig(data_on_device="sometimes")
+
+
+def test_the_clean_term_adds_the_clean_images_own_reconstruction_error():
+    """clean_weight w: the step's loss grows by exactly w times the error of reconstructing
+    the clean batch from itself (the same seeded views either way)."""
+    from dataclasses import replace
+
+    from imgsearch.augment import Augment, preset_for
+    from imgsearch.models.checkpoint import ARCHITECTURES, new_model
+    from imgsearch.training import step_loss
+
+    cfg = replace(TINY_AE, invariance="vicreg")
+    x = torch.from_numpy(np.stack([pattern(i, 16) for i in range(8)])).permute(0, 3, 1, 2)
+    x = x.float() / 255
+    torch.manual_seed(0)
+    model = new_model(cfg).eval()  # eval: batch norm fixed, so the passes agree
+    objective = ARCHITECTURES["ae"].objective
+    corrupt = Corruption("none", 0.0, 16, 3, "auto", 0)
+    losses = []
+    for w in (0.0, 2.0):
+        model.cfg = replace(cfg, clean_weight=w)
+        views = Augment(preset_for("auto", 16, 3), 16, 3, seed=0)
+        torch.manual_seed(1)
+        with torch.no_grad():
+            losses.append(float(step_loss(model, model, objective, x, corrupt, views)[0]))
+    with torch.no_grad():
+        own = float(objective(model, x, x)[0].recon)
+    assert losses[1] - losses[0] == pytest.approx(2.0 * own, rel=1e-4)

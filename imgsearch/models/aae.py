@@ -58,7 +58,8 @@ class AdversarialAutoencoder(nn.Module):
         self.encoder = ConvEncoder(cfg.channels, cfg.widths, cfg.dropout)
         self.to_code = nn.Linear(c * side * side, cfg.code_dim)
         self.from_code = nn.Linear(cfg.code_dim, c * side * side)
-        self.decoder = ConvDecoder(cfg.channels, cfg.widths, cfg.input_size)
+        self.decoder = ConvDecoder(cfg.channels, cfg.widths, cfg.input_size,
+                                   refine=cfg.decoder_refine)
         self.discriminator = Discriminator(cfg.code_dim, cfg.disc_widths)
         self.trunk = (c, side)
         self.projector = (Projector(cfg.code_dim, cfg.projector) if cfg.invariance != "none"

@@ -52,7 +52,8 @@ class ConvAutoencoder(nn.Module):
         else:
             self.from_code = nn.Linear(cfg.code_dim, c * side * side)
         self.decoder = ConvDecoder(cfg.channels, cfg.widths, cfg.input_size,
-                                   self.encoder if cfg.tied_convs else None)
+                                   self.encoder if cfg.tied_convs else None,
+                                   cfg.decoder_refine)
         self.trunk = (c, side)
         # the invariance term's head: training only, the search code is the code itself
         self.projector = (Projector(cfg.code_dim, cfg.projector) if cfg.invariance != "none"

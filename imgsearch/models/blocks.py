@@ -42,6 +42,9 @@ class TrunkConfig(InvarianceConfig):
     widths: tuple[int, ...] = (32, 64, 128, 128)
     code_dim: int = 256
     dropout: float = 0.0  # Dropout2d after every encoder block
+    # residual 3x3 convolutions each decoder block adds at its unpooled resolution, before
+    # its deconvolution (0: the plain mirror image of the encoder)
+    decoder_refine: int = 0
     denoise: str = "none"  # input corruption while training: none | gaussian | mask | edits
     noise: float = 0.1  # gaussian std, or mask probability
 
@@ -51,6 +54,8 @@ class TrunkConfig(InvarianceConfig):
         if self.denoise not in CORRUPTIONS:
             raise ValueError(f"denoise must be one of {CORRUPTIONS}, got {self.denoise!r}")
         trunk_shape(self.input_size, self.widths)
+        if self.decoder_refine < 0:
+            raise ValueError(f"decoder_refine must be 0 or more, got {self.decoder_refine}")
 
 
 class ConvEncoder(nn.Module):
@@ -96,9 +101,23 @@ class TiedDeconv(nn.Module):
         return F.conv_transpose2d(x, self.conv.weight, self.bias, padding=1)
 
 
+class Refine(nn.Module):
+    """x + ReLU(BN(Conv3x3(x))): a residual convolution at one resolution (He et al., "Deep
+    residual learning for image recognition", CVPR 2016), which starts as the identity's
+    neighbour, so a decoder gains depth without losing its gradient."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + F.relu(self.bn(self.conv(x)))  # (B, w, H, W)
+
+
 class ConvDecoder(nn.Module):
     def __init__(self, channels: int, widths: tuple[int, ...], input_size: int,
-                 tied_to: ConvEncoder | None = None):
+                 tied_to: ConvEncoder | None = None, refine: int = 0):
         super().__init__()
         outs = (channels, *widths[:-1])
         sides = [input_size // 2**k for k in range(len(widths))]  # pre-pool side per block
@@ -110,6 +129,7 @@ class ConvDecoder(nn.Module):
             deconv = (TiedDeconv(tied_to.blocks[len(widths) - 1 - n][0], bias=last)
                       if tied_to is not None else nn.ConvTranspose2d(i, o, 3, padding=1, bias=last))
             self.blocks.append(nn.Sequential(
+                *(Refine(i) for _ in range(refine)),  # (B, i, side, side), refined
                 deconv,
                 nn.Identity() if last else nn.BatchNorm2d(o),
                 nn.Identity() if last else nn.ReLU(inplace=True),

@@ -21,11 +21,16 @@ class InvarianceConfig:
     """The invariance settings every architecture's config inherits. With ``invariance`` on,
     training sees two random views of each image (augment.py), reconstructs the clean image
     from each, and adds ``invariance_weight`` times the chosen loss between the projected codes
-    of the two views, and ``koleo_weight`` times the KoLeo term of the codes."""
+    of the two views, and ``koleo_weight`` times the KoLeo term of the codes; and
+    ``clean_weight`` times the error of reconstructing the clean image from itself, the
+    autoencoder proper (Hinton and Salakhutdinov 2006), beside the views' reconstructions of
+    it (as a denoising autoencoder's, Vincent et al. 2008), which a crop or a paste cannot
+    make sharp."""
 
     invariance: str = "none"  # none | vicreg | infonce
     invariance_weight: float = 1.0
     koleo_weight: float = 0.0
+    clean_weight: float = 0.0
     projector: tuple[int, ...] = (1024, 1024)  # hidden and output widths of the head
     temperature: float = 0.1  # infonce
 
@@ -34,7 +39,8 @@ class InvarianceConfig:
         if self.invariance not in INVARIANCES:
             raise ValueError(f"invariance must be one of {INVARIANCES}, "
                              f"got {self.invariance!r}")
-        if self.invariance_weight < 0 or self.koleo_weight < 0 or self.temperature <= 0:
+        if (self.invariance_weight < 0 or self.koleo_weight < 0 or self.clean_weight < 0
+                or self.temperature <= 0):
             raise ValueError("invariance and KoLeo weights must be 0 or more, temperature "
                              "positive")
         if not self.projector:

@@ -44,7 +44,8 @@ class ConvVAE(nn.Module):
         self.to_mu = nn.Linear(c * side * side, cfg.code_dim)
         self.to_logvar = nn.Linear(c * side * side, cfg.code_dim)
         self.from_z = nn.Linear(cfg.code_dim, c * side * side)
-        self.decoder = ConvDecoder(cfg.channels, cfg.widths, cfg.input_size)
+        self.decoder = ConvDecoder(cfg.channels, cfg.widths, cfg.input_size,
+                                   refine=cfg.decoder_refine)
         self.trunk = (c, side)
         # the invariance term's head, on mu: training only
         self.projector = (Projector(cfg.code_dim, cfg.projector) if cfg.invariance != "none"
