@@ -49,6 +49,30 @@ def test_evaluate_fashion_mnist_quick(tmp_path):
     assert "| pixels | 784 |" in out.with_suffix(".md").read_text()
     for picture in ("res-precision.png", "res-tsne.png", "res-neighbours.png"):
         assert (tmp_path / picture).stat().st_size > 1000
+    # the held-out PSNR of the methods that draw images back, and none for the others
+    psnr = {r["method"]: r["PSNR"] for r in data["rows"] if "[" not in r["method"]}
+    assert 5 < psnr["pca"] < 60 and 0 < psnr["ae-plain"] < 60 and 0 < psnr["vae"] < 60
+    assert psnr["pixels"] != psnr["pixels"]  # NaN: pixels do not reconstruct
+
+
+def test_fashion_mnist_database_side_augmentation_rows(tmp_path):
+    out = tmp_path / "res"
+    script("evaluate_fashion_mnist.py", "--quick", "--data", tmp_path / "no-data-here",
+           "--methods", "ae", "--steps", "2", "--widths", "4", "8", "--dim", "8",
+           "--held", "40", "--dba", "3", "--work", tmp_path / "work", "--out", out)
+    rows = {r["method"]: r for r in json.loads(out.with_suffix(".json").read_text())["rows"]}
+    assert 0 <= rows["ae [dba 3]"]["mAP"] <= 1 and rows["ae [dba 3]"]["dba_s"] >= 0
+
+
+def test_evaluate_reconstruction_quick(tmp_path):
+    out = tmp_path / "rec"
+    script("evaluate_reconstruction.py", "--quick", "--methods", "ae", "--dims", "8",
+           "--size", "16", "--pixel-size", "8", "--work", tmp_path / "work", "--out", out)
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert [(r["method"], r["code"]) for r in data["rows"]] == [("pca", 8), ("ae", 8)]
+    assert data["meta"]["held_out"] > 0 and data["meta"]["trained_on"] > 0
+    assert all(0 < r["PSNR"] <= 100 for r in data["rows"])
+    assert (tmp_path / "rec.png").stat().st_size > 1000
 
 
 def test_evaluate_copy_detection_quick(tmp_path):
