@@ -893,11 +893,12 @@ def reconstruct_cmd(
 ) -> None:
     """Draw originals and their reconstructions by every built method that can draw them:
     images the self-check held out of training (any images of a collection too small to
-    hold some out), each method labelled with its held-out PSNR.
+    hold some out), each method labelled with its PSNR on all of them (PCA refitted without
+    them, as `info` measures it).
 
     Example: imgsearch reconstruct -n 8 --out grid.png
     """
-    from .fitting import held_out
+    from .fitting import drawn_psnr, held_out, held_out_pca
     from .methods.postprocess import unwrap
     from .viz import image_grid, save_png
 
@@ -915,17 +916,20 @@ def reconstruct_cmd(
                 state = ws.method_state(m)
                 if state is not None:
                     emb = unwrap(build.open_embedder(ws, m))  # its raw codes
+                    if held and not methods.get(m).learned:  # the index's PCA saw them
+                        emb = held_out_pca(ws, emb.dim)
                     label = f"{m} ({emb.dim}-d)"
-                    if state.reconstruction:
-                        label += f"\n{state.reconstruction['psnr']:.1f} dB"
-                        said.append(f"{m} {state.reconstruction['psnr']:.1f} dB")
+                    if held:
+                        score = drawn_psnr(emb, ws.cache.read(held), ws.config.pixel_size)
+                        label += f"\n{score:.1f} dB"
+                        said.append(f"{m} {score:.1f} dB")
                     rows.append((label, emb.reconstruct(images)))
             if len(rows) == 1:
                 raise MethodNotBuilt(f"index {ws.root} has none of {', '.join(drawable)} built")
             save_png(image_grid(rows), out_png)
         finally:
             ws.close()
-    psnrs = f" (held-out PSNR at the pixel size: {', '.join(said)})" if said else ""
+    psnrs = f" (PSNR on the held-out images at the pixel size: {', '.join(said)})" if said else ""
     err.print(f"reconstructions written to {out_png}{psnrs}", highlight=False, soft_wrap=True)
 
 

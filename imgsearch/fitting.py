@@ -150,8 +150,6 @@ def reconstruction(ws: Workspace, check: SelfCheck, embedder, method: str) -> di
     (Science 2006) compare a deep autoencoder with PCA (the index's own PCA is fitted on
     every image, the held-out ones too, so it is no held-out reference). None for a method
     that is not learned or does not reconstruct."""
-    from .evaluate import psnr
-    from .methods.baselines import PCAEmbedder, pixel_vectors
     from .methods.postprocess import unwrap
 
     spec = methods.get(method)
@@ -159,21 +157,34 @@ def reconstruction(ws: Workspace, check: SelfCheck, embedder, method: str) -> di
         return None
     inner, size = unwrap(embedder), ws.config.pixel_size
     held = check.database[: check.held]
-    truth = pixel_vectors(held, size)
+    pca = held_out_pca(ws, inner.dim)
+    out = {"psnr": round(drawn_psnr(inner, held, size), 3), "images": len(held),
+           "size": size, "pca_psnr": round(drawn_psnr(pca, held, size), 3), "pca_dim": pca.dim}
+    LOG.info("%s held-out reconstruction: %s", method, out)
+    return out
 
-    def drawn(model) -> float:
-        recon = np.clip(model.reconstruct(held) * 255 + 0.5, 0, 255).astype(np.uint8)
-        return psnr(truth, pixel_vectors(recon, size))
+
+def held_out_pca(ws: Workspace, dim: int):
+    """PCA at ``dim`` components fitted on a sample of the images the self-check does not
+    hold out: the held-out reference a learned method's reconstructions are measured against."""
+    from .methods.baselines import PCAEmbedder
 
     ids = ws.catalog.indexed_ids()
     kept = set(held_out(ws, ids)[0])
     train = sample_ids([i for i in ids if i not in kept], PCAEmbedder.fit_sample)
-    pca = PCAEmbedder(size, inner.dim)  # the same code size, fitted without the held-out
+    pca = PCAEmbedder(ws.config.pixel_size, dim)
     pca.fit(lambda: ws.cache.batches(train, ENCODE_BATCH), len(train))
-    out = {"psnr": round(drawn(inner), 3), "images": len(held), "size": size,
-           "pca_psnr": round(drawn(pca), 3), "pca_dim": pca.dim}
-    LOG.info("%s held-out reconstruction: %s", method, out)
-    return out
+    return pca
+
+
+def drawn_psnr(model, images: np.ndarray, size: int) -> float:
+    """PSNR (dB) of ``model``'s reconstructions of ``images``, both box-filtered to ``size``,
+    the reconstructions as 8-bit pixels (what a picture of them shows)."""
+    from .evaluate import psnr
+    from .methods.baselines import pixel_vectors
+
+    recon = np.clip(model.reconstruct(images) * 255 + 0.5, 0, 255).astype(np.uint8)
+    return psnr(pixel_vectors(images, size), pixel_vectors(recon, size))
 
 
 # -- settings ------------------------------------------------------------------------------
