@@ -256,20 +256,22 @@ def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = Non
 
 
 @contextmanager
-def beside_decoding() -> Iterator[None]:
+def beside_decoding(controller=None) -> Iterator[None]:
     """Numeric work in one thread while worker processes decode on every core (BLAS,
     OpenMP, torch's own pool): more threads would only take the cores from the decoders,
-    and their spin-waiting slowed a 10,000-photo run by a third (docs/BENCHMARKS.md)."""
+    and their spin-waiting slowed a 10,000-photo run by a third (docs/BENCHMARKS.md).
+    ``controller``: a threadpoolctl ThreadpoolController made once (finding the thread pools
+    anew takes about a millisecond, once a batch of rows)."""
     import sys
 
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import ThreadpoolController
 
     torch = sys.modules.get("torch")
     before = torch.get_num_threads() if torch is not None else None
     if torch is not None:
         torch.set_num_threads(1)
     try:
-        with threadpool_limits(1):
+        with (controller or ThreadpoolController()).limit(limits=1):
             yield
     finally:
         if torch is not None:
@@ -301,6 +303,7 @@ class StreamedBuild:
         self.waiting: set[int] = set()  # samples' ids not decoded (nor failed) yet
         self.held: list[int] = []  # ids decoded before the index was ready
         self.added: set[int] = set()
+        self.pools = None  # the thread pools beside_decoding limits, found once ready
         self.t0 = time.perf_counter()
 
     def first(self, ids: list[int]) -> list[int]:
@@ -317,23 +320,27 @@ class StreamedBuild:
     def indexed(self, ids: list[int], decoding: bool = True) -> None:
         """Rows ``ids`` are committed, their pixels in the image cache (``decoding``: while
         the readers still decode, on every core)."""
-        with beside_decoding() if decoding else nullcontext():
-            if self.index is None:
-                self.held += ids
-                self._resolved(ids)
-            else:
+        if self.index is None:
+            self.held += ids
+            self._resolved(ids, decoding)
+        else:
+            with beside_decoding(self.pools) if decoding else nullcontext():
                 self._add(ids)
 
     def failed(self, ids: list[int], decoding: bool = True) -> None:
         """Files ``ids`` could not be read: no codes for them."""
         if self.index is None:
-            with beside_decoding() if decoding else nullcontext():
-                self._resolved(ids)
+            self._resolved(ids, decoding)
 
-    def _resolved(self, ids: list[int]) -> None:
+    def _resolved(self, ids: list[int], decoding: bool) -> None:
         self.waiting.difference_update(ids)
         if not self.waiting:
-            self._ready()
+            with beside_decoding() if decoding else nullcontext():
+                self._ready()
+            if decoding:  # the pools the fit loaded (torch's, for PCA) are known now
+                from threadpoolctl import ThreadpoolController
+
+                self.pools = ThreadpoolController()
 
     def _ready(self) -> None:
         """Fit on the fit sample, train on the training sample (what of them was read), then
@@ -345,25 +352,21 @@ class StreamedBuild:
         dim = self.embedder.dim
         if self.train_ids:
             train = [i for i in self.train_ids if i in held]
-            codes = self._encode(train)
-            self.index, self.truth = trained_index(self.plan, dim, train, codes)
+            self.index, self.truth = trained_index(self.plan, dim, train,
+                                                   encode_ids(self.ws, self.embedder, train))
         else:
             self.index = VectorIndex.empty(dim)
         LOG.info("%s: fitted and ready after %d photos; the rest are encoded as they come",
                  self.method, len(held))
         pending, self.held = sorted(held), []
-        for start in range(0, len(pending), ENCODE_BATCH):
-            self._add(pending[start : start + ENCODE_BATCH])
-
-    def _encode(self, ids: list[int]) -> np.ndarray:
-        parts = [self.embedder.encode(b) for b in self.ws.cache.batches(ids, ENCODE_BATCH)]
-        return np.concatenate(parts) if parts else np.empty((0, self.embedder.dim), np.float32)
+        self._add(pending)
 
     def _add(self, ids: list[int]) -> None:
-        codes = self._encode(ids)
-        self.index.add(codes, ids)
-        if self.truth is not None:
-            self.truth.add(codes, ids)
+        """Encode rows ``ids`` from the image cache, a batch at a time, into the index."""
+        for chunk, codes in encode_batches(self.ws, self.embedder, ids):
+            self.index.add(codes, chunk)
+            if self.truth is not None:
+                self.truth.add(codes, chunk)
         self.added.update(ids)
 
     def complete(self) -> Embedder | None:
@@ -378,11 +381,8 @@ class StreamedBuild:
         if not ids or not self.index.matches(index_plan(self.ws, self.embedder.dim, len(ids),
                                                         self.memory)):
             return None
-        wanted = set(ids)
-        self.index.remove(sorted(self.added - wanted))
-        missing = [i for i in ids if i not in self.added]
-        for start in range(0, len(missing), ENCODE_BATCH):
-            self._add(missing[start : start + ENCODE_BATCH])
+        self.index.remove(sorted(self.added - set(ids)))
+        self._add([i for i in ids if i not in self.added])
         if self.truth is not None:
             self.index.tune(self.truth)
         self.gen = self.ws.catalog.gen
