@@ -177,13 +177,26 @@ def held_out_pca(ws: Workspace, dim: int):
     return pca
 
 
+def drawn(model, images: np.ndarray, batch: int = ENCODE_BATCH) -> np.ndarray:
+    """``model``'s reconstructions of (N, S, S, C) uint8 ``images`` as 8-bit pixels (what a
+    picture of them shows), a batch at a time."""
+    parts = [np.clip(model.reconstruct(images[s : s + batch]) * 255 + 0.5, 0, 255)
+             .astype(np.uint8) for s in range(0, len(images), batch)]
+    return np.concatenate(parts) if parts else images[:0].copy()
+
+
 def drawn_psnr(model, images: np.ndarray, size: int) -> float:
-    """PSNR (dB) of ``model``'s reconstructions of ``images``, both box-filtered to ``size``,
-    the reconstructions as 8-bit pixels (what a picture of them shows)."""
+    """PSNR (dB) of ``model``'s reconstructions of ``images`` (``drawn``), both box-filtered
+    to ``size``."""
+    return psnr_of_drawn(images, drawn(model, images), size)
+
+
+def psnr_of_drawn(images: np.ndarray, recon: np.ndarray, size: int) -> float:
+    """PSNR (dB) of 8-bit reconstructions ``recon`` of ``images``, both box-filtered to
+    ``size`` (methods.baselines.pixel_vectors)."""
     from .evaluate import psnr
     from .methods.baselines import pixel_vectors
 
-    recon = np.clip(model.reconstruct(images) * 255 + 0.5, 0, 255).astype(np.uint8)
     return psnr(pixel_vectors(images, size), pixel_vectors(recon, size))
 
 

@@ -43,9 +43,9 @@ from imgsearch.evaluate import (
     knn_accuracy,
     mean_average_precision,
     precision_at_k,
-    psnr,
     relevance,
 )
+from imgsearch.fitting import drawn_psnr
 from imgsearch.index import VectorIndex
 from imgsearch.methods.baselines import PCAEmbedder, PixelsEmbedder
 from imgsearch.methods.postprocess import (
@@ -131,13 +131,6 @@ def full_map(index: VectorIndex, queries: np.ndarray, db_labels: np.ndarray,
     return float(np.concatenate(aps).mean())
 
 
-def held_out_psnr(emb, images: np.ndarray, batch: int = 2000) -> float:
-    """PSNR (dB) of the reconstructions of ``images`` (never trained on) as 8-bit pixels."""
-    parts = [np.clip(emb.reconstruct(images[s : s + batch]) * 255 + 0.5, 0, 255)
-             .astype(np.uint8) for s in range(0, len(images), batch)]
-    return psnr(images / 255.0, np.concatenate(parts) / 255.0)
-
-
 def evaluate_embedder(label: str, emb, train: Split, test: Split, args, report: dict,
                       dba: int = 0) -> dict:
     """``dba``: the database codes averaged with their ``dba`` nearest (itself included)
@@ -152,7 +145,7 @@ def evaluate_embedder(label: str, emb, train: Split, test: Split, args, report: 
         db = database_side_augmentation(db, dba)
         report["dba_s"] = time.perf_counter() - t0
     inner = unwrap(emb) if hasattr(emb, "encode") else emb
-    report["PSNR"] = (held_out_psnr(inner, test.images[..., None])
+    report["PSNR"] = (drawn_psnr(inner, test.images[..., None], 28)  # test images: held out
                       if hasattr(inner, "reconstruct") and "[" not in label else float("nan"))
     report["dim"] = int(db.shape[1])
     t0 = time.perf_counter()

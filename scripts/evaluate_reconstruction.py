@@ -28,20 +28,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from recipes import VARIANTS, configs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgsearch.datasets import distinct_photos, generated_photos, photo_files
-from imgsearch.evaluate import psnr
+from imgsearch.fitting import drawn, psnr_of_drawn
 from imgsearch.holdout import split
-from imgsearch.methods.baselines import PCAEmbedder, pixel_vectors
+from imgsearch.methods.baselines import PCAEmbedder
 from imgsearch.selfcheck import SelfCheck
-
-
-def as_bytes(recon: np.ndarray) -> np.ndarray:
-    """(B, S, S, 3) float in [0, 1] -> uint8, as a picture of it shows."""
-    return np.clip(recon * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
 def main() -> None:
@@ -71,15 +65,14 @@ def main() -> None:
     train, test = images[rest], images[held]
     print(f"{len(files)} distinct photos ({dropped} dropped as the same picture): "
           f"{len(test)} held out by content hash, {len(train)} to train on", file=sys.stderr)
-    small = lambda x: pixel_vectors(x, args.pixel_size)  # noqa: E731 - (B, P*P*3) in [0, 1]
-    truth = small(test)
     rows, shown = [], [("original", test[: args.show])]
     for dim in [int(d) for d in args.dims.split(",")]:
         pca = PCAEmbedder(args.pixel_size, dim)
         pca.fit(lambda: iter([train]), len(train))
-        recon = as_bytes(pca.reconstruct(test))
+        recon = drawn(pca, test)
         rows.append({"method": "pca", "code": dim, "dim": pca.dim,
-                     "PSNR": psnr(truth, small(recon)), "PSNR input": None, "train": None})
+                     "PSNR": psnr_of_drawn(test, recon, args.pixel_size), "PSNR input": None,
+                     "train": None})
         shown.append((f"pca {pca.dim}-d", recon[: args.show]))
         reference = rows[-1]
         for name in [m.strip() for m in args.methods.split(",")]:
@@ -94,10 +87,10 @@ def main() -> None:
             emb, summary = train_on_array(method, model, train, tcfg,
                                           args.work / f"{name}-{dim}.pt",
                                           check=SelfCheck(test, train))
-            recon = as_bytes(emb.reconstruct(test))
+            recon = drawn(emb, test)
             rows.append({"method": name, "code": dim, "dim": dim,
-                         "PSNR": psnr(truth, small(recon)),
-                         "PSNR input": psnr(test / 255.0, recon / 255.0),
+                         "PSNR": psnr_of_drawn(test, recon, args.pixel_size),
+                         "PSNR input": psnr_of_drawn(test, recon, args.size),
                          "train": {"steps": summary["steps"], "minutes": summary["minutes"],
                                    "seconds": time.perf_counter() - t0}})
             shown.append((f"{name} {dim}-d", recon[: args.show]))
