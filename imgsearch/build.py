@@ -135,12 +135,12 @@ def index_plan(ws: Workspace, dim: int, n: int, memory: int | None = None) -> In
     return plan_index(n, dim, memory, ws.config.exact_threshold)
 
 
-def sample_ids(ids: list[int], n: int) -> list[int]:
+def sample_ids(ids: list[int], n: int, seed: int = 0) -> list[int]:
     """A seeded sample of ``n`` of ``ids`` (all of them if they are fewer), sorted: what a fit
     or an inverted file's training sees, the same whether the codes stream or not."""
     if n >= len(ids):
         return sorted(ids)
-    return sorted(np.random.default_rng(0).choice(ids, size=n, replace=False).tolist())
+    return sorted(np.random.default_rng(seed).choice(ids, size=n, replace=False).tolist())
 
 
 def train_sample(ids: list[int], plan: IndexPlan) -> list[int]:

@@ -875,13 +875,10 @@ def train_cmd(
 
 def _sample_ids(ws: workspace.Workspace, n: int, seed: int, among: list[int] | None = None
                 ) -> list[int]:
-    import numpy as np
-
     ids = ws.catalog.indexed_ids() if among is None else among
     if not ids:
         raise ImgSearchError(f"index {ws.root} has no indexed images")
-    rng = np.random.default_rng(seed)
-    return sorted(rng.choice(ids, size=min(n, len(ids)), replace=False).tolist())
+    return build.sample_ids(ids, n, seed)
 
 
 @app.command("reconstruct")
@@ -911,6 +908,7 @@ def reconstruct_cmd(
             ids = _sample_ids(ws, n, seed, held or None)
             images = ws.cache.read(ids)
             rows, said = [("held-out" if held else "original", images)], []
+            every_held = ws.cache.read(held) if held else None  # what each PSNR is of
             drawable = [m for m in methods.names() if methods.get(m).reconstructs]
             for m in drawable:
                 state = ws.method_state(m)
@@ -920,7 +918,7 @@ def reconstruct_cmd(
                         emb = held_out_pca(ws, emb.dim)
                     label = f"{m} ({emb.dim}-d)"
                     if held:
-                        score = drawn_psnr(emb, ws.cache.read(held), ws.config.pixel_size)
+                        score = drawn_psnr(emb, every_held, ws.config.pixel_size)
                         label += f"\n{score:.1f} dB"
                         said.append(f"{m} {score:.1f} dB")
                     rows.append((label, emb.reconstruct(images)))
