@@ -67,8 +67,9 @@ class PCAEmbedder(Embedder):
     name = "pca"
     FILE = "pca.npz"
     MAX_TRAIN = 20_000  # the most images fit uses (a uniform sample of more)
-    #: what an index fits it on (build.sample_ids): Fashion-MNIST P@10 0.8092 with 4,096
-    #: against 0.8094 with 20,000, in a fifth of the time (docs/BENCHMARKS.md, "Ingest")
+    #: what an index fits it on (build.sample_ids): Fashion-MNIST P@10 0.8088 with 4,096
+    #: against 0.8089 with 20,000, in a third of the time (scripts/bench_pca.py
+    #: --fit-samples; docs/BENCHMARKS.md, "The streaming index run")
     fit_sample = 4_096
     N_ITER = 4  # subspace iterations of the randomized SVD
 
