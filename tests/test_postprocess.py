@@ -7,7 +7,13 @@ from imgsearch.config import IndexConfig
 from imgsearch.errors import ConfigMismatch
 from imgsearch.methods import open_embedder
 from imgsearch.methods.baselines import PCAEmbedder
-from imgsearch.methods.postprocess import Processed, parse, shrinkage, unwrap
+from imgsearch.methods.postprocess import (
+    Processed,
+    database_side_augmentation,
+    parse,
+    shrinkage,
+    unwrap,
+)
 
 
 def data(n=400, seed=0):
@@ -78,3 +84,15 @@ def test_whitening_fades_with_few_codes_and_is_full_with_many():
     # at most 1 / sqrt(shrinkage * mean variance); without the shrinkage the axes never
     # seen would be stretched by 1 / sqrt(EPS * mean variance), 10x that here
     assert gain.max() <= 1.0001 / np.sqrt(shrinkage(6, raw.shape[1]) * mean_var)
+
+
+def test_database_side_augmentation_known_answer():
+    """alpha-DBA by hand: each code plus its nearest, weighted by cosine^alpha, unit length."""
+    codes = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]], np.float32)
+    got = database_side_augmentation(codes, k=2, alpha=1.0)
+    # code 0: itself (1) + code 1 (0.8); code 1: itself + code 0 (0.8; code 2 is 0.6);
+    # code 2: itself + code 1 (0.6)
+    want = np.array([[1 + 0.64, 0.48], [0.8 + 0.8, 0.6], [0.48, 1 + 0.36]])
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_array_equal(database_side_augmentation(codes, k=1), codes)  # itself
