@@ -33,6 +33,16 @@ VARIANTS: dict[str, tuple[str, dict, dict, str | None]] = {
     "ae-refine-plain": ("ae", {"invariance": "none", "decoder_refine": 1}, {"augment": "auto"},
                         ""),
     "ae-refine-clean": ("ae", {"decoder_refine": 1, "clean_weight": 1.0}, {}, None),
+    # issue 23, item 2: the reconstruction's share of the loss (the invariance term's weight
+    # beside it), with the refined decoder and the clean term
+    "ae-rc-w0.1": ("ae", {"decoder_refine": 1, "clean_weight": 1.0, "invariance_weight": 0.1},
+                   {}, None),
+    "ae-rc-w0.01": ("ae", {"decoder_refine": 1, "clean_weight": 1.0,
+                           "invariance_weight": 0.01}, {}, None),
+    # VICReg's expander width (Bardes et al. 2022, table 8: wider is better) and batch size
+    "ae-proj2048": ("ae", {"projector": (2048, 2048)}, {}, None),
+    "ae-proj4096": ("ae", {"projector": (4096, 4096)}, {}, None),
+    "ae-b256": ("ae", {}, {"batch_size": 256}, None),
     "ae-infonce": ("ae", {"invariance": "infonce"}, {}, None),
     "ae-infonce-koleo": ("ae", {"invariance": "infonce", "koleo_weight": 0.5}, {}, None),
     "vae-vicreg": ("vae", {"invariance": "vicreg"}, {}, None),
@@ -61,8 +71,14 @@ def post_of(name: str) -> str:
 
 def configs(name: str, input_size: int, channels: int, code_dim: int, widths=None,
             **training) -> tuple[str, object, TrainConfig]:
-    """(method, model config, train config) of variant ``name`` for these images."""
+    """(method, model config, train config) of variant ``name`` for these images.
+
+    A variant with its own batch size sees as many images as the others: a ``max_steps``
+    given is scaled by the default batch over the variant's (the same CPU budget)."""
     method, settings, overrides, _ = VARIANTS[name]
+    if "batch_size" in overrides and training.get("max_steps"):
+        scale = TrainConfig().batch_size / overrides["batch_size"]
+        training = {**training, "max_steps": max(1, round(training["max_steps"] * scale))}
     spec = methods.get(method)
     model = new_config(spec.arch, input_size=input_size, channels=channels, code_dim=code_dim,
                        **{**spec.settings, **settings,
