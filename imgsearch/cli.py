@@ -780,8 +780,10 @@ def train_cmd(
     patience: Annotated[int | None, typer.Option(
         help="Stop after this many self-checks without improvement (0: never).")] = None,
     invariance: Annotated[str | None, typer.Option(
-        help="Pull the codes of two edited views of each image together: vicreg, infonce "
-             "or none.")] = None,
+        help="Pull the codes of two edited views of each image together: vicreg, infonce, "
+             "byol (towards a moving average of the model) or none.")] = None,
+    local_views: Annotated[int | None, typer.Option(
+        help="Small crops of each image pulled towards its two views (multi-crop).")] = None,
     invariance_weight: Annotated[float | None, typer.Option(
         help="Weight of the invariance term beside reconstruction.")] = None,
     koleo: Annotated[float | None, typer.Option(
@@ -848,6 +850,7 @@ def train_cmd(
                           sparse_weight=sparse_weight, contractive_weight=contractive,
                           unpool=unpool, beta=beta, invariance=invariance,
                           invariance_weight=invariance_weight, koleo_weight=koleo, kl=kl,
+                          local_views=local_views,
                           alpha=alpha, gamma=gamma, tied=tied, tied_convs=tied_convs,
                           adversarial_weight=adversarial_weight)
         overrides = _given(min_steps=min_steps, steps=steps, max_minutes=max_minutes,

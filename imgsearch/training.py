@@ -3,11 +3,12 @@ checkpoints (their format: models/checkpoint.py). Never imported by a query."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -27,7 +28,7 @@ from .models.checkpoint import (
     to_batch,
     write_checkpoint,
 )
-from .models.invariance import invariance_loss, koleo
+from .models.invariance import byol_loss, ema_momentum, ema_update, invariance_loss, koleo
 
 LOG = logging.getLogger(__name__)
 
@@ -135,13 +136,15 @@ def _cpu_state(model: torch.nn.Module) -> dict:
 def save_checkpoint(path: Path, method: str, model: torch.nn.Module, optimizers: list, config,
                     train_cfg: TrainConfig, epoch: int, history: list[Epoch],
                     best: dict | None = None, step: int = 0, work: int = 0,
-                    capped: bool = False) -> None:
+                    capped: bool = False, target: torch.nn.Module | None = None) -> None:
     """The resumable checkpoint: the latest weights and optimizer state (and the
     discriminator's optimizer, for an adversarial architecture), the weights that scored
     best on the self-check (``best``: model, epoch, selfcheck), which inference uses, the
     steps taken (``step``) of the work planned (``work``), and whether the time cap ended the
     run before its work (``capped``)."""
     extra = {"optimizer_d": optimizers[1].state_dict()} if len(optimizers) > 1 else {}
+    if target is not None:  # byol's moving average, so that a resumed run goes on from it
+        extra["target"] = _cpu_state(target)
     write_checkpoint(path, {"method": method, "arch": arch_of(config), "model": _cpu_state(model),
                             "optimizer": optimizers[0].state_dict(), **extra,
                             "config": asdict(config), "train_config": asdict(train_cfg),
@@ -164,22 +167,43 @@ def cpu_has_bf16() -> bool:
 
 # -- one step -----------------------------------------------------------------------------
 def step_loss(model: torch.nn.Module, net: torch.nn.Module, objective, x: torch.Tensor,
-              corrupt: Corruption, views: Augment | None) -> tuple[torch.Tensor, torch.Tensor]:
+              corrupt: Corruption, views: Augment | None, local: Augment | None = None,
+              target: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The training loss of one clean batch ``x``.
 
     Without invariance: the objective of reconstructing ``x`` from its corruption (the image
     itself unless denoising). With it: two random views of every image are encoded in one
     batch, each reconstructs the clean image, and the invariance term pulls the projected
-    codes of the two views together (models/invariance.py). Returns the loss and the codes."""
+    codes of the two views together (models/invariance.py); ``local`` draws the
+    ``local_views`` small crops, which are encoded only and pulled towards both views
+    (multi-crop: Caron et al., "Unsupervised learning of visual features by contrasting
+    cluster assignments" (SwAV), NeurIPS 2020, section 3.2); with byol the pull is towards
+    ``target``'s projections (the moving average of the model). Returns the loss and the
+    codes."""
     cfg = model.cfg
     if views is None:
         losses, code = objective(net, corrupt(x), x)
         return losses.total, code
     both = torch.cat([views(x), views(x)]).to(x.dtype)  # (2B, C, S, S)
     losses, code = objective(net, both, torch.cat([x, x]))
-    z1, z2 = model.projector(code).float().chunk(2)  # (B, P) each
-    total = losses.total + cfg.invariance_weight * invariance_loss(cfg.invariance, z1, z2,
-                                                                   cfg.temperature)
+    projected = model.projector(code)  # (2B, P)
+    smalls = ([model.projector(model.encode(local(x).to(x.dtype))[0])
+               for _ in range(cfg.local_views)] if local is not None else [])  # (B, P) each
+    if cfg.invariance == "byol":
+        with torch.no_grad():
+            t1, t2 = target.projector(target.encode(both)[0]).chunk(2)  # (B, P) each
+        q1, q2 = model.projector.predict(projected).chunk(2)
+        pulls = [byol_loss(q1, t2), byol_loss(q2, t1)]
+        pulls += [byol_loss(model.projector.predict(s), t) for s in smalls for t in (t1, t2)]
+        term = torch.stack(pulls).mean()
+    else:
+        z1, z2 = projected.float().chunk(2)  # (B, P) each
+        term = invariance_loss(cfg.invariance, z1, z2, cfg.temperature)
+        if smalls:  # each small crop against each view, weighted as the views' own pair
+            pulls = [invariance_loss(cfg.invariance, s.float(), z, cfg.temperature)
+                     for s in smalls for z in (z1, z2)]
+            term = (term + torch.stack(pulls).mean() * len(smalls)) / (1 + len(smalls))
+    total = losses.total + cfg.invariance_weight * term
     if cfg.koleo_weight:
         c1, c2 = code.float().chunk(2)
         total = total + cfg.koleo_weight * (koleo(c1) + koleo(c2)) / 2
@@ -187,6 +211,29 @@ def step_loss(model: torch.nn.Module, net: torch.nn.Module, objective, x: torch.
         clean, _ = objective(net, x, x)
         total = total + cfg.clean_weight * clean.recon
     return total, code
+
+
+def local_augment(aug, config, seed: int) -> Augment | None:
+    """The small crops' edits: the views' own, with the crop's area from a third of the
+    views' smallest up to it (None without local views)."""
+    if config.invariance == "none" or not config.local_views:
+        return None
+    low = aug.crop_scale[0]
+    return Augment(replace(aug, crop_scale=(low / 3, low)), config.input_size, config.channels,
+                   seed + 104_729)
+
+
+def target_of(model: torch.nn.Module, state: dict | None = None) -> torch.nn.Module | None:
+    """byol's target network: a frozen copy of the model (or of its saved ``state``), moved by
+    ``ema_update`` after every step; None for every other invariance term."""
+    if model.cfg.invariance != "byol":
+        return None
+    target = copy.deepcopy(model)
+    if state is not None:
+        target.load_state_dict(state)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
 
 
 # -- evaluation ---------------------------------------------------------------------------
@@ -258,6 +305,7 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
         optimizers.append(torch.optim.AdamW(model.discriminator.parameters(),
                                             lr=config.disc_lr, betas=(0.5, 0.999), fused=fused))
     start_epoch, history, best, step = 0, [], None, 0
+    target_state = None
     if Path(checkpoint).exists():
         ckpt = load_checkpoint(checkpoint)
         if (ckpt["method"], ckpt["arch"]) != (method, arch) or (
@@ -271,6 +319,7 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
         if adversary and ckpt.get("optimizer_d"):
             optimizers[1].load_state_dict(ckpt["optimizer_d"])
         start_epoch, step, best = ckpt["epoch"], ckpt.get("step", 0), ckpt.get("best")
+        target_state = ckpt.get("target")
         history = [Epoch(**h) for h in ckpt["history"]]
         LOG.info("resuming %s from epoch %d", checkpoint, start_epoch)
     cl = cfg.channels_last  # NHWC: faster convolutions on the GPU and, by oneDNN, the CPU
@@ -283,6 +332,8 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
                          cfg.augment, cfg.seed)
     views = (Augment(aug, config.input_size, config.channels, cfg.seed + start_epoch)
              if config.invariance != "none" else None)
+    local = local_augment(aug, config, cfg.seed + start_epoch)
+    target = target_of(model, target_state)
     objective = ARCHITECTURES[arch].objective
     data = on_device(data, device, cfg)
     train_pos, val_pos = split(len(data), cfg.val_fraction, cfg.seed)
@@ -321,10 +372,13 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
                     group["lr"] = lr
                 x = to_batch(data.get(order[start : start + cfg.batch_size]), device, cl)
                 with torch.autocast(device.type, torch.bfloat16, enabled=amp):
-                    loss, code = step_loss(model, net, objective, x, corrupt, views)
+                    loss, code = step_loss(model, net, objective, x, corrupt, views, local,
+                                           target)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if target is not None:
+                    ema_update(target, model, ema_momentum(config.ema, step, planned))
                 if adversary:  # then the discriminator, on this step's codes
                     with torch.autocast(device.type, torch.bfloat16, enabled=amp):
                         d_loss = adversary(model, code)
@@ -378,11 +432,12 @@ def train(method: str, config, data: ImageSource, cfg: TrainConfig, checkpoint: 
             if (stop or epoch == epochs - 1 or improved
                     or time.monotonic() - saved_at >= cfg.checkpoint_seconds):
                 save_checkpoint(checkpoint, method, model, optimizers, config, cfg, epoch + 1,
-                                history, best, step, work, capped)
+                                history, best, step, work, capped, target)
                 saved_at = time.monotonic()
         except KeyboardInterrupt:  # keep the weights; a resumed run redoes this epoch
             save_checkpoint(checkpoint, method, model, optimizers, config, cfg, epoch,
-                            [h for h in history if h.epoch <= epoch], best, step, work, capped)
+                            [h for h in history if h.epoch <= epoch], best, step, work, capped,
+                            target)
             raise
         if stop:
             break

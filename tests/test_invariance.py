@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from imgsearch.models.invariance import Projector, info_nce, koleo, vicreg_loss
+from imgsearch.models.invariance import (
+    InvarianceConfig,
+    Projector,
+    byol_loss,
+    ema_momentum,
+    ema_update,
+    info_nce,
+    koleo,
+    vicreg_loss,
+)
 
 Z1 = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, -2.0]])
 Z2 = torch.tensor([[1.0, 1.0], [0.0, 1.0], [-1.0, -1.0]])
@@ -76,3 +85,41 @@ def test_projector_shapes():
     head = Projector(6, (16, 4))
     assert head(torch.randn(5, 6)).shape == (5, 4)
     assert isinstance(head.net[-1], torch.nn.Linear)  # no normalisation on the output
+
+
+def test_byol_known_answer_and_scale_free():
+    q = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    t = torch.tensor([[2.0, 0.0], [0.0, -1.0]])  # the same direction, then the opposite one
+    assert byol_loss(q, t).item() == pytest.approx((0.0 + 4.0) / 2)
+    assert byol_loss(q * 5, t * 0.1).item() == pytest.approx(2.0)  # only directions count
+    t.requires_grad_(True)
+    byol_loss(q.requires_grad_(True), t).backward()
+    assert t.grad is None  # the target is a constant: stop-gradient
+
+
+def test_ema_momentum_rises_from_its_base_to_one():
+    assert ema_momentum(0.99, 0, 100) == pytest.approx(0.99)
+    assert ema_momentum(0.99, 50, 100) == pytest.approx(0.995)
+    assert ema_momentum(0.99, 100, 100) == pytest.approx(1.0)
+
+
+def test_ema_update_moves_the_target_part_way_and_copies_buffers():
+    torch.manual_seed(0)
+    online, target = torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    with torch.no_grad():
+        online.weight.fill_(3.0)
+        target.weight.fill_(1.0)
+    online(torch.randn(16, 3))  # running statistics of its own
+    ema_update(target, online, 0.75)
+    torch.testing.assert_close(target.weight, torch.full((3,), 1.5))  # 0.75 * 1 + 0.25 * 3
+    torch.testing.assert_close(target.running_mean, online.running_mean)
+
+
+def test_byol_projector_has_a_predictor_and_settings_are_checked():
+    head = Projector(6, (16, 8), predict=True)
+    assert head.predict(head(torch.randn(4, 6))).shape == (4, 8)
+    assert Projector(6, (16, 8)).predictor is None
+    with pytest.raises(ValueError):
+        InvarianceConfig(invariance="byol", ema=1.0)
+    with pytest.raises(ValueError):
+        InvarianceConfig(local_views=-1)

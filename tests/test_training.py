@@ -235,3 +235,60 @@ def test_the_clean_term_adds_the_clean_images_own_reconstruction_error():
     with torch.no_grad():
         own = float(objective(model, x, x)[0].recon)
     assert losses[1] - losses[0] == pytest.approx(2.0 * own, rel=1e-4)
+
+
+def _batch(n=8):
+    x = torch.from_numpy(np.stack([pattern(i, 16) for i in range(n)])).permute(0, 3, 1, 2)
+    return x.float() / 255
+
+
+def test_local_views_add_their_pulls_towards_both_views():
+    """Multi-crop: with local views the invariance term is the mean over the views' pair and
+    the small crops' pulls, each crop encoded (no reconstruction) and its gradient reaching
+    the encoder; without them the loss is the two views' alone."""
+    from dataclasses import replace
+
+    from imgsearch.augment import Augment, preset_for
+    from imgsearch.models.checkpoint import ARCHITECTURES, new_model
+    from imgsearch.training import local_augment, step_loss
+
+    aug = preset_for("auto", 16, 3)
+    cfg = replace(TINY_AE, invariance="vicreg", local_views=2)
+    local = local_augment(aug, cfg, 0)
+    assert local.cfg.crop_scale == (aug.crop_scale[0] / 3, aug.crop_scale[0])
+    assert local_augment(aug, replace(cfg, local_views=0), 0) is None
+    torch.manual_seed(0)
+    model = new_model(cfg)
+    objective = ARCHITECTURES["ae"].objective
+    corrupt = Corruption("none", 0.0, 16, 3, "auto", 0)
+    x = _batch()
+    loss, code = step_loss(model, model, objective, x, corrupt, Augment(aug, 16, 3, 0), local)
+    assert torch.isfinite(loss) and code.shape == (16, 6)
+    loss.backward()
+    assert model.encoder.blocks[0][0].weight.grad.abs().sum() > 0
+    model.zero_grad()
+    model.cfg = replace(cfg, local_views=0)
+    plain, _ = step_loss(model, model, objective, x, corrupt, Augment(aug, 16, 3, 0))
+    assert float(plain) != pytest.approx(float(loss.detach()))
+
+
+@pytest.mark.parametrize("invariance, locals_", [("byol", 0), ("byol", 1), ("vicreg", 1)])
+def test_byol_and_multicrop_train_and_resume(tmp_path, images, invariance, locals_):
+    """byol trains with its moving-average target saved in the checkpoint and taken up again
+    by a resumed run; every invariance term runs with local views."""
+    from dataclasses import replace
+
+    cfg = replace(TINY_AE, invariance=invariance, local_views=locals_)
+    history = train("ae", cfg, images, FAST, tmp_path / "c.pt")
+    assert np.isfinite(history[-1].train_loss)
+    ckpt = load_checkpoint(tmp_path / "c.pt")
+    assert ("target" in ckpt) == (invariance == "byol")
+    if invariance == "byol":
+        moved = any(not torch.equal(ckpt["target"][k], ckpt["model"][k])
+                    for k in ckpt["model"] if ckpt["model"][k].is_floating_point())
+        assert moved  # the target lags the online weights
+        again = train("ae", cfg, images, TrainConfig(**{**FAST.__dict__, "epochs": 2}),
+                      tmp_path / "c.pt")
+        assert [h.epoch for h in again] == [1, 2]
+        assert not torch.equal(load_checkpoint(tmp_path / "c.pt")["target"]["to_code.weight"],
+                               ckpt["target"]["to_code.weight"])

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ConvDecoder, ConvEncoder, TrunkConfig, trunk_shape
-from .invariance import Projector
+from .invariance import head
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,7 @@ class AdversarialAutoencoder(nn.Module):
                                    refine=cfg.decoder_refine)
         self.discriminator = Discriminator(cfg.code_dim, cfg.disc_widths)
         self.trunk = (c, side)
-        self.projector = (Projector(cfg.code_dim, cfg.projector) if cfg.invariance != "none"
-                          else None)
+        self.projector = head(cfg, cfg.code_dim)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         """(B, C, S, S) -> the deterministic code z = q(x), (B, code_dim)."""

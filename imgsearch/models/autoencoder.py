@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ConvDecoder, ConvEncoder, Switches, TrunkConfig, trunk_shape
-from .invariance import Projector
+from .invariance import head
 
 UNPOOL = ("switches", "fixed")
 SPARSE = ("none", "l1", "kl")
@@ -56,8 +56,7 @@ class ConvAutoencoder(nn.Module):
                                    cfg.decoder_refine)
         self.trunk = (c, side)
         # the invariance term's head: training only, the search code is the code itself
-        self.projector = (Projector(cfg.code_dim, cfg.projector) if cfg.invariance != "none"
-                          else None)
+        self.projector = head(cfg, cfg.code_dim)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, Switches]:
         """(B, C, S, S) in [0, 1] -> code (B, code_dim), switches."""

@@ -6,6 +6,7 @@ through, so that the search code itself keeps what reconstruction needs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-INVARIANCES = ("none", "vicreg", "infonce")
+INVARIANCES = ("none", "vicreg", "infonce", "byol")
 
 
 @dataclass(frozen=True)
@@ -25,14 +26,21 @@ class InvarianceConfig:
     ``clean_weight`` times the error of reconstructing the clean image from itself, the
     autoencoder proper (Hinton and Salakhutdinov 2006), beside the views' reconstructions of
     it (as a denoising autoencoder's, Vincent et al. 2008), which a crop or a paste cannot
-    make sharp."""
+    make sharp.
 
-    invariance: str = "none"  # none | vicreg | infonce
+    ``local_views`` small crops of each image are encoded beside the two views and pulled
+    towards both (multi-crop, Caron et al. 2020); ``byol`` pulls each view's predicted
+    projection towards the other view's projection by a slowly moving average of the model
+    (``ema``) instead of a loss over the batch (Grill et al. 2020)."""
+
+    invariance: str = "none"  # none | vicreg | infonce | byol
     invariance_weight: float = 1.0
     koleo_weight: float = 0.0
     clean_weight: float = 0.0
     projector: tuple[int, ...] = (1024, 1024)  # hidden and output widths of the head
     temperature: float = 0.1  # infonce
+    local_views: int = 0  # small crops per image beside the two views (0: none)
+    ema: float = 0.99  # byol: the target's first momentum, raised to 1 along a cosine
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "projector", tuple(self.projector))  # JSON gives lists
@@ -40,29 +48,44 @@ class InvarianceConfig:
             raise ValueError(f"invariance must be one of {INVARIANCES}, "
                              f"got {self.invariance!r}")
         if (self.invariance_weight < 0 or self.koleo_weight < 0 or self.clean_weight < 0
-                or self.temperature <= 0):
-            raise ValueError("invariance and KoLeo weights must be 0 or more, temperature "
-                             "positive")
+                or self.temperature <= 0 or self.local_views < 0 or not 0 <= self.ema < 1):
+            raise ValueError("invariance and KoLeo weights and local views must be 0 or more, "
+                             "temperature positive, ema in [0, 1)")
         if not self.projector:
             raise ValueError("the projector needs at least one layer")
 
 
+def _mlp(ins: int, widths: tuple[int, ...]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip((ins, *widths[:-1]), widths)):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 1:
+            layers += [nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
 class Projector(nn.Module):
     """Linear -> BatchNorm -> ReLU per hidden layer, then a last Linear (VICReg's expander,
-    SimCLR's projection head)."""
+    SimCLR's projection head); with ``predict``, BYOL's predictor after it, an MLP of the
+    same shape from the projection to the projection's width."""
 
-    def __init__(self, code_dim: int, widths: tuple[int, ...]):
+    def __init__(self, code_dim: int, widths: tuple[int, ...], predict: bool = False):
         super().__init__()
-        layers: list[nn.Module] = []
-        ins = (code_dim, *widths[:-1])
-        for i, (a, b) in enumerate(zip(ins, widths)):
-            layers.append(nn.Linear(a, b))
-            if i < len(widths) - 1:
-                layers += [nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
-        self.net = nn.Sequential(*layers)
+        self.net = _mlp(code_dim, widths)
+        self.predictor = _mlp(widths[-1], (widths[0], widths[-1])) if predict else None
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         return self.net(code)  # (B, widths[-1])
+
+    def predict(self, projected: torch.Tensor) -> torch.Tensor:
+        return self.predictor(projected)  # (B, widths[-1])
+
+
+def head(cfg: InvarianceConfig, code_dim: int) -> Projector | None:
+    """The invariance term's head of a model with these settings (None without the term)."""
+    if cfg.invariance == "none":
+        return None
+    return Projector(code_dim, cfg.projector, predict=cfg.invariance == "byol")
 
 
 class VICRegLoss(NamedTuple):
@@ -132,6 +155,32 @@ def koleo(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     d = torch.cdist(z, z)
     d = d + torch.eye(len(z), device=z.device) * 1e9  # never a code's own distance
     return -torch.log(d.min(dim=1).values + eps).mean()
+
+
+def byol_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BYOL: Grill et al., "Bootstrap your own latent", NeurIPS 2020, eq. (2): the mean
+    squared error between the L2-normalised prediction of one view and the L2-normalised
+    target projection of the other, 2 - 2 cos(q, z'), the target carrying no gradient."""
+    q = F.normalize(q.float(), dim=1)
+    t = F.normalize(target.detach().float(), dim=1)
+    return (2 - 2 * (q * t).sum(dim=1)).mean()
+
+
+def ema_momentum(base: float, step: int, planned: int) -> float:
+    """BYOL's target momentum at ``step`` of ``planned``: tau = 1 - (1 - base)(cos(pi k/K)
+    + 1) / 2 (Grill et al. 2020, section 3.2), from ``base`` up to 1."""
+    t = min(1.0, step / max(1, planned))
+    return 1 - (1 - base) * (math.cos(math.pi * t) + 1) / 2
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """target <- momentum * target + (1 - momentum) * online, parameter by parameter (the
+    buffers, batch-norm statistics, copied)."""
+    for tp, op in zip(target.parameters(), online.parameters()):
+        tp.lerp_(op.detach(), 1 - momentum)
+    for tb, ob in zip(target.buffers(), online.buffers()):
+        tb.copy_(ob)
 
 
 def invariance_loss(kind: str, p1: torch.Tensor, p2: torch.Tensor, temperature: float

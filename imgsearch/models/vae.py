@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ConvDecoder, ConvEncoder, TrunkConfig, trunk_shape
-from .invariance import Projector
+from .invariance import head
 
 KL_TERMS = ("closed", "tc")
 
@@ -48,8 +48,7 @@ class ConvVAE(nn.Module):
                                    refine=cfg.decoder_refine)
         self.trunk = (c, side)
         # the invariance term's head, on mu: training only
-        self.projector = (Projector(cfg.code_dim, cfg.projector) if cfg.invariance != "none"
-                          else None)
+        self.projector = head(cfg, cfg.code_dim)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, S, S) -> mu, log sigma^2, each (B, code_dim)."""
