@@ -61,7 +61,7 @@ from imgsearch.holdout import split
 from imgsearch.images import load_regions, open_upright
 from imgsearch.matching import load_features
 from imgsearch.methods.baselines import PCAEmbedder, PixelsEmbedder
-from imgsearch.methods.postprocess import Processed, parse
+from imgsearch.methods.postprocess import Processed, database_side_augmentation, parse
 from imgsearch.search import VERIFY_TOP, Hit, verify_hits
 from imgsearch.selfcheck import SelfCheck
 
@@ -205,7 +205,7 @@ def learned(name: str, train: np.ndarray, args, report: dict) -> dict[str, objec
 
 
 def rank_codes(emb, db: np.ndarray, regions: np.ndarray, report: dict,
-               margin: float | None) -> np.ndarray:
+               margin: float | None, dba: int = 0) -> np.ndarray:
     """(Q, N) database positions, nearest first (exact L2 on the codes). ``regions`` is
     (Q, 1 + R, S, S, 3), the whole query first; with a ``margin``, an image's distance is the
     smallest of its distance to the whole query and, plus the margin, to each region (as the
@@ -213,6 +213,8 @@ def rank_codes(emb, db: np.ndarray, regions: np.ndarray, report: dict,
     q_n = len(regions)
     t0 = time.perf_counter()
     db_codes = emb.encode(db).astype(np.float64)
+    if dba:  # the stored codes averaged with their nearest (postprocess.py); queries as they are
+        db_codes = database_side_augmentation(db_codes, dba).astype(np.float64)
     shown = regions if margin is not None else regions[:, :1]
     q_codes = emb.encode(shown.reshape(-1, *regions.shape[2:])).astype(np.float64)
     report["encode_ms_per_image"] = (time.perf_counter() - t0) / (len(db) + q_n) * 1e3
@@ -388,6 +390,9 @@ def main() -> None:
     ap.add_argument("--same-picture", type=float, default=4.0,
                     help="tolerance (0..255) under which two originals are the same picture")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dba", type=lambda v: [int(k) for k in v.split(",") if k], default=[],
+                    help="K[,K...]: each learned method again with database-side augmentation "
+                         "over its K nearest (its codes L2-normalised)")
     ap.add_argument("--quick", action="store_true", help="generated pictures if none, for tests")
     ap.add_argument("--saved", action="store_true",
                     help="evaluate the saved models in --work as they are, no more training")
@@ -487,6 +492,9 @@ def main() -> None:
             margin = margin_of(emb, train) if args.regions else None
             ranking = rank_codes(emb, db, regions, r, margin)
             record(label, ranking, r | {"margin": margin})
+            for k in args.dba if m in VARIANTS and post_of(m).endswith("l2") else ():
+                d: dict = {}
+                record(f"{label} [dba {k}]", rank_codes(emb, db, regions, d, margin, k), d)
             if args.verify:
                 t1 = time.perf_counter()
                 record(f"{label} [verified]",

@@ -34,6 +34,8 @@ from imgsearch.config import IndexConfig
 from imgsearch.datasets import distinct_photos, generated_photos, photo_files
 from imgsearch.evaluate import average_precision
 from imgsearch.images import open_upright
+from imgsearch.methods import registry as methods_registry
+from imgsearch.methods.postprocess import database_side_augmentation
 from imgsearch.pipeline import update_index
 from imgsearch.workspace import Workspace
 
@@ -91,8 +93,8 @@ def score(codes: np.ndarray, picture: np.ndarray) -> tuple[float, float]:
     return float(rel[:, 0].mean()), float(average_precision(rel, n_rel).mean())
 
 
-def evaluate(folder: Path, index: Path, methods: list[str], minutes: float, quick: bool
-             ) -> dict:
+def evaluate(folder: Path, index: Path, methods: list[str], minutes: float, quick: bool,
+             dba: list[int] = ()) -> dict:
     shutil.rmtree(index, ignore_errors=True)
     ws = Workspace.create(index, IndexConfig(input_size=32) if quick else None)
     t0 = time.perf_counter()
@@ -108,6 +110,9 @@ def evaluate(folder: Path, index: Path, methods: list[str], minutes: float, quic
         picture = np.array([int(Path(rows[i].path).name[1:4]) for i in ids])
         r1, m_ap = score(codes, picture)
         out["methods"][m] = {"recall@1": r1, "mAP": m_ap, "selfcheck": loaded.state.selfcheck}
+        for k in dba if methods_registry.get(m).post.endswith("l2") else ():
+            r1, m_ap = score(database_side_augmentation(codes, k), picture)
+            out["methods"][f"{m} [dba {k}]"] = {"recall@1": r1, "mAP": m_ap, "selfcheck": None}
     out["default"], out["default_because"] = ws.preference()
     ws.close()
     return out
@@ -137,6 +142,9 @@ def main() -> None:
     ap.add_argument("--methods", default="pixels,pca,ae", help="as `imgsearch index --methods`")
     ap.add_argument("--minutes", type=float, default=5.0, help="training budget per model")
     ap.add_argument("--side", type=int, default=1024, help="long side of the written photos")
+    ap.add_argument("--dba", type=lambda v: [int(k) for k in v.split(",") if k], default=[],
+                    help="K[,K...]: each learned method's stored codes again with database-side "
+                         "augmentation over its K nearest")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--work", type=Path, default=Path("out/versions"))
     ap.add_argument("--out", type=Path, default=Path("out/versions/results"))
@@ -157,11 +165,14 @@ def main() -> None:
         make_collection(chosen, folder, versions, seed=n, side=args.side)
         print(f"[{n}] {pictures} pictures x {len(versions)} versions", file=sys.stderr,
               flush=True)
-        r = evaluate(folder, args.work / f"index-{n}", methods, args.minutes, args.quick)
+        r = evaluate(folder, args.work / f"index-{n}", methods, args.minutes, args.quick,
+                     args.dba)
         r["pictures"] = pictures
         results.append(r)
         print(json.dumps(r), file=sys.stderr, flush=True)
-    table = markdown(results, methods)
+    shown = methods + [f"{m} [dba {k}]" for m in methods for k in args.dba
+                       if any(f"{m} [dba {k}]" in r["methods"] for r in results)]
+    table = markdown(results, shown)
     print(table)
     meta = {"versions": versions, "photos": len(photos), "dropped_same_picture": dropped,
             "minutes": args.minutes, "command": " ".join(sys.argv)}

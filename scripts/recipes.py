@@ -43,6 +43,10 @@ VARIANTS: dict[str, tuple[str, dict, dict, str | None]] = {
     "ae-proj2048": ("ae", {"projector": (2048, 2048)}, {}, None),
     "ae-proj4096": ("ae", {"projector": (4096, 4096)}, {}, None),
     "ae-b256": ("ae", {}, {"batch_size": 256}, None),
+    # multi-crop (Caron et al. 2020): two small crops beside the two views
+    "ae-mc2": ("ae", {"local_views": 2}, {}, None),
+    # an EMA target network instead of VICReg (Grill et al. 2020), beside reconstruction
+    "ae-byol": ("ae", {"invariance": "byol"}, {}, None),
     "ae-infonce": ("ae", {"invariance": "infonce"}, {}, None),
     "ae-infonce-koleo": ("ae", {"invariance": "infonce", "koleo_weight": 0.5}, {}, None),
     "vae-vicreg": ("vae", {"invariance": "vicreg"}, {}, None),

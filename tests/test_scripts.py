@@ -112,11 +112,16 @@ def test_evaluate_copy_detection_quick(tmp_path):
     # held out: trained on one half, queries from the other
     held = tmp_path / "held"
     script("evaluate_copy_detection.py", "--quick", "--photos", tmp_path / "no-photos-here",
-           "--methods", "pixels,ae-plain", "--steps", "3", "--widths", "4", "8", "--dim", "8",
-           "--size", "32", "--holdout", "--work", tmp_path / "work2", "--out", held)
-    meta = json.loads(held.with_suffix(".json").read_text())["meta"]
+           "--methods", "pixels,ae", "--steps", "3", "--widths", "4", "8", "--dim", "8",
+           "--size", "32", "--holdout", "--dba", "3", "--work", tmp_path / "work2", "--out", held)
+    data = json.loads(held.with_suffix(".json").read_text())
+    meta = data["meta"]
     assert meta["holdout"] and meta["trained_on"] == 12 and meta["queries"] == 12 * 14
     assert meta["database"] == 24
+    # database-side augmentation: the learned method only (its codes are unit length)
+    rows = {r["method"]: r for r in data["rows"]}
+    assert "ae [dba 3]" in rows and not any("pixels [dba" in m for m in rows)
+    assert 0 <= rows["ae [dba 3]"]["overall"]["recall@1"] <= 1
 
     # re-ranked by verification, as a query is by default: recall@10 is kept (the same ten)
     ver = tmp_path / "ver"
@@ -148,6 +153,16 @@ def test_evaluate_versions_quick(tmp_path):
     table = out.with_suffix(".md").read_text().splitlines()
     assert "default mAP - pixels mAP" in table[0]
     assert table[1].count("---") == table[0].count("|") - 1 == 2 + 2 + 2  # a cell each
+
+
+def test_evaluate_versions_with_database_side_augmentation(tmp_path):
+    out = tmp_path / "v"
+    script("evaluate_versions.py", "--quick", "--sizes", "20", "--methods", "pixels,ae",
+           "--dba", "3", "--work", tmp_path / "work", "--out", out)
+    (r,) = json.loads(out.with_suffix(".json").read_text())["results"]
+    assert set(r["methods"]) == {"pixels", "ae", "ae [dba 3]"}  # unit-length codes only
+    assert 0 < r["methods"]["ae [dba 3]"]["mAP"] <= 1
+    assert "ae [dba 3]" in out.with_suffix(".md").read_text()
 
 
 def test_evaluate_duplicates_quick(tmp_path):
