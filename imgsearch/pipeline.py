@@ -106,9 +106,11 @@ def plan(ws: Workspace, wanted: list[str], imported: str | None = None,
 # -- the whole update ----------------------------------------------------------------------
 def run_step(ws: Workspace, step: Step, check: SelfCheck | None, training: dict | None = None,
              imported=None, progress: Progress = quiet, memory: int | None = None,
-             engine: Engine = LOCAL, stream: StreamedBuild | None = None) -> BuildReport:
+             engine: Engine = LOCAL, stream: StreamedBuild | None = None,
+             settings: dict | None = None) -> BuildReport:
     """Carry out one planned step, scored on ``check`` (the run's self-check; unused by a
-    sync) (``training``: TrainConfig overrides of the recipe; ``memory``: the vector index's
+    sync) (``training``: TrainConfig overrides of the recipe, ``settings`` of its model
+    settings; ``memory``: the vector index's
     budget in bytes, default a quarter of the machine's); the codes are encoded on
     ``engine``, fitting and training run here. ``stream``: the step's build, already fitted
     and fed while the photos decoded; it is completed, or the step done the usual way if
@@ -122,7 +124,8 @@ def run_step(ws: Workspace, step: Step, check: SelfCheck | None, training: dict 
     elif step.action == "sync":
         report = sync_method(ws, m, phase, memory, engine)
     elif step.action == "train":
-        report = train_method(ws, m, model_config(ws, m), train_config(m, **(training or {})),
+        report = train_method(ws, m, model_config(ws, m, **(settings or {})),
+                              train_config(m, **(training or {})),
                               check=check, progress=progress, memory=memory, engine=engine)[1]
     else:
         if step.action == "import":
@@ -142,7 +145,8 @@ def run_step(ws: Workspace, step: Step, check: SelfCheck | None, training: dict 
 def update_methods(ws: Workspace, wanted: list[str], *, imported=None, rebuild: bool = False,
                    training: dict | None = None, progress: Progress = quiet,
                    memory: int | None = None, engine: Engine = LOCAL,
-                   streams: Streams | None = None) -> list[BuildReport]:
+                   streams: Streams | None = None, settings: dict | None = None
+                   ) -> list[BuildReport]:
     """Plan and carry out every method in ``wanted`` (and an ``imported`` model's method) on
     the catalog as it is, encoding on ``engine``; the caller holds the write lock. Returns a
     report per step. ``streams``: the builds that ran while the photos decoded (streamed)."""
@@ -151,7 +155,7 @@ def update_methods(ws: Workspace, wanted: list[str], *, imported=None, rebuild: 
     check = self_check(ws) if any(s.action != "sync" for s in steps) else None
     builds = streams.builds if streams is not None else {}
     return [run_step(ws, s, check, training, imported, progress, memory, engine,
-                     builds.get(s.method) if s.action == "fit" else None)
+                     builds.get(s.method) if s.action == "fit" else None, settings)
             for s in steps]
 
 
@@ -181,12 +185,14 @@ def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path 
                  training: dict | None = None, workers: int | None = None,
                  rules: ScanRules | None = None, index_memory: int | None = None,
                  rebuild: bool = False, wait: float | None = 0,
-                 progress: Progress = quiet, engine: Engine = LOCAL) -> IndexReport:
+                 progress: Progress = quiet, engine: Engine = LOCAL,
+                 settings: dict | None = None) -> IndexReport:
     """Ingest ``photos`` (new, changed and deleted files only; the files ``rules`` keep) and
     bring every method in ``wanted`` up to date, holding the index's write lock throughout.
 
     A learned method with no model is trained by its recipe, ``training`` overriding its
-    TrainConfig settings (the time budget, say); ``model`` imports a
+    TrainConfig settings (the time budget, say) and ``settings`` its model settings (a
+    variant of the recipe, as `imgsearch train` takes them); ``model`` imports a
     checkpoint trained elsewhere instead; ``rebuild`` re-fits every method from the cache (and
     moves a corrupt catalog aside, ingesting the folder anew). ``engine`` reads the photos
     and encodes the codes (engine.py: this machine, or a Ray cluster); this process writes the
@@ -217,6 +223,6 @@ def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path 
                           rules or ScanRules(), engine, streams)
         built = update_methods(ws, wanted, imported=imported, rebuild=rebuild,
                                training=training, progress=progress, memory=index_memory,
-                               engine=engine, streams=streams)
+                               engine=engine, streams=streams, settings=settings)
     return IndexReport(str(ws.root), ingested, built, recovered, notes,
                        time.perf_counter() - t0)

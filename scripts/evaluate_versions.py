@@ -94,12 +94,14 @@ def score(codes: np.ndarray, picture: np.ndarray) -> tuple[float, float]:
 
 
 def evaluate(folder: Path, index: Path, methods: list[str], minutes: float, quick: bool,
-             dba: list[int] = ()) -> dict:
+             dba: list[int] = (), settings: dict | None = None,
+             overrides: dict | None = None) -> dict:
     shutil.rmtree(index, ignore_errors=True)
     ws = Workspace.create(index, IndexConfig(input_size=32) if quick else None)
     t0 = time.perf_counter()
-    training = {"max_minutes": minutes} | ({"max_steps": 20, "min_steps": 0} if quick else {})
-    update_index(ws, folder, methods, training=training, workers=2)
+    training = ({"max_minutes": minutes} | (overrides or {})
+                | ({"max_steps": 20, "min_steps": 0} if quick else {}))
+    update_index(ws, folder, methods, training=training, workers=2, settings=settings)
     seconds = time.perf_counter() - t0
     rows = {r.id: r for r in ws.catalog.rows()}
     out = {"files": len(rows), "index_seconds": seconds, "methods": {}}
@@ -145,12 +147,22 @@ def main() -> None:
     ap.add_argument("--dba", type=lambda v: [int(k) for k in v.split(",") if k], default=[],
                     help="K[,K...]: each learned method's stored codes again with database-side "
                          "augmentation over its K nearest")
+    ap.add_argument("--variant", default=None,
+                    help="a variant of scripts/recipes.py: its model settings replace the "
+                         "learned methods' recipe (its method must be among --methods)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--work", type=Path, default=Path("out/versions"))
     ap.add_argument("--out", type=Path, default=Path("out/versions/results"))
     args = ap.parse_args()
     versions = args.versions.split(",")
     methods = args.methods.split(",")
+    settings = overrides = None
+    if args.variant:
+        from recipes import VARIANTS
+
+        if args.variant not in VARIANTS:
+            raise SystemExit(f"unknown variant {args.variant!r}; one of {', '.join(VARIANTS)}")
+        _, settings, overrides, _ = VARIANTS[args.variant]
     files = photo_files(args.photos) if not args.quick else []
     if not files:
         files = generated_photos(args.work / "generated", 12)
@@ -166,7 +178,7 @@ def main() -> None:
         print(f"[{n}] {pictures} pictures x {len(versions)} versions", file=sys.stderr,
               flush=True)
         r = evaluate(folder, args.work / f"index-{n}", methods, args.minutes, args.quick,
-                     args.dba)
+                     args.dba, settings, overrides)
         r["pictures"] = pictures
         results.append(r)
         print(json.dumps(r), file=sys.stderr, flush=True)
@@ -175,7 +187,9 @@ def main() -> None:
     table = markdown(results, shown)
     print(table)
     meta = {"versions": versions, "photos": len(photos), "dropped_same_picture": dropped,
-            "minutes": args.minutes, "command": " ".join(sys.argv)}
+            "minutes": args.minutes, "variant": args.variant, "settings": settings,
+            "training": overrides,
+            "command": " ".join(sys.argv)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(table)
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results},

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from imgsearch import methods
@@ -158,8 +159,13 @@ def test_evaluate_versions_quick(tmp_path):
 def test_evaluate_versions_with_database_side_augmentation(tmp_path):
     out = tmp_path / "v"
     script("evaluate_versions.py", "--quick", "--sizes", "20", "--methods", "pixels,ae",
-           "--dba", "3", "--work", tmp_path / "work", "--out", out)
-    (r,) = json.loads(out.with_suffix(".json").read_text())["results"]
+           "--dba", "3", "--variant", "ae-clean", "--work", tmp_path / "work", "--out", out)
+    data = json.loads(out.with_suffix(".json").read_text())
+    (r,) = data["results"]
+    assert data["meta"]["settings"] == {"clean_weight": 1.0}  # the variant's, not the recipe's
+    trained = torch.load(tmp_path / "work" / "index-20" / "training" / "ae.pt",
+                         weights_only=True)
+    assert trained["config"]["clean_weight"] == 1.0
     assert set(r["methods"]) == {"pixels", "ae", "ae [dba 3]"}  # unit-length codes only
     assert 0 < r["methods"]["ae [dba 3]"]["mAP"] <= 1
     assert "ae [dba 3]" in out.with_suffix(".md").read_text()
@@ -271,3 +277,22 @@ def test_bench_verify_pairs_on_made_photos(tmp_path):
     assert p["copy_pair_over_decode"] == pytest.approx(p["copy_pair_ms"] / p["decode_64_ms"])
     assert p["other_pair_over_decode"] == pytest.approx(p["other_pair_ms"] / p["decode_64_ms"])
     assert p["features_ms"] > 0 and "decoding at 64 px" in out.with_suffix(".txt").read_text()
+
+
+def test_compare_picture_draws_each_methods_answer(tmp_path, photo_dir):
+    """The README's picture: one row per method of the product's own answer, for a photo
+    and for an edited copy of it (whose original the query still finds)."""
+    index = tmp_path / "idx"
+    subprocess.run([sys.executable, "-m", "imgsearch", "index", str(photo_dir), "--index",
+                    str(index), "--methods", "pixels,pca"], check=True, capture_output=True)
+    photo = next(photo_dir.rglob("img00.*"))
+    for edit in ((), ("--edit",)):
+        out = tmp_path / f"pic{len(edit)}.png"
+        result = script("compare_picture.py", "--index", index, "--query", photo, *edit,
+                        "--methods", "pixels,pca", "-k", "3", "--out", out)
+        rows = [line for line in result.stdout.splitlines() if line.startswith(("pixels", "pca"))]
+        assert len(rows) == 2 and all(line.count("(") == 3 for line in rows)  # k answers each
+        if not edit:
+            assert all(line.split(": ")[1].startswith(photo.name) for line in rows)  # itself
+        with Image.open(out) as im:
+            assert im.width > 4 * 160 and im.height > 2 * 160  # two rows of query + 3
