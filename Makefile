@@ -27,7 +27,9 @@ demo: install data
 	$(BIN)/imgsearch query $(DEMO_QUERY) --index demo -k 8 --method ae --montage out/demo-query-ae.png
 	$(BIN)/imgsearch query $(DEMO_QUERY) --index demo -k 8 --method pca --montage out/demo-query-pca.png
 	$(BIN)/imgsearch reconstruct --index demo -n 8 --out out/demo-reconstruct.png
-	@echo "pictures: out/demo-query-ae.png out/demo-query-pca.png out/demo-reconstruct.png"
+	$(BIN)/python scripts/compare_picture.py --index demo --query $(DEMO_QUERY) --edit \
+		--methods pixels,ae -k 6 --out out/demo-pixels-vs-ae.png
+	@echo "pictures: out/demo-query-ae.png out/demo-query-pca.png out/demo-reconstruct.png out/demo-pixels-vs-ae.png"
 
 # The lint (rule set in pyproject.toml) and every test, the slow subprocess ones included.
 test: install

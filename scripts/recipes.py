@@ -45,6 +45,11 @@ VARIANTS: dict[str, tuple[str, dict, dict, str | None]] = {
     "ae-proj2048": ("ae", {"projector": (2048, 2048)}, {}, None),
     "ae-proj4096": ("ae", {"projector": (4096, 4096)}, {}, None),
     "ae-b256": ("ae", {}, {"batch_size": 256}, None),
+    # a linear shortcut from the code to the output beside the deconvolutions
+    "ae-refine-plain-linear": ("ae", {"invariance": "none", "decoder_refine": 1,
+                                      "decoder_linear": True}, {"augment": "auto"}, ""),
+    "ae-rc-w0.01-linear": ("ae", {"decoder_refine": 1, "clean_weight": 1.0,
+                                  "invariance_weight": 0.01, "decoder_linear": True}, {}, None),
     # multi-crop (Caron et al. 2020): two small crops beside the two views
     "ae-mc2": ("ae", {"local_views": 2}, {}, None),
     # an EMA target network instead of VICReg (Grill et al. 2020), beside reconstruction

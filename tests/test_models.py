@@ -378,3 +378,22 @@ def test_a_refined_decoder_adds_residual_convolutions_and_keeps_the_shapes():
         p.numel() for p in plain.encoder.parameters())  # the search code's encoder unchanged
     with pytest.raises(ValueError):
         AEConfig(**TINY, decoder_refine=-1)
+
+
+def test_the_linear_shortcut_adds_a_map_of_the_code_to_the_logits():
+    """decoder_linear: sigmoid(deconvolutions + W code + b). With W = 0 and b = 0 it draws
+    what the model without it draws from the same weights; a bias moves every logit by it."""
+    torch.manual_seed(0)
+    plain = ConvAutoencoder(AEConfig(**TINY)).eval()
+    short = ConvAutoencoder(AEConfig(**TINY, decoder_linear=True)).eval()
+    missing = short.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["shortcut.bias", "shortcut.weight"]
+    code = torch.randn(3, 6)
+    with torch.no_grad():
+        short.shortcut.weight.zero_()
+        short.shortcut.bias.zero_()
+        torch.testing.assert_close(short.decode(code), plain.decode(code))
+        short.shortcut.bias.fill_(1.5)
+        logit = torch.logit(plain.decode(code).double(), eps=1e-12)
+        torch.testing.assert_close(short.decode(code).double(),
+                                   torch.sigmoid(logit + 1.5), atol=1e-5, rtol=1e-4)

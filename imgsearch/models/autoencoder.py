@@ -31,6 +31,10 @@ class AEConfig(TrunkConfig):
     contractive_weight: float = 0.0  # weight of ||J_encoder(x)||_F^2
     tied: bool = False  # the decoder's linear layer is the encoder's, transposed (W* = W^T)
     tied_convs: bool = False  # ... and its deconvolutions use the encoder's kernels
+    # a linear map from the code straight to the output's logits beside the deconvolutions
+    # (a projection shortcut, He et al. 2016): what a linear decoder (PCA's) draws, the
+    # convolutions draw the rest
+    decoder_linear: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -55,6 +59,8 @@ class ConvAutoencoder(nn.Module):
                                    self.encoder if cfg.tied_convs else None,
                                    cfg.decoder_refine)
         self.trunk = (c, side)
+        self.shortcut = (nn.Linear(cfg.code_dim, cfg.channels * cfg.input_size ** 2)
+                         if cfg.decoder_linear else None)
         # the invariance term's head: training only, the search code is the code itself
         self.projector = head(cfg, cfg.code_dim)
 
@@ -71,7 +77,10 @@ class ConvAutoencoder(nn.Module):
         else:
             h = self.from_code(code)
         h = F.relu(h).view(-1, c, side, side)  # (B, c, side, side)
-        return self.decoder(h, switches if self.cfg.unpool == "switches" else None)
+        cfg = self.cfg
+        short = (self.shortcut(code).view(-1, cfg.channels, cfg.input_size, cfg.input_size)
+                 if self.shortcut is not None else None)  # (B, C, S, S) logits
+        return self.decoder(h, switches if cfg.unpool == "switches" else None, short)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         code, switches = self.encode(x)

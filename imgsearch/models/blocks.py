@@ -135,10 +135,13 @@ class ConvDecoder(nn.Module):
                 nn.Identity() if last else nn.ReLU(inplace=True),
             ))
 
-    def forward(self, x: torch.Tensor, switches: Switches | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, switches: Switches | None = None,
+                shortcut: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, h, w) deepest features -> (B, channels, H, W) in [0, 1].
 
-        ``switches`` as the encoder returned them (shallowest first), or None for fixed ones.
+        ``switches`` as the encoder returned them (shallowest first), or None for fixed ones;
+        ``shortcut``, (B, channels, H, W), is added to the last deconvolution's output before
+        the sigmoid.
         """
         deepest_first = switches[::-1] if switches is not None else None
         for n, block in enumerate(self.blocks):
@@ -146,4 +149,4 @@ class ConvDecoder(nn.Module):
             idx = deepest_first[n][0] if deepest_first else fixed_switches(x, (side, side))
             x = self.unpool(x, idx, output_size=(side, side))  # (B, C, side, side)
             x = block(x)  # (B, C', side, side): deconvolution
-        return torch.sigmoid(x)
+        return torch.sigmoid(x if shortcut is None else x + shortcut)
