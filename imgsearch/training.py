@@ -185,7 +185,11 @@ def step_loss(model: torch.nn.Module, net: torch.nn.Module, objective, x: torch.
         losses, code = objective(net, corrupt(x), x)
         return losses.total, code
     both = torch.cat([views(x), views(x)]).to(x.dtype)  # (2B, C, S, S)
-    losses, code = objective(net, both, torch.cat([x, x]))
+    if cfg.view_reconstruction:
+        losses, code = objective(net, both, torch.cat([x, x]))
+        rec = losses.total
+    else:  # the views encoded only; the clean term below is the reconstruction
+        code, rec = model.encode(both)[0], x.new_zeros((), dtype=torch.float32)
     projected = model.projector(code)  # (2B, P)
     smalls = ([model.projector(model.encode(local(x).to(x.dtype))[0])
                for _ in range(cfg.local_views)] if local is not None else [])  # (B, P) each
@@ -203,13 +207,14 @@ def step_loss(model: torch.nn.Module, net: torch.nn.Module, objective, x: torch.
             pulls = [invariance_loss(cfg.invariance, s.float(), z, cfg.temperature)
                      for s in smalls for z in (z1, z2)]
             term = (term + torch.stack(pulls).mean() * len(smalls)) / (1 + len(smalls))
-    total = losses.total + cfg.invariance_weight * term
+    total = rec + cfg.invariance_weight * term
     if cfg.koleo_weight:
         c1, c2 = code.float().chunk(2)
         total = total + cfg.koleo_weight * (koleo(c1) + koleo(c2)) / 2
     if cfg.clean_weight:  # the clean image from itself: keeps the decoder sharp
         clean, _ = objective(net, x, x)
-        total = total + cfg.clean_weight * clean.recon
+        total = total + cfg.clean_weight * (clean.recon if cfg.view_reconstruction
+                                            else clean.total)
     return total, code
 
 

@@ -45,6 +45,13 @@ VARIANTS: dict[str, tuple[str, dict, dict, str | None]] = {
     "ae-proj2048": ("ae", {"projector": (2048, 2048)}, {}, None),
     "ae-proj4096": ("ae", {"projector": (4096, 4096)}, {}, None),
     "ae-b256": ("ae", {}, {"batch_size": 256}, None),
+    # the clean image alone reconstructed, from itself; the views only encoded, for the
+    # invariance term (the autoencoder with invariance as its regulariser)
+    "ae-own": ("ae", {"clean_weight": 1.0, "view_reconstruction": False}, {}, None),
+    "ae-own-refine": ("ae", {"clean_weight": 1.0, "view_reconstruction": False,
+                             "decoder_refine": 1}, {}, None),
+    "ae-own-refine-w0.1": ("ae", {"clean_weight": 1.0, "view_reconstruction": False,
+                                  "decoder_refine": 1, "invariance_weight": 0.1}, {}, None),
     # a linear shortcut from the code to the output beside the deconvolutions
     "ae-refine-plain-linear": ("ae", {"invariance": "none", "decoder_refine": 1,
                                       "decoder_linear": True}, {"augment": "auto"}, ""),

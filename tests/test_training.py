@@ -292,3 +292,32 @@ def test_byol_and_multicrop_train_and_resume(tmp_path, images, invariance, local
         assert [h.epoch for h in again] == [1, 2]
         assert not torch.equal(load_checkpoint(tmp_path / "c.pt")["target"]["to_code.weight"],
                                ckpt["target"]["to_code.weight"])
+
+
+def test_without_view_reconstruction_the_views_are_only_encoded():
+    """view_reconstruction off: the loss is the clean image's own objective (weighted) plus
+    the invariance term between the views' codes, nothing reconstructed from a view."""
+    from dataclasses import replace
+
+    from imgsearch.augment import Augment, preset_for
+    from imgsearch.models.checkpoint import ARCHITECTURES, new_model
+    from imgsearch.models.invariance import invariance_loss
+    from imgsearch.training import step_loss
+
+    cfg = replace(TINY_AE, invariance="vicreg", clean_weight=2.0, view_reconstruction=False)
+    x = _batch()
+    torch.manual_seed(0)
+    model = new_model(cfg).eval()
+    objective = ARCHITECTURES["ae"].objective
+    corrupt = Corruption("none", 0.0, 16, 3, "auto", 0)
+    aug = preset_for("auto", 16, 3)
+    with torch.no_grad():
+        loss = float(step_loss(model, model, objective, x, corrupt, Augment(aug, 16, 3, 0))[0])
+        views = Augment(aug, 16, 3, 0)
+        both = torch.cat([views(x), views(x)])
+        z1, z2 = model.projector(model.encode(both)[0]).chunk(2)
+        want = (float(invariance_loss("vicreg", z1, z2, cfg.temperature))
+                + 2.0 * float(objective(model, x, x)[0].total))
+    assert loss == pytest.approx(want, rel=1e-5)
+    with pytest.raises(ValueError, match="clean_weight"):
+        replace(cfg, clean_weight=0.0)

@@ -26,7 +26,9 @@ class InvarianceConfig:
     ``clean_weight`` times the error of reconstructing the clean image from itself, the
     autoencoder proper (Hinton and Salakhutdinov 2006), beside the views' reconstructions of
     it (as a denoising autoencoder's, Vincent et al. 2008), which a crop or a paste cannot
-    make sharp.
+    make sharp. With ``view_reconstruction`` off the views are only encoded (for the
+    invariance term) and the clean image alone is reconstructed, from itself: an autoencoder
+    with the invariance term as its regulariser.
 
     ``local_views`` small crops of each image are encoded beside the two views and pulled
     towards both (multi-crop, Caron et al. 2020); ``byol`` pulls each view's predicted
@@ -37,6 +39,7 @@ class InvarianceConfig:
     invariance_weight: float = 1.0
     koleo_weight: float = 0.0
     clean_weight: float = 0.0
+    view_reconstruction: bool = True  # each view reconstructs the clean image
     projector: tuple[int, ...] = (1024, 1024)  # hidden and output widths of the head
     temperature: float = 0.1  # infonce
     local_views: int = 0  # small crops per image beside the two views (0: none)
@@ -51,6 +54,9 @@ class InvarianceConfig:
                 or self.temperature <= 0 or self.local_views < 0 or not 0 <= self.ema < 1):
             raise ValueError("invariance and KoLeo weights and local views must be 0 or more, "
                              "temperature positive, ema in [0, 1)")
+        if not self.view_reconstruction and self.invariance != "none" and not self.clean_weight:
+            raise ValueError("without view_reconstruction, clean_weight must be positive: "
+                             "nothing would be reconstructed")
         if not self.projector:
             raise ValueError("the projector needs at least one layer")
 
