@@ -784,6 +784,19 @@ def train_cmd(
              "byol (towards a moving average of the model) or none.")] = None,
     local_views: Annotated[int | None, typer.Option(
         help="Small crops of each image pulled towards its two views (multi-crop).")] = None,
+    clean_weight: Annotated[float | None, typer.Option(
+        help="Weight of reconstructing the clean image from itself beside the views.")] = None,
+    view_reconstruction: Annotated[bool | None, typer.Option(
+        "--view-reconstruction/--no-view-reconstruction",
+        help="Each view reconstructs the clean image (off: the views are only encoded, and "
+             "--clean-weight must be positive).")] = None,
+    decoder_refine: Annotated[int | None, typer.Option(
+        help="Residual convolutions each decoder block adds before its deconvolution.")]
+    = None,
+    decoder_linear: Annotated[bool | None, typer.Option(
+        "--decoder-linear/--no-decoder-linear",
+        help="AE: a linear map from the code to the output beside the deconvolutions.")]
+    = None,
     invariance_weight: Annotated[float | None, typer.Option(
         help="Weight of the invariance term beside reconstruction.")] = None,
     koleo: Annotated[float | None, typer.Option(
@@ -850,7 +863,9 @@ def train_cmd(
                           sparse_weight=sparse_weight, contractive_weight=contractive,
                           unpool=unpool, beta=beta, invariance=invariance,
                           invariance_weight=invariance_weight, koleo_weight=koleo, kl=kl,
-                          local_views=local_views,
+                          local_views=local_views, clean_weight=clean_weight,
+                          view_reconstruction=view_reconstruction,
+                          decoder_refine=decoder_refine, decoder_linear=decoder_linear,
                           alpha=alpha, gamma=gamma, tied=tied, tied_convs=tied_convs,
                           adversarial_weight=adversarial_weight)
         overrides = _given(min_steps=min_steps, steps=steps, max_minutes=max_minutes,

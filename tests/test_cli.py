@@ -308,3 +308,20 @@ def test_index_into_a_log_prints_plain_progress_lines(photo_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "ingest: 12/12 images" in result.stderr and "done in" in result.stderr
     assert "━" not in result.stderr  # no bar
+
+
+def test_train_takes_the_issue_23_settings(small):
+    """The settings of the variants measured for issue 23 reach the saved model's config."""
+    result = run("train", "--index", small, "--model", "ae", "--epochs", 1, "--min-steps", 0,
+                 "--invariance", "byol", "--local-views", 1, "--clean-weight", 1.0,
+                 "--no-view-reconstruction", "--decoder-refine", 1, "--decoder-linear")
+    assert result.exit_code == 0, result.output
+    import torch
+
+    config = torch.load(small / "methods" / "ae" / "model.pt", weights_only=True)["config"]
+    assert (config["invariance"], config["local_views"], config["clean_weight"],
+            config["view_reconstruction"], config["decoder_refine"],
+            config["decoder_linear"]) == ("byol", 1, 1.0, False, 1, True)
+    bad = run("train", "--index", small, "--model", "ae", "--fresh", "--no-view-reconstruction",
+              "--clean-weight", 0)
+    assert bad.exit_code == 1 and "clean_weight must be positive" in bad.stderr
