@@ -28,7 +28,7 @@ from .models.checkpoint import (
     to_batch,
     write_checkpoint,
 )
-from .models.invariance import byol_loss, ema_momentum, ema_update, invariance_loss, koleo
+from .models.invariance import byol_views_loss, ema_momentum, ema_update, koleo, views_loss
 
 LOG = logging.getLogger(__name__)
 
@@ -176,8 +176,7 @@ def step_loss(model: torch.nn.Module, net: torch.nn.Module, objective, x: torch.
     batch, each reconstructs the clean image, and the invariance term pulls the projected
     codes of the two views together (models/invariance.py); ``local`` draws the
     ``local_views`` small crops, which are encoded only and pulled towards both views
-    (multi-crop: Caron et al., "Unsupervised learning of visual features by contrasting
-    cluster assignments" (SwAV), NeurIPS 2020, section 3.2); with byol the pull is towards
+    (multi-crop, invariance.views_loss); with byol the pull is towards
     ``target``'s projections (the moving average of the model). Returns the loss and the
     codes."""
     cfg = model.cfg
@@ -197,16 +196,11 @@ def step_loss(model: torch.nn.Module, net: torch.nn.Module, objective, x: torch.
         with torch.no_grad():
             t1, t2 = target.projector(target.encode(both)[0]).chunk(2)  # (B, P) each
         q1, q2 = model.projector.predict(projected).chunk(2)
-        pulls = [byol_loss(q1, t2), byol_loss(q2, t1)]
-        pulls += [byol_loss(model.projector.predict(s), t) for s in smalls for t in (t1, t2)]
-        term = torch.stack(pulls).mean()
+        term = byol_views_loss(q1, q2, [model.projector.predict(s) for s in smalls], t1, t2)
     else:
         z1, z2 = projected.float().chunk(2)  # (B, P) each
-        term = invariance_loss(cfg.invariance, z1, z2, cfg.temperature)
-        if smalls:  # each small crop against each view, weighted as the views' own pair
-            pulls = [invariance_loss(cfg.invariance, s.float(), z, cfg.temperature)
-                     for s in smalls for z in (z1, z2)]
-            term = (term + torch.stack(pulls).mean() * len(smalls)) / (1 + len(smalls))
+        term = views_loss(cfg.invariance, z1, z2, [s.float() for s in smalls],
+                          cfg.temperature)
     total = rec + cfg.invariance_weight * term
     if cfg.koleo_weight:
         c1, c2 = code.float().chunk(2)

@@ -57,13 +57,19 @@ def _name(path: str | Path) -> str:
     return " ".join(name.split())
 
 
-def query_montage(query: str | Path, query_pixels: np.ndarray, hits: Sequence, method: str,
-                  out: str | Path, columns: int = 6) -> Path:
-    """The query, then each hit captioned with its rank and distance, as a PNG."""
+def query_sheet(query: str | Path, query_pixels: np.ndarray | None, hits: Sequence,
+                method: str, columns: int = 6) -> Image.Image:
+    """The query, then each hit captioned with its rank and distance."""
     tiles = [(thumbnail(query, query_pixels), f"query ({method})\n{_name(query)}")]
     tiles += [(thumbnail(h.path), f"#{h.rank}  d={h.distance:.3f}\n{_name(h.path)}")
               for h in hits]
-    return save_png(contact_sheet(tiles, columns), out)
+    return contact_sheet(tiles, columns)
+
+
+def query_montage(query: str | Path, query_pixels: np.ndarray, hits: Sequence, method: str,
+                  out: str | Path, columns: int = 6) -> Path:
+    """The query, then each hit captioned with its rank and distance, as a PNG."""
+    return save_png(query_sheet(query, query_pixels, hits, method, columns), out)
 
 
 def image_grid(rows: Sequence[tuple[str, np.ndarray]], scale: int = 2,

@@ -28,7 +28,8 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgsearch.images import open_upright
-from imgsearch.viz import THUMB, contact_sheet, save_png, thumbnail
+from imgsearch.search import Hit
+from imgsearch.viz import THUMB, query_sheet, save_png
 
 
 def edited_copy(photo: Path, out: Path) -> Path:
@@ -51,13 +52,8 @@ def answer(index: str, query: Path, method: str, k: int) -> list[dict]:
 
 
 def picture(query: Path, rows: list[tuple[str, list[dict]]], title: str) -> Image.Image:
-    sheets = []
-    for method, hits in rows:
-        tiles = [(thumbnail(query), f"query ({method})\n{query.name}")]
-        tiles += [(thumbnail(h["path"]), f"#{h['rank']}  d={h['distance']:.3f}"
-                   + (" copy" if h.get("verified") else "") + f"\n{Path(h['path']).name}")
-                  for h in hits]
-        sheets.append(contact_sheet(tiles, columns=len(tiles)))
+    sheets = [query_sheet(query, None, [Hit(**h) for h in hits], method, columns=len(hits) + 1)
+              for method, hits in rows]
     font = ImageFont.load_default()
     width = max(s.width for s in sheets)
     out = Image.new("RGB", (width, 24 + sum(s.height for s in sheets)), "white")

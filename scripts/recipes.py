@@ -39,11 +39,8 @@ VARIANTS: dict[str, tuple[str, dict, dict, str | None]] = {
                    {}, None),
     "ae-rc-w0.01": ("ae", {"decoder_refine": 1, "clean_weight": 1.0,
                            "invariance_weight": 0.01}, {}, None),
-    # ... and the weight alone, with neither (the default's cost per step)
-    "ae-w0.01": ("ae", {"invariance_weight": 0.01}, {}, None),
     # VICReg's expander width (Bardes et al. 2022, table 8: wider is better) and batch size
     "ae-proj2048": ("ae", {"projector": (2048, 2048)}, {}, None),
-    "ae-proj4096": ("ae", {"projector": (4096, 4096)}, {}, None),
     "ae-b256": ("ae", {}, {"batch_size": 256}, None),
     # the clean image alone reconstructed, from itself; the views only encoded, for the
     # invariance term (the autoencoder with invariance as its regulariser)

@@ -189,6 +189,28 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
         tb.copy_(ob)
 
 
+def views_loss(kind: str, z1: torch.Tensor, z2: torch.Tensor, smalls: list[torch.Tensor],
+               temperature: float) -> torch.Tensor:
+    """The invariance term ``kind`` between the two views' projections, with multi-crop's
+    small crops (Caron et al., "Unsupervised learning of visual features by contrasting
+    cluster assignments" (SwAV), NeurIPS 2020, section 3.2) each pulled towards both views:
+    (pair + L * mean of the 2L crop pulls) / (1 + L), so a crop weighs as the views' pair."""
+    term = invariance_loss(kind, z1, z2, temperature)
+    if not smalls:
+        return term
+    pulls = [invariance_loss(kind, s, z, temperature) for s in smalls for z in (z1, z2)]
+    return (term + torch.stack(pulls).mean() * len(smalls)) / (1 + len(smalls))
+
+
+def byol_views_loss(q1: torch.Tensor, q2: torch.Tensor, q_smalls: list[torch.Tensor],
+                    t1: torch.Tensor, t2: torch.Tensor) -> torch.Tensor:
+    """BYOL's symmetric term (Grill et al. 2020): each view's prediction towards the other
+    view's target projection, and each small crop's prediction towards both, averaged."""
+    pulls = [byol_loss(q1, t2), byol_loss(q2, t1)]
+    pulls += [byol_loss(q, t) for q in q_smalls for t in (t1, t2)]
+    return torch.stack(pulls).mean()
+
+
 def invariance_loss(kind: str, p1: torch.Tensor, p2: torch.Tensor, temperature: float
                     ) -> torch.Tensor:
     """The invariance term ``kind`` between two batches of projected codes."""
