@@ -10,11 +10,14 @@ from imgsearch.models.invariance import (
     InvarianceConfig,
     Projector,
     byol_loss,
+    byol_views_loss,
     ema_momentum,
     ema_update,
     info_nce,
+    invariance_loss,
     koleo,
     vicreg_loss,
+    views_loss,
 )
 
 Z1 = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, -2.0]])
@@ -123,3 +126,19 @@ def test_byol_projector_has_a_predictor_and_settings_are_checked():
         InvarianceConfig(invariance="byol", ema=1.0)
     with pytest.raises(ValueError):
         InvarianceConfig(local_views=-1)
+
+
+def test_views_loss_weighs_each_small_crop_as_the_views_pair():
+    pair = invariance_loss("vicreg", Z1, Z2, 0.1)
+    assert views_loss("vicreg", Z1, Z2, [], 0.1) == pair
+    crop_pulls = (invariance_loss("vicreg", Z1, Z1, 0.1) + invariance_loss("vicreg", Z1, Z2, 0.1)) / 2
+    want = (pair + 1 * crop_pulls) / 2  # one crop, pulled towards both views
+    assert views_loss("vicreg", Z1, Z2, [Z1], 0.1).item() == pytest.approx(want.item())
+
+
+def test_byol_views_loss_pulls_each_view_towards_the_others_target():
+    t1, t2 = Z1, -Z1  # each prediction equal to its own view's target: opposite to the other's
+    assert byol_views_loss(Z1, -Z1, [], t1, t2).item() == pytest.approx(4.0)
+    assert byol_views_loss(-Z1, Z1, [], t1, t2).item() == pytest.approx(0.0, abs=1e-6)
+    # a small crop agreeing with one view and opposite to the other: pulls 0 and 4
+    assert byol_views_loss(-Z1, Z1, [Z1], t1, t2).item() == pytest.approx((0 + 0 + 0 + 4) / 4)
