@@ -131,7 +131,8 @@ def test_byol_projector_has_a_predictor_and_settings_are_checked():
 def test_views_loss_weighs_each_small_crop_as_the_views_pair():
     pair = invariance_loss("vicreg", Z1, Z2, 0.1)
     assert views_loss("vicreg", Z1, Z2, [], 0.1) == pair
-    crop_pulls = (invariance_loss("vicreg", Z1, Z1, 0.1) + invariance_loss("vicreg", Z1, Z2, 0.1)) / 2
+    crop_pulls = (invariance_loss("vicreg", Z1, Z1, 0.1)
+                  + invariance_loss("vicreg", Z1, Z2, 0.1)) / 2
     want = (pair + 1 * crop_pulls) / 2  # one crop, pulled towards both views
     assert views_loss("vicreg", Z1, Z2, [Z1], 0.1).item() == pytest.approx(want.item())
 
