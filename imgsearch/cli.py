@@ -752,6 +752,17 @@ def _given(**values) -> dict:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def parse_widths(text: str | None) -> tuple[int, ...] | None:
+    """--widths "64,128,256" as channel counts; a typo is refused in one line."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise ImgSearchError(f"--widths must be comma-separated channel counts such as "
+                             f"64,128,256,256, got {text!r}") from None
+
+
 def epochs_exactly(epochs: int | None) -> dict:
     """Training settings for epochs asked for on the command line: that many, and no
     minimum number of steps that would silently add more; none when not asked."""
@@ -793,6 +804,11 @@ def train_cmd(
     decoder_refine: Annotated[int | None, typer.Option(
         help="Residual convolutions each decoder block adds before its deconvolution.")]
     = None,
+    encoder_refine: Annotated[int | None, typer.Option(
+        help="Residual convolutions each encoder block adds before its pooling.")] = None,
+    widths: Annotated[str | None, typer.Option(
+        help="The encoder's channels per block, comma-separated (one pooling each), e.g. "
+             "64,128,256,256.")] = None,
     decoder_linear: Annotated[bool | None, typer.Option(
         "--decoder-linear/--no-decoder-linear",
         help="AE: a linear map from the code to the output beside the deconvolutions.")]
@@ -866,6 +882,7 @@ def train_cmd(
                           local_views=local_views, clean_weight=clean_weight,
                           view_reconstruction=view_reconstruction,
                           decoder_refine=decoder_refine, decoder_linear=decoder_linear,
+                          encoder_refine=encoder_refine, widths=parse_widths(widths),
                           alpha=alpha, gamma=gamma, tied=tied, tied_convs=tied_convs,
                           adversarial_weight=adversarial_weight)
         overrides = _given(min_steps=min_steps, steps=steps, max_minutes=max_minutes,

@@ -54,6 +54,11 @@ VARIANTS: dict[str, tuple[str, dict, dict, str | None]] = {
                                       "decoder_linear": True}, {"augment": "auto"}, ""),
     "ae-rc-w0.01-linear": ("ae", {"decoder_refine": 1, "clean_weight": 1.0,
                                   "invariance_weight": 0.01, "decoder_linear": True}, {}, None),
+    # a wider trunk (twice the channels of every block; Zagoruyko & Komodakis 2016) and a
+    # deeper, residual one (a residual convolution per encoder block, He et al. 2016)
+    "ae-wide": ("ae", {"width_scale": 2}, {}, None),
+    "ae-deep": ("ae", {"encoder_refine": 1}, {}, None),
+    "ae-wide-plain": ("ae", {"invariance": "none", "width_scale": 2}, {"augment": "auto"}, ""),
     # multi-crop (Caron et al. 2020): two small crops beside the two views
     "ae-mc2": ("ae", {"local_views": 2}, {}, None),
     # an EMA target network instead of VICReg (Grill et al. 2020), beside reconstruction
@@ -89,14 +94,20 @@ def configs(name: str, input_size: int, channels: int, code_dim: int, widths=Non
     """(method, model config, train config) of variant ``name`` for these images.
 
     A variant with its own batch size sees as many images as the others: a ``max_steps``
-    given is scaled by the default batch over the variant's (the same CPU budget)."""
+    given is scaled by the default batch over the variant's (the same CPU budget). A
+    ``width_scale`` multiplies the channels of every block of the trunk the images get."""
     method, settings, overrides, _ = VARIANTS[name]
+    settings = dict(settings)
+    scale = settings.pop("width_scale", 1)
     if "batch_size" in overrides and training.get("max_steps"):
         scale = TrainConfig().batch_size / overrides["batch_size"]
         training = {**training, "max_steps": max(1, round(training["max_steps"] * scale))}
     spec = methods.get(method)
+    trunk = {**spec.settings, **settings, **({"widths": tuple(widths)} if widths else {})}
+    if scale != 1:
+        base = trunk.get("widths") or new_config(spec.arch, input_size=input_size).widths
+        trunk["widths"] = tuple(w * scale for w in base)
     model = new_config(spec.arch, input_size=input_size, channels=channels, code_dim=code_dim,
-                       **{**spec.settings, **settings,
-                          **({"widths": tuple(widths)} if widths else {})})
+                       **trunk)
     train = TrainConfig(**{**spec.training, **overrides, **training})
     return method, model, train

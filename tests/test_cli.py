@@ -314,14 +314,18 @@ def test_train_takes_the_issue_23_settings(small):
     """The settings of the variants measured for issue 23 reach the saved model's config."""
     result = run("train", "--index", small, "--model", "ae", "--epochs", 1, "--min-steps", 0,
                  "--invariance", "byol", "--local-views", 1, "--clean-weight", 1.0,
-                 "--no-view-reconstruction", "--decoder-refine", 1, "--decoder-linear")
+                 "--no-view-reconstruction", "--decoder-refine", 1, "--decoder-linear",
+                 "--encoder-refine", 1, "--widths", "8,16,16,16")
     assert result.exit_code == 0, result.output
     import torch
 
     config = torch.load(small / "methods" / "ae" / "model.pt", weights_only=True)["config"]
     assert (config["invariance"], config["local_views"], config["clean_weight"],
             config["view_reconstruction"], config["decoder_refine"],
-            config["decoder_linear"]) == ("byol", 1, 1.0, False, 1, True)
+            config["decoder_linear"], config["encoder_refine"],
+            list(config["widths"])) == ("byol", 1, 1.0, False, 1, True, 1, [8, 16, 16, 16])
+    typo = run("train", "--index", small, "--model", "ae", "--fresh", "--widths", "8,x")
+    assert typo.exit_code == 1 and "--widths must be comma-separated" in typo.stderr
     bad = run("train", "--index", small, "--model", "ae", "--fresh", "--no-view-reconstruction",
               "--clean-weight", 0)
     assert bad.exit_code == 1 and "clean_weight must be positive" in bad.stderr

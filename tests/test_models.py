@@ -142,7 +142,7 @@ def test_contractive_penalty_estimates_the_jacobian_frobenius_norm():
 @pytest.mark.parametrize("settings", [
     {}, {"unpool": "switches"}, {"sparse": "l1", "sparse_weight": 0.1},
     {"sparse": "kl", "sparse_weight": 0.1}, {"contractive_weight": 0.01}, {"dropout": 0.1},
-    {"decoder_refine": 2},
+    {"decoder_refine": 2}, {"encoder_refine": 1},
 ])
 def test_autoencoder_loss_falls_on_a_fixed_batch(settings):
     torch.manual_seed(0)
@@ -378,6 +378,25 @@ def test_a_refined_decoder_adds_residual_convolutions_and_keeps_the_shapes():
         p.numel() for p in plain.encoder.parameters())  # the search code's encoder unchanged
     with pytest.raises(ValueError):
         AEConfig(**TINY, decoder_refine=-1)
+
+
+def test_a_deeper_encoder_adds_residual_convolutions_before_each_pooling():
+    plain, deep = ConvAutoencoder(AEConfig(**TINY)), ConvAutoencoder(
+        AEConfig(**TINY, encoder_refine=2))
+    x = batch()
+    code, switches = deep.encode(x)
+    assert code.shape == (5, 6) and deep(x)[0].shape == x.shape
+    assert [s[1] for s in switches] == [s[1] for s in plain.encode(x)[1]]  # same poolings
+    extra = sum(p.numel() for p in deep.encoder.parameters()) - sum(
+        p.numel() for p in plain.encoder.parameters())
+    # two residual 3x3 convolutions (no bias) and their batch norms per block, widths 4 and 8
+    assert extra == sum(2 * (w * w * 9 + 2 * w) for w in (4, 8))
+    assert sum(p.numel() for p in deep.decoder.parameters()) == sum(
+        p.numel() for p in plain.decoder.parameters())
+    assert ConvVAE(VAEConfig(**TINY, encoder_refine=1)).encode(x)[0].shape == (5, 6)
+    for bad in ({"encoder_refine": -1}, {"widths": ()}, {"widths": (4, 0)}):
+        with pytest.raises(ValueError):
+            AEConfig(**{**TINY, **bad})
 
 
 def test_the_linear_shortcut_adds_a_map_of_the_code_to_the_logits():

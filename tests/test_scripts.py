@@ -296,3 +296,20 @@ def test_compare_picture_draws_each_methods_answer(tmp_path, photo_dir):
             assert all(line.split(": ")[1].startswith(photo.name) for line in rows)  # itself
         with Image.open(out) as im:
             assert im.width > 4 * 160 and im.height > 2 * 160  # two rows of query + 3
+
+
+def test_recipes_scale_the_trunk_and_the_steps_of_a_variant():
+    """A variant's width_scale doubles every block of the trunk the images get, and a
+    variant with its own batch gets the steps that show it as many images."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import recipes
+
+    _, wide, _ = recipes.configs("ae-wide", 28, 1, 32, widths=[4, 8])
+    _, plain, _ = recipes.configs("ae", 28, 1, 32, widths=[4, 8])
+    assert (wide.widths, plain.widths) == ((8, 16), (4, 8))
+    _, photo, _ = recipes.configs("ae-wide", 64, 3, 32)  # the photos' default trunk
+    assert photo.widths == tuple(2 * w for w in recipes.configs("ae", 64, 3, 32)[1].widths)
+    _, deep, _ = recipes.configs("ae-deep", 28, 1, 32)
+    assert deep.encoder_refine == 1
+    _, _, batch = recipes.configs("ae-b256", 28, 1, 32, max_steps=1000)
+    assert (batch.batch_size, batch.max_steps) == (256, 1000 * 64 // 256)

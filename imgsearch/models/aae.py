@@ -55,7 +55,7 @@ class AdversarialAutoencoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         c, side = trunk_shape(cfg.input_size, cfg.widths)
-        self.encoder = ConvEncoder(cfg.channels, cfg.widths, cfg.dropout)
+        self.encoder = ConvEncoder(cfg.channels, cfg.widths, cfg.dropout, cfg.encoder_refine)
         self.to_code = nn.Linear(c * side * side, cfg.code_dim)
         self.from_code = nn.Linear(cfg.code_dim, c * side * side)
         self.decoder = ConvDecoder(cfg.channels, cfg.widths, cfg.input_size,

@@ -49,7 +49,7 @@ class ConvAutoencoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         c, side = trunk_shape(cfg.input_size, cfg.widths)
-        self.encoder = ConvEncoder(cfg.channels, cfg.widths, cfg.dropout)
+        self.encoder = ConvEncoder(cfg.channels, cfg.widths, cfg.dropout, cfg.encoder_refine)
         self.to_code = nn.Linear(c * side * side, cfg.code_dim)
         if cfg.tied:  # the decoder's weight is to_code.weight.T; only its bias is its own
             self.from_code_bias = nn.Parameter(torch.zeros(c * side * side))

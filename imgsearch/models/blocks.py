@@ -1,7 +1,8 @@
 """The convolutional trunk every model shares: conv + max-pool down, unpool + deconv up.
 
-Encoder: ``len(widths)`` blocks of Conv3x3 -> BatchNorm -> ReLU -> MaxPool2d(2), the pooling
-returning the argmax positions ("switches") and the size before pooling.
+Encoder: ``len(widths)`` blocks of Conv3x3 -> BatchNorm -> ReLU (-> residual convolutions) ->
+MaxPool2d(2), the pooling returning the argmax positions ("switches") and the size before
+pooling.
 Decoder: the mirror image, MaxUnpool2d(2) then ConvTranspose2d(3x3) per block; it unpools at the
 switches when given them, otherwise at fixed positions (the top-left of every 2x2 window),
 so that it can decode from a code alone (Zeiler & Fergus 2014; Dosovitskiy & Brox 2016). With
@@ -42,6 +43,9 @@ class TrunkConfig(InvarianceConfig):
     widths: tuple[int, ...] = (32, 64, 128, 128)
     code_dim: int = 256
     dropout: float = 0.0  # Dropout2d after every encoder block
+    # residual 3x3 convolutions each encoder block adds after its convolution, before its
+    # pooling (0: one convolution per block); a deeper trunk at the same code and pooling
+    encoder_refine: int = 0
     # residual 3x3 convolutions each decoder block adds at its unpooled resolution, before
     # its deconvolution (0: the plain mirror image of the encoder)
     decoder_refine: int = 0
@@ -53,18 +57,39 @@ class TrunkConfig(InvarianceConfig):
         object.__setattr__(self, "widths", tuple(self.widths))  # lists come back from JSON
         if self.denoise not in CORRUPTIONS:
             raise ValueError(f"denoise must be one of {CORRUPTIONS}, got {self.denoise!r}")
+        if not self.widths or min(self.widths) < 1:
+            raise ValueError(f"widths must be one or more positive channel counts, got "
+                             f"{self.widths}")
         trunk_shape(self.input_size, self.widths)
-        if self.decoder_refine < 0:
-            raise ValueError(f"decoder_refine must be 0 or more, got {self.decoder_refine}")
+        for name in ("decoder_refine", "encoder_refine"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+
+
+class Refine(nn.Module):
+    """x + ReLU(BN(Conv3x3(x))): a residual convolution at one resolution (He et al., "Deep
+    residual learning for image recognition", CVPR 2016), which starts as the identity's
+    neighbour, so an encoder or a decoder gains depth without losing its gradient."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + F.relu(self.bn(self.conv(x)))  # (B, w, H, W)
 
 
 class ConvEncoder(nn.Module):
-    def __init__(self, channels: int, widths: tuple[int, ...], dropout: float = 0.0):
+    def __init__(self, channels: int, widths: tuple[int, ...], dropout: float = 0.0,
+                 refine: int = 0):
         super().__init__()
         ins = (channels, *widths[:-1])
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o),
-                          nn.ReLU(inplace=True), nn.Dropout2d(dropout))
+                          nn.ReLU(inplace=True),
+                          *(Refine(o) for _ in range(refine)),  # (B, o, H, W), deepened
+                          nn.Dropout2d(dropout))
             for i, o in zip(ins, widths)
         )
         self.pool = nn.MaxPool2d(2, return_indices=True)
@@ -99,20 +124,6 @@ class TiedDeconv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv_transpose2d(x, self.conv.weight, self.bias, padding=1)
-
-
-class Refine(nn.Module):
-    """x + ReLU(BN(Conv3x3(x))): a residual convolution at one resolution (He et al., "Deep
-    residual learning for image recognition", CVPR 2016), which starts as the identity's
-    neighbour, so a decoder gains depth without losing its gradient."""
-
-    def __init__(self, width: int):
-        super().__init__()
-        self.conv = nn.Conv2d(width, width, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + F.relu(self.bn(self.conv(x)))  # (B, w, H, W)
 
 
 class ConvDecoder(nn.Module):

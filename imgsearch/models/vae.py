@@ -40,7 +40,7 @@ class ConvVAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         c, side = trunk_shape(cfg.input_size, cfg.widths)
-        self.encoder = ConvEncoder(cfg.channels, cfg.widths, cfg.dropout)
+        self.encoder = ConvEncoder(cfg.channels, cfg.widths, cfg.dropout, cfg.encoder_refine)
         self.to_mu = nn.Linear(c * side * side, cfg.code_dim)
         self.to_logvar = nn.Linear(c * side * side, cfg.code_dim)
         self.from_z = nn.Linear(cfg.code_dim, c * side * side)
