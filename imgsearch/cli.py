@@ -211,6 +211,17 @@ def parse_methods(value: str) -> list[str]:
     return names
 
 
+def parse_widths(text: str | None) -> tuple[int, ...] | None:
+    """--widths "64,128,256" as channel counts; a typo is refused in one line."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise ImgSearchError(f"--widths must be comma-separated channel counts such as "
+                             f"64,128,256,256, got {text!r}") from None
+
+
 def print_build(b) -> None:
     err.print(f"  {b.method}: {b.total} codes ({b.index_type}), {b.encoded} encoded, "
               f"{b.removed} removed ({b.action}, {b.seconds:.1f}s)", highlight=False,
@@ -750,17 +761,6 @@ def trained_line(t: dict) -> str:
 def _given(**values) -> dict:
     """The options the user gave (not None): they override the method's recipe."""
     return {k: v for k, v in values.items() if v is not None}
-
-
-def parse_widths(text: str | None) -> tuple[int, ...] | None:
-    """--widths "64,128,256" as channel counts; a typo is refused in one line."""
-    if text is None:
-        return None
-    try:
-        return tuple(int(w) for w in text.split(","))
-    except ValueError:
-        raise ImgSearchError(f"--widths must be comma-separated channel counts such as "
-                             f"64,128,256,256, got {text!r}") from None
 
 
 def epochs_exactly(epochs: int | None) -> dict:

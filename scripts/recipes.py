@@ -58,7 +58,6 @@ VARIANTS: dict[str, tuple[str, dict, dict, str | None]] = {
     # deeper, residual one (a residual convolution per encoder block, He et al. 2016)
     "ae-wide": ("ae", {"width_scale": 2}, {}, None),
     "ae-deep": ("ae", {"encoder_refine": 1}, {}, None),
-    "ae-wide-plain": ("ae", {"invariance": "none", "width_scale": 2}, {"augment": "auto"}, ""),
     # multi-crop (Caron et al. 2020): two small crops beside the two views
     "ae-mc2": ("ae", {"local_views": 2}, {}, None),
     # an EMA target network instead of VICReg (Grill et al. 2020), beside reconstruction
