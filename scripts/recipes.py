@@ -49,6 +49,9 @@ VARIANTS: dict[str, tuple[str, dict, dict, str | None]] = {
                              "decoder_refine": 1}, {}, None),
     "ae-own-refine-w0.1": ("ae", {"clean_weight": 1.0, "view_reconstruction": False,
                                   "decoder_refine": 1, "invariance_weight": 0.1}, {}, None),
+    # the candidate (ae-rc-w0.01) with the views only encoded: the decoder's passes a third
+    "ae-own-refine-w0.01": ("ae", {"clean_weight": 1.0, "view_reconstruction": False,
+                                   "decoder_refine": 1, "invariance_weight": 0.01}, {}, None),
     # a linear shortcut from the code to the output beside the deconvolutions
     "ae-refine-plain-linear": ("ae", {"invariance": "none", "decoder_refine": 1,
                                       "decoder_linear": True}, {"augment": "auto"}, ""),
@@ -99,8 +102,8 @@ def configs(name: str, input_size: int, channels: int, code_dim: int, widths=Non
     settings = dict(settings)
     scale = settings.pop("width_scale", 1)
     if "batch_size" in overrides and training.get("max_steps"):
-        scale = TrainConfig().batch_size / overrides["batch_size"]
-        training = {**training, "max_steps": max(1, round(training["max_steps"] * scale))}
+        images = TrainConfig().batch_size / overrides["batch_size"]
+        training = {**training, "max_steps": max(1, round(training["max_steps"] * images))}
     spec = methods.get(method)
     trunk = {**spec.settings, **settings, **({"widths": tuple(widths)} if widths else {})}
     if scale != 1:

@@ -311,5 +311,6 @@ def test_recipes_scale_the_trunk_and_the_steps_of_a_variant():
     assert photo.widths == tuple(2 * w for w in recipes.configs("ae", 64, 3, 32)[1].widths)
     _, deep, _ = recipes.configs("ae-deep", 28, 1, 32)
     assert deep.encoder_refine == 1
-    _, _, batch = recipes.configs("ae-b256", 28, 1, 32, max_steps=1000)
+    _, model, batch = recipes.configs("ae-b256", 28, 1, 32, max_steps=1000)
     assert (batch.batch_size, batch.max_steps) == (256, 1000 * 64 // 256)
+    assert model.widths == recipes.configs("ae", 28, 1, 32)[1].widths  # the trunk unscaled
