@@ -222,14 +222,27 @@ def local_augment(aug, config, seed: int) -> Augment | None:
                    seed + 104_729)
 
 
+#: The parts of a model the target network never runs (it only encodes and projects): the
+#: decoders' of every architecture, the adversarial autoencoder's discriminator, byol's
+#: predictor. Left out of the target, they are neither copied nor moved on each step.
+_NOT_IN_TARGET = ("decoder", "from_code", "from_code_bias", "from_z", "shortcut",
+                  "discriminator")
+
+
 def target_of(model: torch.nn.Module, state: dict | None = None) -> torch.nn.Module | None:
-    """byol's target network: a frozen copy of the model (or of its saved ``state``), moved by
-    ``ema_update`` after every step; None for every other invariance term."""
+    """byol's target network: a frozen copy of the model's encoder, code layer and projector
+    (or of their saved ``state``), moved by ``ema_update`` after every step; None for every
+    other invariance term."""
     if model.cfg.invariance != "byol":
         return None
     target = copy.deepcopy(model)
-    if state is not None:
-        target.load_state_dict(state)
+    for name in _NOT_IN_TARGET:
+        if hasattr(target, name):
+            setattr(target, name, None)
+    target.projector.predictor = None
+    if state is not None:  # a checkpoint from before the target was lean holds all the model
+        own = target.state_dict()
+        target.load_state_dict({k: v for k, v in state.items() if k in own})
     for p in target.parameters():
         p.requires_grad_(False)
     return target

@@ -181,12 +181,14 @@ def ema_momentum(base: float, step: int, planned: int) -> float:
 
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """target <- momentum * target + (1 - momentum) * online, parameter by parameter (the
-    buffers, batch-norm statistics, copied)."""
-    for tp, op in zip(target.parameters(), online.parameters()):
-        tp.lerp_(op.detach(), 1 - momentum)
-    for tb, ob in zip(target.buffers(), online.buffers()):
-        tb.copy_(ob)
+    """target <- momentum * target + (1 - momentum) * online, for each parameter the target
+    has, matched by name (a target may keep only a part of the online model); its buffers,
+    batch-norm statistics, copied."""
+    params, buffers = dict(online.named_parameters()), dict(online.named_buffers())
+    for name, tp in target.named_parameters():
+        tp.lerp_(params[name].detach(), 1 - momentum)
+    for name, tb in target.named_buffers():
+        tb.copy_(buffers[name])
 
 
 def views_loss(kind: str, z1: torch.Tensor, z2: torch.Tensor, smalls: list[torch.Tensor],
