@@ -285,13 +285,46 @@ def test_byol_and_multicrop_train_and_resume(tmp_path, images, invariance, local
     assert ("target" in ckpt) == (invariance == "byol")
     if invariance == "byol":
         moved = any(not torch.equal(ckpt["target"][k], ckpt["model"][k])
-                    for k in ckpt["model"] if ckpt["model"][k].is_floating_point())
+                    for k in ckpt["target"] if ckpt["target"][k].is_floating_point())
         assert moved  # the target lags the online weights
         again = train("ae", cfg, images, TrainConfig(**{**FAST.__dict__, "epochs": 2}),
                       tmp_path / "c.pt")
         assert [h.epoch for h in again] == [1, 2]
         assert not torch.equal(load_checkpoint(tmp_path / "c.pt")["target"]["to_code.weight"],
                                ckpt["target"]["to_code.weight"])
+
+
+@pytest.mark.parametrize("arch", ["ae", "vae", "aae"])
+def test_byols_target_holds_only_what_encodes_and_projects(arch):
+    """The target network keeps the encoder, the code layer and the projector, not the
+    decoder (nor the discriminator, nor the predictor); at momentum 0 it becomes the online
+    model's encoder and projector exactly, and a full model's saved state still loads."""
+    from dataclasses import replace
+
+    from imgsearch.models.aae import AAEConfig
+    from imgsearch.models.checkpoint import new_model
+    from imgsearch.models.invariance import ema_update
+    from imgsearch.training import target_of
+
+    base = {"ae": TINY_AE, "vae": TINY_VAE,
+            "aae": AAEConfig(input_size=16, channels=3, widths=(4, 8), code_dim=6)}[arch]
+    torch.manual_seed(0)
+    model = new_model(replace(base, invariance="byol", decoder_refine=1))
+    target = target_of(model)
+    names = {n for n, _ in target.named_parameters()}
+    assert names and not any(n.startswith(("decoder.", "from_", "discriminator.",
+                                           "projector.predictor.")) for n in names)
+    assert names < {n for n, _ in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema_update(target, model, 0.0)
+    x = torch.rand(4, 3, 16, 16)
+    model.eval(), target.eval()
+    torch.testing.assert_close(target.projector(target.encode(x)[0]),
+                               model.projector(model.encode(x)[0]))
+    again = target_of(model, model.state_dict())  # the whole model's state, as before
+    torch.testing.assert_close(again.encode(x)[0], model.encode(x)[0])
 
 
 def test_without_view_reconstruction_the_views_are_only_encoded():
