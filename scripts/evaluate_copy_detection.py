@@ -324,7 +324,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
 def write_tables(rows: list[dict], meta: dict, out: Path) -> str:
     """Write OUT.md and OUT-recall.png; return the markdown."""
     table = markdown(rows, meta)
-    out.with_suffix(".md").write_text(table)
+    out.with_name(out.name + ".md").write_text(table)
     plot_recall([r for r in rows if "[" not in r["method"]], meta["edits"],
                 out.with_name(out.name + "-recall.png"))
     return table
@@ -512,7 +512,8 @@ def main() -> None:
     print(write_tables(rows, meta, args.out))
     plot_edits(open_upright(files[0], 480), args.seed,
                args.out.with_name(args.out.name + "-edits.png"))
-    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    args.out.with_name(args.out.name + ".json").write_text(
+        json.dumps({"meta": meta, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -327,7 +327,7 @@ def main() -> None:
             "command": " ".join(sys.argv)}
     table = markdown(rows, meta)
     print(table)
-    args.out.with_suffix(".md").write_text(table)
+    args.out.with_name(args.out.name + ".md").write_text(table)
     plot(rows, args.out.with_name(args.out.name + "-precision.png"))
     if best_learned(rows) and any(r["method"] == "pixels" for r in rows):
         plot_neighbours(rows, train, test, args.out.with_name(args.out.name + "-neighbours.png"))
@@ -335,7 +335,8 @@ def main() -> None:
         plot_tsne(rows, test.labels, args.out.with_name(args.out.name + "-tsne.png"))
     for r in rows:
         r.pop("codes_sample", None)
-    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    args.out.with_name(args.out.name + ".json").write_text(
+        json.dumps({"meta": meta, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

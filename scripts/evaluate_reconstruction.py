@@ -109,11 +109,12 @@ def main() -> None:
     md = "\n".join(table) + (f"\n\n{len(test)} held-out photos of {len(files)} ({source}), "
                              f"{len(train)} trained on.\n")
     print(md)
-    args.out.with_suffix(".md").write_text(md)
-    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    args.out.with_name(args.out.name + ".md").write_text(md)
+    args.out.with_name(args.out.name + ".json").write_text(
+        json.dumps({"meta": meta, "rows": rows}, indent=1))
     from imgsearch.viz import image_grid, save_png
 
-    save_png(image_grid(shown), args.out.with_suffix(".png"))
+    save_png(image_grid(shown), args.out.with_name(args.out.name + ".png"))
 
 
 if __name__ == "__main__":

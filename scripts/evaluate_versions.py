@@ -191,9 +191,9 @@ def main() -> None:
             "training": overrides,
             "command": " ".join(sys.argv)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text(table)
-    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results},
-                                                        indent=1))
+    args.out.with_name(args.out.name + ".md").write_text(table)
+    args.out.with_name(args.out.name + ".json").write_text(
+        json.dumps({"meta": meta, "results": results}, indent=1))
 
 
 if __name__ == "__main__":

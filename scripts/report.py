@@ -21,8 +21,8 @@ def write_report(out: Path, text: str, data: dict, table: str = ".txt", indent: 
     """OUT.txt (or ``table``: ".md") holding ``text`` and OUT.json holding ``data``, with the
     command that made them."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(table).write_text(text.rstrip("\n") + "\n")
-    out.with_suffix(".json").write_text(json.dumps({**data, "command": " ".join(sys.argv)},
+    out.with_name(out.name + table).write_text(text.rstrip("\n") + "\n")
+    out.with_name(out.name + ".json").write_text(json.dumps({**data, "command": " ".join(sys.argv)},
                                                    indent=indent))
 
 
