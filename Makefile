@@ -45,6 +45,8 @@ bench: install data
 	$(BIN)/python scripts/bench_pca.py
 
 # The evaluations in docs/RESULTS.md (about three hours on a 2-core CPU), as the docs ran them.
+# `ae` is today's recipe; the figures docs/RESULTS.md gives before issue 23's fourth round are
+# of the recipe before it, the variant `ae-before23` (docs/RESULTS.md, top).
 eval: install data
 	$(BIN)/python scripts/evaluate_fashion_mnist.py --methods pixels,pca,phash,ae-plain,ae,vae \
 	    --steps 1500 --minutes 60 --tsne 3000 --work out/fm --out docs/results/fashion-mnist

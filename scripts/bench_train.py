@@ -7,7 +7,9 @@ with its ratio to the first setting of the same model, measured in the same run:
   CPU:  the loop as it was (images from the host each step), the images held in memory as
         one tensor (the GPU path, on the CPU); then the default recipe's two views a step, in
         float32 NCHW (before issue 22), channels_last, and channels_last with bf16 autocast
-        (the default where the CPU has native bf16: training.cpu_has_bf16)
+        (the default where the CPU has native bf16: training.cpu_has_bf16); last, the
+        method's recipe as the registry has it now (ae: issue 23's refined decoder and
+        clean term)
   CUDA: the loop as it was (host images, batch 64, bf16 + channels_last), then the images
         held on the GPU, a larger batch, torch.compile, and the default recipe's two views
 
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from imgsearch import methods
 from imgsearch.config import TrainConfig
 from imgsearch.models.autoencoder import AEConfig
 from imgsearch.models.vae import VAEConfig
@@ -44,7 +47,8 @@ def settings(cuda: bool, batch: int) -> list[tuple[str, dict, dict]]:
                 ("two views (the default recipe), fp32 NCHW (before)", {**HELD, **fp32},
                  recipe),
                 ("two views, channels_last", {**HELD, "amp": False}, recipe),
-                ("two views, channels_last + bf16 autocast (now)", {**HELD}, recipe)]
+                ("two views, channels_last + bf16 autocast (issue 22)", {**HELD}, recipe),
+                ("the registry's recipe today, channels_last + bf16", {**HELD}, "registry")]
     old = {"amp": True, "channels_last": True, "batch_size": 64}
     return [("host images, batch 64 (the loop as it was)", {**HOST, **old}, {}),
             ("images on the GPU, batch 64", {**HELD, **old}, {}),
@@ -61,6 +65,8 @@ def measure(kind: str, size: int, batch: int, steps: int, warmup: int, extra: di
     batch = extra.pop("batch_size", batch)
     data = ArraySource(np.random.default_rng(0).integers(0, 256, (batch * 8, size, size, 3),
                                                          np.uint8))
+    if model == "registry":  # the method's own settings, as `imgsearch index` trains it
+        model = dict(methods.get(kind).settings)
     cfg = (AEConfig if kind == "ae" else VAEConfig)(input_size=size, **model)
     tcfg = TrainConfig(epochs=10**6, min_steps=0, max_minutes=0, max_steps=steps,
                        batch_size=batch, val_fraction=0.0, schedule="constant", **extra)
@@ -85,13 +91,14 @@ def main() -> None:
     ap.add_argument("--input-size", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--models", default="ae,vae", help="comma-separated: ae, vae")
     args = ap.parse_args()
     cuda = torch.cuda.is_available()
     device = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
     print(f"torch {torch.__version__} on {device}; input {args.input_size}, "
           f"{args.steps} steps ({args.warmup} warm-up steps not timed)")
     rows = []
-    for kind in ("ae", "vae"):
+    for kind in args.models.split(","):
         base = None
         for name, extra, model in settings(cuda, args.batch_size):
             rate = measure(kind, args.input_size, args.batch_size, args.steps, args.warmup,

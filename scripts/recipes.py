@@ -17,62 +17,71 @@ from imgsearch import methods
 from imgsearch.config import TrainConfig
 from imgsearch.models.checkpoint import new_config
 
+#: The default ae recipe before issue 23's fourth round (every ae variant below was measured
+#: against it, and keeps its meaning): the thin decoder, each view reconstructing the clean
+#: image, the invariance term at weight 1, no clean term.
+BEFORE_23 = {"decoder_refine": 0, "clean_weight": 0.0, "invariance_weight": 1.0,
+             "view_reconstruction": True}
+
 VARIANTS: dict[str, tuple[str, dict, dict, str | None]] = {
     "ae": ("ae", {}, {}, None),  # the default recipe
+    "ae-before23": ("ae", BEFORE_23, {}, None),  # the default until issue 23's fourth round
     "vae": ("vae", {}, {}, None),
     # the reference: reconstruction alone, no retrieval-time processing (the old default)
-    "ae-plain": ("ae", {"invariance": "none"}, {"augment": "auto"}, ""),
-    "ae-edits": ("ae", {"invariance": "none", "denoise": "edits"}, {}, ""),
+    "ae-plain": ("ae", {**BEFORE_23, "invariance": "none"}, {"augment": "auto"}, ""),
+    "ae-edits": ("ae", {**BEFORE_23, "invariance": "none", "denoise": "edits"}, {}, ""),
     "vae-plain": ("vae", {"invariance": "none"}, {}, ""),
-    "ae-vicreg": ("ae", {"invariance": "vicreg"}, {}, None),
+    "ae-vicreg": ("ae", {**BEFORE_23, "invariance": "vicreg"}, {}, None),
     # the default, and the clean image reconstructed from itself beside the views (issue 23)
-    "ae-clean": ("ae", {"clean_weight": 1.0}, {}, None),
-    "ae-clean10": ("ae", {"clean_weight": 10.0}, {}, None),
+    "ae-clean": ("ae", {**BEFORE_23, "clean_weight": 1.0}, {}, None),
+    "ae-clean10": ("ae", {**BEFORE_23, "clean_weight": 10.0}, {}, None),
     # a deeper decoder: one residual convolution per block before its deconvolution
-    "ae-refine": ("ae", {"decoder_refine": 1}, {}, None),
-    "ae-refine-plain": ("ae", {"invariance": "none", "decoder_refine": 1}, {"augment": "auto"},
-                        ""),
-    "ae-refine-clean": ("ae", {"decoder_refine": 1, "clean_weight": 1.0}, {}, None),
+    "ae-refine": ("ae", {**BEFORE_23, "decoder_refine": 1}, {}, None),
+    "ae-refine-plain": ("ae", {**BEFORE_23, "invariance": "none", "decoder_refine": 1},
+                        {"augment": "auto"}, ""),
+    "ae-refine-clean": ("ae", {**BEFORE_23, "decoder_refine": 1, "clean_weight": 1.0}, {}, None),
     # issue 23, item 2: the reconstruction's share of the loss (the invariance term's weight
     # beside it), with the refined decoder and the clean term
-    "ae-rc-w0.1": ("ae", {"decoder_refine": 1, "clean_weight": 1.0, "invariance_weight": 0.1},
-                   {}, None),
-    "ae-rc-w0.01": ("ae", {"decoder_refine": 1, "clean_weight": 1.0,
+    "ae-rc-w0.1": ("ae", {**BEFORE_23, "decoder_refine": 1, "clean_weight": 1.0,
+                          "invariance_weight": 0.1}, {}, None),
+    "ae-rc-w0.01": ("ae", {**BEFORE_23, "decoder_refine": 1, "clean_weight": 1.0,
                            "invariance_weight": 0.01}, {}, None),
     # VICReg's expander width (Bardes et al. 2022, table 8: wider is better) and batch size
-    "ae-proj2048": ("ae", {"projector": (2048, 2048)}, {}, None),
-    "ae-b256": ("ae", {}, {"batch_size": 256}, None),
+    "ae-proj2048": ("ae", {**BEFORE_23, "projector": (2048, 2048)}, {}, None),
+    "ae-b256": ("ae", BEFORE_23, {"batch_size": 256}, None),
     # the clean image alone reconstructed, from itself; the views only encoded, for the
     # invariance term (the autoencoder with invariance as its regulariser)
-    "ae-own": ("ae", {"clean_weight": 1.0, "view_reconstruction": False}, {}, None),
-    "ae-own-refine": ("ae", {"clean_weight": 1.0, "view_reconstruction": False,
+    "ae-own": ("ae", {**BEFORE_23, "clean_weight": 1.0, "view_reconstruction": False}, {}, None),
+    "ae-own-refine": ("ae", {**BEFORE_23, "clean_weight": 1.0, "view_reconstruction": False,
                              "decoder_refine": 1}, {}, None),
-    "ae-own-refine-w0.1": ("ae", {"clean_weight": 1.0, "view_reconstruction": False,
+    "ae-own-refine-w0.1": ("ae", {**BEFORE_23, "clean_weight": 1.0, "view_reconstruction": False,
                                   "decoder_refine": 1, "invariance_weight": 0.1}, {}, None),
     # the candidate (ae-rc-w0.01) with the views only encoded: the decoder's passes a third
-    "ae-own-refine-w0.01": ("ae", {"clean_weight": 1.0, "view_reconstruction": False,
+    "ae-own-refine-w0.01": ("ae", {**BEFORE_23, "clean_weight": 1.0, "view_reconstruction": False,
                                    "decoder_refine": 1, "invariance_weight": 0.01}, {}, None),
     # a linear shortcut from the code to the output beside the deconvolutions
-    "ae-refine-plain-linear": ("ae", {"invariance": "none", "decoder_refine": 1,
+    "ae-refine-plain-linear": ("ae", {**BEFORE_23, "invariance": "none", "decoder_refine": 1,
                                       "decoder_linear": True}, {"augment": "auto"}, ""),
-    "ae-rc-w0.01-linear": ("ae", {"decoder_refine": 1, "clean_weight": 1.0,
+    "ae-rc-w0.01-linear": ("ae", {**BEFORE_23, "decoder_refine": 1, "clean_weight": 1.0,
                                   "invariance_weight": 0.01, "decoder_linear": True}, {}, None),
     # a wider trunk (twice the channels of every block; Zagoruyko & Komodakis 2016) and a
     # deeper, residual one (a residual convolution per encoder block, He et al. 2016)
-    "ae-wide": ("ae", {"width_scale": 2}, {}, None),
-    "ae-deep": ("ae", {"encoder_refine": 1}, {}, None),
+    "ae-wide": ("ae", {**BEFORE_23, "width_scale": 2}, {}, None),
+    "ae-deep": ("ae", {**BEFORE_23, "encoder_refine": 1}, {}, None),
     # multi-crop (Caron et al. 2020): two small crops beside the two views
-    "ae-mc2": ("ae", {"local_views": 2}, {}, None),
+    "ae-mc2": ("ae", {**BEFORE_23, "local_views": 2}, {}, None),
     # an EMA target network instead of VICReg (Grill et al. 2020), beside reconstruction
-    "ae-byol": ("ae", {"invariance": "byol"}, {}, None),
-    "ae-infonce": ("ae", {"invariance": "infonce"}, {}, None),
-    "ae-infonce-koleo": ("ae", {"invariance": "infonce", "koleo_weight": 0.5}, {}, None),
+    "ae-byol": ("ae", {**BEFORE_23, "invariance": "byol"}, {}, None),
+    "ae-infonce": ("ae", {**BEFORE_23, "invariance": "infonce"}, {}, None),
+    "ae-infonce-koleo": ("ae", {**BEFORE_23, "invariance": "infonce", "koleo_weight": 0.5},
+                         {}, None),
     "vae-vicreg": ("vae", {"invariance": "vicreg"}, {}, None),
     "vae-infonce": ("vae", {"invariance": "infonce"}, {}, None),
     # the rest of the family (the autoencoder-family issue), invariance on (their default)
     # and off
-    "ae-tied": ("ae", {"tied": True, "tied_convs": True}, {}, None),
-    "ae-tied-plain": ("ae", {"invariance": "none", "tied": True, "tied_convs": True}, {}, ""),
+    "ae-tied": ("ae", {**BEFORE_23, "tied": True, "tied_convs": True}, {}, None),
+    "ae-tied-plain": ("ae", {**BEFORE_23, "invariance": "none", "tied": True,
+                             "tied_convs": True}, {}, ""),
     "tcvae": ("tcvae", {}, {}, None),
     "tcvae-plain": ("tcvae", {"invariance": "none"}, {}, ""),
     "aae": ("aae", {}, {}, None),

@@ -324,6 +324,14 @@ def test_train_takes_the_issue_23_settings(small):
             config["view_reconstruction"], config["decoder_refine"],
             config["decoder_linear"], config["encoder_refine"],
             list(config["widths"])) == ("byol", 1, 1.0, False, 1, True, 1, [8, 16, 16, 16])
+    # the default recipe's settings (issue 23) can each be turned back to the old recipe's
+    old = run("train", "--index", small, "--model", "ae", "--fresh", "--epochs", 1,
+              "--min-steps", 0, "--view-reconstruction", "--clean-weight", 0,
+              "--decoder-refine", 0, "--invariance-weight", 1.0)
+    assert old.exit_code == 0, old.output
+    config = torch.load(small / "methods" / "ae" / "model.pt", weights_only=True)["config"]
+    assert (config["invariance"], config["invariance_weight"], config["view_reconstruction"],
+            config["clean_weight"], config["decoder_refine"]) == ("vicreg", 1.0, True, 0.0, 0)
     typo = run("train", "--index", small, "--model", "ae", "--fresh", "--widths", "8,x")
     assert typo.exit_code == 1 and "--widths must be comma-separated" in typo.stderr
     bad = run("train", "--index", small, "--model", "ae", "--fresh", "--no-view-reconstruction",

@@ -162,10 +162,14 @@ def test_evaluate_versions_with_database_side_augmentation(tmp_path):
            "--dba", "3", "--variant", "ae-clean", "--work", tmp_path / "work", "--out", out)
     data = json.loads(out.with_suffix(".json").read_text())
     (r,) = data["results"]
-    assert data["meta"]["settings"] == {"clean_weight": 1.0}  # the variant's, not the recipe's
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import recipes
+
+    # the variant's settings, not the recipe's: the recipe it was measured against, + its own
+    assert data["meta"]["settings"] == {**recipes.BEFORE_23, "clean_weight": 1.0}
     trained = torch.load(tmp_path / "work" / "index-20" / "training" / "ae.pt",
                          weights_only=True)
-    assert trained["config"]["clean_weight"] == 1.0
+    assert (trained["config"]["clean_weight"], trained["config"]["decoder_refine"]) == (1.0, 0)
     assert set(r["methods"]) == {"pixels", "ae", "ae [dba 3]"}  # unit-length codes only
     assert 0 < r["methods"]["ae [dba 3]"]["mAP"] <= 1
     assert "ae [dba 3]" in out.with_suffix(".md").read_text()

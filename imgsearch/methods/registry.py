@@ -39,6 +39,16 @@ def _load_learned(folder: Path, cfg: IndexConfig, exported: bool = False) -> Emb
 #: The learned methods' default recipe (the quality issue; measured in docs/RESULTS.md):
 #: reconstruction plus VICReg invariance between two edited views of each image...
 INVARIANT = MappingProxyType({"invariance": "vicreg", "invariance_weight": 1.0})
+#: ...which `ae` (issue 23) changes so that its decoder really reconstructs: the two views are
+#: only encoded, for the invariance term at a hundredth of its weight, and the clean image is
+#: reconstructed from itself by a decoder with a residual convolution before each
+#: deconvolution. Against the recipe before (docs/RESULTS.md, issue 23, fourth round):
+#: Fashion-MNIST at the 15-minute budget P@10 0.8615 against 0.8573 and 20.7 dB against 14.4;
+#: versions mAP 0.925 against 0.914; copy detection recall@1 0.921 against 0.928; the same
+#: training time.
+RECONSTRUCTING = MappingProxyType({**INVARIANT, "invariance_weight": 0.01,
+                                   "view_reconstruction": False, "clean_weight": 1.0,
+                                   "decoder_refine": 1})
 #: ...and, at retrieval, codes averaged with the mirror image's, centred, PCA-whitened on the
 #: collection and L2-normalised (each step measured on and off in RESULTS).
 POST = "flip,center,whiten,l2"
@@ -73,10 +83,10 @@ METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
     Method("pca", "PCA of the raw pixels, fitted on the collection (256-d)",
            load=PCAEmbedder.load, create=lambda cfg: PCAEmbedder(cfg.pixel_size, cfg.code_dim),
            reconstructs=True, preference=3, streams=True),
-    Method("ae", "convolutional autoencoder trained on the collection: reconstruction plus "
-           "VICReg invariance between two edited views (256-d code)",
-           load=_load_learned, arch="ae", settings=INVARIANT, post=POST, reconstructs=True,
-           preference=1),
+    Method("ae", "convolutional autoencoder trained on the collection: reconstruction of "
+           "each image plus VICReg invariance between two edited views (256-d code)",
+           load=_load_learned, arch="ae", settings=RECONSTRUCTING, post=POST,
+           reconstructs=True, preference=1),
     Method("vae", "convolutional VAE trained on the collection, VICReg invariance on mu "
            "(256-d mu)", load=_load_learned, arch="vae", settings=INVARIANT, post=POST,
            reconstructs=True, samples=True, preference=2),
