@@ -59,6 +59,9 @@ VARIANTS: dict[str, tuple[str, dict, dict, str | None]] = {
     # the candidate (ae-rc-w0.01) with the views only encoded: the decoder's passes a third
     "ae-own-refine-w0.01": ("ae", {**BEFORE_23, "clean_weight": 1.0, "view_reconstruction": False,
                                    "decoder_refine": 1, "invariance_weight": 0.01}, {}, None),
+    # the candidate without the clean term: the views reconstruct, through the refined decoder
+    "ae-refine-w0.01": ("ae", {**BEFORE_23, "decoder_refine": 1, "invariance_weight": 0.01},
+                        {}, None),
     # a linear shortcut from the code to the output beside the deconvolutions
     "ae-refine-plain-linear": ("ae", {**BEFORE_23, "invariance": "none", "decoder_refine": 1,
                                       "decoder_linear": True}, {"augment": "auto"}, ""),
