@@ -223,7 +223,7 @@ def local_augment(aug, config, seed: int) -> Augment | None:
 
 
 #: The parts of a model the target network never runs (it only encodes and projects): the
-#: decoders' of every architecture, the adversarial autoencoder's discriminator, byol's
+#: decoding layers of every architecture, the adversarial autoencoder's discriminator, byol's
 #: predictor. Left out of the target, they are neither copied nor moved on each step.
 _NOT_IN_TARGET = ("decoder", "from_code", "from_code_bias", "from_z", "shortcut",
                   "discriminator")
