@@ -20,7 +20,7 @@ def train_on_array(method: str, model_cfg, images: np.ndarray, train_cfg: TrainC
     the saved run; ``saved``: the saved checkpoint as it is, no more training (trained afresh
     if there is none)."""
     from .methods.learned import LearnedEmbedder
-    from .methods.postprocess import Processed, parse
+    from .methods.postprocess import Processed, processed
     from .models.checkpoint import load_checkpoint
     from .training import ArraySource, train
 
@@ -42,10 +42,8 @@ def train_on_array(method: str, model_cfg, images: np.ndarray, train_cfg: TrainC
                "best_epoch": ckpt["best"]["epoch"] if ckpt.get("best") else None,
                "selfcheck": [h.selfcheck for h in history],
                "model": asdict(model_cfg), "train_config": asdict(train_cfg), "post": post}
-    embedder = LearnedEmbedder(ckpt)
-    steps = parse(post)
-    if steps:
-        embedder = Processed(embedder, steps)
+    embedder = processed(LearnedEmbedder(ckpt), post)
+    if isinstance(embedder, Processed):
         data = images if images.ndim == 4 else images[..., None]
         embedder.fit(lambda: (data[i : i + 1024] for i in range(0, len(data), 1024)),
                      len(data))

@@ -106,13 +106,12 @@ def self_check(ws: Workspace, ids: list[int] | None = None) -> SelfCheck | None:
 def prepare(ws: Workspace, method: str, embedder, post: str | None = None):
     """``embedder`` (a new baseline, or a trained model) with the method's post-processing,
     fitted on the indexed images; a baseline's own fit happens here too."""
-    from .methods.postprocess import Processed, parse, unwrap
+    from .methods.postprocess import processed, unwrap
 
-    steps = parse(methods.get(method).post if post is None else post)
     ids = ws.catalog.indexed_ids()
     if not ids:
         raise ImgSearchError(f"index {ws.root} has no readable images to learn from")
-    out = Processed(unwrap(embedder), steps) if steps else unwrap(embedder)
+    out = processed(unwrap(embedder), methods.get(method).post if post is None else post)
     if out.fit_sample:  # the sample a streamed build fits on too (build.StreamedBuild)
         ids = sample_ids(ids, out.fit_sample)
     LOG.info("fitting %s on %d images", method, len(ids))

@@ -61,7 +61,7 @@ from imgsearch.holdout import split
 from imgsearch.images import load_regions, open_upright
 from imgsearch.matching import load_features
 from imgsearch.methods.baselines import PCAEmbedder, PixelsEmbedder
-from imgsearch.methods.postprocess import Processed, database_side_augmentation, parse
+from imgsearch.methods.postprocess import Processed, database_side_augmentation, processed
 from imgsearch.search import VERIFY_TOP, Hit, verify_hits
 from imgsearch.selfcheck import SelfCheck
 
@@ -196,9 +196,8 @@ def learned(name: str, train: np.ndarray, args, report: dict) -> dict[str, objec
                                           args.resume, check, saved=args.saved)
     out = {}
     for label, post in {**POSTS, "": post_of(name)}.items():
-        steps = parse(post)
-        emb = Processed(raw, steps) if steps else raw
-        if steps:
+        emb = processed(raw, post)
+        if isinstance(emb, Processed):
             emb.fit(lambda: iter([train]), len(train))
         out[f"{name} [{label}]" if label else name] = emb
     return out

@@ -51,7 +51,7 @@ from imgsearch.methods.baselines import PCAEmbedder, PixelsEmbedder
 from imgsearch.methods.postprocess import (
     Processed,
     database_side_augmentation,
-    parse,
+    processed,
     unwrap,
 )
 from imgsearch.selfcheck import SelfCheck
@@ -97,9 +97,8 @@ def embedders_for(name: str, train: Split, args, report: dict) -> dict[str, obje
     out = {}
     batches = lambda: (images[i : i + 4096] for i in range(0, len(images), 4096))  # noqa: E731
     for label, post in {**POSTS, "": post_of(name)}.items():
-        steps = parse(post)
-        emb = Processed(raw, steps) if steps else raw
-        if steps:
+        emb = processed(raw, post)
+        if isinstance(emb, Processed):
             emb.fit(batches, len(images))
         out[f"{name} [{label}]" if label else name] = emb
     return out

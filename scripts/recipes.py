@@ -22,68 +22,78 @@ from imgsearch.models.checkpoint import new_config
 #: image, the invariance term at weight 1, no clean term.
 BEFORE_23 = {"decoder_refine": 0, "clean_weight": 0.0, "invariance_weight": 1.0,
              "view_reconstruction": True}
+#: ...and the retrieval-time processing they were measured with (full whitening; `ae`'s is
+#: now a partial one, registry.AE_POST).
+FULL_WHITENING = "flip,center,whiten,l2"
+
+
+def before(settings: dict | None = None, training: dict | None = None,
+           post: str = FULL_WHITENING) -> tuple[str, dict, dict, str]:
+    """An ae variant measured against the recipe before issue 23's fourth round: its
+    ``settings`` over BEFORE_23, its ``training`` overrides, its post-processing."""
+    return "ae", {**BEFORE_23, **(settings or {})}, dict(training or {}), post
+
 
 VARIANTS: dict[str, tuple[str, dict, dict, str | None]] = {
     "ae": ("ae", {}, {}, None),  # the default recipe
-    "ae-before23": ("ae", BEFORE_23, {}, None),  # the default until issue 23's fourth round
+    "ae-before23": before(),  # the default until issue 23's fourth round
+    # the default's weights with full whitening (the default until issue 23's fifth round)
+    "ae-full-whitening": ("ae", {}, {}, FULL_WHITENING),
     "vae": ("vae", {}, {}, None),
     # the reference: reconstruction alone, no retrieval-time processing (the old default)
-    "ae-plain": ("ae", {**BEFORE_23, "invariance": "none"}, {"augment": "auto"}, ""),
-    "ae-edits": ("ae", {**BEFORE_23, "invariance": "none", "denoise": "edits"}, {}, ""),
+    "ae-plain": before({"invariance": "none"}, {"augment": "auto"}, ""),
+    "ae-edits": before({"invariance": "none", "denoise": "edits"}, {}, ""),
     "vae-plain": ("vae", {"invariance": "none"}, {}, ""),
-    "ae-vicreg": ("ae", {**BEFORE_23, "invariance": "vicreg"}, {}, None),
+    "ae-vicreg": before({"invariance": "vicreg"}),
     # the default, and the clean image reconstructed from itself beside the views (issue 23)
-    "ae-clean": ("ae", {**BEFORE_23, "clean_weight": 1.0}, {}, None),
-    "ae-clean10": ("ae", {**BEFORE_23, "clean_weight": 10.0}, {}, None),
+    "ae-clean": before({"clean_weight": 1.0}),
+    "ae-clean10": before({"clean_weight": 10.0}),
     # a deeper decoder: one residual convolution per block before its deconvolution
-    "ae-refine": ("ae", {**BEFORE_23, "decoder_refine": 1}, {}, None),
-    "ae-refine-plain": ("ae", {**BEFORE_23, "invariance": "none", "decoder_refine": 1},
-                        {"augment": "auto"}, ""),
-    "ae-refine-clean": ("ae", {**BEFORE_23, "decoder_refine": 1, "clean_weight": 1.0}, {}, None),
+    "ae-refine": before({"decoder_refine": 1}),
+    "ae-refine-plain": before({"invariance": "none", "decoder_refine": 1}, {"augment": "auto"}, ""),
+    "ae-refine-clean": before({"decoder_refine": 1, "clean_weight": 1.0}),
     # issue 23, item 2: the reconstruction's share of the loss (the invariance term's weight
     # beside it), with the refined decoder and the clean term
-    "ae-rc-w0.1": ("ae", {**BEFORE_23, "decoder_refine": 1, "clean_weight": 1.0,
-                          "invariance_weight": 0.1}, {}, None),
-    "ae-rc-w0.01": ("ae", {**BEFORE_23, "decoder_refine": 1, "clean_weight": 1.0,
-                           "invariance_weight": 0.01}, {}, None),
+    "ae-rc-w0.1": before({"decoder_refine": 1, "clean_weight": 1.0,
+                          "invariance_weight": 0.1}),
+    "ae-rc-w0.01": before({"decoder_refine": 1, "clean_weight": 1.0,
+                           "invariance_weight": 0.01}),
     # VICReg's expander width (Bardes et al. 2022, table 8: wider is better) and batch size
-    "ae-proj2048": ("ae", {**BEFORE_23, "projector": (2048, 2048)}, {}, None),
-    "ae-b256": ("ae", BEFORE_23, {"batch_size": 256}, None),
+    "ae-proj2048": before({"projector": (2048, 2048)}),
+    "ae-b256": before({}, {"batch_size": 256}),
     # the clean image alone reconstructed, from itself; the views only encoded, for the
     # invariance term (the autoencoder with invariance as its regulariser)
-    "ae-own": ("ae", {**BEFORE_23, "clean_weight": 1.0, "view_reconstruction": False}, {}, None),
-    "ae-own-refine": ("ae", {**BEFORE_23, "clean_weight": 1.0, "view_reconstruction": False,
-                             "decoder_refine": 1}, {}, None),
-    "ae-own-refine-w0.1": ("ae", {**BEFORE_23, "clean_weight": 1.0, "view_reconstruction": False,
-                                  "decoder_refine": 1, "invariance_weight": 0.1}, {}, None),
+    "ae-own": before({"clean_weight": 1.0, "view_reconstruction": False}),
+    "ae-own-refine": before({"clean_weight": 1.0, "view_reconstruction": False,
+                             "decoder_refine": 1}),
+    "ae-own-refine-w0.1": before({"clean_weight": 1.0, "view_reconstruction": False,
+                                  "decoder_refine": 1, "invariance_weight": 0.1}),
     # the candidate (ae-rc-w0.01) with the views only encoded: the decoder's passes a third
-    "ae-own-refine-w0.01": ("ae", {**BEFORE_23, "clean_weight": 1.0, "view_reconstruction": False,
-                                   "decoder_refine": 1, "invariance_weight": 0.01}, {}, None),
+    "ae-own-refine-w0.01": before({"clean_weight": 1.0, "view_reconstruction": False,
+                                   "decoder_refine": 1, "invariance_weight": 0.01}),
     # the candidate without the clean term: the views reconstruct, through the refined decoder
-    "ae-refine-w0.01": ("ae", {**BEFORE_23, "decoder_refine": 1, "invariance_weight": 0.01},
-                        {}, None),
+    "ae-refine-w0.01": before({"decoder_refine": 1, "invariance_weight": 0.01}),
     # a linear shortcut from the code to the output beside the deconvolutions
-    "ae-refine-plain-linear": ("ae", {**BEFORE_23, "invariance": "none", "decoder_refine": 1,
+    "ae-refine-plain-linear": before({"invariance": "none", "decoder_refine": 1,
                                       "decoder_linear": True}, {"augment": "auto"}, ""),
-    "ae-rc-w0.01-linear": ("ae", {**BEFORE_23, "decoder_refine": 1, "clean_weight": 1.0,
-                                  "invariance_weight": 0.01, "decoder_linear": True}, {}, None),
+    "ae-rc-w0.01-linear": before({"decoder_refine": 1, "clean_weight": 1.0,
+                                  "invariance_weight": 0.01, "decoder_linear": True}),
     # a wider trunk (twice the channels of every block; Zagoruyko & Komodakis 2016) and a
     # deeper, residual one (a residual convolution per encoder block, He et al. 2016)
-    "ae-wide": ("ae", {**BEFORE_23, "width_scale": 2}, {}, None),
-    "ae-deep": ("ae", {**BEFORE_23, "encoder_refine": 1}, {}, None),
+    "ae-wide": before({"width_scale": 2}),
+    "ae-deep": before({"encoder_refine": 1}),
     # multi-crop (Caron et al. 2020): two small crops beside the two views
-    "ae-mc2": ("ae", {**BEFORE_23, "local_views": 2}, {}, None),
+    "ae-mc2": before({"local_views": 2}),
     # an EMA target network instead of VICReg (Grill et al. 2020), beside reconstruction
-    "ae-byol": ("ae", {**BEFORE_23, "invariance": "byol"}, {}, None),
-    "ae-infonce": ("ae", {**BEFORE_23, "invariance": "infonce"}, {}, None),
-    "ae-infonce-koleo": ("ae", {**BEFORE_23, "invariance": "infonce", "koleo_weight": 0.5},
-                         {}, None),
+    "ae-byol": before({"invariance": "byol"}),
+    "ae-infonce": before({"invariance": "infonce"}),
+    "ae-infonce-koleo": before({"invariance": "infonce", "koleo_weight": 0.5}),
     "vae-vicreg": ("vae", {"invariance": "vicreg"}, {}, None),
     "vae-infonce": ("vae", {"invariance": "infonce"}, {}, None),
     # the rest of the family (the autoencoder-family issue), invariance on (their default)
     # and off
-    "ae-tied": ("ae", {**BEFORE_23, "tied": True, "tied_convs": True}, {}, None),
-    "ae-tied-plain": ("ae", {**BEFORE_23, "invariance": "none", "tied": True,
+    "ae-tied": before({"tied": True, "tied_convs": True}),
+    "ae-tied-plain": before({"invariance": "none", "tied": True,
                              "tied_convs": True}, {}, ""),
     "tcvae": ("tcvae", {}, {}, None),
     "tcvae-plain": ("tcvae", {"invariance": "none"}, {}, ""),
@@ -94,7 +104,7 @@ VARIANTS: dict[str, tuple[str, dict, dict, str | None]] = {
 #: Retrieval-time processing measured on and off for every learned model (item 3 of the
 #: quality issue): the same trained weights, only the processing of the codes changes.
 POSTS = {"raw": "", "l2": "center,l2", "whiten": "center,whiten,l2", "flip": "flip,center,l2",
-         "flip+whiten": "flip,center,whiten,l2"}
+         "flip+whiten": "flip,center,whiten,l2", "flip+whiten0.5": "flip,center,whiten=0.5,l2"}
 
 
 def post_of(name: str) -> str:

@@ -11,8 +11,10 @@ from imgsearch.methods.postprocess import (
     Processed,
     database_side_augmentation,
     parse,
+    processed,
     shrinkage,
     unwrap,
+    whiten_power,
 )
 
 
@@ -33,6 +35,39 @@ def test_parse_orders_steps_and_refuses_unknown_ones():
     assert parse("none") == () and parse("") == ()
     with pytest.raises(ConfigMismatch, match="unknown post-processing sharpen"):
         parse("sharpen")
+
+
+def test_whitening_power_is_parsed_checked_and_written_back():
+    assert parse("flip,whiten=0.5,l2") == ("flip", "whiten", "l2")
+    assert whiten_power("flip,whiten=0.5,l2") == 0.5 and whiten_power("whiten") == 1.0
+    assert whiten_power("center,l2") == 1.0  # no whitening: the power is never used
+    for bad in ("whiten=2", "whiten=-0.1", "whiten=half"):
+        with pytest.raises(ConfigMismatch, match="power is a number in 0..1"):
+            parse(bad)
+    with pytest.raises(ConfigMismatch, match="only whiten takes a value"):
+        parse("l2=1")
+    emb = processed(PCAEmbedder(4, 12), "l2, whiten=0.25 ,center")
+    assert isinstance(emb, Processed) and emb.spec == "center,whiten=0.25,l2"
+    assert processed(PCAEmbedder(4, 12), "none").__class__ is PCAEmbedder
+
+
+def test_partial_whitening_scales_each_axis_by_a_power_of_its_variance():
+    """Power P: the variance v of each principal axis is divided by its shrunk variance to
+    the power P (P = 1: the whitening; P = 0: a rotation, the variances kept)."""
+    x = data()
+    raw = PCAEmbedder(4, 12)
+    raw.fit(lambda: iter([x]), len(x))
+    vals = np.sort(np.linalg.eigvalsh(np.cov(raw.encode(x).astype(np.float64), rowvar=False)))
+    shrunk = vals + shrinkage(400, 12) * vals.mean()
+    for power in (0.0, 0.5, 1.0):
+        emb = processed(PCAEmbedder(4, 12), f"center,whiten={power}")
+        emb.fit(lambda: iter([x[:200], x[200:]]), len(x))
+        got = np.sort(np.linalg.eigvalsh(np.cov(emb.encode(x).astype(np.float64), rowvar=False)))
+        np.testing.assert_allclose(got, np.sort(vals / shrunk ** power), rtol=2e-3, atol=1e-6)
+    half = processed(PCAEmbedder(4, 12), "center,whiten=0.5,l2")
+    half.fit(lambda: iter([x]), len(x))
+    full = fitted(("center", "whiten", "l2"), x)
+    assert not np.allclose(half.encode(x[:9]), full.encode(x[:9]), atol=1e-3)
 
 
 def test_whitening_scales_each_axis_by_its_shrunk_variance_and_l2_unit_length():
@@ -64,6 +99,13 @@ def test_saved_with_the_method_and_loaded_back(tmp_path):
     again = open_embedder("pca", tmp_path, IndexConfig(input_size=8, pixel_size=4, code_dim=12))
     assert isinstance(again, Processed) and again.steps == ("center", "whiten", "l2")
     np.testing.assert_allclose(again.encode(x[:9]), emb.encode(x[:9]), atol=1e-5)
+    half = processed(PCAEmbedder(4, 12), "center,whiten=0.5,l2")
+    half.fit(lambda: iter([x]), len(x))
+    half.save(tmp_path / "half")
+    back = open_embedder("pca", tmp_path / "half", IndexConfig(input_size=8, pixel_size=4,
+                                                                code_dim=12))
+    assert back.spec == "center,whiten=0.5,l2"
+    np.testing.assert_allclose(back.encode(x[:9]), half.encode(x[:9]), atol=1e-5)
     plain = tmp_path / "plain"
     PCAEmbedder(4, 12, emb.inner.mean, emb.inner.components).save(plain)
     assert isinstance(open_embedder("pca", plain, IndexConfig(input_size=8, pixel_size=4)),

@@ -36,7 +36,7 @@ def test_evaluate_fashion_mnist_quick(tmp_path):
     assert main == ["pixels", "pca", "phash", "ae-plain", "vae"]
     ablation = [r["method"] for r in data["rows"] if r["method"].startswith("vae [")]
     assert ablation == ["vae [raw]", "vae [l2]", "vae [whiten]", "vae [flip]",
-                        "vae [flip+whiten]"]  # the same weights, each processing
+                        "vae [flip+whiten]", "vae [flip+whiten0.5]"]  # the same weights
     assert data["meta"]["database"] == 600 and data["meta"]["queries"] == 100
     for row in data["rows"]:
         for metric in ("P@1", "P@10", "P@100", "mAP@100", "10-NN accuracy"):

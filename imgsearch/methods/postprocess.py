@@ -11,6 +11,13 @@ sample covariance of few codes overstates the spread of the top axes and underst
 Ledoit & Wolf, "A well-conditioned estimator for large-dimensional covariance matrices", J.
 Multivariate Anal. 2004), so a collection of fewer images than dimensions is whitened gently
 and a large one fully), and ``l2`` (unit length: L2 distance then ranks as cosine similarity does).
+
+``whiten=P`` whitens partly: each principal axis is scaled by its variance to the power -P/2,
+so P = 1 is the whitening above (``whiten`` alone) and P = 0 only rotates. Full whitening
+gives the directions that separate near neighbours as much say as those that separate
+categories, which buys the top of a ranking and mixes the categories further down; a power
+between keeps both (docs/RESULTS.md, issue 23: on Fashion-MNIST P = 0.5 keeps full
+whitening's P@10 and lifts the whole-ranking mAP from 0.32 to 0.49).
 """
 
 from __future__ import annotations
@@ -33,14 +40,51 @@ MAX_FIT = 20_000  # codes sampled to fit the mean and the whitening
 EPS = 1e-2  # whitening: eigenvalues below this fraction of the mean eigenvalue are floored
 
 
-def parse(spec: str) -> tuple[str, ...]:
-    """"center,whiten,l2" -> the steps, in their fixed order; "none" or "" -> none."""
-    names = {s.strip() for s in spec.split(",") if s.strip() and s.strip() != "none"}
-    unknown = sorted(names - set(STEPS))
+def _tokens(spec: str) -> dict[str, str]:
+    """"center,whiten=0.5,l2" -> {step: its value or ""}; unknown steps refused."""
+    out = {}
+    for token in (t.strip() for t in spec.split(",")):
+        if token and token != "none":
+            name, _, value = token.partition("=")
+            out[name.strip()] = value.strip()
+    unknown = sorted(set(out) - set(STEPS))
     if unknown:
         raise ConfigMismatch(f"unknown post-processing {', '.join(unknown)}; choose from "
-                             f"{', '.join(STEPS)} or none")
+                             f"{', '.join(STEPS)} (whiten=P for a power P in 0..1) or none")
+    if any(v for k, v in out.items() if k != "whiten"):
+        raise ConfigMismatch(f"post-processing {spec!r}: only whiten takes a value (whiten=P)")
+    return out
+
+
+def parse(spec: str) -> tuple[str, ...]:
+    """"center,whiten,l2" -> the steps, in their fixed order; "none" or "" -> none."""
+    names = _tokens(spec)
+    whiten_power(spec)  # a bad power is refused with the rest
     return tuple(s for s in STEPS if s in names)
+
+
+def whiten_power(spec: str) -> float:
+    """The whitening power of ``spec``: P of "whiten=P", 1.0 for "whiten" alone."""
+    value = _tokens(spec).get("whiten") or "1"
+    try:
+        power = float(value)
+    except ValueError:
+        power = -1.0
+    if not 0.0 <= power <= 1.0:
+        raise ConfigMismatch(f"post-processing whiten={value}: the power is a number in 0..1")
+    return power
+
+
+def spec_of(steps: tuple[str, ...], power: float = 1.0) -> str:
+    """The spec string of ``steps`` (the inverse of parse and whiten_power)."""
+    return ",".join(f"whiten={power:g}" if s == "whiten" and power != 1.0 else s
+                    for s in steps) or "none"
+
+
+def processed(inner: Embedder, spec: str) -> Embedder:
+    """``inner`` with the post-processing ``spec``, not yet fitted; ``inner`` if it is none."""
+    steps = parse(spec)
+    return Processed(inner, steps, power=whiten_power(spec)) if steps else inner
 
 
 def shrinkage(n: int, d: int) -> float:
@@ -51,13 +95,18 @@ def shrinkage(n: int, d: int) -> float:
 
 
 class Processed(Embedder):
-    """An embedder whose codes go through the post-processing ``steps``."""
+    """An embedder whose codes go through the post-processing ``steps`` (``power``: of the
+    whitening, 1 for full)."""
 
     def __init__(self, inner: Embedder, steps: tuple[str, ...], mean: np.ndarray | None = None,
-                 proj: np.ndarray | None = None):
-        self.inner, self.steps = inner, steps
+                 proj: np.ndarray | None = None, power: float = 1.0):
+        self.inner, self.steps, self.power = inner, steps, power
         self.name, self.dim = inner.name, inner.dim
         self.mean, self.proj = mean, proj  # (dim,), (dim, dim)
+
+    @property
+    def spec(self) -> str:
+        return spec_of(self.steps, self.power)
 
     def raw(self, images: np.ndarray) -> np.ndarray:
         """The inner codes, averaged with the mirror image's when ``flip`` is a step."""
@@ -86,8 +135,8 @@ class Processed(Embedder):
             scale = max(vals.mean(), 1e-12)
             vals = np.maximum(vals, 0) + shrinkage(len(codes), d) * scale
             vals = np.maximum(vals, EPS * scale)
-            self.proj = vecs / np.sqrt(vals)  # (dim, dim): columns are the scaled axes
-        LOG.info("post-processing %s fitted on %d codes", ",".join(self.steps), len(codes))
+            self.proj = vecs / vals ** (self.power / 2)  # (dim, dim): the scaled axes
+        LOG.info("post-processing %s fitted on %d codes", self.spec, len(codes))
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         codes = self.raw(images)
@@ -102,7 +151,7 @@ class Processed(Embedder):
     def save(self, folder: Path) -> None:
         self.inner.save(folder)
         with replacing(Path(folder) / FILE) as tmp, open(tmp, "wb") as f:
-            np.savez(f, steps=np.array(self.steps, dtype="U8"),
+            np.savez(f, steps=np.array(self.steps, dtype="U8"), power=self.power,
                      mean=self.mean if self.mean is not None else np.zeros(0),
                      proj=self.proj if self.proj is not None else np.zeros((0, 0)))
 
@@ -115,10 +164,12 @@ class Processed(Embedder):
         try:
             with np.load(path, allow_pickle=False) as f:
                 steps, mean, proj = tuple(str(s) for s in f["steps"]), f["mean"], f["proj"]
+                power = float(f["power"]) if "power" in f.files else 1.0  # before issue 23
         except Exception as e:  # numpy/zipfile raise many types for a bad file
             raise IndexFileError(f"post-processing file {path} is unreadable; re-run "
                                  "`imgsearch index PHOTOS_DIR --rebuild`") from e
-        return Processed(inner, steps, mean if mean.size else None, proj if proj.size else None)
+        return Processed(inner, steps, mean if mean.size else None, proj if proj.size else None,
+                         power)
 
 
 def unwrap(embedder: Embedder) -> Embedder:
