@@ -820,8 +820,8 @@ def train_cmd(
     augment: Annotated[str | None, typer.Option(
         help="Edits for the views: auto, photo or small (grey or small images).")] = None,
     post: Annotated[str | None, typer.Option(
-        help="Retrieval-time processing of the codes, any of flip,center,whiten,l2, or "
-             "none.")] = None,
+        help="Retrieval-time processing of the codes, any of flip,center,whiten,l2 "
+             "(whiten=P: partly, P in 0..1), or none.")] = None,
     beta: Annotated[float | None, typer.Option(
         help="VAE: weight of the KL term (beta-VAE); with --kl tc, of the total "
              "correlation.")] = None,

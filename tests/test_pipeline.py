@@ -41,6 +41,9 @@ def test_first_run_fits_baselines_and_trains_the_learned_method(small, photo_dir
     phases = {c[0] for c in calls}
     assert {"ingest", "encode pixels", "encode pca", "train ae", "encode ae"} <= phases
     assert all(done <= total for _, done, total, _ in calls if total is not None)
+    from imgsearch.build import load_method
+
+    assert load_method(small, "ae").embedder.spec == "flip,center,whiten=0.5,l2"  # saved
 
 
 def test_second_run_syncs_only_what_changed(small, photo_dir):

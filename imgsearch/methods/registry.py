@@ -42,10 +42,8 @@ INVARIANT = MappingProxyType({"invariance": "vicreg", "invariance_weight": 1.0})
 #: ...which `ae` (issue 23) changes so that its decoder really reconstructs: the two views are
 #: only encoded, for the invariance term at a hundredth of its weight, and the clean image is
 #: reconstructed from itself by a decoder with a residual convolution before each
-#: deconvolution. Against the recipe before (docs/RESULTS.md, issue 23, fourth round):
-#: Fashion-MNIST at the 15-minute budget P@10 0.8615 against 0.8573 and 20.7 dB against 14.4;
-#: versions mAP 0.925 against 0.914; copy detection recall@1 0.921 against 0.928; a
-#: training step 1.3 times as long.
+#: deconvolution (measured against the recipe before in docs/RESULTS.md, issue 23, fourth
+#: round).
 RECONSTRUCTING = MappingProxyType({**INVARIANT, "invariance_weight": 0.01,
                                    "view_reconstruction": False, "clean_weight": 1.0,
                                    "decoder_refine": 1})
