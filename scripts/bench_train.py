@@ -37,8 +37,9 @@ HOST = {"data_on_device": "never"}
 HELD = {"data_on_device": "always"}
 
 
-def settings(cuda: bool, batch: int) -> list[tuple[str, dict, dict]]:
-    """(name, train settings, model settings); the first is the loop as it was."""
+def settings(cuda: bool, batch: int, kind: str) -> list[tuple[str, dict, dict]]:
+    """(name, train settings, model settings) for model ``kind``; the first is the loop as it
+    was, the last on the CPU the method's own settings, as `imgsearch index` trains it."""
     if not cuda:
         fp32 = {"amp": False, "channels_last": False}  # the CPU loop before issue 22
         recipe = {"invariance": "vicreg"}  # the default `ae` recipe: two views a step
@@ -48,7 +49,8 @@ def settings(cuda: bool, batch: int) -> list[tuple[str, dict, dict]]:
                  recipe),
                 ("two views, channels_last", {**HELD, "amp": False}, recipe),
                 ("two views, channels_last + bf16 autocast (issue 22)", {**HELD}, recipe),
-                ("the registry's recipe today, channels_last + bf16", {**HELD}, "registry")]
+                ("the registry's recipe today, channels_last + bf16", {**HELD},
+                 dict(methods.get(kind).settings))]
     old = {"amp": True, "channels_last": True, "batch_size": 64}
     return [("host images, batch 64 (the loop as it was)", {**HOST, **old}, {}),
             ("images on the GPU, batch 64", {**HELD, **old}, {}),
@@ -65,8 +67,6 @@ def measure(kind: str, size: int, batch: int, steps: int, warmup: int, extra: di
     batch = extra.pop("batch_size", batch)
     data = ArraySource(np.random.default_rng(0).integers(0, 256, (batch * 8, size, size, 3),
                                                          np.uint8))
-    if model == "registry":  # the method's own settings, as `imgsearch index` trains it
-        model = dict(methods.get(kind).settings)
     cfg = (AEConfig if kind == "ae" else VAEConfig)(input_size=size, **model)
     tcfg = TrainConfig(epochs=10**6, min_steps=0, max_minutes=0, max_steps=steps,
                        batch_size=batch, val_fraction=0.0, schedule="constant", **extra)
@@ -100,7 +100,7 @@ def main() -> None:
     rows = []
     for kind in args.models.split(","):
         base = None
-        for name, extra, model in settings(cuda, args.batch_size):
+        for name, extra, model in settings(cuda, args.batch_size, kind):
             rate = measure(kind, args.input_size, args.batch_size, args.steps, args.warmup,
                            dict(extra), model)
             base = base or rate

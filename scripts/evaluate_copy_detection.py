@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 from recipes import POSTS, VARIANTS, configs, post_of
+from report import beside
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgsearch.datasets import distinct_photos, generated_photos, photo_files
@@ -323,9 +324,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
 def write_tables(rows: list[dict], meta: dict, out: Path) -> str:
     """Write OUT.md and OUT-recall.png; return the markdown."""
     table = markdown(rows, meta)
-    out.with_name(out.name + ".md").write_text(table)
+    beside(out, ".md").write_text(table)
     plot_recall([r for r in rows if "[" not in r["method"]], meta["edits"],
-                out.with_name(out.name + "-recall.png"))
+                beside(out, "-recall.png"))
     return table
 
 
@@ -510,8 +511,8 @@ def main() -> None:
             "command": " ".join(sys.argv)}
     print(write_tables(rows, meta, args.out))
     plot_edits(open_upright(files[0], 480), args.seed,
-               args.out.with_name(args.out.name + "-edits.png"))
-    args.out.with_name(args.out.name + ".json").write_text(
+               beside(args.out, "-edits.png"))
+    beside(args.out, ".json").write_text(
         json.dumps({"meta": meta, "rows": rows}, indent=1))
 
 

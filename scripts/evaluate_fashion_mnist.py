@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from recipes import POSTS, VARIANTS, configs, post_of
+from report import beside
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgsearch.datasets import Split, fashion_mnist
@@ -326,15 +327,15 @@ def main() -> None:
             "command": " ".join(sys.argv)}
     table = markdown(rows, meta)
     print(table)
-    args.out.with_name(args.out.name + ".md").write_text(table)
-    plot(rows, args.out.with_name(args.out.name + "-precision.png"))
+    beside(args.out, ".md").write_text(table)
+    plot(rows, beside(args.out, "-precision.png"))
     if best_learned(rows) and any(r["method"] == "pixels" for r in rows):
-        plot_neighbours(rows, train, test, args.out.with_name(args.out.name + "-neighbours.png"))
+        plot_neighbours(rows, train, test, beside(args.out, "-neighbours.png"))
     if args.tsne:
-        plot_tsne(rows, test.labels, args.out.with_name(args.out.name + "-tsne.png"))
+        plot_tsne(rows, test.labels, beside(args.out, "-tsne.png"))
     for r in rows:
         r.pop("codes_sample", None)
-    args.out.with_name(args.out.name + ".json").write_text(
+    beside(args.out, ".json").write_text(
         json.dumps({"meta": meta, "rows": rows}, indent=1))
 
 

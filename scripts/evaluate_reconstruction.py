@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from recipes import VARIANTS, configs
+from report import beside
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgsearch.datasets import distinct_photos, generated_photos, photo_files
@@ -109,12 +110,12 @@ def main() -> None:
     md = "\n".join(table) + (f"\n\n{len(test)} held-out photos of {len(files)} ({source}), "
                              f"{len(train)} trained on.\n")
     print(md)
-    args.out.with_name(args.out.name + ".md").write_text(md)
-    args.out.with_name(args.out.name + ".json").write_text(
+    beside(args.out, ".md").write_text(md)
+    beside(args.out, ".json").write_text(
         json.dumps({"meta": meta, "rows": rows}, indent=1))
     from imgsearch.viz import image_grid, save_png
 
-    save_png(image_grid(shown), args.out.with_name(args.out.name + ".png"))
+    save_png(image_grid(shown), beside(args.out, ".png"))
 
 
 if __name__ == "__main__":

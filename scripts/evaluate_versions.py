@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageEnhance
+from report import beside
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgsearch.build import load_method
@@ -191,8 +192,8 @@ def main() -> None:
             "training": overrides,
             "command": " ".join(sys.argv)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_name(args.out.name + ".md").write_text(table)
-    args.out.with_name(args.out.name + ".json").write_text(
+    beside(args.out, ".md").write_text(table)
+    beside(args.out, ".json").write_text(
         json.dumps({"meta": meta, "results": results}, indent=1))
 
 

@@ -16,13 +16,19 @@ from pathlib import Path
 import numpy as np
 
 
+def beside(out: Path, suffix: str) -> Path:
+    """OUT with ``suffix`` added to its name ("-recall.png", ".json"), a dot in the name kept
+    (``with_suffix`` would cut "results-w0.01" at its dot)."""
+    return out.with_name(out.name + suffix)
+
+
 def write_report(out: Path, text: str, data: dict, table: str = ".txt", indent: int = 1
                  ) -> None:
     """OUT.txt (or ``table``: ".md") holding ``text`` and OUT.json holding ``data``, with the
     command that made them."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_name(out.name + table).write_text(text.rstrip("\n") + "\n")
-    out.with_name(out.name + ".json").write_text(json.dumps({**data, "command": " ".join(sys.argv)},
+    beside(out, table).write_text(text.rstrip("\n") + "\n")
+    beside(out, ".json").write_text(json.dumps({**data, "command": " ".join(sys.argv)},
                                                    indent=indent))
 
 
