@@ -16,8 +16,9 @@ and a large one fully), and ``l2`` (unit length: L2 distance then ranks as cosin
 so P = 1 is the whitening above (``whiten`` alone) and P = 0 only rotates. Full whitening
 gives the directions that separate near neighbours as much say as those that separate
 categories, which buys the top of a ranking and mixes the categories further down; a power
-between keeps both (docs/RESULTS.md, issue 23: on Fashion-MNIST P = 0.5 keeps full
-whitening's P@10 and lifts the whole-ranking mAP from 0.32 to 0.49).
+between can keep both (docs/RESULTS.md, issue 23, fifth round: for `ae`'s codes on
+Fashion-MNIST P = 0.5 keeps full whitening's P@10 and lifts the whole-ranking mAP from 0.32 to
+0.49; for codes trained with a strong invariance term it costs the top).
 """
 
 from __future__ import annotations
