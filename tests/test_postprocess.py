@@ -42,7 +42,7 @@ def test_whitening_power_is_parsed_checked_and_written_back():
     assert whiten_power("flip,whiten=0.5,l2") == 0.5 and whiten_power("whiten") == 1.0
     assert whiten_power("center,l2") == 1.0  # no whitening: the power is never used
     for bad in ("whiten=2", "whiten=-0.1", "whiten=half"):
-        with pytest.raises(ConfigMismatch, match="power is a number in 0..1"):
+        with pytest.raises(ConfigMismatch, match=r"power is a number in 0\.\.1"):
             parse(bad)
     with pytest.raises(ConfigMismatch, match="only whiten takes a value"):
         parse("l2=1")
