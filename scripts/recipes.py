@@ -39,6 +39,9 @@ VARIANTS: dict[str, tuple[str, dict, dict, str | None]] = {
     "ae-before23": before(),  # the default until issue 23's fourth round
     # the default's weights with full whitening (the default until issue 23's fifth round)
     "ae-full-whitening": ("ae", {}, {}, FULL_WHITENING),
+    # the default with a quarter of the code free of the invariance term (issue 23, sixth
+    # round): the head reads the first 192 of the 256 dimensions
+    "ae-split192": ("ae", {"invariant_dims": 192}, {}, None),
     "vae": ("vae", {}, {}, None),
     # the reference: reconstruction alone, no retrieval-time processing (the old default)
     "ae-plain": before({"invariance": "none"}, {"augment": "auto"}, ""),

@@ -143,3 +143,20 @@ def test_byol_views_loss_pulls_each_view_towards_the_others_target():
     assert byol_views_loss(-Z1, Z1, [], t1, t2).item() == pytest.approx(0.0, abs=1e-6)
     # a small crop agreeing with one view and opposite to the other: pulls 0 and 4
     assert byol_views_loss(-Z1, Z1, [Z1], t1, t2).item() == pytest.approx((0 + 0 + 0 + 4) / 4)
+
+
+def test_a_split_code_leaves_its_free_part_out_of_the_invariance_term():
+    from imgsearch.models.invariance import head
+
+    proj = head(InvarianceConfig(invariance="vicreg", projector=(16, 8), invariant_dims=4), 6)
+    assert proj.sees == 4 and proj.net[0].in_features == 4
+    code = torch.randn(5, 6, requires_grad=True)
+    z = proj(code)
+    z.sum().backward()
+    assert code.grad[:, :4].abs().sum() > 0
+    assert torch.equal(code.grad[:, 4:], torch.zeros(5, 2))  # the free part gets no gradient
+    assert head(InvarianceConfig(invariance="vicreg"), 6).sees == 6  # 0: the whole code
+    with pytest.raises(ValueError):
+        head(InvarianceConfig(invariance="vicreg", invariant_dims=7), 6)
+    with pytest.raises(ValueError):
+        InvarianceConfig(invariant_dims=-1)

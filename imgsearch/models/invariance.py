@@ -33,7 +33,13 @@ class InvarianceConfig:
     ``local_views`` small crops of each image are encoded beside the two views and pulled
     towards both (multi-crop, Caron et al. 2020); ``byol`` pulls each view's predicted
     projection towards the other view's projection by a slowly moving average of the model
-    (``ema``) instead of a loss over the batch (Grill et al. 2020)."""
+    (``ema``) instead of a loss over the batch (Grill et al. 2020).
+
+    ``invariant_dims`` (0: the whole code) lets the head see only the code's first dimensions,
+    so the rest is free of the invariance term and holds what reconstruction alone asks for:
+    a code split into an invariant part and a free one (as the shared and exclusive parts of
+    Gonzalez-Garcia et al., "Image-to-image translation for cross-domain disentanglement",
+    NeurIPS 2018)."""
 
     invariance: str = "none"  # none | vicreg | infonce | byol
     invariance_weight: float = 1.0
@@ -44,6 +50,7 @@ class InvarianceConfig:
     temperature: float = 0.1  # infonce
     local_views: int = 0  # small crops per image beside the two views (0: none)
     ema: float = 0.99  # byol: the target's first momentum, raised to 1 along a cosine
+    invariant_dims: int = 0  # the code's first dimensions the head sees (0: all of them)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "projector", tuple(self.projector))  # JSON gives lists
@@ -51,9 +58,10 @@ class InvarianceConfig:
             raise ValueError(f"invariance must be one of {INVARIANCES}, "
                              f"got {self.invariance!r}")
         if (self.invariance_weight < 0 or self.koleo_weight < 0 or self.clean_weight < 0
-                or self.temperature <= 0 or self.local_views < 0 or not 0 <= self.ema < 1):
-            raise ValueError("invariance and KoLeo weights and local views must be 0 or more, "
-                             "temperature positive, ema in [0, 1)")
+                or self.temperature <= 0 or self.local_views < 0 or not 0 <= self.ema < 1
+                or self.invariant_dims < 0):
+            raise ValueError("invariance and KoLeo weights, local views and invariant_dims "
+                             "must be 0 or more, temperature positive, ema in [0, 1)")
         if not self.view_reconstruction and self.invariance != "none" and not self.clean_weight:
             raise ValueError("without view_reconstruction, clean_weight must be positive: "
                              "nothing would be reconstructed")
@@ -75,13 +83,15 @@ class Projector(nn.Module):
     SimCLR's projection head); with ``predict``, BYOL's predictor after it, an MLP of the
     same shape from the projection to the projection's width."""
 
-    def __init__(self, code_dim: int, widths: tuple[int, ...], predict: bool = False):
+    def __init__(self, code_dim: int, widths: tuple[int, ...], predict: bool = False,
+                 sees: int | None = None):
         super().__init__()
-        self.net = _mlp(code_dim, widths)
+        self.sees = sees or code_dim  # the code's first dimensions the head reads
+        self.net = _mlp(self.sees, widths)
         self.predictor = _mlp(widths[-1], (widths[0], widths[-1])) if predict else None
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
-        return self.net(code)  # (B, widths[-1])
+        return self.net(code[:, :self.sees])  # (B, D) -> (B, widths[-1])
 
     def predict(self, projected: torch.Tensor) -> torch.Tensor:
         return self.predictor(projected)  # (B, widths[-1])
@@ -91,7 +101,11 @@ def head(cfg: InvarianceConfig, code_dim: int) -> Projector | None:
     """The invariance term's head of a model with these settings (None without the term)."""
     if cfg.invariance == "none":
         return None
-    return Projector(code_dim, cfg.projector, predict=cfg.invariance == "byol")
+    if cfg.invariant_dims > code_dim:
+        raise ValueError(f"invariant_dims {cfg.invariant_dims} is more than the code's "
+                         f"{code_dim} dimensions")
+    return Projector(code_dim, cfg.projector, predict=cfg.invariance == "byol",
+                     sees=cfg.invariant_dims or None)
 
 
 class VICRegLoss(NamedTuple):
