@@ -797,6 +797,9 @@ def train_cmd(
         help="Small crops of each image pulled towards its two views (multi-crop).")] = None,
     clean_weight: Annotated[float | None, typer.Option(
         help="Weight of reconstructing the clean image from itself beside the views.")] = None,
+    invariant_dims: Annotated[int | None, typer.Option(
+        help="The invariance term sees only the code's first N dimensions; the rest are "
+             "free for reconstruction (0: the whole code).")] = None,
     view_reconstruction: Annotated[bool | None, typer.Option(
         "--view-reconstruction/--no-view-reconstruction",
         help="Each view reconstructs the clean image (off: the views are only encoded, and "
@@ -880,6 +883,7 @@ def train_cmd(
                           unpool=unpool, beta=beta, invariance=invariance,
                           invariance_weight=invariance_weight, koleo_weight=koleo, kl=kl,
                           local_views=local_views, clean_weight=clean_weight,
+                          invariant_dims=invariant_dims,
                           view_reconstruction=view_reconstruction,
                           decoder_refine=decoder_refine, decoder_linear=decoder_linear,
                           encoder_refine=encoder_refine, widths=parse_widths(widths),

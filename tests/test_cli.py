@@ -315,7 +315,7 @@ def test_train_takes_the_issue_23_settings(small):
     result = run("train", "--index", small, "--model", "ae", "--epochs", 1, "--min-steps", 0,
                  "--invariance", "byol", "--local-views", 1, "--clean-weight", 2.0,
                  "--no-view-reconstruction", "--decoder-refine", 1, "--decoder-linear",
-                 "--encoder-refine", 1, "--widths", "8,16,16,16")
+                 "--encoder-refine", 1, "--widths", "8,16,16,16", "--invariant-dims", 4)
     assert result.exit_code == 0, result.output
     import torch
 
@@ -323,7 +323,8 @@ def test_train_takes_the_issue_23_settings(small):
     assert (config["invariance"], config["local_views"], config["clean_weight"],
             config["view_reconstruction"], config["decoder_refine"],
             config["decoder_linear"], config["encoder_refine"],
-            list(config["widths"])) == ("byol", 1, 2.0, False, 1, True, 1, [8, 16, 16, 16])
+            list(config["widths"]), config["invariant_dims"]) == (
+        "byol", 1, 2.0, False, 1, True, 1, [8, 16, 16, 16], 4)
     # (no-view-reconstruction and decoder-refine 1 are the recipe's own: the run below turns
     # them off, so that each option is seen to reach the config)
     # the default recipe's settings (issue 23) can each be turned back to the old recipe's
@@ -339,3 +340,5 @@ def test_train_takes_the_issue_23_settings(small):
     bad = run("train", "--index", small, "--model", "ae", "--fresh", "--no-view-reconstruction",
               "--clean-weight", 0)
     assert bad.exit_code == 1 and "clean_weight must be positive" in bad.stderr
+    wide = run("train", "--index", small, "--model", "ae", "--fresh", "--invariant-dims", 100000)
+    assert wide.exit_code == 1 and "invariant_dims 100000 is more than the code's" in wide.stderr
