@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from imgsearch.models.autoencoder import AEConfig
 from imgsearch.models.invariance import (
     InvarianceConfig,
     Projector,
@@ -13,6 +14,7 @@ from imgsearch.models.invariance import (
     byol_views_loss,
     ema_momentum,
     ema_update,
+    head,
     info_nce,
     invariance_loss,
     koleo,
@@ -146,8 +148,6 @@ def test_byol_views_loss_pulls_each_view_towards_the_others_target():
 
 
 def test_a_split_code_leaves_its_free_part_out_of_the_invariance_term():
-    from imgsearch.models.invariance import head
-
     proj = head(InvarianceConfig(invariance="vicreg", projector=(16, 8), invariant_dims=4), 6)
     assert proj.sees == 4 and proj.net[0].in_features == 4
     code = torch.randn(5, 6, requires_grad=True)
@@ -156,7 +156,7 @@ def test_a_split_code_leaves_its_free_part_out_of_the_invariance_term():
     assert code.grad[:, :4].abs().sum() > 0
     assert torch.equal(code.grad[:, 4:], torch.zeros(5, 2))  # the free part gets no gradient
     assert head(InvarianceConfig(invariance="vicreg"), 6).sees == 6  # 0: the whole code
-    with pytest.raises(ValueError):
-        head(InvarianceConfig(invariance="vicreg", invariant_dims=7), 6)
+    with pytest.raises(ValueError, match="invariant_dims 7 is more than the code's 6"):
+        AEConfig(invariance="vicreg", code_dim=6, invariant_dims=7)  # refused with its config
     with pytest.raises(ValueError):
         InvarianceConfig(invariant_dims=-1)

@@ -64,6 +64,9 @@ class TrunkConfig(InvarianceConfig):
         for name in ("decoder_refine", "encoder_refine"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if self.invariant_dims > self.code_dim:
+            raise ValueError(f"invariant_dims {self.invariant_dims} is more than the code's "
+                             f"{self.code_dim} dimensions")
 
 
 class Refine(nn.Module):

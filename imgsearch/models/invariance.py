@@ -84,9 +84,9 @@ class Projector(nn.Module):
     same shape from the projection to the projection's width."""
 
     def __init__(self, code_dim: int, widths: tuple[int, ...], predict: bool = False,
-                 sees: int | None = None):
+                 sees: int = 0):
         super().__init__()
-        self.sees = sees or code_dim  # the code's first dimensions the head reads
+        self.sees = sees or code_dim  # the code's first dimensions the head reads (0: all)
         self.net = _mlp(self.sees, widths)
         self.predictor = _mlp(widths[-1], (widths[0], widths[-1])) if predict else None
 
@@ -101,11 +101,8 @@ def head(cfg: InvarianceConfig, code_dim: int) -> Projector | None:
     """The invariance term's head of a model with these settings (None without the term)."""
     if cfg.invariance == "none":
         return None
-    if cfg.invariant_dims > code_dim:
-        raise ValueError(f"invariant_dims {cfg.invariant_dims} is more than the code's "
-                         f"{code_dim} dimensions")
     return Projector(code_dim, cfg.projector, predict=cfg.invariance == "byol",
-                     sees=cfg.invariant_dims or None)
+                     sees=cfg.invariant_dims)
 
 
 class VICRegLoss(NamedTuple):
