@@ -389,7 +389,7 @@ def query_cmd(
             hits = searcher.search_query(images, max(k, VERIFY_TOP) if verify else k, margin,
                                          turns=verify)
             if verify:
-                from .matching import load_features
+                from .copies.matching import load_features
 
                 hits = verify_hits(load_features(image), hits, k)
             pixels = images[0]  # the whole query, for the montage
@@ -488,7 +488,7 @@ def check_cmd(
     """
     from dataclasses import asdict
 
-    from .verify import check
+    from .integrity import check
 
     with user_errors():
         ws = workspace.Workspace.open(index)
@@ -563,7 +563,8 @@ def duplicates_cmd(
 
     Example: imgsearch duplicates --montage dups/ --move-to ~/duplicates
     """
-    from . import duplicates as dup
+    from .copies import moves as moving
+    from .copies.groups import in_index
 
     with user_errors():
         if as_json and as_csv:
@@ -577,14 +578,14 @@ def duplicates_cmd(
             if undo is not None:
                 if not undo.is_file():
                     raise ImgSearchError(f"move log not found: {undo}")
-                back = dup.undo(undo)
+                back = moving.undo(undo)
                 err.print(f"put back {back} file(s) listed in {undo}", highlight=False)
                 _reindex(ws, wait)
                 return
             with progress_bars() as progress:
-                found = dup.in_index(ws, method or ws.preferred_method(), given, times,
-                                     verify=verify, keep=keep, progress=progress)
-            moves = (dup.plan_moves(found.groups, ws.catalog.root or "/", move_to)
+                found = in_index(ws, method or ws.preferred_method(), given, times,
+                                 verify=verify, keep=keep, progress=progress)
+            moves = (moving.plan_moves(found.groups, ws.catalog.root or "/", move_to)
                      if move_to is not None else [])
         _show_duplicates(found, as_json, as_csv)
         if montage is not None:
@@ -598,9 +599,9 @@ def duplicates_cmd(
             if not yes and not typer.confirm(
                     f"Move {len(moves)} file(s) into {move_to}?", err=True):
                 raise fail("nothing moved", 1)
-            log = dup.new_log(move_to)
+            log = moving.new_log(move_to)
             with user_errors():
-                moved = dup.move(moves, log)
+                moved = moving.move(moves, log)
             err.print(f"moved {moved} file(s) into {move_to}; undo with `imgsearch duplicates "
                       f"--index {index} --undo {log}`", highlight=False, soft_wrap=True)
             with user_errors():

@@ -124,8 +124,8 @@ MIN_REGION_INPUT = 48  # inputs at least this side are searched with regions too
 
 def assess(ws: Workspace, check: SelfCheck | None, embedder, method: str) -> Assessment:
     """The self-check score of ``embedder`` and its duplicate threshold, calibrated on the
-    same held-out images (duplicates.calibrate); nothing without a self-check."""
-    from .duplicates import calibrate
+    same held-out images (copies.calibration.calibrate); nothing without a self-check."""
+    from .copies.calibration import calibrate
 
     if check is None:
         return Assessment()

@@ -53,8 +53,8 @@ def verify_hits(query, hits: list[Hit], k: int, matched: dict | None = None,
     its file)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from . import matching
-    from .verification import file_features
+    from .copies import matching
+    from .copies.verification import file_features
 
     matched = {} if matched is None else matched
     features_of = features_of or (lambda h: file_features(h.path))

@@ -110,7 +110,7 @@ class SelfCheck:
     def codes(self, encode: Callable[[np.ndarray], np.ndarray]
               ) -> tuple[np.ndarray, np.ndarray]:
         """(the database's codes, the copies' codes) as ``encode`` makes them: what the score
-        and the duplicate threshold (duplicates.calibrate) both rest on, encoded once."""
+        and the duplicate threshold (copies.calibration.calibrate) both rest on, encoded once."""
         return (np.asarray(encode(self.database), np.float32),
                 np.asarray(encode(self.queries), np.float32))
 

@@ -7,8 +7,8 @@ names, if that file is still the one indexed (same size and modification time). 
 loaded once and loaded again when a re-index beside the server swaps in a new build; until
 then the last complete build answers.
 
-The review of duplicates moves files (never deletes them) with duplicates.plan_moves and
-duplicates.move, the same rules and log as `imgsearch duplicates --move-to`, and does not
+The review of duplicates moves files (never deletes them) with copies.moves.plan_moves and
+copies.moves.move, the same rules and log as `imgsearch duplicates --move-to`, and does not
 re-index: the page tells the user to run `imgsearch index`. Until then a moved photo is left
 out of the groups because its file is gone.
 
@@ -23,7 +23,7 @@ out of the groups because its file is gone.
     POST /api/duplicates/move   {"ids", "to", "method", "threshold"}: move non-keepers of a
                                 group into folder "to"; answers the move log, for undo
     POST /api/duplicates/undo   {"log"}: put back the files a move log lists
-    POST /api/duplicates/dismiss {"ids"}: mark a group's photos as not duplicates (review.py)
+    POST /api/duplicates/dismiss {"ids"}: mark a group's photos as not duplicates (copies/review.py)
     GET  /api/map               ?method=&n=: 2-D positions of up to n images (t-SNE of codes)
     GET  /thumb/{id}            a JPEG thumbnail, made on first request and cached
 """
@@ -44,15 +44,16 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from . import methods, review
+from . import methods
 from .build import load_method
 from .catalog import INDEXED, Catalog
+from .copies import review
+from .copies.matching import load_features
+from .copies.verification import file_features
 from .errors import ImageLoadError, ImgSearchError
 from .images import DECODE_VERSION, is_raw, named, open_upright, raw_size
-from .matching import load_features
 from .search import VERIFY_TOP, Searcher, query_images, region_margin, verify_hits
 from .store import MethodState, replacing
-from .verification import file_features
 from .workspace import Workspace
 
 LOG = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def _hits(served: Served, hits) -> list[dict]:
 
 def _visible(groups: list, dismissed: set[tuple[int, int]]) -> list:
     """The groups less the photos whose files are gone (moved away since the index was
-    built), and less the groups of which every pair was dismissed (review.py)."""
+    built), and less the groups of which every pair was dismissed (copies/review.py)."""
     out = []
     for g in groups:
         others = tuple(m for m in g.others if os.path.exists(m.path))
@@ -277,7 +278,7 @@ def create_app(index: str | Path) -> FastAPI:
 
     def found_duplicates(method: str | None, threshold: float | None):
         """(the result of ``method``, its groups as the user sees them now)."""
-        from . import duplicates as dup
+        from .copies.groups import in_index
 
         names = served.methods(method)
         if not names:
@@ -286,7 +287,7 @@ def create_app(index: str | Path) -> FastAPI:
             raise HTTPException(400, "duplicates are found by one method: name it, not 'all'")
         m = names[0]
         found = served.derived((m, "dups", threshold),
-                               lambda: dup.in_index(served.ws, m, threshold))
+                               lambda: in_index(served.ws, m, threshold))
         return found, _visible(found.groups, review.dismissed(served.root))
 
     @app.get("/api/duplicates")
@@ -300,7 +301,7 @@ def create_app(index: str | Path) -> FastAPI:
 
     @app.post("/api/duplicates/move")
     def move_duplicates(req: MoveRequest):
-        from . import duplicates as dup
+        from .copies.moves import move, new_log, plan_moves
 
         if not req.to.strip():
             raise HTTPException(400, "choose a folder to move the others into: a full path "
@@ -321,10 +322,10 @@ def create_app(index: str | Path) -> FastAPI:
                                          "duplicates now; reload the page")
             chosen = dataclasses.replace(
                 group, others=tuple(m for m in group.others if m.id in wanted))
-            moves = dup.plan_moves([chosen], served.catalog.root or "/", dest)
-            log = dup.new_log(dest)
+            moves = plan_moves([chosen], served.catalog.root or "/", dest)
+            log = new_log(dest)
             try:
-                moved = dup.move(moves, log)
+                moved = move(moves, log)
             except OSError as e:
                 raise HTTPException(500, f"moving stopped: {e}; the files moved so far go back "
                                          f"with `imgsearch duplicates --undo {log}`") from None
@@ -334,17 +335,17 @@ def create_app(index: str | Path) -> FastAPI:
 
     @app.post("/api/duplicates/undo")
     def undo_move(req: UndoRequest):
-        from . import duplicates as dup
+        from .copies.moves import MOVE_LOG, undo
 
         log = Path(req.log).expanduser()
-        if not log.is_absolute() or not dup.MOVE_LOG.fullmatch(log.name):
+        if not log.is_absolute() or not MOVE_LOG.fullmatch(log.name):
             raise HTTPException(400, f"{req.log!r} is not a move log (a full path to "
                                      "imgsearch-moves-DATE-TIME.jsonl)")
         if not log.is_file():
             raise HTTPException(404, f"move log not found: {log}")
         with served.moving:
             try:
-                back = dup.undo(log)
+                back = undo(log)
             except (ValueError, KeyError, TypeError):
                 raise HTTPException(400, f"{log} is not a move log this version can "
                                          "read") from None

@@ -301,7 +301,8 @@ class MethodState:
     dim: int  # code size
     count: int  # codes held
     selfcheck: float | None = None  # recall@1 of edited held-out copies (selfcheck.py)
-    duplicate_threshold: float | None = None  # code distance calibrated as "a copy" (duplicates.py)
+    # the code distance calibrated as "a copy" (copies/calibration.py)
+    duplicate_threshold: float | None = None
     recall: float | None = None  # recall@10 of the vector index against exact search, at build
     nprobe: int | None = None  # inverted lists a query visits (an inverted file's)
     query_margin: float | None = None  # a query region must beat the whole query by this

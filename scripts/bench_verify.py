@@ -29,7 +29,7 @@ from bench_query import hyperfine
 from report import write_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from imgsearch import matching
+from imgsearch.copies import matching
 from imgsearch.datasets import distinct_photos, photo_files
 from imgsearch.images import load_image, open_upright
 

@@ -56,11 +56,11 @@ from recipes import POSTS, VARIANTS, configs, post_of
 from report import beside
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from imgsearch.copies.matching import load_features
 from imgsearch.datasets import distinct_photos, generated_photos, photo_files
 from imgsearch.evaluate import average_precision, recall_at_k
 from imgsearch.holdout import split
 from imgsearch.images import load_regions, open_upright
-from imgsearch.matching import load_features
 from imgsearch.methods.baselines import PCAEmbedder, PixelsEmbedder
 from imgsearch.methods.postprocess import Processed, database_side_augmentation, processed
 from imgsearch.search import VERIFY_TOP, Hit, verify_hits
@@ -243,7 +243,7 @@ def verified(ranking: np.ndarray, query_features, db_features) -> np.ndarray:
 def margin_of(emb, train: np.ndarray) -> float:
     """The product's query margin for these codes: the median distance of an edited copy to
     its original on the self-check of the training photos (fitting.assess)."""
-    from imgsearch.duplicates import calibrate
+    from imgsearch.copies.calibration import calibrate
 
     positions = list(range(len(train)))
     held = held_positions(len(train)) or positions[: max(2, len(positions) // 10)]

@@ -12,7 +12,7 @@ copies, against pHash grouping at its best threshold; and grouping time and memo
    Hamming distance, joined by the same complete linkage) at every threshold from 0 to 24, and
    its best F1 is reported.
 2. --scale N: grouping N 256-d codes (synthetic: N / 4 photo-like clusters of Gaussian codes
-   with planted near-copies) with `duplicates.find_groups` (a temporary IVF index), timed and
+   with planted near-copies) with `copies.groups.find_groups` (a temporary IVF index), timed and
    its peak memory measured in a child process, against exact k-NN search (IndexFlatL2, what
    an exhaustive comparison costs) on the same codes in the same run.
 
@@ -38,8 +38,16 @@ from PIL import Image
 from report import write_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from imgsearch import duplicates as dup
 from imgsearch.config import IndexConfig
+from imgsearch.copies.candidates import NEIGHBOURS, pairs_within
+from imgsearch.copies.groups import (
+    Group,
+    complete_groups,
+    farthest_l2,
+    find_groups,
+    in_index,
+    live_codes,
+)
 from imgsearch.datasets import distinct_photos, generated_photos, photo_files
 from imgsearch.images import open_upright
 from imgsearch.pipeline import update_index
@@ -178,7 +186,7 @@ def imagededup_hashes(folder: Path, origin: dict[str, int], step: int = 2) -> di
     return out
 
 
-def keeper_share(groups: list[dup.Group]) -> dict:
+def keeper_share(groups: list[Group]) -> dict:
     """Of the groups that hold an original, the share whose keeper is it."""
     with_original = [g for g in groups
                      if any(Path(m.path).name.endswith("-original.jpg")
@@ -193,15 +201,15 @@ def phash_groups(folder: Path, names: list[str], threshold: int) -> list[list[st
     dist = (bits[:, None, :] != bits[None, :, :]).sum(-1)
     i, j = np.nonzero(np.triu(dist <= threshold, 1))
     order = np.argsort(dist[i, j], kind="stable")
-    groups = dup.complete_groups(len(names), i[order], j[order], threshold,
-                                 lambda a, b: float(dist[np.ix_(a, b)].max()))
+    groups = complete_groups(len(names), i[order], j[order], threshold,
+                             lambda a, b: float(dist[np.ix_(a, b)].max()))
     return [[names[x] for x in g] for g in groups]
 
 
 SWEEP = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)  # multiples of a method's default threshold
 
 
-def names_of(groups: list[dup.Group]) -> list[list[str]]:
+def names_of(groups: list[Group]) -> list[list[str]]:
     return [[Path(x.path).name for x in (g.keeper, *g.others)] for g in groups]
 
 
@@ -239,7 +247,7 @@ def mixed(args) -> dict:
     out["verified"] = {}
     for m in ws.built_methods():
         t0 = time.perf_counter()
-        verified = dup.in_index(ws, m)
+        verified = in_index(ws, m)
         out["verified"][m] = {
             **pair_scores(names_of(verified.groups), origin),
             "imagededup_evaluate": dedup_scores(truth_map(origin),
@@ -249,11 +257,11 @@ def mixed(args) -> dict:
             "keeper": keeper_share(verified.groups)}
         print(f"[{m} verified] {out['verified'][m]}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        found = dup.in_index(ws, m, verify=False)
+        found = in_index(ws, m, verify=False)
         seconds = time.perf_counter() - t0
-        _, ids, codes, rows = dup.live_codes(ws, m)  # loaded once for the whole sweep
-        sweep = {x: pair_scores(names_of(dup.find_groups(ids, codes, rows,
-                                                         found.threshold * x)), origin)
+        _, ids, codes, rows = live_codes(ws, m)  # loaded once for the whole sweep
+        sweep = {x: pair_scores(names_of(find_groups(ids, codes, rows,
+                                                     found.threshold * x)), origin)
                  for x in SWEEP}
         best = max(sweep, key=lambda x: sweep[x]["f1"])
         out["methods"][m] = {**pair_scores(names_of(found.groups), origin),
@@ -294,13 +302,13 @@ def _child(n: int, how: str) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     if how == "groups":  # what find_groups does, less joining the catalog rows
-        i, j, _ = dup.pairs_within(codes, 0.2)
-        groups = dup.complete_groups(n, i, j, 0.2, dup.farthest_l2(codes))
+        i, j, _ = pairs_within(codes, 0.2)
+        groups = complete_groups(n, i, j, 0.2, farthest_l2(codes))
         extra = {"groups": len(groups), "pairs": len(i)}
     else:  # exhaustive: exact k-NN of every code
         index = faiss.IndexFlatL2(codes.shape[1])
         index.add(codes)
-        index.search(codes, dup.NEIGHBOURS + 1)
+        index.search(codes, NEIGHBOURS + 1)
         extra = {}
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from imgsearch.copies.calibration import calibrate
 from imgsearch.datasets import fashion_mnist, photo_files
-from imgsearch.duplicates import calibrate
 from imgsearch.holdout import split
 from imgsearch.images import load_image
 from imgsearch.methods.baselines import PCAEmbedder, PixelsEmbedder

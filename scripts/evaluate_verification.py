@@ -1,4 +1,4 @@
-"""Verification by geometry (imgsearch/matching.py), measured: the share of edited copies
+"""Verification by geometry (imgsearch/copies/matching.py), measured: the share of edited copies
 proven the same picture as their original, by edit, and the pairs of distinct photos and of
 same-scene shots wrongly proven so.
 
@@ -30,7 +30,7 @@ from evaluate_duplicates import SECOND
 from report import write_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from imgsearch import matching
+from imgsearch.copies import matching
 from imgsearch.datasets import distinct_photos, photo_files
 from imgsearch.images import open_upright
 

@@ -3,7 +3,7 @@
 Each round changes the photo folder (new, modified, deleted and renamed files, so every run
 has work), starts a real `imgsearch` process, waits for a randomly chosen phase to begin (the
 phase lines of `-v`), sleeps a random fraction of a second and SIGKILLs it. After every kill the
-catalog, pixel cache and every method index must agree (`imgsearch.verify.check`). A final run
+catalog, pixel cache and every method index must agree (`imgsearch.integrity.check`). A final run
 must then leave exactly what a clean run over the same folder leaves: the same catalog rows,
 the same cached pixels, the same codes.
 
@@ -27,7 +27,7 @@ from PIL import Image
 
 from imgsearch.catalog import INDEXED, REMOVED
 from imgsearch.index import VectorIndex
-from imgsearch.verify import check
+from imgsearch.integrity import check
 from imgsearch.workspace import Workspace
 
 from .conftest import PHASES, Watched, imgsearch, pattern

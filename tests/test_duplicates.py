@@ -10,9 +10,13 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from imgsearch import duplicates as dup
 from imgsearch.catalog import Row
 from imgsearch.cli import app
+from imgsearch.copies import candidates
+from imgsearch.copies.calibration import threshold_between
+from imgsearch.copies.candidates import pairs_from, pairs_within, views
+from imgsearch.copies.groups import around_originals, complete_groups, farthest_l2, find_groups
+from imgsearch.copies.keeper import choose_keeper
 
 from .conftest import find
 
@@ -37,24 +41,24 @@ def rows_for(n):
 def test_threshold_sits_between_copies_and_distinct_neighbours():
     copies = np.linspace(0.0, 1.0, 101)  # 95th percentile: 0.95
     distinct = np.linspace(2.0, 4.0, 101)
-    cal = dup.threshold_between(copies, distinct)
+    cal = threshold_between(copies, distinct)
     assert cal.threshold == pytest.approx(0.95) and cal.distinct_within == 0
     assert cal.copies_within == pytest.approx(96 / 101)
-    overlapping = dup.threshold_between(copies, np.linspace(0.7, 3.0, 101))
+    overlapping = threshold_between(copies, np.linspace(0.7, 3.0, 101))
     assert overlapping.threshold == pytest.approx(0.746)  # 2nd percentile of the distinct side
     # the collection's own duplicates (nearest distances under the copies' median) are not
     # taken for distinct images, and the threshold never falls below that median
-    crowded = dup.threshold_between(copies, np.r_[np.zeros(60), np.linspace(2.0, 4.0, 41)])
+    crowded = threshold_between(copies, np.r_[np.zeros(60), np.linspace(2.0, 4.0, 41)])
     assert crowded.threshold == pytest.approx(0.95)
-    assert dup.threshold_between(copies, np.linspace(0.0, 0.6, 50)).threshold == pytest.approx(
+    assert threshold_between(copies, np.linspace(0.0, 0.6, 50)).threshold == pytest.approx(
         0.5, abs=0.01)  # just above the copies' median
 
 
 @pytest.mark.parametrize("exact_max", [100_000, 100])  # exact search, and the IVF path
 def test_planted_groups_are_found_exactly(monkeypatch, exact_max):
-    monkeypatch.setattr(dup, "EXACT_MAX", exact_max)
+    monkeypatch.setattr(candidates, "EXACT_MAX", exact_max)
     codes, truth = planted()
-    groups = dup.find_groups(np.arange(len(codes)), codes, rows_for(len(codes)), 0.2)
+    groups = find_groups(np.arange(len(codes)), codes, rows_for(len(codes)), 0.2)
     found = sorted(sorted([g.keeper.id, *(m.id for m in g.others)]) for g in groups)
     assert found == truth
 
@@ -63,25 +67,25 @@ def test_complete_linkage_never_chains_distinct_photos():
     # 0 -- 1 -- 2 on a line, 0.1 apart: 0 and 2 are 0.2 apart, over the threshold of 0.15,
     # so single linkage's chain [0, 1, 2] is refused and 2 stays alone; 5 and 6 pair up
     codes = np.array([[0.0], [0.1], [0.2], [5], [6], [9.0], [9.05], [20]], np.float32)
-    i, j, d = dup.pairs_within(codes, 0.15, k=4)
+    i, j, d = pairs_within(codes, 0.15, k=4)
     assert np.all(np.diff(d) >= 0) and set(zip(i.tolist(), j.tolist())) == {(0, 1), (1, 2),
                                                                             (5, 6)}
-    groups = dup.complete_groups(8, i, j, 0.15, dup.farthest_l2(codes))
+    groups = complete_groups(8, i, j, 0.15, farthest_l2(codes))
     assert groups in ([[0, 1], [5, 6]], [[1, 2], [5, 6]])
     # within a looser threshold every pair fits, and the three join
-    i, j, _ = dup.pairs_within(codes, 0.25, k=4)
-    assert dup.complete_groups(8, i, j, 0.25, dup.farthest_l2(codes)) == [[0, 1, 2], [5, 6]]
+    i, j, _ = pairs_within(codes, 0.25, k=4)
+    assert complete_groups(8, i, j, 0.25, farthest_l2(codes)) == [[0, 1, 2], [5, 6]]
 
 
 def test_complete_linkage_keeps_every_pair_of_a_group_within_the_threshold():
     rng = np.random.default_rng(0)
     codes = np.cumsum(rng.normal(0, 0.05, (300, 8)), axis=0).astype(np.float32)  # a long walk
-    i, j, _ = dup.pairs_within(codes, 0.2)
-    far = dup.farthest_l2(codes)
-    groups = dup.complete_groups(len(codes), i, j, 0.2, far)
+    i, j, _ = pairs_within(codes, 0.2)
+    far = farthest_l2(codes)
+    groups = complete_groups(len(codes), i, j, 0.2, far)
     assert groups and all(far(g, g) <= 0.2 + 1e-5 for g in groups)
     # the product's path (find_groups) gives the same groups
-    found = dup.find_groups(np.arange(len(codes)), codes, rows_for(len(codes)), 0.2)
+    found = find_groups(np.arange(len(codes)), codes, rows_for(len(codes)), 0.2)
     assert sorted(sorted([g.keeper.id, *(m.id for m in g.others)]) for g in found) == groups
 
 
@@ -91,11 +95,11 @@ def test_keeper_is_highest_resolution_then_largest_then_oldest():
             1: Row(1, "/b", 900, 2.0, "h", 100, 100, "JPEG", "indexed", None, 1),
             2: Row(2, "/c", 900, 1.0, "h", 100, 100, "JPEG", "indexed", None, 1),
             3: Row(3, "/d", 100, 0.0, "h", 50, 50, "JPEG", "indexed", None, 1)}
-    (group,) = dup.find_groups(np.arange(4), codes, rows, 0.1)
+    (group,) = find_groups(np.arange(4), codes, rows, 0.1)
     assert group.keeper.id == 2  # same pixels as 1 and same size: the oldest
     assert [m.id for m in group.others] == [1, 0, 3] or {m.id for m in group.others} == {0, 1, 3}
     bigger = {**rows, 3: Row(3, "/d", 100, 0.0, "h", 400, 400, "JPEG", "indexed", None, 1)}
-    assert dup.find_groups(np.arange(4), codes, bigger, 0.1)[0].keeper.id == 3
+    assert find_groups(np.arange(4), codes, bigger, 0.1)[0].keeper.id == 3
 
 
 @pytest.fixture
@@ -252,8 +256,8 @@ def test_distinct_photos_are_never_grouped_when_verified(edited_collection):
 
 
 def test_dismissed_pairs_never_join(edited_collection):
-    from imgsearch import review
     from imgsearch.catalog import Catalog
+    from imgsearch.copies import review
 
     _, index = edited_collection
     cat = Catalog(index / "catalog.db")
@@ -272,7 +276,7 @@ class FakeVerifier:
     """match(a, b) from a table of matching.Match (the proven pairs; others not the same)."""
 
     def __init__(self, table):
-        from imgsearch import matching
+        from imgsearch.copies import matching
 
         self.m = matching
         self.table = table
@@ -287,7 +291,7 @@ class FakeVerifier:
 
 def placed(x0, y0, x1, y1, shared_b=1.0):
     """A proven match whose b lies at [x0, x1] x [y0, y1] of a's unit frame."""
-    from imgsearch import matching
+    from imgsearch.copies import matching
 
     h = (x1 - x0, 0.0, x0, 0.0, y1 - y0, y0, 0.0, 0.0, 1.0)
     return matching.Match(True, 50, (x1 - x0) * (y1 - y0), shared_b, False, h)
@@ -305,11 +309,11 @@ def test_a_caption_and_a_crop_join_through_their_original():
     # 0: the original; 1: its left-half crop; 2: a captioned copy (1 and 2 are not copies of
     # each other: the caption covers the crop). Complete linkage would split them.
     v = FakeVerifier({(0, 1): placed(0, 0, 0.5, 1), (0, 2): placed(0, 0, 1, 1, 0.9)})
-    groups = dup.around_originals(3, [(0, 1), (0, 2)], int, v, by_position, smaller_first)
+    groups = around_originals(3, [(0, 1), (0, 2)], int, v, by_position, smaller_first)
     assert groups == [[0, 1, 2]]
     # a dismissed pair never joins
-    apart = dup.around_originals(3, [(0, 1), (0, 2)], int, v, by_position, smaller_first,
-                                 lambda a, b: {a, b} == {0, 2})
+    apart = around_originals(3, [(0, 1), (0, 2)], int, v, by_position, smaller_first,
+                             lambda a, b: {a, b} == {0, 2})
     assert apart == [[0, 1]]
 
 
@@ -317,7 +321,7 @@ def test_two_pictures_pasted_into_one_collage_do_not_join_through_it():
     # 0: a collage holding 1 on its left and 2 on its right: both proven in it, but they share
     # no part of it
     v = FakeVerifier({(0, 1): placed(0, 0, 0.5, 1), (0, 2): placed(0.5, 0, 1, 1)})
-    (group,) = dup.around_originals(3, [(0, 1), (0, 2)], int, v, by_position, smaller_first)
+    (group,) = around_originals(3, [(0, 1), (0, 2)], int, v, by_position, smaller_first)
     assert group[0] == 0 and len(group) == 2
 
 
@@ -328,7 +332,7 @@ def test_a_second_shot_does_not_bring_its_own_copies_along():
              (0, 2): placed(0, 0, 1, 1, 0.85), (0, 3): placed(0, 0, 1, 1, 0.85),
              (1, 2): placed(0, 0, 1, 1, 0.85)}
     v = FakeVerifier(table)
-    groups = dup.around_originals(4, list(table), int, v, by_position, smaller_first)
+    groups = around_originals(4, list(table), int, v, by_position, smaller_first)
     assert groups == [[0, 1], [2, 3]]
 
 
@@ -336,20 +340,20 @@ def test_views_propose_a_turned_and_a_bordered_copy():
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
     pixels[1, :4] = 255  # a uniform top margin
-    v, owner = dup.views(pixels)
+    v, owner = views(pixels)
     assert v.shape[1:] == (32, 32, 3) and len(v) == len(owner)
     assert np.array_equal(v[0], np.rot90(pixels[0]))  # the first quarter turn of image 0
     assert owner.tolist().count(1) == owner.tolist().count(0) + 1  # image 1 less its margin
     # a view's code near another image's code proposes the pair, once, smaller first
     codes = np.array([[0.0, 0], [5, 5], [0.1, 0]], np.float32)
-    i, j = dup.pairs_from(np.array([[5.0, 5.1]]), np.array([2]), codes, 0.5)
+    i, j = pairs_from(np.array([[5.0, 5.1]]), np.array([2]), codes, 0.5)
     assert list(zip(i, j)) == [(1, 2)]
 
 
 def test_the_original_is_kept_over_a_screenshot_of_it_and_a_crop(tmp_path):
     from PIL import ImageDraw
 
-    from imgsearch.verification import Verifier
+    from imgsearch.copies.verification import Verifier
 
     from .conftest import scene
 
@@ -365,7 +369,7 @@ def test_the_original_is_kept_over_a_screenshot_of_it_and_a_crop(tmp_path):
         rows.append(Row(n, str(tmp_path / name), 1000, float(n), "h", im.width, im.height,
                         "PNG" if name.endswith("png") else "JPEG", "indexed", None, 1))
     v = Verifier(lambda i: rows[i].path, workers=1)
-    ranked, reason = dup.choose_keeper(rows, "original", v)
+    ranked, reason = choose_keeper(rows, "original", v)
     assert ranked[0].path.endswith("original.jpg"), (ranked, reason)
     # the page holds the original whole, but pasted: ruled out first, not taken for a frame
     assert ranked[-1].path.endswith("page.png") and reason == "original: contains the others"

@@ -19,10 +19,10 @@ from imgsearch.config import IndexConfig
 from imgsearch.engine import INSTALL_HINT, LOCAL, Fault, RayEngine, engine_for
 from imgsearch.errors import EngineError, ImgSearchError
 from imgsearch.index import VectorIndex
+from imgsearch.integrity import check
 from imgsearch.methods import get
 from imgsearch.pipeline import update_index
 from imgsearch.reading import read_one
-from imgsearch.verify import check
 from imgsearch.workspace import Workspace
 
 from .conftest import Watched, find, imgsearch, pattern

@@ -16,7 +16,7 @@ import imgsearch.index as index_mod
 import imgsearch.store as store_mod
 from imgsearch.catalog import FAILED, INDEXED
 from imgsearch.cli import app
-from imgsearch.verify import check
+from imgsearch.integrity import check
 from imgsearch.workspace import Workspace
 
 from .conftest import find

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from imgsearch import duplicates
 from imgsearch.config import IndexConfig
+from imgsearch.copies.groups import in_index
 from imgsearch.images import (
     BLACK,
     DECODE_VERSION,
@@ -187,7 +187,7 @@ def test_distinct_transparent_wallpapers_do_not_form_a_duplicate_group(tmp_path)
     ws = Workspace.create(tmp_path / "index", IndexConfig(input_size=32))
     try:
         update_index(ws, photos, ["pixels"], workers=1)
-        found = duplicates.in_index(ws, "pixels")
+        found = in_index(ws, "pixels")
     finally:
         ws.close()
     names = [sorted(Path(m.path).name for m in (g.keeper, *g.others)) for g in found.groups]

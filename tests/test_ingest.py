@@ -8,7 +8,7 @@ from PIL import Image
 import imgsearch.reading as reading
 from imgsearch.catalog import FAILED, INDEXED, REMOVED
 from imgsearch.config import IndexConfig
-from imgsearch.duplicates import live_codes
+from imgsearch.copies.groups import live_codes
 from imgsearch.errors import ImageLoadError, ImgSearchError
 from imgsearch.images import DECODE_VERSION, load_image
 from imgsearch.ingest import ScanRules, ingest, scan

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-from imgsearch import matching
+from imgsearch.copies import matching
 
 from .conftest import scene
 

@@ -158,7 +158,7 @@ def test_a_query_never_loads_training_code(small, photo_dir):
 
 def test_an_inverted_index_syncs_adds_and_removes_like_an_exact_one(tmp_path, photo_dir):
     from imgsearch.build import load_method
-    from imgsearch.verify import check
+    from imgsearch.integrity import check
 
     ws = Workspace.create(tmp_path / "idx", IndexConfig(input_size=16, pixel_size=8,
                                                         code_dim=8, exact_threshold=4))

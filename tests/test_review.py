@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from imgsearch import review, store
+from imgsearch import store
+from imgsearch.copies import review
 from imgsearch.errors import ImgSearchError, IndexFileError
 
 

@@ -17,8 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from imgsearch import review
 from imgsearch.config import IndexConfig
+from imgsearch.copies import review
 from imgsearch.images import DECODE_VERSION
 from imgsearch.pipeline import update_index
 from imgsearch.search import Hit

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 from imgsearch.build import load_method
 from imgsearch.cli import app
 from imgsearch.ingest import ingest
+from imgsearch.integrity import check
 from imgsearch.pipeline import update_methods
 from imgsearch.search import Searcher
-from imgsearch.verify import check
 
 
 @pytest.fixture

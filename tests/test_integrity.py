@@ -10,8 +10,8 @@ from imgsearch.catalog import REMOVED
 from imgsearch.cli import app
 from imgsearch.index import VectorIndex
 from imgsearch.ingest import ingest
+from imgsearch.integrity import check
 from imgsearch.pipeline import update_methods
-from imgsearch.verify import check
 
 
 @pytest.fixture

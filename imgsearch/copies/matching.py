@@ -206,7 +206,7 @@ def content_box(grey: np.ndarray, tol: float = 4.0) -> tuple[int, int, int, int]
 def load_features(source, side: int = MATCH_SIDE) -> Features:
     """Features of an image file (a path or a file object), decoded upright as the index
     decodes it (images.open_upright: JPEGs draft-decoded near ``side``)."""
-    from .images import open_upright
+    from ..images import open_upright
 
     return features(np.asarray(open_upright(source, side), np.uint8))
 

@@ -14,8 +14,8 @@ import logging
 from itertools import combinations
 from pathlib import Path
 
-from .errors import ImgSearchError, IndexFileError
-from .store import CommitLock, faults, write_json
+from ..errors import ImgSearchError, IndexFileError
+from ..store import CommitLock, faults, write_json
 
 LOG = logging.getLogger(__name__)
 
