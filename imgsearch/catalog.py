@@ -112,8 +112,17 @@ def _v3(db: sqlite_utils.Database) -> None:
     db["images"].add_column("decoding", int, not_null_default=1)
 
 
+def _v4(db: sqlite_utils.Database) -> None:
+    # features: each image's same-picture evidence (copies/evidence.py), an opaque blob of a
+    # format version, written in the same transaction as the image's row; blob NULL: the
+    # image could not be decoded for features. A row with no features row (an index made
+    # before this table) gets them on the next ingest (Catalog.lacking_features).
+    db["features"].create({"id": int, "version": int, "blob": bytes}, pk="id",
+                          not_null={"version"})
+
+
 #: Stepwise migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
-MIGRATIONS = (_v1, _v2, _v3)
+MIGRATIONS = (_v1, _v2, _v3, _v4)
 VERSION = len(MIGRATIONS)
 
 
@@ -245,17 +254,47 @@ class Catalog:
     def max_id(self) -> int:
         return self.db.execute("select coalesce(max(id), 0) from images").fetchone()[0]
 
+    def features(self, ids: Iterable[int], version: int) -> dict[int, bytes | None]:
+        """id -> stored features blob (None: stored as having none) for the ``ids`` that have
+        features of ``version``; ids without them are left out."""
+        ids = [int(i) for i in ids]
+        out: dict[int, bytes | None] = {}
+        for start in range(0, len(ids), 500):  # SQLite's limit on parameters
+            part = ids[start : start + 500]
+            sql = (f"select id, blob from features where version = ? and id in "
+                   f"({','.join('?' * len(part))})")
+            out.update((i, b) for i, b in self.db.execute(sql, [version, *part]))
+        return out
+
+    def lacking_features(self, version: int) -> list[int]:
+        """The indexed rows with no features of ``version`` (indexed before features were
+        stored, or under another format), by id."""
+        sql = ("select i.id from images i left join features f on f.id = i.id and "
+               "f.version = ? where i.state = ? and f.id is null order by i.id")
+        return [r[0] for r in self.db.execute(sql, [version, INDEXED]).fetchall()]
+
     # -- writes ---------------------------------------------------------------------------
-    def upsert_many(self, rows: list[dict]) -> None:
-        """Insert or replace rows (each a full dict with an ``id``) in one transaction."""
-        if not rows:
+    def upsert_many(self, rows: list[dict], features: dict[int, bytes | None] | None = None,
+                    version: int = 0) -> None:
+        """Insert or replace rows (each a full dict with an ``id``) and the ``features`` blobs
+        (of format ``version``) of some of them, in one transaction."""
+        if not rows and not features:
             return
         now = time.time()
         rows = [{**r, "path": to_db_path(r["path"])} for r in rows]
         for r in rows:
             r.setdefault("updated_at", now)
         with faults(self.path, "recording photos in the catalog"), self.db.conn:
-            self.db["images"].upsert_all(rows, pk="id")
+            if rows:
+                self.db["images"].upsert_all(rows, pk="id")
+            if features:
+                self.db.conn.executemany(
+                    "insert or replace into features (id, version, blob) values (?, ?, ?)",
+                    [(int(i), version, b) for i, b in features.items()])
+
+    def set_features(self, features: dict[int, bytes | None], version: int) -> None:
+        """Store the features of rows that have them not yet, in one transaction."""
+        self.upsert_many([], features, version)
 
     def mark(self, ids: Iterable[int], state: str, gen: int, reason: str | None = None) -> int:
         """Set the state of rows ``ids`` in one transaction; returns how many changed."""

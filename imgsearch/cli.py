@@ -389,9 +389,10 @@ def query_cmd(
             hits = searcher.search_query(images, max(k, VERIFY_TOP) if verify else k, margin,
                                          turns=verify)
             if verify:
+                from .copies.evidence import Stored
                 from .copies.matching import load_features
 
-                hits = verify_hits(load_features(image), hits, k)
+                hits = verify_hits(load_features(image), hits, k, stored=Stored(ws.catalog))
             pixels = images[0]  # the whole query, for the montage
             if montage is not None:
                 from .viz import query_montage
@@ -502,6 +503,9 @@ def check_cmd(
         for m in result.methods:
             out.print(f"{m.method}: {m.codes} codes, synced to generation {m.gen} "
                       f"({m.pending} catalog rows changed since)", highlight=False)
+        if result.lacking_features:
+            out.print(f"{result.lacking_features} indexed images have no stored features: "
+                      "the next `imgsearch index` computes them", highlight=False)
         for p in result.all_problems():
             out.print(f"[red]problem:[/red] {p}", highlight=False)
         out.print("ok" if result.ok else "run `imgsearch index PHOTOS_DIR --rebuild` to "

@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Protocol
 
 from .catalog import FAILED, INDEXED, REMOVED, Catalog, Row
+from .copies.evidence import FEATURES_VERSION
 from .engine import LOCAL, Engine
 from .errors import CacheMiss, DiskFull, ImgSearchError, MachineFault
 from .imagecache import ImageCache
 from .images import DECODE_VERSION, EXTENSIONS, RAW_NEEDS_EXTRA, decoding_changed, raw_readable
+from .reading import features_all
 
 LOG = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ class IngestReport:
     reused: int = 0
     redecoded: int = 0  # unchanged files decoded again under new decoding rules (images.py)
     removed: int = 0
+    features: int = 0  # unchanged files read again for the features they were indexed without
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -137,6 +140,7 @@ def ingest(
     rules: ScanRules = ScanRules(),
     engine: Engine | None = None,
     sink: Sink | None = None,
+    on_features: ProgressFn | None = None,
 ) -> IngestReport:
     """Bring the catalog and image cache up to date with the files under ``root``.
 
@@ -148,6 +152,11 @@ def ingest(
     ``engine`` reads the files (engine.py, with reading.read_one; None: this machine's worker
     pool); this process writes every result. ``sink`` hears of every committed row, and
     the files whose ids it names first are read first.
+
+    Every decoded file's same-picture evidence (copies/evidence.py) is committed with its
+    row; a reused file copies its source's. Indexed files that have none of the current
+    format (an index made before it was stored) are read for it last (``add_features``,
+    progress to ``on_features``).
     """
     t0 = time.perf_counter()
     root = Path(os.path.abspath(root))
@@ -221,12 +230,38 @@ def ingest(
         report.seconds = time.perf_counter() - t0  # to the last row: then the sink's work
     if sink is not None:
         writer.tell(decoding=False)
+    report.features = add_features(catalog, workers, on_features)
     if report.redecoded:
         LOG.info("decoded %d unchanged files again (decoding version %d): %d with new pixels, "
                  "which every method re-encodes", report.redecoded, DECODE_VERSION,
                  writer.repixelled)
     LOG.info("ingest %s: %s", root, report)
     return report
+
+
+def add_features(catalog: Catalog, workers: int | None = None,
+                 on_progress: ProgressFn | None = None) -> int:
+    """Read the indexed files that have no stored features of FEATURES_VERSION for them, in
+    this machine's worker pool, committing every _BATCH; returns how many were read. A
+    file gone or unreadable since it was indexed is stored as having none."""
+    lacking = catalog.lacking_features(FEATURES_VERSION)
+    if not lacking:
+        return 0
+    LOG.info("computing the features of %d indexed files that have none stored", len(lacking))
+    rows = catalog.get_many(lacking)
+    paths = {rows[i].path: i for i in lacking}
+    done, found = 0, {}
+    try:
+        for done, (path, blob) in enumerate(features_all(list(paths), workers), 1):
+            found[paths[path]] = blob
+            if len(found) >= _BATCH:
+                catalog.set_features(found, FEATURES_VERSION)
+                found = {}
+            if on_progress:
+                on_progress(done, len(paths))
+    finally:  # what is computed is kept: an interrupted run goes on from there next time
+        catalog.set_features(found, FEATURES_VERSION)
+    return len(lacking)
 
 
 def check_folder(path: Path | str) -> None:
@@ -255,6 +290,7 @@ class _RowWriter:
         self.next_id = catalog.max_id() + 1
         self.numbered: dict[str, int] = {}  # new files' ids, given in scan order (number)
         self.pending: list[dict] = []
+        self.features: dict[int, bytes | None] = {}  # committed with the pending rows
         self.touched: list[tuple[int, float]] = []
         self.same: list[int] = []  # decoded again: their pixels are as cached
         self.redone: list[tuple[int, bytes]] = []  # decoded again: new pixels, to write
@@ -318,12 +354,15 @@ class _RowWriter:
                 return
             source = self.catalog.get(src)
             self.cache.write(id_, self.cache.read([src])[0])
+            self.features.update(
+                (id_, b) for b in self.catalog.features([src], FEATURES_VERSION).values())
             self.report.reused += 1
             res = {"hash": res["hash"], "width": source.width, "height": source.height,
                    "format": source.format}
             decoding = source.decoding
         else:
             self.cache.write(id_, res["pixels"])
+            self.features[id_] = res.get("features")
         if existed:
             self.report.updated += 1
         else:
@@ -339,6 +378,8 @@ class _RowWriter:
         self.report.unchanged += 1
         self.report.redecoded += 1
         id_ = old.id
+        if "features" in res:
+            self.features[id_] = res["features"]
         try:
             same = self.cache.read([id_])[0].tobytes() == res["pixels"]
         except CacheMiss:
@@ -356,8 +397,8 @@ class _RowWriter:
         """Commit the pending rows, then (``tell``) tell the sink of them."""
         if self.pending:
             self.cache.flush()  # the pixels reach the disk before the rows that point at them
-        self.catalog.upsert_many(self.pending)
-        self.pending = []
+        self.catalog.upsert_many(self.pending, self.features, FEATURES_VERSION)
+        self.pending, self.features = [], {}
         if self.redone:  # after their rows took this run's generation: a run stopped in
             for id_, pixels in self.redone:  # between leaves them for the methods to encode
                 self.cache.write(id_, pixels)

@@ -15,6 +15,7 @@ import numpy as np
 
 from .build import load_method
 from .catalog import INDEXED
+from .copies.evidence import FEATURES_VERSION
 from .errors import ImgSearchError
 from .workspace import Workspace
 
@@ -35,6 +36,8 @@ class CheckReport:
     counts: dict[str, int]
     methods: list[MethodCheck]
     problems: list[str]
+    lacking_features: int = 0  # indexed images with no stored features: the next
+    #                            `imgsearch index` computes them (an index made before them)
 
     @property
     def ok(self) -> bool:
@@ -86,4 +89,5 @@ def check(ws: Workspace) -> CheckReport:
             methods.append(_check_method(ws, m, rows))
         except ImgSearchError as e:
             methods.append(MethodCheck(m, -1, 0, 0, [str(e)]))
-    return CheckReport(str(ws.root), cat.gen, cat.counts(), methods, problems)
+    return CheckReport(str(ws.root), cat.gen, cat.counts(), methods, problems,
+                       len(cat.lacking_features(FEATURES_VERSION)))

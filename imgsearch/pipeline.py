@@ -220,7 +220,8 @@ def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path 
             progress("ingest", done, total, "")
 
         ingested = ingest(photos, ws.catalog, ws.cache, workers, on_ingest,
-                          rules or ScanRules(), engine, streams)
+                          rules or ScanRules(), engine, streams,
+                          lambda done, total: progress("features", done, total, ""))
         built = update_methods(ws, wanted, imported=imported, rebuild=rebuild,
                                training=training, progress=progress, memory=index_memory,
                                engine=engine, streams=streams, settings=settings)

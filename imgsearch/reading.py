@@ -1,7 +1,8 @@
 """Reading one photo file, in a worker: its bytes held still, its content hash, and its
-pixels decoded and resized (images.py) unless the hash shows they are cached already. Both
-engines (engine.py) run ``read_one``: the local one in a pool of processes (``read_all``), the
-Ray one in Ray Data tasks. The results go back to one writer (ingest.py)."""
+pixels decoded and resized (images.py) unless the hash shows they are cached already, with its
+same-picture evidence (copies/evidence.py: local features, from the same bytes in memory).
+Both engines (engine.py) run ``read_one``: the local one in a pool of processes
+(``read_all``), the Ray one in Ray Data tasks. The results go back to one writer (ingest.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import signal
 import time
 from collections.abc import Iterator
 
+from .copies import evidence
 from .errors import FileChanging, ImageLoadError
 from .images import load_image, named
 
@@ -57,7 +59,7 @@ def read_one(task: tuple[str, int, dict[str, int], float]) -> dict:
             return out
         pixels, info = load_image(named(data, path), size, max_megapixels)
         out.update(pixels=pixels.tobytes(), width=info.width, height=info.height,
-                   format=info.format)
+                   format=info.format, features=evidence.compute(named(data, path)))
     except (ImageLoadError, FileChanging) as e:
         out["error"] = str(e)
     except OSError as e:
@@ -67,16 +69,27 @@ def read_one(task: tuple[str, int, dict[str, int], float]) -> dict:
     return out
 
 
-def read_all(tasks: list, workers: int | None) -> Iterator[dict]:
-    """Yield worker results in completion order; in-process when one worker is asked for."""
+def read_all(tasks: list, workers: int | None, work=read_one) -> Iterator:
+    """Yield ``work`` (read_one) of every task, in completion order; in-process when one
+    worker is asked for."""
     workers = workers or os.cpu_count() or 1
     if workers <= 1 or len(tasks) <= 1:
-        yield from map(read_one, tasks)
+        yield from map(work, tasks)
         return
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     chunk = max(1, min(16, len(tasks) // (workers * 8)))
     with ctx.Pool(workers, initializer=_ignore_sigint) as pool:
-        yield from pool.imap_unordered(read_one, tasks, chunksize=chunk)
+        yield from pool.imap_unordered(work, tasks, chunksize=chunk)
+
+
+def features_one(path: str) -> tuple[str, bytes | None]:
+    """Runs in a worker: the packed features of a file indexed without them (or None)."""
+    return path, evidence.compute(path)
+
+
+def features_all(paths: list[str], workers: int | None) -> Iterator[tuple[str, bytes | None]]:
+    """``features_one`` of every path, in completion order (read_all's pool)."""
+    return read_all(paths, workers, features_one)
 
 
 def _ignore_sigint() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from .errors import ImageLoadError, ImgSearchError
 from .images import load_image, load_regions
 from .index import VectorIndex
 from .methods import Embedder
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,13 +47,13 @@ def region_margin(calibrated: float | None, regions: bool | None = None) -> floa
 
 
 def verify_hits(query, hits: list[Hit], k: int, matched: dict | None = None,
-                features_of=None) -> list[Hit]:
+                features_of=None, stored=None) -> list[Hit]:
     """``hits`` re-ranked by verification against ``query`` (matching.Features): the proven
     copies first, most of their picture shared first, then the others in their order; the
     first ``k``. A candidate whose file cannot be read stays unverified (None). ``matched``
     (catalog id -> matching.Match or None) keeps the matches for another method's hits of
-    the same query; ``features_of(hit)`` gives a candidate's features (default: read from
-    its file)."""
+    the same query; a candidate's features are those ``stored`` (copies.evidence.Stored:
+    computed at index time) holds, else ``features_of(hit)``'s, else read from its file."""
     from concurrent.futures import ThreadPoolExecutor
 
     from .copies import matching
@@ -58,10 +61,14 @@ def verify_hits(query, hits: list[Hit], k: int, matched: dict | None = None,
 
     matched = {} if matched is None else matched
     features_of = features_of or (lambda h: file_features(h.path))
+    known = {} if stored is None else stored.get([h.id for h in hits if h.id not in matched])
+    if stored is not None and len(known) < len({h.id for h in hits} - set(matched)):
+        LOG.info("%d candidate(s) indexed without stored features: decoding their files",
+                 len({h.id for h in hits} - set(matched) - set(known)))
 
     def one(h: Hit) -> Hit:
         if h.id not in matched:
-            f = features_of(h)
+            f = known[h.id] if h.id in known else features_of(h)
             matched[h.id] = None if f is None else matching.match(query, f)
         m = matched[h.id]
         if m is None:

@@ -48,6 +48,7 @@ from . import methods
 from .build import load_method
 from .catalog import INDEXED, Catalog
 from .copies import review
+from .copies.evidence import Stored
 from .copies.matching import load_features
 from .copies.verification import file_features
 from .errors import ImageLoadError, ImgSearchError
@@ -223,7 +224,10 @@ def create_app(index: str | Path) -> FastAPI:
         row = served.catalog.get(image_id)
         if row is None or row.state != INDEXED:
             raise HTTPException(404, f"no indexed image with id {image_id}")
-        query = file_features(row.path) if verify else None  # None: the file is gone
+        query = None  # without verification, or where the file is gone
+        if verify:  # its features as stored at index time, else from its file
+            query = Stored(served.catalog).get([image_id]).get(image_id) or file_features(
+                row.path)
         out, matched = {}, {}
         for m in served.methods(method):
             searcher, _ = served.searcher(m)
@@ -232,7 +236,7 @@ def create_app(index: str | Path) -> FastAPI:
             hits = [h for h in searcher.search_code(code, n + 1, served.catalog)
                     if h.id != image_id][:n]
             if query is not None:
-                hits = verify_hits(query, hits, k, matched)
+                hits = verify_hits(query, hits, k, matched, stored=Stored(served.catalog))
             out[m] = _hits(served, hits[:k])
         return {"id": image_id, "name": Path(row.path).name, "verified": query is not None,
                 "results": out}
@@ -272,7 +276,7 @@ def create_app(index: str | Path) -> FastAPI:
                                          region_margin(state.query_margin), served.catalog,
                                          turns=verify)
             if verify:
-                hits = verify_hits(query, hits, k, matched)
+                hits = verify_hits(query, hits, k, matched, stored=Stored(served.catalog))
             out[m] = _hits(served, hits)
         return {"name": file.filename, "verified": verify, "results": out}
 

@@ -15,7 +15,8 @@ def row(id_, path, state=INDEXED, gen=1, size=10, h="h"):
 
 def test_new_catalog_has_current_schema(tmp_path):
     cat = Catalog(tmp_path / "c.db")
-    assert cat.version == catalog_mod.VERSION == 3
+    assert cat.version == catalog_mod.VERSION == 4
+    assert set(cat.db["features"].columns_dict) == {"id", "version", "blob"}
     cols = set(cat.db["images"].columns_dict)
     assert {"id", "path", "size", "mtime", "hash", "width", "height", "format", "state",
             "reason", "gen", "updated_at", "decoding"} <= cols
@@ -32,7 +33,8 @@ def test_migrates_v1_catalog_stepwise(tmp_path):
     db.conn.close()
 
     cat = Catalog(path)
-    assert cat.version == 3
+    assert cat.version == 4
+    assert cat.lacking_features(1) == [7]  # indexed before features were stored
     r = cat.get(7)
     assert r.path == "/p.jpg" and r.gen == 0  # old rows get the new columns' defaults
     assert r.decoding == 1  # pixels cached before the decoding version was recorded
@@ -100,3 +102,16 @@ def test_readable_with_plain_sqlite(tmp_path):
     cat.close()
     conn = sqlite3.connect(tmp_path / "c.db")
     assert conn.execute("select path, state from images").fetchall() == [("/a", INDEXED)]
+
+
+def test_features_are_written_with_their_rows_and_read_by_version(tmp_path):
+    cat = Catalog(tmp_path / "c.db")
+    cat.upsert_many([row(1, "/a.jpg"), row(2, "/b.jpg"), row(3, "/c.jpg", state=FAILED)],
+                    {1: b"\x01abc", 2: None}, version=1)
+    assert cat.features([1, 2, 3], 1) == {1: b"\x01abc", 2: None}  # 2: stored as none
+    assert cat.features([1, 2], 2) == {}  # another format version is not read
+    assert cat.lacking_features(1) == []  # failed rows need none
+    assert cat.lacking_features(2) == [1, 2]
+    cat.set_features({1: b"\x02x", 2: b"\x02y"}, 2)
+    assert cat.lacking_features(2) == []
+    assert cat.features(range(1, 1200), 2) == {1: b"\x02x", 2: b"\x02y"}  # batched reads

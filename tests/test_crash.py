@@ -79,6 +79,8 @@ def assert_consistent(index: Path) -> None:
     try:
         result = check(ws)
         assert result.ok, result.all_problems()
+        # the features are committed with their rows: no kill leaves a row without them
+        assert result.lacking_features == 0
     finally:
         ws.close()
 

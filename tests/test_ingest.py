@@ -412,3 +412,43 @@ def test_images_over_the_megapixel_limit_are_recorded_failed(photo_dir, ws):
                                         "raise --max-megapixels to index it")]
     assert ws.catalog.by_path(str(big)).state == FAILED
     assert ws.catalog.counts()[INDEXED] == 12
+
+
+# -- the same-picture evidence, stored with the rows -------------------------------------
+def stored_features(ws) -> dict:
+    from imgsearch.copies.evidence import FEATURES_VERSION
+
+    return ws.catalog.features(ws.catalog.indexed_ids(), FEATURES_VERSION)
+
+
+def test_every_decoded_file_has_its_features_stored_and_a_copy_reuses_them(photo_dir, ws):
+    from imgsearch.copies import evidence, matching
+
+    first = ingest(photo_dir, ws.catalog, ws.cache, workers=2)
+    assert first.features == 0  # computed while decoding, none read again
+    blobs = stored_features(ws)
+    assert set(blobs) == set(ws.catalog.indexed_ids()) and all(blobs.values())
+    path = find(photo_dir, "img03.bmp")
+    want = matching.load_features(path)
+    got = evidence.unpack(blobs[ws.catalog.by_path(str(path)).id])
+    np.testing.assert_array_equal(got.direct.descriptors, want.direct.descriptors)
+
+    shutil.copy(path, photo_dir / "copy.bmp")
+    again = ingest(photo_dir, ws.catalog, ws.cache, workers=1)
+    assert again.reused == 1 and again.features == 0
+    copy = ws.catalog.by_path(str(photo_dir / "copy.bmp")).id
+    assert stored_features(ws)[copy] == blobs[ws.catalog.by_path(str(path)).id]
+
+
+def test_an_index_made_before_features_were_stored_gets_them_on_the_next_run(photo_dir, ws):
+    ingest(photo_dir, ws.catalog, ws.cache, workers=1)
+    before = stored_features(ws)
+    with ws.catalog.db.conn:  # as an index of schema 3 was: no features at all
+        ws.catalog.db.execute("delete from features")
+    seen = []
+    again = ingest(photo_dir, ws.catalog, ws.cache, workers=2,
+                   on_features=lambda done, total: seen.append((done, total)))
+    assert again.features == 12 and again.decoded == 0  # no pixels decoded again
+    assert seen[-1] == (12, 12)
+    assert stored_features(ws) == before
+    assert ingest(photo_dir, ws.catalog, ws.cache, workers=1).features == 0

@@ -32,6 +32,7 @@ from ..errors import ImgSearchError
 from . import matching
 from .calibration import calibrate
 from .candidates import LOOSE, NEIGHBOURS, pairs_from, pairs_within, view_codes
+from .evidence import Stored
 from .keeper import choose_keeper, original_key, why_original
 from .verification import Verifier
 
@@ -336,7 +337,7 @@ def in_index(ws, method: str, threshold: float | None = None, times: float = 1.0
         threshold, source = calibrate(check, loaded.embedder.encode).threshold, "calibrated now"
     if source != "given" and times != 1.0:
         threshold, source = threshold * times, f"{times:g}x {source}"
-    verifier = Verifier(lambda i: rows[i].path) if verify else None
+    verifier = Verifier(lambda i: rows[i].path, stored=Stored(ws.catalog)) if verify else None
     extra = view_codes(ws.cache, ids, loaded.embedder.encode, progress) if verify else None
     return Duplicates(method, float(threshold), source,
                       find_groups(ids, codes, rows, threshold, verifier=verifier, keep=keep,

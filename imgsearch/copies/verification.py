@@ -1,10 +1,10 @@
-"""Verifying pairs of indexed images by geometry (matching.py): each image's features are
-computed once, from its file, in worker processes, and each pair is matched once.
+"""Verifying pairs of indexed images by geometry (matching.py), each pair matched once.
 
-Features are computed on demand, not stored at ingest: only the images that codes propose as
-copies of something are ever read again (a few per query, the candidate pairs of a duplicates
-run), so a collection pays nothing for the photos that have no copy. docs/BENCHMARKS.md
-("Verification") measures both costs.
+Each image's features are read from the index, where ingest stored them while it decoded the
+image (evidence.py). Only an image indexed without them (a file the index could not decode
+for features, or an index whose next ``imgsearch index`` has not run yet) is decoded from its
+file again, in worker processes, and the log says how many. docs/BENCHMARKS.md
+("Verification", "Stored features") measures both costs.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 
 from . import matching
+from .evidence import Stored
 from .matching import NO_MATCH, Features, Match
 
 LOG = logging.getLogger(__name__)
@@ -33,19 +34,28 @@ def file_features(path: str) -> Features | None:
 
 
 class Verifier:
-    """``match(a, b)`` for catalog ids, whose files ``path_of`` names."""
+    """``match(a, b)`` for catalog ids, whose files ``path_of`` names and whose features
+    ``stored`` (evidence.Stored) holds, where it does."""
 
-    def __init__(self, path_of: Callable[[int], str], workers: int | None = None):
+    def __init__(self, path_of: Callable[[int], str], workers: int | None = None,
+                 stored: Stored | None = None):
         self.path_of = path_of
         self.workers = workers or min(8, os.cpu_count() or 1)
+        self.stored = stored
         self._features: dict[int, Features | None] = {}
         self._matches: dict[tuple[int, int], Match] = {}
+        self.decoded = 0  # images decoded from their files: indexed without stored features
 
     def prepare(self, ids: Iterable[int], progress=None) -> None:
-        """Compute the features of ``ids`` not computed yet, in parallel."""
+        """Read the features of ``ids`` not read yet: stored ones from the index, the others
+        computed from their files, in parallel."""
         todo = [i for i in dict.fromkeys(ids) if i not in self._features]
+        if todo and self.stored is not None:
+            self._features.update(self.stored.get(todo))
+            todo = [i for i in todo if i not in self._features]
         if not todo:
             return
+        self._decoding(len(todo))
         paths = [self.path_of(i) for i in todo]
         with ExitStack() as stack:
             if len(todo) < POOL_MIN or self.workers == 1:
@@ -61,8 +71,14 @@ class Verifier:
 
     def features(self, i: int) -> Features | None:
         if i not in self._features:
-            self._features[i] = file_features(self.path_of(i))
+            self.prepare([i])
         return self._features[i]
+
+    def _decoding(self, n: int) -> None:
+        self.decoded += n
+        if self.stored is not None:
+            LOG.info("%d image(s) indexed without stored features: decoding their files "
+                     "(the next `imgsearch index` stores them)", n)
 
     def match(self, a: int, b: int) -> Match:
         """The match of (a, b): a's picture against b's."""

@@ -1,0 +1,126 @@
+"""The same-picture evidence of one image, computed once while it is decoded at index time and
+stored with it: its matching.Features in a compact, versioned byte format.
+
+What is stored, and why (docs/BENCHMARKS.md, "Stored features", measures size and cost):
+
+- the ORB keypoints of the picture and of its mirror image (matching.py finds a mirrored
+  copy only through the mirror image's descriptors), at most STORED_KEYPOINTS of each (as
+  many as matching finds: fewer lose copies, docs/BENCHMARKS.md), positions as 16-bit fixed
+  point (1/64 pixel; matching's tolerance is 6 pixels), descriptors as they are (32 bytes);
+- the grey picture that shared areas and dense maps are measured on (long side GREY_SIDE),
+  as a JPEG of quality GREY_QUALITY: the cells compare local correlations, which a re-encode
+  at that quality hardly moves (copies are re-encoded far more than this);
+- the colour picture hues are compared on (HUE_SIDE), as whole units of Lab a* and b* (the
+  hue test's chroma threshold is 12 of them);
+- the frame: the picture's size, and where its content lies in the file (content_box).
+
+``pack`` and ``unpack`` are exact inverses up to that rounding, tested; a blob of another
+FEATURES_VERSION is never unpacked (the next ``imgsearch index`` computes it again).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+
+import numpy as np
+
+from . import matching
+from .matching import Features, Keypoints
+
+LOG = logging.getLogger(__name__)
+
+FEATURES_VERSION = 1
+STORED_KEYPOINTS = 500  # of each orientation (matching.N_FEATURES finds at most 500)
+GREY_QUALITY = 90  # JPEG quality of the stored grey picture
+_XY = 64.0  # fixed point of keypoint positions: 1/64 pixel, up to 1023 pixels
+_HEAD = struct.Struct("<BHHHHBBfffffI")  # version, n direct, n mirrored, width, height,
+#                                          chroma h, w, content, frame (4), grey bytes
+
+
+def pack(f: Features) -> bytes:
+    """The compact bytes of ``f`` (keypoints beyond STORED_KEYPOINTS dropped)."""
+    import cv2
+
+    d, m = _cap(f.direct), _cap(f.mirrored)
+    ok, grey = cv2.imencode(".jpg", f.grey, [cv2.IMWRITE_JPEG_QUALITY, GREY_QUALITY])
+    if not ok:
+        raise ValueError("the grey picture could not be encoded")
+    ch, cw = f.chroma.shape[:2]
+    head = _HEAD.pack(FEATURES_VERSION, len(d.points), len(m.points), *f.size, ch, cw,
+                      f.content, *f.frame, len(grey))
+    chroma = np.clip(np.round(f.chroma), -128, 127).astype(np.int8)
+    return b"".join([head, _xy(d), d.descriptors.tobytes(), _xy(m), m.descriptors.tobytes(),
+                     grey.tobytes(), chroma.tobytes()])
+
+
+def unpack(blob: bytes) -> Features:
+    """The Features that ``pack`` stored; ValueError for bytes of another version."""
+    import cv2
+
+    if not blob or blob[0] != FEATURES_VERSION:
+        raise ValueError(f"stored features of version {blob[0] if blob else None}, this "
+                         f"imgsearch reads version {FEATURES_VERSION}")
+    _, nd, nm, w, h, ch, cw, content, x0, y0, x1, y1, ng = _HEAD.unpack_from(blob)
+    at = _HEAD.size
+
+    def take(dtype, shape) -> np.ndarray:
+        nonlocal at
+        count = int(np.prod(shape))
+        out = np.frombuffer(blob, dtype, count=count, offset=at).reshape(shape)
+        at += count * np.dtype(dtype).itemsize
+        return out
+
+    def keypoints(n: int) -> Keypoints:
+        xy = take(np.uint16, (n, 2)).astype(np.float32) / _XY
+        return Keypoints(xy, take(np.uint8, (n, 32)).copy())
+
+    direct, mirrored = keypoints(nd), keypoints(nm)
+    grey = cv2.imdecode(take(np.uint8, (ng,)), cv2.IMREAD_GRAYSCALE)
+    chroma = take(np.int8, (ch, cw, 2)).astype(np.float32)
+    return Features((w, h), direct, mirrored, grey, chroma, content, (x0, y0, x1, y1))
+
+
+def _cap(k: Keypoints) -> Keypoints:
+    """The first STORED_KEYPOINTS keypoints, in matching's order (RANSAC draws from it)."""
+    if len(k.points) <= STORED_KEYPOINTS:
+        return k
+    return Keypoints(k.points[:STORED_KEYPOINTS], k.descriptors[:STORED_KEYPOINTS])
+
+
+def _xy(k: Keypoints) -> bytes:
+    return np.clip(np.round(k.points * _XY), 0, 65535).astype(np.uint16).tobytes()
+
+
+def compute(source) -> bytes | None:
+    """The packed features of an image file (a path or a file object), or None where it
+    cannot be decoded for them (it is then never a proven copy of anything)."""
+    try:
+        return pack(matching.load_features(source))
+    except Exception as e:  # noqa: BLE001 - a file the index read may still fail here
+        LOG.debug("no features for %s: %s", getattr(source, "name", source), e)
+        return None
+
+
+def read(blob: bytes | None) -> Features | None:
+    """The features of a stored blob, None for an image stored without any."""
+    return None if blob is None else unpack(blob)
+
+
+class Stored:
+    """The stored features of catalog ids, read from ``catalog`` (catalog.Catalog) in
+    batches: ``get(ids)`` -> {id: Features or None} for the ids that have them stored (None:
+    stored as having none); ids indexed without features are left out, for the caller to
+    decode from their files."""
+
+    def __init__(self, catalog):
+        self.catalog = catalog
+
+    def get(self, ids) -> dict[int, Features | None]:
+        out = {}
+        for i, blob in self.catalog.features(ids, FEATURES_VERSION).items():
+            try:
+                out[i] = read(blob)
+            except ValueError as e:  # damaged bytes: decoded from the file instead
+                LOG.warning("stored features of image %d are unreadable (%s)", i, e)
+        return out

@@ -1,0 +1,86 @@
+"""The stored same-picture evidence: packed and unpacked without losing what matching needs,
+versioned, and read from the index instead of the files."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from imgsearch.copies import evidence, matching
+from imgsearch.copies.verification import Verifier
+
+from .conftest import scene
+
+
+def feats(im: Image.Image) -> matching.Features:
+    return matching.features(np.asarray(im.convert("RGB")))
+
+
+def test_pack_and_unpack_keep_what_matching_needs():
+    f = feats(scene(1))
+    blob = evidence.pack(f)
+    g = evidence.unpack(blob)
+    assert g.size == f.size and g.frame == pytest.approx(f.frame) and g.content == f.content
+    for a, b in ((f.direct, g.direct), (f.mirrored, g.mirrored)):
+        np.testing.assert_array_equal(a.descriptors, b.descriptors)
+        assert np.abs(a.points - b.points).max() <= 0.5 / 64  # 1/64 pixel fixed point
+    assert g.grey.shape == f.grey.shape
+    assert np.abs(g.grey.astype(int) - f.grey).mean() < 3  # a JPEG of quality 90
+    assert np.abs(g.chroma - f.chroma).max() <= 0.5 + 1e-4  # whole units of a* and b*
+    assert len(blob) < f.grey.nbytes + 2 * 500 * 36 + 1024  # smaller than the arrays
+    assert evidence.unpack(evidence.pack(g)).grey.shape == g.grey.shape
+
+
+def test_stored_features_give_the_verdicts_of_fresh_ones():
+    im = scene(2, 640, 480)
+    copies = [ImageOps.mirror(im), im.rotate(90, expand=True),
+              im.crop((100, 80, 540, 410)), ImageOps.expand(im, 40, fill="white")]
+    stored = evidence.unpack(evidence.pack(feats(im)))
+    for c in copies:
+        fresh = feats(c)
+        assert matching.match(feats(im), fresh).same
+        assert matching.match(stored, fresh).same  # the query fresh, the candidate stored
+        assert matching.match(stored, evidence.unpack(evidence.pack(fresh))).same  # both
+    other = evidence.unpack(evidence.pack(feats(scene(3, 640, 480))))
+    assert not matching.match(stored, other).same
+
+
+def test_another_version_is_never_unpacked():
+    blob = bytearray(evidence.pack(feats(scene(4))))
+    blob[0] = evidence.FEATURES_VERSION + 1
+    with pytest.raises(ValueError, match="version"):
+        evidence.unpack(bytes(blob))
+    assert evidence.read(None) is None
+
+
+def test_compute_gives_none_for_a_file_it_cannot_decode(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not a JPEG")
+    assert evidence.compute(str(bad)) is None
+    good = tmp_path / "good.png"
+    scene(5).save(good)
+    assert evidence.unpack(evidence.compute(str(good))).size[0] > 0
+
+
+class FakeCatalog:
+    def __init__(self, blobs):
+        self.blobs = blobs
+
+    def features(self, ids, version):
+        return {i: self.blobs[i] for i in ids if i in self.blobs}
+
+
+def test_the_verifier_reads_stored_features_and_decodes_only_the_others(tmp_path, caplog):
+    paths = {}
+    for i in (1, 2, 3):
+        paths[i] = tmp_path / f"{i}.png"
+        (scene(6) if i < 3 else scene(7)).save(paths[i])
+    (tmp_path / "1.png").unlink()  # stored: its file is never read again
+    blob = evidence.compute(str(paths[2]))
+    stored = evidence.Stored(FakeCatalog({1: blob, 2: blob}))
+    v = Verifier(lambda i: str(paths[i]), workers=1, stored=stored)
+    with caplog.at_level("INFO"):
+        assert v.match(1, 2).same  # both stored (1 holds 2's features: its file is gone)
+        assert v.decoded == 0
+        assert not v.match(1, 3).same  # 3 has none stored: decoded from its file
+    assert v.decoded == 1
+    assert "indexed without stored features" in caplog.text
