@@ -121,19 +121,34 @@ def _v4(db: sqlite_utils.Database) -> None:
                           not_null={"version"})
 
 
+def _v5(db: sqlite_utils.Database) -> None:
+    # pairs: the verdict of verification on a pair of images (a < b), an opaque blob of a
+    # rules version (copies/evidence.py), proven or refused; dropped when either image's
+    # features are written again (a changed file)
+    db["pairs"].create({"a": int, "b": int, "version": int, "same": int, "blob": bytes},
+                       pk=("a", "b"), not_null={"version", "same", "blob"})
+    db["pairs"].create_index(["b"])
+
+
 #: Stepwise migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
-MIGRATIONS = (_v1, _v2, _v3, _v4)
+MIGRATIONS = (_v1, _v2, _v3, _v4, _v5)
 VERSION = len(MIGRATIONS)
 
 
 class Catalog:
     """Owns the schema of one index's ``catalog.db`` and every read and write to it."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, read_only: bool = False):
+        """Open (and migrate) the catalog; ``read_only``: a reader in a worker process, which
+        neither writes nor migrates."""
         self.path = Path(path)
         if self.path.exists() and not os.access(self.path, os.R_OK):
             raise NotReadable(self.path, "permission denied")
         try:
+            if read_only:
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30.0)
+                self.db = sqlite_utils.Database(conn)
+                return
             conn = sqlite3.connect(self.path, timeout=30.0)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -251,6 +266,11 @@ class Catalog:
             out.setdefault(size, {})[h] = id_
         return out
 
+    def changed_gen(self) -> int:
+        """The latest ingest generation that changed any row (0 for none): runs that found
+        nothing new leave it."""
+        return self.db.execute("select coalesce(max(gen), 0) from images").fetchone()[0]
+
     def max_id(self) -> int:
         return self.db.execute("select coalesce(max(id), 0) from images").fetchone()[0]
 
@@ -265,6 +285,32 @@ class Catalog:
                    f"({','.join('?' * len(part))})")
             out.update((i, b) for i, b in self.db.execute(sql, [version, *part]))
         return out
+
+    def pairs(self, pairs: Iterable[tuple[int, int]], version: int
+              ) -> dict[tuple[int, int], bytes]:
+        """(a, b) -> stored verdict blob of ``version`` for the ``pairs`` (a < b) that have
+        one."""
+        want = {(int(a), int(b)) for a, b in pairs}
+        out: dict[tuple[int, int], bytes] = {}
+        firsts = sorted({a for a, _ in want})
+        for start in range(0, len(firsts), 500):
+            part = firsts[start : start + 500]
+            sql = (f"select a, b, blob from pairs where version = ? and a in "
+                   f"({','.join('?' * len(part))})")
+            out.update(((a, b), blob) for a, b, blob in self.db.execute(sql, [version, *part])
+                       if (a, b) in want)
+        return out
+
+    def set_pairs(self, verdicts: dict[tuple[int, int], tuple[bool, bytes]], version: int
+                  ) -> None:
+        """Store verdicts ((a, b), a < b -> (same, blob)) of ``version``, in one transaction."""
+        if not verdicts:
+            return
+        with faults(self.path, "recording verified pairs in the catalog"), self.db.conn:
+            self.db.conn.executemany(
+                "insert or replace into pairs (a, b, version, same, blob) values (?, ?, ?, ?, ?)",
+                [(int(a), int(b), version, int(s), blob) for (a, b), (s, blob) in
+                 verdicts.items()])
 
     def lacking_features(self, version: int) -> list[int]:
         """The indexed rows with no features of ``version`` (indexed before features were
@@ -291,6 +337,8 @@ class Catalog:
                 self.db.conn.executemany(
                     "insert or replace into features (id, version, blob) values (?, ?, ?)",
                     [(int(i), version, b) for i, b in features.items()])
+                ids = [(int(i), int(i)) for i in features]  # their verdicts are of old features
+                self.db.conn.executemany("delete from pairs where a = ? or b = ?", ids)
 
     def set_features(self, features: dict[int, bytes | None], version: int) -> None:
         """Store the features of rows that have them not yet, in one transaction."""

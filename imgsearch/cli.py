@@ -33,7 +33,7 @@ from .errors import ImgSearchError, MethodNotBuilt
 from .fitting import model_config, self_check, train_config, train_method
 from .ingest import ScanRules, check_folder
 from .pipeline import update_index
-from .search import VERIFY_TOP, Searcher, region_margin, verify_hits
+from .search import VERIFY_TOP, Searcher, features_soon, region_margin, verify_hits
 
 app = typer.Typer(help="Image similarity search over your own photo collection.",
                   no_args_is_help=True, add_completion=False)
@@ -333,6 +333,14 @@ def index_cmd(
         f"({report.seconds:.1f}s)", highlight=False, soft_wrap=True)
     for b in result.built:
         print_build(b)
+    if report.features:
+        err.print(f"  features stored for {report.features} image(s) indexed without them",
+                  highlight=False)
+    if result.duplicates is not None:
+        d = result.duplicates
+        err.print(f"  duplicates ({d['method']}): {d['groups']} group(s), {d['duplicates']} "
+                  f"duplicate(s), kept with the index ({d['seconds']:.1f}s; `imgsearch "
+                  "duplicates` shows them)", highlight=False)
     if report.failed:
         err.print(f"[yellow]{len(report.failed)} file(s) could not be read:[/yellow]")
         for path, reason in report.failed[:20]:
@@ -380,6 +388,8 @@ def query_cmd(
             raise ImgSearchError(f"-k must be at least 1, got {k}")
         if method is not None:
             methods.get(method)
+        if verify and image.is_file():
+            query_features = features_soon(image)  # in a thread, beside the search
         ws = workspace.Workspace.open(index)
         try:
             method = method or ws.preferred_method()
@@ -390,9 +400,9 @@ def query_cmd(
                                          turns=verify)
             if verify:
                 from .copies.evidence import Stored
-                from .copies.matching import load_features
 
-                hits = verify_hits(load_features(image), hits, k, stored=Stored(ws.catalog))
+                hits = verify_hits(query_features.result(), hits, k,
+                                   stored=Stored(ws.catalog))
             pixels = images[0]  # the whole query, for the montage
             if montage is not None:
                 from .viz import query_montage
@@ -567,8 +577,8 @@ def duplicates_cmd(
 
     Example: imgsearch duplicates --montage dups/ --move-to ~/duplicates
     """
+    from .copies import kept
     from .copies import moves as moving
-    from .copies.groups import in_index
 
     with user_errors():
         if as_json and as_csv:
@@ -587,8 +597,8 @@ def duplicates_cmd(
                 _reindex(ws, wait)
                 return
             with progress_bars() as progress:
-                found = in_index(ws, method or ws.preferred_method(), given, times,
-                                 verify=verify, keep=keep, progress=progress)
+                found = kept.find(ws, method or ws.preferred_method(), given, times,
+                                  verify=verify, keep=keep, progress=progress)
             moves = (moving.plan_moves(found.groups, ws.catalog.root or "/", move_to)
                      if move_to is not None else [])
         _show_duplicates(found, as_json, as_csv)

@@ -70,6 +70,8 @@ class IndexReport:
     recovered: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # warnings worth showing the user
     seconds: float = 0.0  # the whole update
+    duplicates: dict | None = None  # the groups found and kept (copies/kept.py): method,
+    #                                 groups, duplicates, seconds
 
     def as_dict(self) -> dict:
         """JSON-ready: ``imgsearch index --json`` prints it."""
@@ -77,7 +79,7 @@ class IndexReport:
         ingested["failed"] = [{"path": p, "reason": r} for p, r in self.ingest.failed]
         return {"root": self.root, "seconds": self.seconds, "ingest": ingested,
                 "methods": [asdict(b) for b in self.built], "recovered": self.recovered,
-                "notes": self.notes}
+                "notes": self.notes, "duplicates": self.duplicates}
 
 
 # -- the plan ------------------------------------------------------------------------------
@@ -225,5 +227,25 @@ def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path 
         built = update_methods(ws, wanted, imported=imported, rebuild=rebuild,
                                training=training, progress=progress, memory=index_memory,
                                engine=engine, streams=streams, settings=settings)
+        duplicates = find_duplicates(ws, progress)
     return IndexReport(str(ws.root), ingested, built, recovered, notes,
-                       time.perf_counter() - t0)
+                       time.perf_counter() - t0, duplicates)
+
+
+def find_duplicates(ws: Workspace, progress: Progress = quiet) -> dict | None:
+    """The last step of an index run: the groups of duplicates of the preferred method,
+    found (only pairs not verified before are matched) and kept with the index, so that
+    `imgsearch duplicates` and the page read them at once (copies/kept.py)."""
+    from .copies import kept
+
+    if not ws.built_methods():
+        return None
+    t0 = time.perf_counter()
+    method = ws.preferred_method()
+    found = kept.at_index_time(ws, method, lambda phase, done, total: progress(
+        f"duplicates: {phase}", done, total, ""))
+    if found is None:
+        return None
+    return {"method": method, "groups": len(found.groups),
+            "duplicates": sum(len(g.others) for g in found.groups),
+            "seconds": round(time.perf_counter() - t0, 3)}

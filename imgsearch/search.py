@@ -82,6 +82,25 @@ def verify_hits(query, hits: list[Hit], k: int, matched: dict | None = None,
     return [replace(h, rank=r) for r, h in enumerate(ranked[:k], 1)]
 
 
+def features_soon(source):
+    """A future of the query's features (copies.matching.load_features of ``source``),
+    computed in a thread while the caller loads the method, decodes and searches: OpenCV,
+    decoding and onnxruntime release the GIL, so on two cores verification's own work (its
+    import of OpenCV, the query's decode at 512 pixels, ORB twice) hides behind the search."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def load():
+        from .copies.matching import load_features
+
+        return load_features(source)
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="imgsearch-features")
+    try:
+        return pool.submit(load)
+    finally:
+        pool.shutdown(wait=False)
+
+
 class Searcher:
     """Nearest neighbours of query images under one method."""
 

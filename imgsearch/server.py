@@ -282,7 +282,7 @@ def create_app(index: str | Path) -> FastAPI:
 
     def found_duplicates(method: str | None, threshold: float | None):
         """(the result of ``method``, its groups as the user sees them now)."""
-        from .copies.groups import in_index
+        from .copies import kept
 
         names = served.methods(method)
         if not names:
@@ -291,7 +291,7 @@ def create_app(index: str | Path) -> FastAPI:
             raise HTTPException(400, "duplicates are found by one method: name it, not 'all'")
         m = names[0]
         found = served.derived((m, "dups", threshold),
-                               lambda: in_index(served.ws, m, threshold))
+                               lambda: kept.find(served.ws, m, threshold))
         return found, _visible(found.groups, review.dismissed(served.root))
 
     @app.get("/api/duplicates")

@@ -15,8 +15,9 @@ def row(id_, path, state=INDEXED, gen=1, size=10, h="h"):
 
 def test_new_catalog_has_current_schema(tmp_path):
     cat = Catalog(tmp_path / "c.db")
-    assert cat.version == catalog_mod.VERSION == 4
+    assert cat.version == catalog_mod.VERSION == 5
     assert set(cat.db["features"].columns_dict) == {"id", "version", "blob"}
+    assert set(cat.db["pairs"].columns_dict) == {"a", "b", "version", "same", "blob"}
     cols = set(cat.db["images"].columns_dict)
     assert {"id", "path", "size", "mtime", "hash", "width", "height", "format", "state",
             "reason", "gen", "updated_at", "decoding"} <= cols
@@ -33,7 +34,7 @@ def test_migrates_v1_catalog_stepwise(tmp_path):
     db.conn.close()
 
     cat = Catalog(path)
-    assert cat.version == 4
+    assert cat.version == 5
     assert cat.lacking_features(1) == [7]  # indexed before features were stored
     r = cat.get(7)
     assert r.path == "/p.jpg" and r.gen == 0  # old rows get the new columns' defaults
@@ -115,3 +116,15 @@ def test_features_are_written_with_their_rows_and_read_by_version(tmp_path):
     cat.set_features({1: b"\x02x", 2: b"\x02y"}, 2)
     assert cat.lacking_features(2) == []
     assert cat.features(range(1, 1200), 2) == {1: b"\x02x", 2: b"\x02y"}  # batched reads
+
+
+def test_verdicts_on_pairs_are_dropped_when_either_image_gets_new_features(tmp_path):
+    cat = Catalog(tmp_path / "c.db")
+    cat.upsert_many([row(i, f"/{i}.jpg") for i in (1, 2, 3)], {1: b"x", 2: b"y", 3: b"z"}, 1)
+    cat.set_pairs({(1, 2): (True, b"m12"), (2, 3): (False, b"m23"), (1, 3): (False, b"m13")},
+                  1)
+    assert cat.pairs([(1, 2), (2, 3), (1, 3)], 1) == {(1, 2): b"m12", (2, 3): b"m23",
+                                                      (1, 3): b"m13"}
+    assert cat.pairs([(1, 2)], 2) == {}  # verdicts of other rules are not read
+    cat.upsert_many([row(2, "/2.jpg", gen=2)], {2: b"y2"}, 1)  # 2 changed
+    assert cat.pairs([(1, 2), (2, 3), (1, 3)], 1) == {(1, 3): b"m13"}

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 import time
 
 import numpy as np
@@ -373,3 +374,89 @@ def test_the_original_is_kept_over_a_screenshot_of_it_and_a_crop(tmp_path):
     assert ranked[0].path.endswith("original.jpg"), (ranked, reason)
     # the page holds the original whole, but pasted: ruled out first, not taken for a frame
     assert ranked[-1].path.endswith("page.png") and reason == "original: contains the others"
+
+
+# -- found at index time, kept, and updated incrementally --------------------------------
+def kept_groups(index):
+    data = json.loads((index / "duplicates.json").read_text())["duplicates"]
+    return groups_of(data), {g["keeper"]["path"].rsplit("/", 1)[-1] for g in data["groups"]}
+
+
+def test_the_index_finds_the_groups_and_duplicates_reads_them_without_matching(
+        edited_collection, monkeypatch):
+    from imgsearch.copies import matching
+
+    _, index = edited_collection
+    assert (index / "duplicates.json").is_file()  # found by `imgsearch index` itself
+    found, _ = kept_groups(index)
+
+    def never(*_):
+        raise AssertionError("a pair was matched again")
+
+    monkeypatch.setattr(matching, "match", never)
+    result = runner.invoke(app, ["duplicates", "--index", str(index), "--json"])
+    assert result.exit_code == 0, result.output
+    assert groups_of(json.loads(result.stdout)) == found
+    # other options find the groups again, from the verdicts stored with the index: pairs
+    # the codes now propose anew would be matched (and fail here); none of these is new
+    again = runner.invoke(app, ["duplicates", "--index", str(index), "--keep", "largest",
+                                "--json"])
+    assert again.exit_code == 0, again.output
+    assert groups_of(json.loads(again.stdout)) == found
+
+
+def test_verdicts_are_stored_and_dropped_when_a_file_changes(edited_collection):
+    from imgsearch.copies.evidence import MATCH_VERSION
+    from imgsearch.workspace import Workspace
+
+    photos, index = edited_collection
+    ws = Workspace.open(index)
+    try:
+        stored = ws.catalog.db.execute("select a, b, same from pairs").fetchall()
+        crop = ws.catalog.by_path(str(photos / "crop.png")).id
+        first = ws.catalog.by_path(str(photos / "photo0.jpg")).id
+        assert (min(crop, first), max(crop, first), 1) in stored  # proven, kept
+        assert any(s == 0 for *_, s in stored)  # refused pairs are kept too
+        assert ws.catalog.pairs([(min(crop, first), max(crop, first))], MATCH_VERSION)
+    finally:
+        ws.close()
+    from .conftest import scene
+
+    scene(999).save(photos / "crop.png")  # now another picture
+    os.utime(photos / "crop.png", (1, time.time() + 5))
+    indexed(photos, index, "pixels")
+    ws = Workspace.open(index)
+    try:
+        pair = (min(crop, first), max(crop, first))
+        m = ws.catalog.pairs([pair], MATCH_VERSION)
+        assert not m or not ws.catalog.db.execute(
+            "select same from pairs where a = ? and b = ?", pair).fetchone()[0]
+    finally:
+        ws.close()
+    found, _ = kept_groups(index)
+    assert not any("crop.png" in g for g in found)
+
+
+def test_groups_after_adding_photos_equal_a_fresh_index_of_the_folder(tmp_path):
+    from PIL import ImageOps
+
+    from .conftest import scene
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for s in range(8):
+        scene(200 + s).save(photos / f"p{s}.jpg", quality=92)
+    scene(200).crop((60, 40, 420, 310)).save(photos / "p0-crop.png")
+    index = indexed(photos, tmp_path / "idx", "pixels,pca")
+    (photos / "new").mkdir()  # then new photos: copies of old ones and of each other
+    scene(201).rotate(90, expand=True).save(photos / "new" / "p1-turned.png")
+    ImageOps.mirror(scene(202)).save(photos / "new" / "p2-mirror.png")
+    scene(208).save(photos / "new" / "p8.jpg", quality=90)
+    scene(208).resize((240, 180)).save(photos / "new" / "p8-small.jpg")
+    ImageOps.expand(scene(200), border=40, fill="white").save(photos / "new" / "p0-border.png")
+    indexed(photos, index, "pixels,pca")
+    fresh = indexed(photos, tmp_path / "fresh", "pixels,pca")
+    after, keepers = kept_groups(index)
+    assert (after, keepers) == kept_groups(fresh)
+    assert ["p0-border.png", "p0-crop.png", "p0.jpg"] in after
+    assert ["p8-small.jpg", "p8.jpg"] in after

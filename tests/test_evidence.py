@@ -68,6 +68,9 @@ class FakeCatalog:
     def features(self, ids, version):
         return {i: self.blobs[i] for i in ids if i in self.blobs}
 
+    def pairs(self, pairs, version):
+        return {}
+
 
 def test_the_verifier_reads_stored_features_and_decodes_only_the_others(tmp_path, caplog):
     paths = {}
@@ -84,3 +87,40 @@ def test_the_verifier_reads_stored_features_and_decodes_only_the_others(tmp_path
         assert not v.match(1, 3).same  # 3 has none stored: decoded from its file
     assert v.decoded == 1
     assert "indexed without stored features" in caplog.text
+
+
+def test_a_verdict_is_stored_at_full_precision():
+    im = scene(8, 640, 480)
+    m = matching.match(feats(im), feats(im.crop((100, 80, 540, 410))))
+    back = evidence.unpack_match(evidence.pack_match(m))
+    assert back.same and back.inliers == m.inliers and back.mirrored == m.mirrored
+    assert back.homography == m.homography  # the map, to the bit: a keeper rests on it
+    assert back.shared_a == pytest.approx(m.shared_a, abs=1e-6)
+    assert evidence.unpack_match(evidence.pack_match(matching.NO_MATCH)) == matching.NO_MATCH
+
+
+def test_pairs_are_matched_on_every_core_once_and_their_verdicts_stored(tmp_path,
+                                                                         monkeypatch):
+    from imgsearch.catalog import INDEXED, Catalog
+    from imgsearch.copies import verification
+
+    cat = Catalog(tmp_path / "c.db")
+    # 1 and 2 are one picture (2 a mirror of 1), 3 and 4 another ...
+    pictures = {i: scene(20 + (i - 1) // 2) for i in range(1, 9)}
+    pictures.update({i: ImageOps.mirror(pictures[i]) for i in (1, 3, 5, 7)})
+    blobs = {i: evidence.pack(feats(p)) for i, p in pictures.items()}
+    cat.upsert_many([{"id": i, "path": f"/{i}.jpg", "size": 1, "mtime": 1.0,
+                      "state": INDEXED, "gen": 1} for i in blobs], blobs, 1)
+    pairs = [(a, b) for a in blobs for b in blobs if a < b]
+    monkeypatch.setattr(verification, "PAIR_POOL_MIN", 1)
+    v = Verifier(lambda i: f"/{i}.jpg", workers=2, stored=evidence.Stored(cat))
+    seen = []
+    v.prepare_pairs(pairs, lambda phase, done, total: seen.append((done, total)))
+    assert v.verified == len(pairs) and seen[-1] == (len(pairs), len(pairs))
+    proven = {p for p in pairs if v.match(*p).same}
+    assert proven == {(1, 2), (3, 4), (5, 6), (7, 8)}
+    assert v.match(2, 1).same and v.save() == len(pairs)
+    again = Verifier(lambda i: f"/{i}.jpg", workers=2, stored=evidence.Stored(cat))
+    again.prepare_pairs(pairs)
+    assert again.verified == 0  # every verdict read from the index
+    assert {p for p in pairs if again.match(*p).same} == proven

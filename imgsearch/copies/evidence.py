@@ -26,11 +26,14 @@ import struct
 import numpy as np
 
 from . import matching
-from .matching import Features, Keypoints
+from .matching import Features, Keypoints, Match
 
 LOG = logging.getLogger(__name__)
 
 FEATURES_VERSION = 1
+#: The version of a stored verdict on a pair (pack_match): raise it with any change to
+#: matching.py's rules or to FEATURES_VERSION, and every pair is verified again.
+MATCH_VERSION = 1
 STORED_KEYPOINTS = 500  # of each orientation (matching.N_FEATURES finds at most 500)
 GREY_QUALITY = 90  # JPEG quality of the stored grey picture
 _XY = 64.0  # fixed point of keypoint positions: 1/64 pixel, up to 1023 pixels
@@ -81,6 +84,23 @@ def unpack(blob: bytes) -> Features:
     return Features((w, h), direct, mirrored, grey, chroma, content, (x0, y0, x1, y1))
 
 
+_MATCH = struct.Struct("<?H2f??9d2f")  # same, inliers, shared a b, mirrored, has a map, map,
+#                                       detail a b
+
+
+def pack_match(m: Match) -> bytes:
+    """The bytes of a verdict (the map at full precision: a keeper is decided on it)."""
+    h = m.homography if m.homography is not None else (0.0,) * 9
+    return _MATCH.pack(m.same, m.inliers, m.shared_a, m.shared_b, m.mirrored,
+                       m.homography is not None, *h, m.detail_a, m.detail_b)
+
+
+def unpack_match(blob: bytes) -> Match:
+    same, inliers, sa, sb, mirrored, has, *rest = _MATCH.unpack(blob)
+    h, (da, db) = tuple(rest[:9]), rest[9:]
+    return Match(same, inliers, sa, sb, mirrored, h if has else None, da, db)
+
+
 def _cap(k: Keypoints) -> Keypoints:
     """The first STORED_KEYPOINTS keypoints, in matching's order (RANSAC draws from it)."""
     if len(k.points) <= STORED_KEYPOINTS:
@@ -115,6 +135,15 @@ class Stored:
 
     def __init__(self, catalog):
         self.catalog = catalog
+
+    def matches(self, pairs) -> dict[tuple[int, int], Match]:
+        """(a, b) -> the stored verdict on each of ``pairs`` (a < b) that has one."""
+        return {k: unpack_match(b) for k, b in self.catalog.pairs(pairs, MATCH_VERSION).items()}
+
+    def save_matches(self, matches: dict[tuple[int, int], Match]) -> None:
+        """Store verdicts on pairs (a < b)."""
+        self.catalog.set_pairs({k: (m.same, pack_match(m)) for k, m in matches.items()},
+                               MATCH_VERSION)
 
     def get(self, ids) -> dict[int, Features | None]:
         out = {}

@@ -140,7 +140,8 @@ def find_groups(ids: np.ndarray, codes: np.ndarray, rows: dict[int, Row], thresh
             pairs = np.unique(np.concatenate([np.stack([i, j], 1), np.stack([vi, vj], 1)]),
                               axis=0)
             i, j = pairs[:, 0], pairs[:, 1]
-        verifier.prepare([int(ids[x]) for x in np.union1d(i, j)], progress)
+        verifier.prepare_pairs([(int(ids[a]), int(ids[b])) for a, b in zip(i.tolist(),
+                                j.tolist()) if not apart(a, b)], progress)
         proven = [(a, b) for a, b in zip(i.tolist(), j.tolist()) if not apart(a, b)
                   and verifier.match(int(ids[a]), int(ids[b])).same]
         def row(p: int) -> Row:
@@ -339,8 +340,9 @@ def in_index(ws, method: str, threshold: float | None = None, times: float = 1.0
         threshold, source = threshold * times, f"{times:g}x {source}"
     verifier = Verifier(lambda i: rows[i].path, stored=Stored(ws.catalog)) if verify else None
     extra = view_codes(ws.cache, ids, loaded.embedder.encode, progress) if verify else None
-    return Duplicates(method, float(threshold), source,
-                      find_groups(ids, codes, rows, threshold, verifier=verifier, keep=keep,
-                                  progress=progress, dismissed=dismissed(ws.root),
-                                  view_codes=extra),
+    groups = find_groups(ids, codes, rows, threshold, verifier=verifier, keep=keep,
+                         progress=progress, dismissed=dismissed(ws.root), view_codes=extra)
+    if verifier is not None:
+        verifier.save()  # the verdicts made now: no pair is matched twice
+    return Duplicates(method, float(threshold), source, groups,
                       len(ids), verify)

@@ -16,12 +16,58 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 
 from . import matching
-from .evidence import Stored
+from .evidence import FEATURES_VERSION, Stored, pack_match, unpack_match
 from .matching import NO_MATCH, Features, Match
 
 LOG = logging.getLogger(__name__)
 
 POOL_MIN = 24  # fewer images than this are read in the calling process
+PAIR_POOL_MIN = 64  # fewer pairs than this are matched in the calling process
+CHUNK = 32  # pairs a worker matches at a time
+
+
+def match_pair(fa: Features | None, fb: Features | None) -> Match:
+    """The verdict on a pair, as it is stored (evidence.pack_match: rounded alike, however
+    it was found), NO_MATCH where either picture has no features."""
+    m = NO_MATCH if fa is None or fb is None else matching.match(fa, fb)
+    return unpack_match(pack_match(m))
+
+
+_WORKER: dict = {}  # in a pool worker: the catalog it reads and the features it decoded
+
+
+def _worker_init(db: str, own: dict) -> None:
+    from ..catalog import Catalog
+
+    _WORKER.update(stored=Stored(Catalog(db, read_only=True)), own=own, cache={})
+
+
+def _match_chunk(pairs: list[tuple[int, int]]) -> list[tuple[tuple[int, int], bytes]]:
+    """In a worker: the verdicts on ``pairs``, from the stored features (the few images that
+    have none were decoded by the caller: ``own``)."""
+    cache, own = _WORKER["cache"], _WORKER["own"]
+    need = [i for i in {x for p in pairs for x in p} if i not in cache and i not in own]
+    if len(cache) > 4096:
+        cache.clear()
+    cache.update(_WORKER["stored"].get(need))
+
+    def features(i: int) -> Features | None:
+        return own[i] if i in own else cache.get(i)
+
+    return [(p, pack_match(match_pair(features(p[0]), features(p[1])))) for p in pairs]
+
+
+def _pooled(db: str, pairs: list[tuple[int, int]], own: dict, workers: int):
+    """(pair, verdict) of every pair, matched in a pool of processes reading ``db``."""
+    import multiprocessing
+
+    pairs = sorted(pairs)  # a worker's chunk shares its first images
+    chunks = [pairs[i : i + CHUNK] for i in range(0, len(pairs), CHUNK)]
+    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with ctx.Pool(workers, _worker_init, (db, own)) as pool:
+        for chunk in pool.imap(_match_chunk, chunks):
+            for p, blob in chunk:
+                yield p, unpack_match(blob)
 
 
 def file_features(path: str) -> Features | None:
@@ -43,8 +89,10 @@ class Verifier:
         self.workers = workers or min(8, os.cpu_count() or 1)
         self.stored = stored
         self._features: dict[int, Features | None] = {}
-        self._matches: dict[tuple[int, int], Match] = {}
+        self._matches: dict[tuple[int, int], Match] = {}  # (a, b), a < b
+        self._new: dict[tuple[int, int], Match] = {}  # verdicts to save with the index
         self.decoded = 0  # images decoded from their files: indexed without stored features
+        self.verified = 0  # pairs matched here: no verdict was stored
 
     def prepare(self, ids: Iterable[int], progress=None) -> None:
         """Read the features of ``ids`` not read yet: stored ones from the index, the others
@@ -81,15 +129,52 @@ class Verifier:
                      "(the next `imgsearch index` stores them)", n)
 
     def match(self, a: int, b: int) -> Match:
-        """The match of (a, b): a's picture against b's."""
-        if (a, b) in self._matches:
-            return self._matches[a, b]
-        if (b, a) in self._matches:
-            return matching.reverse(self._matches[b, a])
-        fa, fb = self.features(a), self.features(b)
-        m = NO_MATCH if fa is None or fb is None else matching.match(fa, fb)
-        self._matches[a, b] = m
-        return m
+        """The match of (a, b): a's picture against b's. Each pair is matched once, the
+        smaller id's picture against the larger's (``match_pair``), and its verdict kept
+        (and stored with the index, ``save``)."""
+        key = (min(a, b), max(a, b))
+        if key not in self._matches:
+            self.prepare_pairs([key])
+        m = self._matches[key]
+        return m if key == (a, b) else matching.reverse(m)
+
+    def prepare_pairs(self, pairs: Iterable[tuple[int, int]], progress=None) -> None:
+        """Verify the ``pairs`` (catalog ids) not verified yet: the verdicts stored with the
+        index are read, the others matched on every core (PAIR_POOL_MIN pairs or more) from
+        the stored features, and kept to ``save``."""
+        todo = list(dict.fromkeys((min(a, b), max(a, b)) for a, b in pairs))
+        todo = [p for p in todo if p not in self._matches]
+        if todo and self.stored is not None:
+            self._matches.update(self.stored.matches(todo))
+            todo = [p for p in todo if p not in self._matches]
+        if not todo:
+            return
+        self.verified += len(todo)
+        db = getattr(getattr(self.stored, "catalog", None), "path", None)
+        lacking = [i for i in {x for p in todo for x in p} if i not in self._features]
+        if db is None or len(todo) < PAIR_POOL_MIN or self.workers == 1:
+            self.prepare(lacking)
+            found = ((p, match_pair(self._features[p[0]], self._features[p[1]]))
+                     for p in todo)
+        else:
+            stored = set(self.stored.catalog.features(lacking, FEATURES_VERSION))
+            self.prepare([i for i in lacking if i not in stored])  # decoded here, once
+            own = {i: self._features[i] for i in lacking if i not in stored}
+            found = _pooled(str(db), todo, own, self.workers)
+        for n, (p, m) in enumerate(found, 1):
+            self._matches[p] = m
+            self._new[p] = m
+            if progress is not None:
+                progress("verifying", n, len(todo))
+        LOG.info("verified %d pairs", len(todo))
+
+    def save(self) -> int:
+        """Store the verdicts made since the last save with the index; returns how many."""
+        n = len(self._new)
+        if self.stored is not None and self._new:
+            self.stored.save_matches(self._new)
+        self._new = {}
+        return n
 
     def colourful(self, i: int) -> bool:
         f = self.features(i)

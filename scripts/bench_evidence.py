@@ -1,0 +1,119 @@
+"""What storing the same-picture evidence at index time costs: `imgsearch index` of a folder
+with this code against the same command of the code before it (a git worktree of --before),
+and imagededup's DHash end to end (files to groups) on the same files, all in the same run;
+then the size of what is stored.
+
+Each run is a whole process into a fresh index, timed by /usr/bin/time -v (wall clock and
+peak memory); the commands take turns, --runs times, and the medians are compared. --methods
+(default pixels) keeps the encoding share small, so the ratio shows the features' own cost.
+
+    python scripts/bench_evidence.py --photos out/library-10k/photos --before 034780e \\
+        --runs 3 --out docs/results/bench-evidence-10k
+
+Writes OUT.json and OUT.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from report import write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(cmd: list[str], env: dict | None = None) -> dict:
+    """Wall seconds and peak resident memory (bytes) of one whole process."""
+    run = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True,
+                         env=env)
+    if run.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{run.stderr[-2000:]}")
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", run.stderr)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", run.stderr)
+    parts = [float(p) for p in wall.group(1).split(":")]
+    seconds = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+    return {"seconds": seconds, "peak_bytes": int(rss.group(1)) * 1024}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--photos", type=Path, required=True)
+    ap.add_argument("--before", required=True, help="the git revision before the change")
+    ap.add_argument("--methods", default="pixels")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--out", type=Path, default=ROOT / "out/bench-evidence")
+    args = ap.parse_args()
+    python = sys.executable
+    work = Path(tempfile.mkdtemp(prefix="bench-evidence-"))
+    before = work / "before"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before),
+                    args.before], check=True, capture_output=True)
+    try:
+        index = [python, "-m", "imgsearch", "index", str(args.photos), "--methods",
+                 args.methods, "--workers", str(args.workers), "--index"]
+        dhash = [python, "-c", "from imagededup.methods import DHash; DHash(verbose=False)"
+                 f".find_duplicates(image_dir={str(args.photos)!r}, recursive=True)"]
+        env_before = {**os.environ, "PYTHONPATH": str(before)}
+        env_now = {**os.environ, "PYTHONPATH": str(ROOT)}
+        runs: dict[str, list[dict]] = {"before": [], "now": [], "dhash": []}
+        for r in range(args.runs):
+            for name in runs:
+                target = work / f"index-{name}"
+                shutil.rmtree(target, ignore_errors=True)
+                if name == "dhash":
+                    runs[name].append(timed(dhash))
+                else:
+                    runs[name].append(timed([*index, str(target)],
+                                            env_before if name == "before" else env_now))
+                print(f"run {r + 1} {name}: {runs[name][-1]}", file=sys.stderr, flush=True)
+        db = sqlite3.connect(work / "index-now" / "catalog.db")
+        n, stored, empty, biggest = db.execute(
+            "select count(*), sum(length(blob)), sum(blob is null), max(length(blob)) "
+            "from features").fetchone()
+        db.close()
+        catalog_now = (work / "index-now" / "catalog.db").stat().st_size
+        catalog_before = (work / "index-before" / "catalog.db").stat().st_size
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)],
+                       capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    med = {k: statistics.median(x["seconds"] for x in v) for k, v in runs.items()}
+    peak = {k: max(x["peak_bytes"] for x in v) for k, v in runs.items()}
+    files = sum(1 for p in args.photos.rglob("*") if p.is_file())
+    res = {"photos": str(args.photos), "files": files, "before": args.before,
+           "methods": args.methods, "runs": runs, "median_seconds": med, "peak_bytes": peak,
+           "ratio_now_before": med["now"] / med["before"],
+           "added_seconds": med["now"] - med["before"],
+           "added_over_dhash": (med["now"] - med["before"]) / med["dhash"],
+           "features": {"images": n, "none": empty, "mean_bytes": stored / max(1, n - empty),
+                        "max_bytes": biggest},
+           "catalog_bytes": {"now": catalog_now, "before": catalog_before}}
+    text = "\n".join([
+        f"{files:,} files in {args.photos}; imgsearch index --methods {args.methods}, "
+        f"--workers {args.workers}; median of {args.runs} whole processes (/usr/bin/time -v)",
+        f"  before ({args.before}):     {med['before']:8.1f} s   "
+        f"peak {peak['before'] / 2**30:.2f} GiB",
+        f"  now (features stored): {med['now']:8.1f} s   peak {peak['now'] / 2**30:.2f} GiB   "
+        f"ratio {res['ratio_now_before']:.2f}",
+        f"  imagededup DHash:      {med['dhash']:8.1f} s   peak {peak['dhash'] / 2**30:.2f} GiB",
+        f"  the features' share: {res['added_seconds']:.1f} s = "
+        f"{res['added_over_dhash']:.2f} x DHash end to end",
+        f"  stored: {n:,} images ({empty} without features), mean "
+        f"{res['features']['mean_bytes'] / 1024:.1f} KiB, max {biggest / 1024:.1f} KiB; "
+        f"catalog.db {catalog_before / 2**20:.1f} MiB before, {catalog_now / 2**20:.1f} MiB now"])
+    print(text)
+    write_report(args.out, text, res)
+
+
+if __name__ == "__main__":
+    main()
