@@ -267,6 +267,10 @@ def index_cmd(
                                                "from the cached pixels; a corrupt catalog is "
                                                "moved aside and the folder ingested anew.")]
     = False,
+    duplicates: Annotated[bool, typer.Option(
+        "--duplicates/--no-duplicates", help="Find the groups of duplicates last, verifying "
+        "only pairs not verified before, and keep them for `imgsearch duplicates` and the "
+        "page (the features every photo needs for them are stored either way).")] = True,
     wait: WaitOpt = False,
     engine_name: Annotated[str, typer.Option(
         "--engine", help=f"Where photos are decoded and codes encoded: {' or '.join(ENGINES)} "
@@ -315,7 +319,7 @@ def index_cmd(
                     workers=workers or None, wait=None if wait else 0, progress=progress,
                     rules=ScanRules(tuple(exclude or ()), include_hidden, max_megapixels),
                     index_memory=parse_size(index_memory) if index_memory else None,
-                    engine=engine)
+                    engine=engine, duplicates=duplicates)
         except KeyboardInterrupt:
             raise fail("interrupted; everything committed so far is kept. Re-run the same "
                        "command to resume.", 130) from None

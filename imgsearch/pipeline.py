@@ -188,7 +188,7 @@ def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path 
                  rules: ScanRules | None = None, index_memory: int | None = None,
                  rebuild: bool = False, wait: float | None = 0,
                  progress: Progress = quiet, engine: Engine = LOCAL,
-                 settings: dict | None = None) -> IndexReport:
+                 settings: dict | None = None, duplicates: bool = True) -> IndexReport:
     """Ingest ``photos`` (new, changed and deleted files only; the files ``rules`` keep) and
     bring every method in ``wanted`` up to date, holding the index's write lock throughout.
 
@@ -198,7 +198,8 @@ def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path 
     checkpoint trained elsewhere instead; ``rebuild`` re-fits every method from the cache (and
     moves a corrupt catalog aside, ingesting the folder anew). ``engine`` reads the photos
     and encodes the codes (engine.py: this machine, or a Ray cluster); this process writes the
-    catalog, the image cache and the vector indexes, and trains.
+    catalog, the image cache and the vector indexes, and trains. ``duplicates``: find the
+    groups of duplicates last and keep them (find_duplicates).
     """
     for name in wanted:
         methods.get(name)
@@ -227,9 +228,9 @@ def update_index(ws: Workspace, photos: Path, wanted: list[str], *, model: Path 
         built = update_methods(ws, wanted, imported=imported, rebuild=rebuild,
                                training=training, progress=progress, memory=index_memory,
                                engine=engine, streams=streams, settings=settings)
-        duplicates = find_duplicates(ws, progress)
+        found = find_duplicates(ws, progress) if duplicates else None
     return IndexReport(str(ws.root), ingested, built, recovered, notes,
-                       time.perf_counter() - t0, duplicates)
+                       time.perf_counter() - t0, found)
 
 
 def find_duplicates(ws: Workspace, progress: Progress = quiet) -> dict | None:

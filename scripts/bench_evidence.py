@@ -1,7 +1,8 @@
-"""What storing the same-picture evidence at index time costs: `imgsearch index` of a folder
-with this code against the same command of the code before it (a git worktree of --before),
-and imagededup's DHash end to end (files to groups) on the same files, all in the same run;
-then the size of what is stored.
+"""What the same-picture evidence and the duplicates found at index time cost: `imgsearch
+index` of a folder with this code (with the duplicates step, and with --no-duplicates: the
+features alone) against the same command of the code before it (a git worktree of
+--before), and imagededup's DHash end to end (files to groups) on the same files, all in the
+same run; then the size of what is stored.
 
 Each run is a whole process into a fresh index, timed by /usr/bin/time -v (wall clock and
 peak memory); the commands take turns, --runs times, and the medians are compared. --methods
@@ -31,10 +32,11 @@ from report import write_report
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def timed(cmd: list[str], env: dict | None = None) -> dict:
-    """Wall seconds and peak resident memory (bytes) of one whole process."""
+def timed(cmd: list[str], cwd: Path | None = None) -> dict:
+    """Wall seconds and peak resident memory (bytes) of one whole process, run in ``cwd``
+    (``python -m`` imports the package of its working folder first)."""
     run = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True,
-                         env=env)
+                         cwd=cwd)
     if run.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{run.stderr[-2000:]}")
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", run.stderr)
@@ -54,6 +56,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "out/bench-evidence")
     args = ap.parse_args()
     python = sys.executable
+    args.photos = args.photos.resolve()
     work = Path(tempfile.mkdtemp(prefix="bench-evidence-"))
     before = work / "before"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before),
@@ -63,9 +66,7 @@ def main() -> None:
                  args.methods, "--workers", str(args.workers), "--index"]
         dhash = [python, "-c", "from imagededup.methods import DHash; DHash(verbose=False)"
                  f".find_duplicates(image_dir={str(args.photos)!r}, recursive=True)"]
-        env_before = {**os.environ, "PYTHONPATH": str(before)}
-        env_now = {**os.environ, "PYTHONPATH": str(ROOT)}
-        runs: dict[str, list[dict]] = {"before": [], "now": [], "dhash": []}
+        runs: dict[str, list[dict]] = {"before": [], "features": [], "now": [], "dhash": []}
         for r in range(args.runs):
             for name in runs:
                 target = work / f"index-{name}"
@@ -73,8 +74,9 @@ def main() -> None:
                 if name == "dhash":
                     runs[name].append(timed(dhash))
                 else:
-                    runs[name].append(timed([*index, str(target)],
-                                            env_before if name == "before" else env_now))
+                    extra = ["--no-duplicates"] if name == "features" else []
+                    runs[name].append(timed([*index, str(target), *extra],
+                                            before if name == "before" else ROOT))
                 print(f"run {r + 1} {name}: {runs[name][-1]}", file=sys.stderr, flush=True)
         db = sqlite3.connect(work / "index-now" / "catalog.db")
         n, stored, empty, biggest = db.execute(
@@ -95,6 +97,8 @@ def main() -> None:
            "ratio_now_before": med["now"] / med["before"],
            "added_seconds": med["now"] - med["before"],
            "added_over_dhash": (med["now"] - med["before"]) / med["dhash"],
+           "features_seconds": med["features"] - med["before"],
+           "duplicates_seconds": med["now"] - med["features"],
            "features": {"images": n, "none": empty, "mean_bytes": stored / max(1, n - empty),
                         "max_bytes": biggest},
            "catalog_bytes": {"now": catalog_now, "before": catalog_before}}
@@ -103,11 +107,14 @@ def main() -> None:
         f"--workers {args.workers}; median of {args.runs} whole processes (/usr/bin/time -v)",
         f"  before ({args.before}):     {med['before']:8.1f} s   "
         f"peak {peak['before'] / 2**30:.2f} GiB",
-        f"  now (features stored): {med['now']:8.1f} s   peak {peak['now'] / 2**30:.2f} GiB   "
-        f"ratio {res['ratio_now_before']:.2f}",
+        f"  features, --no-duplicates: {med['features']:8.1f} s   "
+        f"peak {peak['features'] / 2**30:.2f} GiB   ratio {med['features'] / med['before']:.2f}",
+        f"  now (features, duplicates): {med['now']:8.1f} s   peak {peak['now'] / 2**30:.2f} GiB"
+        f"   ratio {res['ratio_now_before']:.2f}",
         f"  imagededup DHash:      {med['dhash']:8.1f} s   peak {peak['dhash'] / 2**30:.2f} GiB",
-        f"  the features' share: {res['added_seconds']:.1f} s = "
-        f"{res['added_over_dhash']:.2f} x DHash end to end",
+        f"  added: {res['added_seconds']:.1f} s = {res['added_over_dhash']:.2f} x DHash end "
+        f"to end (features {res['features_seconds']:.1f} s, duplicates "
+        f"{res['duplicates_seconds']:.1f} s)",
         f"  stored: {n:,} images ({empty} without features), mean "
         f"{res['features']['mean_bytes'] / 1024:.1f} KiB, max {biggest / 1024:.1f} KiB; "
         f"catalog.db {catalog_before / 2**20:.1f} MiB before, {catalog_now / 2**20:.1f} MiB now"])

@@ -460,3 +460,23 @@ def test_groups_after_adding_photos_equal_a_fresh_index_of_the_folder(tmp_path):
     assert (after, keepers) == kept_groups(fresh)
     assert ["p0-border.png", "p0-crop.png", "p0.jpg"] in after
     assert ["p8-small.jpg", "p8.jpg"] in after
+
+
+def test_no_duplicates_leaves_them_to_the_command_which_keeps_them(tmp_path):
+    from .conftest import scene
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for s in range(4):
+        scene(300 + s).save(photos / f"p{s}.jpg", quality=92)
+    scene(300).resize((240, 180)).save(photos / "p0-small.jpg")
+    index = tmp_path / "idx"
+    result = runner.invoke(app, ["index", str(photos), "--index", str(index), "--methods",
+                                 "pixels", "--input-size", "32", "--workers", "1",
+                                 "--no-duplicates"])
+    assert result.exit_code == 0, result.output
+    assert not (index / "duplicates.json").exists() and "duplicates (" not in result.output
+    found = runner.invoke(app, ["duplicates", "--index", str(index), "--json"])
+    assert found.exit_code == 0, found.output
+    assert groups_of(json.loads(found.stdout)) == [["p0-small.jpg", "p0.jpg"]]
+    assert kept_groups(index)[0] == [["p0-small.jpg", "p0.jpg"]]  # kept for the next reader

@@ -210,6 +210,16 @@ def test_evaluate_duplicates_quick(tmp_path):
     for v in mixed["verified"].values():
         e = v["imagededup_evaluate"]
         assert 0 <= e["precision"] <= 1 and 0 <= e["recall"] <= 1
+    # smaller sets of proposals, from the verdicts the run stored: the product's own first
+    swept = tmp_path / "p"
+    script("evaluate_proposals.py", "--work", tmp_path / "work", "--method", "pca", "--out",
+           swept)
+    rows = json.loads(swept.with_suffix(".json").read_text())["rows"]
+    product = mixed["verified"]["pca"]
+    assert (rows[0]["precision"], rows[0]["recall"]) == (product["precision"],
+                                                         product["recall"])
+    by_loose = [r["candidates"] for r in rows[:5]]  # loose 3, 2, 1.5, 1.25, 1
+    assert by_loose == sorted(by_loose, reverse=True) and by_loose[-1] < by_loose[0]
 
 
 def made_photos(tmp_path, seed: int, n: int = 3):
@@ -318,3 +328,38 @@ def test_recipes_scale_the_trunk_and_the_steps_of_a_variant():
     _, model, batch = recipes.configs("ae-b256", 28, 1, 32, max_steps=1000)
     assert (batch.batch_size, batch.max_steps) == (256, 1000 * 64 // 256)
     assert model.widths == recipes.configs("ae", 28, 1, 32)[1].widths  # the trunk unscaled
+
+
+def test_make_library_writes_distinct_pictures_copies_and_the_truth(tmp_path):
+    out = tmp_path / "lib"
+    script("make_library.py", "40", "--out", out, "--copies", "0.1", "--check", "30",
+           "--workers", "2")
+    truth = json.loads((out / "truth.json").read_text())
+    files = sorted(p.relative_to(out / "photos").as_posix()
+                   for p in (out / "photos").rglob("*.jpg"))
+    assert truth["pictures"] == 40 and len(truth["copies"]) == 4 and len(files) == 44
+    assert {c["copy"] for c in truth["copies"]} <= set(files)
+    assert truth["check"]["pairs"] > 20 and truth["check"]["proven_same"] == 0
+    times = {(out / "photos" / f).stat().st_mtime for f in files}
+    assert len(times) == len(files)  # random file times: no order to leak the original
+
+
+def test_evaluate_stored_features_on_made_photos(tmp_path, real_photos):
+    out = tmp_path / "res"
+    script("evaluate_stored_features.py", "--photos", real_photos, "--max-photos", "4",
+           "--formats", "500:90,100:80", "--out", out)
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert [(f["keypoints"], f["quality"]) for f in data["formats"]] == [(500, 90), (100, 80)]
+    full, small = data["formats"]
+    assert small["mean_bytes"] < full["mean_bytes"]
+    assert 0 <= full["query"] <= 1 and data["copies"] > 0 and data["copies"] % 4 == 0
+
+
+def test_bench_evidence_against_the_revision_before(tmp_path, photo_dir):
+    out = tmp_path / "bench"
+    script("bench_evidence.py", "--photos", photo_dir, "--before", "HEAD", "--runs", "1",
+           "--methods", "pixels", "--out", out)
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["files"] == 12 and data["features"]["images"] == 12
+    assert data["features"]["mean_bytes"] > 1000 and data["ratio_now_before"] > 0
+    assert set(data["median_seconds"]) == {"before", "features", "now", "dhash"}

@@ -12,6 +12,8 @@ copy's code lies far from its original's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import faiss
 import numpy as np
 
@@ -93,6 +95,20 @@ def views(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                                   interpolation=cv2.INTER_LINEAR)[None])
             owner.append(np.array([i]))
     return np.concatenate(out), np.concatenate(owner)
+
+
+@dataclass(frozen=True)
+class Proposals:
+    """Which pairs the codes propose for verification: each image's k nearest within
+    ``loose`` times the threshold, and (``views``) each of its views' ``view_neighbours``
+    nearest within the same distance."""
+
+    loose: float = LOOSE
+    view_neighbours: int = VIEW_NEIGHBOURS
+    views: bool = True
+
+
+PROPOSALS = Proposals()  # the product's
 
 
 def pairs_from(queries: np.ndarray, owner: np.ndarray, codes: np.ndarray, threshold: float,

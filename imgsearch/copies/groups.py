@@ -31,7 +31,14 @@ from ..catalog import Row
 from ..errors import ImgSearchError
 from . import matching
 from .calibration import calibrate
-from .candidates import LOOSE, NEIGHBOURS, pairs_from, pairs_within, view_codes
+from .candidates import (
+    NEIGHBOURS,
+    PROPOSALS,
+    Proposals,
+    pairs_from,
+    pairs_within,
+    view_codes,
+)
 from .evidence import Stored
 from .keeper import choose_keeper, original_key, why_original
 from .verification import Verifier
@@ -107,12 +114,14 @@ def find_groups(ids: np.ndarray, codes: np.ndarray, rows: dict[int, Row], thresh
                 k: int = NEIGHBOURS, verifier: Verifier | None = None,
                 keep: str = "original", progress=None,
                 dismissed: Iterable[tuple[int, int]] = (),
-                view_codes: tuple[np.ndarray, np.ndarray] | None = None) -> list[Group]:
+                view_codes: tuple[np.ndarray, np.ndarray] | None = None,
+                proposals: Proposals = PROPOSALS) -> list[Group]:
     """Groups of near-duplicates among catalog rows ``ids`` with ``codes``, largest first.
 
-    With a ``verifier``, codes only propose: every pair of each image's k nearest within
-    LOOSE times ``threshold``, and of each of ``view_codes`` (codes of views of the images,
-    with the position each comes from: ``view_codes``) with its VIEW_NEIGHBOURS nearest, is
+    With a ``verifier``, codes only propose (``proposals``): every pair of each image's k
+    nearest within ``proposals.loose`` times ``threshold``, and of each of ``view_codes``
+    (codes of views of the images, with the position each comes from: ``view_codes``) with
+    its ``proposals.view_neighbours`` nearest, is
     verified by geometry (matching.py), and groups grow around their originals
     (``around_originals``): every member proven a copy of the group's original. Without one,
     pairs within ``threshold`` join by code distance alone (complete linkage). Either way, two
@@ -134,9 +143,10 @@ def find_groups(ids: np.ndarray, codes: np.ndarray, rows: dict[int, Row], thresh
 
         found = complete_groups(len(ids), i, j, threshold, farthest)
     else:
-        i, j, _ = pairs_within(codes, LOOSE * threshold, k)
-        if view_codes is not None:
-            vi, vj = pairs_from(*view_codes, codes, LOOSE * threshold)
+        i, j, _ = pairs_within(codes, proposals.loose * threshold, k)
+        if view_codes is not None and proposals.views:
+            vi, vj = pairs_from(*view_codes, codes, proposals.loose * threshold,
+                                proposals.view_neighbours)
             pairs = np.unique(np.concatenate([np.stack([i, j], 1), np.stack([vi, vj], 1)]),
                               axis=0)
             i, j = pairs[:, 0], pairs[:, 1]
@@ -314,7 +324,8 @@ def live_codes(ws, method: str):
 
 
 def in_index(ws, method: str, threshold: float | None = None, times: float = 1.0,
-             verify: bool = True, keep: str = "original", progress=None) -> Duplicates:
+             verify: bool = True, keep: str = "original", progress=None,
+             proposals: Proposals = PROPOSALS) -> Duplicates:
     """Near-duplicate groups among an index's images by ``method``'s codes, at ``threshold``,
     else ``times`` the threshold calibrated when the method was built, else one calibrated
     now on a sample of the collection (a collection too small for a held-out self-check).
@@ -339,9 +350,11 @@ def in_index(ws, method: str, threshold: float | None = None, times: float = 1.0
     if source != "given" and times != 1.0:
         threshold, source = threshold * times, f"{times:g}x {source}"
     verifier = Verifier(lambda i: rows[i].path, stored=Stored(ws.catalog)) if verify else None
-    extra = view_codes(ws.cache, ids, loaded.embedder.encode, progress) if verify else None
+    extra = (view_codes(ws.cache, ids, loaded.embedder.encode, progress)
+             if verify and proposals.views else None)
     groups = find_groups(ids, codes, rows, threshold, verifier=verifier, keep=keep,
-                         progress=progress, dismissed=dismissed(ws.root), view_codes=extra)
+                         progress=progress, dismissed=dismissed(ws.root), view_codes=extra,
+                         proposals=proposals)
     if verifier is not None:
         verifier.save()  # the verdicts made now: no pair is matched twice
     return Duplicates(method, float(threshold), source, groups,

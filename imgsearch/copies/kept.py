@@ -18,6 +18,7 @@ from dataclasses import asdict
 
 from ..errors import ImgSearchError
 from ..store import write_json
+from .candidates import PROPOSALS
 from .groups import Duplicates, Group, Member, in_index
 from .review import dismissed
 
@@ -37,7 +38,7 @@ def key(ws, method: str, threshold: float | None, times: float, verify: bool, ke
     parts = {"version": VERSION, "gen": ws.catalog.changed_gen(), "method": method,
              "state": state, "threshold": threshold,
              "times": times, "verify": verify, "keep": keep,
-             "dismissed": sorted(dismissed(ws.root))}
+             "dismissed": sorted(dismissed(ws.root)), "proposals": asdict(PROPOSALS)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

@@ -1,0 +1,91 @@
+"""Which candidate pairs verification needs: the groups of a duplicates benchmark's index
+(scripts/evaluate_duplicates.py --work DIR) found with smaller sets of proposals, each scored
+as that script scores them, with the number of candidate pairs each costs.
+
+Every verdict the full proposals needed is stored in the index when the benchmark ran
+(copies/evidence.py), so a smaller set of proposals (a subset of them) matches nothing again:
+the sweep costs seconds, and the pairs it would verify in a new index are counted.
+
+    python scripts/evaluate_proposals.py --work out/dups-v --method pca \\
+        --out docs/results/proposals-project
+
+Writes OUT.json and OUT.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from evaluate_duplicates import EDIT_SETS, edit_recall, keeper_share, names_of, pair_scores
+from report import write_report
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from imgsearch.copies.candidates import (
+    NEIGHBOURS,
+    PROPOSALS,
+    Proposals,
+    pairs_from,
+    pairs_within,
+    view_codes,
+)
+from imgsearch.copies.groups import in_index, live_codes
+from imgsearch.workspace import Workspace
+
+GRID = [Proposals(3.0, 4, True), Proposals(2.0, 4, True), Proposals(1.5, 4, True),
+        Proposals(1.25, 4, True), Proposals(1.0, 4, True), Proposals(3.0, 2, True),
+        Proposals(3.0, 1, True), Proposals(3.0, 4, False), Proposals(1.25, 2, True)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--method", default="pca")
+    ap.add_argument("--edits", choices=sorted(EDIT_SETS), default="project")
+    ap.add_argument("--out", type=Path, default=Path("out/proposals"))
+    args = ap.parse_args()
+    ws = Workspace.open(args.work / "index")
+    _, ids, codes, rows = live_codes(ws, args.method)
+    names = [Path(rows[int(i)].path).name for i in ids]
+    origin = {n: int(re.match(r"p(\d+)-", n).group(1)) for n in names}
+    photos = len(set(origin.values()))
+    threshold = ws.method_state(args.method).duplicate_threshold
+    loaded = live_codes(ws, args.method)[0]
+    views = view_codes(ws.cache, ids, loaded.embedder.encode)
+    out = []
+    for p in GRID:
+        i, j, _ = pairs_within(codes, p.loose * threshold, NEIGHBOURS)
+        pairs = {(a, b) for a, b in zip(i.tolist(), j.tolist())}
+        if p.views:
+            vi, vj = pairs_from(*views, codes, p.loose * threshold, p.view_neighbours)
+            pairs |= set(zip(vi.tolist(), vj.tolist()))
+        groups = in_index(ws, args.method, proposals=p).groups
+        out.append({"proposals": vars(p), "candidates": len(pairs),
+                    "per_image": len(pairs) / len(ids),
+                    **pair_scores(names_of(groups), origin),
+                    "per_edit": edit_recall(names_of(groups), list(EDIT_SETS[args.edits]),
+                                            photos),
+                    "keeper": keeper_share(groups)})
+        print(out[-1], file=sys.stderr, flush=True)
+    ws.close()
+    lines = [f"{args.work}: {len(ids)} files ({photos} photos), method {args.method}, "
+             f"threshold {threshold:.4g}; the product's proposals: {vars(PROPOSALS)}", "",
+             "| loose | view neighbours | views | candidate pairs | per image | precision | "
+             "recall | F1 | keeper | worst edit |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in out:
+        p, worst = r["proposals"], min(r["per_edit"].items(), key=lambda kv: kv[1])
+        k = r["keeper"]
+        lines.append(f"| {p['loose']} | {p['view_neighbours']} | {p['views']} | "
+                     f"{r['candidates']:,} | {r['per_image']:.1f} | {r['precision']:.4f} | "
+                     f"{r['recall']:.4f} | {r['f1']:.4f} | {k['original_kept']}/{k['groups']} | "
+                     f"{worst[0]} ({worst[1]:.3f}) |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    write_report(args.out, text, {"work": str(args.work), "method": args.method,
+                                  "threshold": threshold, "rows": out}, table=".md")
+
+
+if __name__ == "__main__":
+    main()
