@@ -8,8 +8,8 @@ What is stored, and why (docs/BENCHMARKS.md, "Stored features", measures size an
   many as matching finds: fewer lose copies, docs/BENCHMARKS.md), positions as 16-bit fixed
   point (1/64 pixel; matching's tolerance is 6 pixels), descriptors as they are (32 bytes);
 - the grey picture that shared areas and dense maps are measured on (long side GREY_SIDE),
-  as a JPEG of quality GREY_QUALITY: the cells compare local correlations, which a re-encode
-  at that quality hardly moves (copies are re-encoded far more than this);
+  losslessly (PNG): a JPEG of quality 90 saved 6 KiB a photo but lost 0.4 points of the copies
+  proven between two stored pictures (docs/BENCHMARKS.md);
 - the colour picture hues are compared on (HUE_SIDE), as whole units of Lab a* and b* (the
   hue test's chroma threshold is 12 of them);
 - the frame: the picture's size, and where its content lies in the file (content_box).
@@ -35,7 +35,7 @@ FEATURES_VERSION = 1
 #: matching.py's rules or to FEATURES_VERSION, and every pair is verified again.
 MATCH_VERSION = 1
 STORED_KEYPOINTS = 500  # of each orientation (matching.N_FEATURES finds at most 500)
-GREY_QUALITY = 90  # JPEG quality of the stored grey picture
+GREY_QUALITY = 100  # JPEG quality of the stored grey picture; 100: lossless (PNG)
 _XY = 64.0  # fixed point of keypoint positions: 1/64 pixel, up to 1023 pixels
 _HEAD = struct.Struct("<BHHHHBBfffffI")  # version, n direct, n mirrored, width, height,
 #                                          chroma h, w, content, frame (4), grey bytes
@@ -46,7 +46,9 @@ def pack(f: Features) -> bytes:
     import cv2
 
     d, m = _cap(f.direct), _cap(f.mirrored)
-    ok, grey = cv2.imencode(".jpg", f.grey, [cv2.IMWRITE_JPEG_QUALITY, GREY_QUALITY])
+    ok, grey = (cv2.imencode(".png", f.grey, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+                if GREY_QUALITY >= 100 else  # lossless
+                cv2.imencode(".jpg", f.grey, [cv2.IMWRITE_JPEG_QUALITY, GREY_QUALITY]))
     if not ok:
         raise ValueError("the grey picture could not be encoded")
     ch, cw = f.chroma.shape[:2]
