@@ -23,14 +23,8 @@ from evaluate_duplicates import EDIT_SETS, edit_recall, keeper_share, names_of, 
 from report import write_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from imgsearch.copies.candidates import (
-    NEIGHBOURS,
-    PROPOSALS,
-    Proposals,
-    pairs_from,
-    pairs_within,
-    view_codes,
-)
+from imgsearch.copies import candidates
+from imgsearch.copies.candidates import Proposals
 from imgsearch.copies.groups import in_index, live_codes
 from imgsearch.workspace import Workspace
 
@@ -53,13 +47,15 @@ def main() -> None:
     photos = len(set(origin.values()))
     threshold = ws.method_state(args.method).duplicate_threshold
     loaded = live_codes(ws, args.method)[0]
-    views = view_codes(ws.cache, ids, loaded.embedder.encode)
+    views = candidates.view_codes(ws.cache, ids, loaded.embedder.encode)
     out = []
     for p in GRID:
-        i, j, _ = pairs_within(codes, p.loose * threshold, NEIGHBOURS)
+        i, j, _ = candidates.pairs_within(codes, p.loose * threshold,
+                                         candidates.NEIGHBOURS)
         pairs = {(a, b) for a, b in zip(i.tolist(), j.tolist())}
         if p.views:
-            vi, vj = pairs_from(*views, codes, p.loose * threshold, p.view_neighbours)
+            vi, vj = candidates.pairs_from(*views, codes, p.loose * threshold,
+                                            p.view_neighbours)
             pairs |= set(zip(vi.tolist(), vj.tolist()))
         groups = in_index(ws, args.method, proposals=p).groups
         out.append({"proposals": vars(p), "candidates": len(pairs),
@@ -71,7 +67,8 @@ def main() -> None:
         print(out[-1], file=sys.stderr, flush=True)
     ws.close()
     lines = [f"{args.work}: {len(ids)} files ({photos} photos), method {args.method}, "
-             f"threshold {threshold:.4g}; the product's proposals: {vars(PROPOSALS)}", "",
+             f"threshold {threshold:.4g}; the product's proposals: "
+             f"{vars(candidates.PROPOSALS)}", "",
              "| loose | view neighbours | views | candidate pairs | per image | precision | "
              "recall | F1 | keeper | worst edit |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in out:
