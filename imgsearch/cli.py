@@ -143,7 +143,8 @@ class ProgressLines:
 
     def line(self, phase: str, now: float) -> str:
         start, _, done, total, note = self.phases[phase]
-        unit = "steps" if phase.startswith("train") else "images"
+        unit = ("steps" if phase.startswith("train") else "pairs" if phase.endswith("verifying")
+                else "images")
         rate = done / (now - start) if now > start and done else 0.0
         text = f"{phase}: {done:,}" + (f"/{total:,}" if total is not None else "") + f" {unit}"
         if rate:
@@ -181,7 +182,8 @@ def progress_bars():
         if not tasks:
             bar.start()
         if phase not in tasks:
-            unit = "step" if phase.startswith("train") else "img"
+            unit = ("step" if phase.startswith("train") else "pair"
+                    if phase.endswith("verifying") else "img")
             tasks[phase] = bar.add_task(phase, total=total, note=note, unit=unit)
         bar.update(tasks[phase], completed=done, total=total, note=note)
 
