@@ -274,32 +274,28 @@ class Catalog:
     def max_id(self) -> int:
         return self.db.execute("select coalesce(max(id), 0) from images").fetchone()[0]
 
+    def _where_in(self, sql: str, params: list, values: list) -> Iterator[tuple]:
+        """The rows of ``sql`` (ending in "in") for ``values``, 500 at a time (SQLite's
+        limit on parameters), after ``params``."""
+        for start in range(0, len(values), 500):
+            part = values[start : start + 500]
+            yield from self.db.execute(f"{sql} ({','.join('?' * len(part))})",
+                                       [*params, *part])
+
     def features(self, ids: Iterable[int], version: int) -> dict[int, bytes | None]:
         """id -> stored features blob (None: stored as having none) for the ``ids`` that have
         features of ``version``; ids without them are left out."""
-        ids = [int(i) for i in ids]
-        out: dict[int, bytes | None] = {}
-        for start in range(0, len(ids), 500):  # SQLite's limit on parameters
-            part = ids[start : start + 500]
-            sql = (f"select id, blob from features where version = ? and id in "
-                   f"({','.join('?' * len(part))})")
-            out.update((i, b) for i, b in self.db.execute(sql, [version, *part]))
-        return out
+        return dict(self._where_in("select id, blob from features where version = ? and id in",
+                                   [version], [int(i) for i in ids]))
 
     def pairs(self, pairs: Iterable[tuple[int, int]], version: int
               ) -> dict[tuple[int, int], bytes]:
         """(a, b) -> stored verdict blob of ``version`` for the ``pairs`` (a < b) that have
         one."""
         want = {(int(a), int(b)) for a, b in pairs}
-        out: dict[tuple[int, int], bytes] = {}
-        firsts = sorted({a for a, _ in want})
-        for start in range(0, len(firsts), 500):
-            part = firsts[start : start + 500]
-            sql = (f"select a, b, blob from pairs where version = ? and a in "
-                   f"({','.join('?' * len(part))})")
-            out.update(((a, b), blob) for a, b, blob in self.db.execute(sql, [version, *part])
-                       if (a, b) in want)
-        return out
+        rows = self._where_in("select a, b, blob from pairs where version = ? and a in",
+                              [version], sorted({a for a, _ in want}))
+        return {(a, b): blob for a, b, blob in rows if (a, b) in want}
 
     def set_pairs(self, verdicts: dict[tuple[int, int], tuple[bool, bytes]], version: int
                   ) -> None:

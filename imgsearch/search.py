@@ -57,14 +57,15 @@ def verify_hits(query, hits: list[Hit], k: int, matched: dict | None = None,
     from concurrent.futures import ThreadPoolExecutor
 
     from .copies import matching
-    from .copies.verification import file_features
+    from .copies.evidence import file_features
 
     matched = {} if matched is None else matched
     features_of = features_of or (lambda h: file_features(h.path))
-    known = {} if stored is None else stored.get([h.id for h in hits if h.id not in matched])
-    if stored is not None and len(known) < len({h.id for h in hits} - set(matched)):
+    todo = {h.id for h in hits} - set(matched)
+    known = {} if stored is None else stored.get(todo)
+    if stored is not None and len(known) < len(todo):
         LOG.info("%d candidate(s) indexed without stored features: decoding their files",
-                 len({h.id for h in hits} - set(matched) - set(known)))
+                 len(todo) - len(known))
 
     def one(h: Hit) -> Hit:
         if h.id not in matched:

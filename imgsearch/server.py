@@ -48,9 +48,8 @@ from . import methods
 from .build import load_method
 from .catalog import INDEXED, Catalog
 from .copies import review
-from .copies.evidence import Stored
+from .copies.evidence import Stored, file_features
 from .copies.matching import load_features
-from .copies.verification import file_features
 from .errors import ImageLoadError, ImgSearchError
 from .images import DECODE_VERSION, is_raw, named, open_upright, raw_size
 from .search import VERIFY_TOP, Searcher, query_images, region_margin, verify_hits
@@ -224,10 +223,9 @@ def create_app(index: str | Path) -> FastAPI:
         row = served.catalog.get(image_id)
         if row is None or row.state != INDEXED:
             raise HTTPException(404, f"no indexed image with id {image_id}")
-        query = None  # without verification, or where the file is gone
+        query, stored = None, Stored(served.catalog)  # None: not verified, or the file is gone
         if verify:  # its features as stored at index time, else from its file
-            query = Stored(served.catalog).get([image_id]).get(image_id) or file_features(
-                row.path)
+            query = stored.get([image_id]).get(image_id) or file_features(row.path)
         out, matched = {}, {}
         for m in served.methods(method):
             searcher, _ = served.searcher(m)
@@ -236,7 +234,7 @@ def create_app(index: str | Path) -> FastAPI:
             hits = [h for h in searcher.search_code(code, n + 1, served.catalog)
                     if h.id != image_id][:n]
             if query is not None:
-                hits = verify_hits(query, hits, k, matched, stored=Stored(served.catalog))
+                hits = verify_hits(query, hits, k, matched, stored=stored)
             out[m] = _hits(served, hits[:k])
         return {"id": image_id, "name": Path(row.path).name, "verified": query is not None,
                 "results": out}

@@ -114,14 +114,20 @@ def _xy(k: Keypoints) -> bytes:
     return np.clip(np.round(k.points * _XY), 0, 65535).astype(np.uint16).tobytes()
 
 
-def compute(source) -> bytes | None:
-    """The packed features of an image file (a path or a file object), or None where it
-    cannot be decoded for them (it is then never a proven copy of anything)."""
+def file_features(source) -> Features | None:
+    """matching.load_features of an image file (a path or a file object), or None where it
+    is gone or cannot be decoded for them (it is then never a proven copy of anything)."""
     try:
-        return pack(matching.load_features(source))
-    except Exception as e:  # noqa: BLE001 - a file the index read may still fail here
+        return matching.load_features(source)
+    except Exception as e:  # noqa: BLE001 - a file gone or unreadable since it was indexed
         LOG.debug("no features for %s: %s", getattr(source, "name", source), e)
         return None
+
+
+def compute(source) -> bytes | None:
+    """The packed features of an image file (file_features), or None."""
+    f = file_features(source)
+    return None if f is None else pack(f)
 
 
 def read(blob: bytes | None) -> Features | None:
@@ -137,6 +143,11 @@ class Stored:
 
     def __init__(self, catalog):
         self.catalog = catalog
+        self.path = getattr(catalog, "path", None)  # the catalog file a worker can open
+
+    def lacking(self, ids) -> set[int]:
+        """The ``ids`` indexed without stored features (ids only: no blob is read)."""
+        return set(ids) & set(self.catalog.lacking_features(FEATURES_VERSION))
 
     def matches(self, pairs) -> dict[tuple[int, int], Match]:
         """(a, b) -> the stored verdict on each of ``pairs`` (a < b) that has one."""

@@ -16,6 +16,7 @@ import json
 import logging
 from dataclasses import asdict
 
+from ..catalog import INDEXED
 from ..errors import ImgSearchError
 from ..store import write_json
 from .candidates import PROPOSALS
@@ -78,7 +79,7 @@ def find(ws, method: str, threshold: float | None = None, times: float = 1.0,
 def at_index_time(ws, method: str, progress=None) -> Duplicates | None:
     """``find`` with the default options, as `imgsearch index` runs it last; None for a
     collection of fewer than two images."""
-    if len(ws.catalog.indexed_ids()) < 2:
+    if ws.catalog.counts()[INDEXED] < 2:
         return None
     return find(ws, method, progress=progress)
 

@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 
 from . import matching
-from .evidence import FEATURES_VERSION, Stored, pack_match, unpack_match
+from .evidence import Stored, file_features, pack_match, unpack_match
 from .matching import NO_MATCH, Features, Match
 
 LOG = logging.getLogger(__name__)
@@ -26,11 +26,11 @@ PAIR_POOL_MIN = 64  # fewer pairs than this are matched in the calling process
 CHUNK = 32  # pairs a worker matches at a time
 
 
-def match_pair(fa: Features | None, fb: Features | None) -> Match:
-    """The verdict on a pair, as it is stored (evidence.pack_match: rounded alike, however
-    it was found), NO_MATCH where either picture has no features."""
-    m = NO_MATCH if fa is None or fb is None else matching.match(fa, fb)
-    return unpack_match(pack_match(m))
+def verdict(fa: Features | None, fb: Features | None) -> bytes:
+    """The packed verdict on a pair (evidence.pack_match), NO_MATCH where either picture has
+    no features. Every verdict is used as unpacked from these bytes, however it was found,
+    so one matched here and one read back from the index are the same to the bit."""
+    return pack_match(NO_MATCH if fa is None or fb is None else matching.match(fa, fb))
 
 
 _WORKER: dict = {}  # in a pool worker: the catalog it reads and the features it decoded
@@ -54,7 +54,7 @@ def _match_chunk(pairs: list[tuple[int, int]]) -> list[tuple[tuple[int, int], by
     def features(i: int) -> Features | None:
         return own[i] if i in own else cache.get(i)
 
-    return [(p, pack_match(match_pair(features(p[0]), features(p[1])))) for p in pairs]
+    return [(p, verdict(features(p[0]), features(p[1]))) for p in pairs]
 
 
 def _pooled(db: str, pairs: list[tuple[int, int]], own: dict, workers: int):
@@ -68,15 +68,6 @@ def _pooled(db: str, pairs: list[tuple[int, int]], own: dict, workers: int):
         for chunk in pool.imap(_match_chunk, chunks):
             for p, blob in chunk:
                 yield p, unpack_match(blob)
-
-
-def file_features(path: str) -> Features | None:
-    """matching.load_features of a file, or None where it is gone or unreadable."""
-    try:
-        return matching.load_features(path)
-    except Exception as e:  # noqa: BLE001 - a file gone or unreadable since it was indexed
-        LOG.debug("no features for %s: %s", path, e)
-        return None
 
 
 class Verifier:
@@ -94,7 +85,7 @@ class Verifier:
         self.decoded = 0  # images decoded from their files: indexed without stored features
         self.verified = 0  # pairs matched here: no verdict was stored
 
-    def prepare(self, ids: Iterable[int], progress=None) -> None:
+    def prepare(self, ids: Iterable[int]) -> None:
         """Read the features of ``ids`` not read yet: stored ones from the index, the others
         computed from their files, in parallel."""
         todo = [i for i in dict.fromkeys(ids) if i not in self._features]
@@ -111,10 +102,8 @@ class Verifier:
             else:
                 pool = stack.enter_context(ProcessPoolExecutor(self.workers))
                 results = pool.map(file_features, paths, chunksize=8)
-            for n, (i, f) in enumerate(zip(todo, results), 1):
+            for i, f in zip(todo, results):
                 self._features[i] = f
-                if progress is not None:
-                    progress("verifying", n, len(todo))
         LOG.info("features of %d images for verification", len(todo))
 
     def features(self, i: int) -> Features | None:
@@ -130,7 +119,7 @@ class Verifier:
 
     def match(self, a: int, b: int) -> Match:
         """The match of (a, b): a's picture against b's. Each pair is matched once, the
-        smaller id's picture against the larger's (``match_pair``), and its verdict kept
+        smaller id's picture against the larger's (``verdict``), and its verdict kept
         (and stored with the index, ``save``)."""
         key = (min(a, b), max(a, b))
         if key not in self._matches:
@@ -150,17 +139,17 @@ class Verifier:
         if not todo:
             return
         self.verified += len(todo)
-        db = getattr(getattr(self.stored, "catalog", None), "path", None)
+        db = self.stored.path if self.stored is not None else None
         lacking = [i for i in {x for p in todo for x in p} if i not in self._features]
         if db is None or len(todo) < PAIR_POOL_MIN or self.workers == 1:
             self.prepare(lacking)
-            found = ((p, match_pair(self._features[p[0]], self._features[p[1]]))
+            found = ((p, unpack_match(verdict(self._features[p[0]], self._features[p[1]])))
                      for p in todo)
         else:
-            stored = set(self.stored.catalog.features(lacking, FEATURES_VERSION))
-            self.prepare([i for i in lacking if i not in stored])  # decoded here, once
-            own = {i: self._features[i] for i in lacking if i not in stored}
-            found = _pooled(str(db), todo, own, self.workers)
+            unstored = self.stored.lacking(lacking)
+            self.prepare(unstored)  # decoded here, once; the workers read the others
+            found = _pooled(str(db), todo, {i: self._features[i] for i in unstored},
+                            self.workers)
         for n, (p, m) in enumerate(found, 1):
             self._matches[p] = m
             self._new[p] = m
