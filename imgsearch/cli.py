@@ -551,7 +551,8 @@ def duplicates_cmd(
     method: Annotated[str | None, typer.Option(
         help="Whose codes to compare (default: the index's preferred method).")] = None,
     threshold: Annotated[str | None, typer.Option(
-        help="Code distance within which pairs are candidates: a distance (0.4) or a "
+        help="Code distance within which pairs are candidates (with --verify, pairs whose "
+             "local features match are candidates too): a distance (0.4) or a "
              "multiple of the calibrated one (2x). Default: calibrated on the collection "
              "when the method was built (`imgsearch info` shows it).")] = None,
     verify: Annotated[bool, typer.Option(

@@ -1,10 +1,10 @@
 """Which candidate pairs verification needs: the groups of a duplicates benchmark's index
-(scripts/evaluate_duplicates.py --work DIR) found with smaller sets of proposals, each scored
-as that script scores them, with the number of candidate pairs each costs.
+(scripts/evaluate_duplicates.py --work DIR) found with other sets of proposals (codes, views'
+codes, local features' votes: candidates.Proposals), each scored as that script scores them,
+with the number of candidate pairs each costs and how many of them are compared whole.
 
-Every verdict the full proposals needed is stored in the index when the benchmark ran
-(copies/evidence.py), so a smaller set of proposals (a subset of them) matches nothing again:
-the sweep costs seconds, and the pairs it would verify in a new index are counted.
+Every verdict is stored in the index (copies/evidence.py), so each pair is matched once over
+the whole sweep, and the pairs each set would verify in a new index are counted.
 
     python scripts/evaluate_proposals.py --work out/dups-v --method pca \\
         --out docs/results/proposals-project
@@ -25,12 +25,20 @@ from report import write_report
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgsearch.copies import candidates
 from imgsearch.copies.candidates import Proposals
-from imgsearch.copies.groups import in_index, live_codes
+from imgsearch.copies.evidence import Stored
+from imgsearch.copies.groups import in_index, live_codes, stored_votes
 from imgsearch.workspace import Workspace
 
-GRID = [Proposals(3.0, 4, True), Proposals(2.0, 4, True), Proposals(1.5, 4, True),
-        Proposals(1.25, 4, True), Proposals(1.0, 4, True), Proposals(3.0, 2, True),
-        Proposals(3.0, 1, True), Proposals(3.0, 4, False), Proposals(1.25, 2, True)]
+GRID = [Proposals(*p) for p in [
+    (3.0, 4, True, 0, 1.5),  # codes and views only (before local features proposed)
+    (3.0, 4, True, 0, 3.0),  # ... every pair compared whole
+    (3.0, 4, True, 10, 1.5),  # ... and votes
+    (3.0, 4, False, 10, 1.5),  # votes instead of views
+    (1.5, 4, False, 10, 1.5),
+    (1.0, 4, False, 10, 1.5),
+    (3.0, 4, False, 6, 1.5),
+    (3.0, 4, False, 20, 1.5),
+    (3.0, 4, False, 40, 1.5)]]
 
 
 def main() -> None:
@@ -48,17 +56,14 @@ def main() -> None:
     threshold = ws.method_state(args.method).duplicate_threshold
     loaded = live_codes(ws, args.method)[0]
     views = candidates.view_codes(ws.cache, ids, loaded.embedder.encode)
+    voted = stored_votes(ids, Stored(ws.catalog))
     out = []
     for p in GRID:
-        i, j, _ = candidates.pairs_within(codes, p.loose * threshold,
-                                         candidates.NEIGHBOURS)
-        pairs = {(a, b) for a, b in zip(i.tolist(), j.tolist())}
-        if p.views:
-            vi, vj = candidates.pairs_from(*views, codes, p.loose * threshold,
-                                            p.view_neighbours)
-            pairs |= set(zip(vi.tolist(), vj.tolist()))
+        pairs, whole = candidates.proposed(codes, threshold, p, candidates.NEIGHBOURS, views,
+                                           voted)
         groups = in_index(ws, args.method, proposals=p).groups
         out.append({"proposals": vars(p), "candidates": len(pairs),
+                    "whole": int(whole.sum()),
                     "per_image": len(pairs) / len(ids),
                     **pair_scores(names_of(groups), origin),
                     "per_edit": edit_recall(names_of(groups), list(EDIT_SETS[args.edits]),
@@ -69,13 +74,15 @@ def main() -> None:
     lines = [f"{args.work}: {len(ids)} files ({photos} photos), method {args.method}, "
              f"threshold {threshold:.4g}; the product's proposals: "
              f"{vars(candidates.PROPOSALS)}", "",
-             "| loose | view neighbours | views | candidate pairs | per image | precision | "
-             "recall | F1 | keeper | worst edit |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| loose | view neighbours | views | votes | close | candidate pairs | whole | "
+             "per image | precision | recall | F1 | keeper | worst edit |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in out:
         p, worst = r["proposals"], min(r["per_edit"].items(), key=lambda kv: kv[1])
         k = r["keeper"]
         lines.append(f"| {p['loose']} | {p['view_neighbours']} | {p['views']} | "
-                     f"{r['candidates']:,} | {r['per_image']:.1f} | {r['precision']:.4f} | "
+                     f"{p['votes']} | {p['close']} | {r['candidates']:,} | {r['whole']:,} | "
+                     f"{r['per_image']:.1f} | {r['precision']:.4f} | "
                      f"{r['recall']:.4f} | {r['f1']:.4f} | {k['original_kept']}/{k['groups']} | "
                      f"{worst[0]} ({worst[1]:.3f}) |")
     text = "\n".join(lines) + "\n"

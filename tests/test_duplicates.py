@@ -144,8 +144,14 @@ def test_duplicates_json_and_csv(with_copies):
         app, ["duplicates", "--index", str(index), "--method", "pixels", "--csv"]).stdout)))
     assert table[0][:4] == ["group", "role", "id", "path"] and len(table) == 6
     none = runner.invoke(app, ["duplicates", "--index", str(index), "--method", "pixels",
-                               "--threshold", "0", "--json"])
+                               "--threshold", "0", "--no-verify", "--json"])
     assert groups_of(json.loads(none.stdout)) == [["exact.png", "img01.png"]]  # identical only
+    # codes propose only the identical pair at distance 0, but the local features still
+    # propose the re-saved copy (the 48-pixel one has too few keypoints for their votes)
+    voted = runner.invoke(app, ["duplicates", "--index", str(index), "--method", "pixels",
+                                "--threshold", "0", "--json"])
+    assert groups_of(json.loads(voted.stdout)) == [["exact.png", "img01.png"],
+                                                   ["img04.tiff", "resaved.jpg"]]
 
 
 def test_move_aside_updates_the_index_and_undo_puts_back(with_copies, tmp_path):
@@ -347,8 +353,28 @@ def test_views_propose_a_turned_and_a_bordered_copy():
     assert owner.tolist().count(1) == owner.tolist().count(0) + 1  # image 1 less its margin
     # a view's code near another image's code proposes the pair, once, smaller first
     codes = np.array([[0.0, 0], [5, 5], [0.1, 0]], np.float32)
-    i, j = pairs_from(np.array([[5.0, 5.1]]), np.array([2]), codes, 0.5)
-    assert list(zip(i, j)) == [(1, 2)]
+    i, j, d = pairs_from(np.array([[5.0, 5.1]]), np.array([2]), codes, 0.5)
+    assert list(zip(i, j)) == [(1, 2)] and np.allclose(d, [0.1])
+
+
+def test_local_features_vote_for_copies_and_mirrors_only():
+    from imgsearch.copies.candidates import votes
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (120, 32), dtype=np.uint8)
+    copy = a[:80].copy()
+    copy[:, 4:] ^= (rng.random((80, 28)) < 0.05).astype(np.uint8) << 3  # a few bits apart
+    other = rng.integers(0, 256, (120, 32), dtype=np.uint8)
+    mirror = rng.integers(0, 256, (120, 32), dtype=np.uint8)  # its own descriptors ...
+    empty = np.zeros((0, 32), np.uint8)
+    direct = [a, copy, other, mirror, empty]
+    mirrored = [rng.integers(0, 256, (120, 32), dtype=np.uint8), empty, empty, a[80:], empty]
+    i, j, count = votes(direct, mirrored)  # ... and a's among its mirror image's
+    found = dict(zip(zip(i.tolist(), j.tolist()), count.tolist()))
+    assert set(found) == {(0, 1), (0, 3)}
+    assert found[(0, 1)] >= 80 and found[(0, 3)] >= 40
+    assert votes(direct, mirrored, least=200)[0].size == 0
+    assert votes([empty, empty], [empty, empty])[0].size == 0
 
 
 def test_the_original_is_kept_over_a_screenshot_of_it_and_a_crop(tmp_path):

@@ -124,3 +124,41 @@ def test_pairs_are_matched_on_every_core_once_and_their_verdicts_stored(tmp_path
     again.prepare_pairs(pairs)
     assert again.verified == 0  # every verdict read from the index
     assert {p for p in pairs if again.match(*p).same} == proven
+
+
+def test_a_refusal_by_keypoints_alone_is_matched_whole_when_a_pair_needs_it(tmp_path,
+                                                                            monkeypatch):
+    """A pair only local features proposed is judged by its keypoints (dense=False) and its
+    refusal stored as such; asked whole later (a group's member, a close pair), it is
+    matched again with dense maps, once, and that verdict stored over it."""
+    from imgsearch.catalog import INDEXED, Catalog
+
+    cat = Catalog(tmp_path / "c.db")
+    blobs = {1: evidence.pack(feats(scene(30))), 2: evidence.pack(feats(scene(31)))}
+    cat.upsert_many([{"id": i, "path": f"/{i}.jpg", "size": 1, "mtime": 1.0,
+                      "state": INDEXED, "gen": 1} for i in blobs], blobs, 1)
+    asked = []
+    real = matching.match
+
+    def spy(a, b, dense=True):
+        asked.append(dense)
+        return real(a, b, dense)
+
+    monkeypatch.setattr(matching, "match", spy)
+
+    def verifier():
+        return Verifier(lambda i: f"/{i}.jpg", workers=1, stored=evidence.Stored(cat))
+
+    v = verifier()
+    v.prepare_pairs([(2, 1)], quick=[(1, 2)])
+    assert asked == [False] and not v.prepared(1, 2).same and v.save() == 1
+    assert cat.pairs([(1, 2)], evidence.KEYPOINTS_VERSION)
+    assert not cat.pairs([(1, 2)], evidence.MATCH_VERSION)
+    again = verifier()
+    again.prepare_pairs([(1, 2)], quick=[(1, 2)])
+    assert again.verified == 0  # the stored refusal serves a pair that may be quick
+    assert not again.match(1, 2).same and again.verified == 1 and asked == [False, True]
+    assert again.save() == 1 and cat.pairs([(1, 2)], evidence.MATCH_VERSION)
+    third = verifier()
+    third.prepare_pairs([(1, 2)])
+    assert third.verified == 0 and asked == [False, True]  # whole now, never matched again

@@ -4,7 +4,7 @@ photo pasted into a page) are the same picture; distinct pictures and two shots 
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from imgsearch.copies import matching
 
@@ -177,6 +177,18 @@ def test_a_plain_logo_and_its_jpeg_are_the_same_picture():
     ring = feats(logo("ring"))
     assert matching.match(ring, matching.load_features(buf)).same
     assert not matching.match(ring, feats(logo("square"))).same
+
+
+def test_dense_maps_are_tried_for_few_keypoints_even_when_not_asked():
+    """dense=False judges a textured pair by its keypoints alone, but a picture with too few
+    keypoints for them (a plain logo) is still compared whole."""
+    soft = Image.new("RGB", (320, 240), (40, 60, 90))
+    ImageDraw.Draw(soft).ellipse((60, 40, 260, 200), fill=(220, 180, 60))
+    soft = soft.filter(ImageFilter.GaussianBlur(8))  # no corners: no keypoints
+    a, b = feats(soft), feats(soft.resize((240, 180)))
+    assert max(len(a.direct.points), len(b.direct.points)) < matching.FEW_KEYPOINTS
+    m = matching.match(a, b, dense=False)
+    assert m.same and m.inliers == 0  # proven by a dense map
 
 
 def test_footprint_is_where_the_other_picture_lies():

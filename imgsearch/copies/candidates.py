@@ -24,6 +24,7 @@ EXACT_MAX = 20_000  # above this many codes, neighbours come from a temporary IV
 NEIGHBOURS = 16  # neighbours looked at per image
 NPROBE = 12
 LOOSE = 3.0  # with verification, code neighbours within LOOSE x the threshold are candidates
+CLOSE = 1.0  # ... and those within CLOSE x the threshold are compared as whole pictures too
 
 
 def neighbours(codes: np.ndarray, k: int, exact: bool | None = None,
@@ -97,30 +98,122 @@ def views(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(out), np.concatenate(owner)
 
 
+# -- proposals from local features ---------------------------------------------------------
+#: Two images whose ORB descriptors match VOTES or more times are proposed. A descriptor
+#: matches the descriptors within VOTE_DISTANCE bits (of 256) among its VOTE_NEIGHBOURS nearest
+#: in a hash table of every image's descriptors (FAISS IndexBinaryHash: descriptors whose
+#: first bits agree). ORB is oriented and multi-scale, and every image's mirrored descriptors
+#: ask too, so quarter turns, crops and mirrors keep their votes where codes move far.
+VOTE_DISTANCE = 40
+VOTE_NEIGHBOURS = 8
+VOTES = 10
+VOTE_BATCH = 256  # images whose descriptors are looked up at a time (bounds the memory)
+
+
+def hash_bits(total: int) -> int:
+    """The bits of the hash table for ``total`` descriptors: about 64 a bucket, 16 to 20
+    bits (more bits, fewer descriptors compared, and fewer true matches in one bucket)."""
+    return int(np.clip(round(np.log2(max(total, 1) / 64)), 16, 20))
+
+
+def votes(direct: list[np.ndarray], mirrored: list[np.ndarray], least: int = VOTES
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, votes), i < j: the pairs of images (positions in the lists) whose descriptors
+    match at least ``least`` times, counting each descriptor of either image (of its
+    picture, ``direct``, and of its mirror image, ``mirrored``: (n, 32) uint8 each) that finds
+    a match in the other once. Every image is compared with every other through the table,
+    so the work grows like the number of descriptors, not its square."""
+    n = len(direct)
+    sizes = np.array([len(d) for d in direct], np.int64)
+    if n < 2 or not sizes.sum():
+        return np.empty(0, int), np.empty(0, int), np.empty(0, int)
+    owner = np.repeat(np.arange(n), sizes)
+    index = faiss.IndexBinaryHash(256, hash_bits(int(sizes.sum())))
+    index.nflip = 0
+    index.add(np.ascontiguousarray(np.concatenate(direct)))
+    keys = []
+    for start in range(0, n, VOTE_BATCH):
+        stop = min(n, start + VOTE_BATCH)
+        asked = [np.concatenate([direct[p], mirrored[p]]) for p in range(start, stop)]
+        asker = np.repeat(np.arange(start, stop), [len(q) for q in asked])
+        if not len(asker):
+            continue
+        dist, found = index.search(np.ascontiguousarray(np.concatenate(asked)),
+                                   VOTE_NEIGHBOURS)
+        other = np.where((found >= 0) & (dist <= VOTE_DISTANCE),
+                         owner[np.maximum(found, 0)], -1)
+        other[other == asker[:, None]] = -1
+        other.sort(axis=1)  # one vote per descriptor and other image
+        other[:, 1:][other[:, 1:] == other[:, :-1]] = -1
+        a, b = np.repeat(asker, other.shape[1]), other.reshape(-1)
+        ok = b >= 0
+        keys.append(np.minimum(a[ok], b[ok]) * n + np.maximum(a[ok], b[ok]))
+    key, count = np.unique(np.concatenate(keys) if keys else np.empty(0, np.int64),
+                           return_counts=True)
+    keep = count >= least
+    return key[keep] // n, key[keep] % n, count[keep]
+
+
 @dataclass(frozen=True)
 class Proposals:
-    """Which pairs the codes propose for verification: each image's k nearest within
-    ``loose`` times the threshold, and (``views``) each of its views' ``view_neighbours``
-    nearest within the same distance."""
+    """Which pairs are verified: those the codes propose (each image's k nearest within
+    ``loose`` times the threshold, and with ``views`` each of its views' ``view_neighbours``
+    nearest within the same distance), and those whose local features match ``votes`` times
+    or more (``votes``; 0: none). Dense maps (matching.match) are tried on the pairs whose
+    codes, or views' codes, lie within ``close`` times the threshold: pictures that look
+    alike as a whole; a pair proposed otherwise is judged by its keypoints."""
 
     loose: float = LOOSE
     view_neighbours: int = VIEW_NEIGHBOURS
     views: bool = True
+    votes: int = VOTES
+    close: float = CLOSE
 
 
 PROPOSALS = Proposals()  # the product's
 
 
+def proposed(codes: np.ndarray, threshold: float, proposals: Proposals = PROPOSALS,
+             k: int = NEIGHBOURS, view_codes: tuple[np.ndarray, np.ndarray] | None = None,
+             voted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(pairs, whole): the pairs of positions (P, 2), i < j, that ``proposals`` verify, from
+    the ``codes`` at ``threshold``, the ``view_codes`` (view_codes: codes and owner) and the
+    local features' ``voted`` pairs (votes: i, j, count); and for each pair whether it is
+    compared whole (dense maps allowed: its codes or a view's lie within ``close``)."""
+    i, j, far = pairs_within(codes, proposals.loose * threshold, k)
+    found, near = [np.stack([i, j], 1)], [far <= proposals.close * threshold]
+    if view_codes is not None and proposals.views:
+        vi, vj, vfar = pairs_from(*view_codes, codes, proposals.loose * threshold,
+                                  proposals.view_neighbours)
+        found.append(np.stack([vi, vj], 1))
+        near.append(vfar <= proposals.close * threshold)
+    if voted is not None and proposals.votes:
+        vi, vj, count = voted
+        keep = count >= proposals.votes
+        found.append(np.stack([vi[keep], vj[keep]], 1))
+        near.append(np.zeros(int(keep.sum()), bool))
+    pairs, at = np.unique(np.concatenate(found).astype(np.int64).reshape(-1, 2), axis=0,
+                          return_inverse=True)
+    whole = np.zeros(len(pairs), bool)
+    np.logical_or.at(whole, at.reshape(-1), np.concatenate(near))
+    return pairs, whole
+
+
 def pairs_from(queries: np.ndarray, owner: np.ndarray, codes: np.ndarray, threshold: float,
-               k: int = VIEW_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
-    """(i, j), i < j: the pairs of ``owner[q]`` and each of the k nearest ``codes`` of query
-    code q within ``threshold`` (the views of an image proposing its copies)."""
+               k: int = VIEW_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, distance), i < j: the pairs of ``owner[q]`` and each of the k nearest ``codes``
+    of query code q within ``threshold`` (the views of an image proposing its copies), at
+    the smallest distance any view found."""
     dist, pos = neighbours(codes, k, queries=queries)  # an IVF above EXACT_MAX codes too
     i = np.repeat(owner, pos.shape[1])
     j, d = pos.reshape(-1), dist.reshape(-1)
     keep = (j >= 0) & (j != i) & (d <= threshold)
-    pairs = np.unique(np.sort(np.stack([i[keep], j[keep]], 1), axis=1), axis=0)
-    return pairs[:, 0], pairs[:, 1]
+    i, j, d = i[keep], j[keep], d[keep]
+    order = np.argsort(d, kind="stable")  # each pair's smallest distance first
+    pairs, first = np.unique(np.sort(np.stack([i[order], j[order]], 1), axis=1), axis=0,
+                             return_index=True)
+    return pairs[:, 0], pairs[:, 1], d[order][first]
 
 
 def view_codes(cache, ids: np.ndarray, encode, progress=None, batch: int = 256

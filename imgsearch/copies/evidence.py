@@ -33,7 +33,10 @@ LOG = logging.getLogger(__name__)
 FEATURES_VERSION = 1
 #: The version of a stored verdict on a pair (pack_match): raise it with any change to
 #: matching.py's rules or to FEATURES_VERSION, and every pair is verified again.
-MATCH_VERSION = 1
+MATCH_VERSION = 2
+#: The version under which a refusal by keypoints alone is stored (matching.match with
+#: dense=False): a pair proposed later by codes close enough is matched again, whole.
+KEYPOINTS_VERSION = 1000 + MATCH_VERSION
 STORED_KEYPOINTS = 500  # of each orientation (matching.N_FEATURES finds at most 500)
 GREY_QUALITY = 100  # JPEG quality of the stored grey picture; 100: lossless (PNG)
 _XY = 64.0  # fixed point of keypoint positions: 1/64 pixel, up to 1023 pixels
@@ -103,6 +106,19 @@ def unpack_match(blob: bytes) -> Match:
     return Match(same, inliers, sa, sb, mirrored, h if has else None, da, db)
 
 
+def descriptors(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(direct, mirrored): the ORB descriptors ((n, 32) uint8) of both orientations in a
+    stored blob, read without unpacking the rest (candidates.votes reads every image's)."""
+    if not blob or blob[0] != FEATURES_VERSION:
+        raise ValueError(f"stored features of version {blob[0] if blob else None}, this "
+                         f"imgsearch reads version {FEATURES_VERSION}")
+    _, nd, nm, *_ = _HEAD.unpack_from(blob)
+    at = _HEAD.size + nd * 4
+    direct = np.frombuffer(blob, np.uint8, nd * 32, at).reshape(nd, 32)
+    at += nd * 32 + nm * 4
+    return direct, np.frombuffer(blob, np.uint8, nm * 32, at).reshape(nm, 32)
+
+
 def _cap(k: Keypoints) -> Keypoints:
     """The first STORED_KEYPOINTS keypoints, in matching's order (RANSAC draws from it)."""
     if len(k.points) <= STORED_KEYPOINTS:
@@ -149,14 +165,33 @@ class Stored:
         """The ``ids`` indexed without stored features (ids only: no blob is read)."""
         return set(ids) & set(self.catalog.lacking_features(FEATURES_VERSION))
 
-    def matches(self, pairs) -> dict[tuple[int, int], Match]:
-        """(a, b) -> the stored verdict on each of ``pairs`` (a < b) that has one."""
-        return {k: unpack_match(b) for k, b in self.catalog.pairs(pairs, MATCH_VERSION).items()}
+    def matches(self, pairs) -> dict[tuple[int, int], tuple[Match, bool]]:
+        """(a, b) -> (stored verdict, whole) on each of ``pairs`` (a < b) that has one; whole:
+        found with dense maps allowed, else a refusal by keypoints alone."""
+        pairs = list(pairs)
+        out = {k: (unpack_match(b), False)
+               for k, b in self.catalog.pairs(pairs, KEYPOINTS_VERSION).items()}
+        out.update((k, (unpack_match(b), True))
+                   for k, b in self.catalog.pairs(pairs, MATCH_VERSION).items())
+        return out
 
-    def save_matches(self, matches: dict[tuple[int, int], Match]) -> None:
-        """Store verdicts on pairs (a < b)."""
-        self.catalog.set_pairs({k: (m.same, pack_match(m)) for k, m in matches.items()},
-                               MATCH_VERSION)
+    def save_matches(self, matches: dict[tuple[int, int], tuple[Match, bool]]) -> None:
+        """Store verdicts on pairs (a < b): (verdict, whole) as ``matches`` gives them."""
+        for whole, version in ((True, MATCH_VERSION), (False, KEYPOINTS_VERSION)):
+            self.catalog.set_pairs({k: (m.same, pack_match(m)) for k, (m, w) in
+                                    matches.items() if w == whole}, version)
+
+    def descriptors(self, ids) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """id -> (direct, mirrored) ORB descriptors (``descriptors``) of the ``ids`` stored
+        with features (an image stored as having none has none: it is left out)."""
+        out = {}
+        for i, blob in self.catalog.features(ids, FEATURES_VERSION).items():
+            if blob is not None:
+                try:
+                    out[i] = descriptors(blob)
+                except ValueError as e:
+                    LOG.warning("stored features of image %d are unreadable (%s)", i, e)
+        return out
 
     def get(self, ids) -> dict[int, Features | None]:
         out = {}

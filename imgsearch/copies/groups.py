@@ -35,9 +35,10 @@ from .candidates import (
     NEIGHBOURS,
     PROPOSALS,
     Proposals,
-    pairs_from,
     pairs_within,
+    proposed,
     view_codes,
+    votes,
 )
 from .evidence import Stored
 from .keeper import choose_keeper, original_key, why_original
@@ -143,17 +144,15 @@ def find_groups(ids: np.ndarray, codes: np.ndarray, rows: dict[int, Row], thresh
 
         found = complete_groups(len(ids), i, j, threshold, farthest)
     else:
-        i, j, _ = pairs_within(codes, proposals.loose * threshold, k)
-        if view_codes is not None and proposals.views:
-            vi, vj = pairs_from(*view_codes, codes, proposals.loose * threshold,
-                                proposals.view_neighbours)
-            pairs = np.unique(np.concatenate([np.stack([i, j], 1), np.stack([vi, vj], 1)]),
-                              axis=0)
-            i, j = pairs[:, 0], pairs[:, 1]
-        verifier.prepare_pairs([(int(ids[a]), int(ids[b])) for a, b in zip(i.tolist(),
-                                j.tolist()) if not apart(a, b)], progress)
-        proven = [(a, b) for a, b in zip(i.tolist(), j.tolist()) if not apart(a, b)
-                  and verifier.match(int(ids[a]), int(ids[b])).same]
+        voted = (stored_votes(ids, verifier.stored, proposals.votes)
+                 if proposals.votes and verifier.stored is not None else None)
+        pairs, whole = proposed(codes, threshold, proposals, k, view_codes, voted)
+        asked = [(int(ids[a]), int(ids[b])) for a, b in pairs.tolist() if not apart(a, b)]
+        quick = {(int(ids[a]), int(ids[b])) for a, b in pairs[~whole].tolist()}
+        verifier.prepare_pairs(asked, progress, quick=quick)
+        proven = [(a, b) for a, b in pairs.tolist() if not apart(a, b)
+                  and verifier.prepared(int(ids[a]), int(ids[b])).same]
+
         def row(p: int) -> Row:
             return rows[int(ids[p])]
 
@@ -195,6 +194,19 @@ def find_groups(ids: np.ndarray, codes: np.ndarray, rows: dict[int, Row], thresh
              sum(1 + len(g.others) for g in out), threshold,
              ", verified" if verifier is not None else "")
     return out
+
+
+def stored_votes(ids: np.ndarray, stored, least: int = 1
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, count): positions in ``ids`` of the pairs whose stored local features match at
+    least ``least`` times, and how often (candidates.votes); images stored without features
+    propose nothing."""
+    found = stored.descriptors(ids.tolist())
+    at = np.array([p for p, x in enumerate(ids.tolist()) if x in found], np.int64)
+    both = [found[int(ids[p])] for p in at]
+    vi, vj, count = votes([d for d, _ in both], [m for _, m in both], least)
+    LOG.info("local features propose %d pairs among %d images", len(vi), len(at))
+    return at[vi], at[vj], count
 
 
 def around_originals(n: int, proven: list[tuple[int, int]], id_of, verifier: Verifier,

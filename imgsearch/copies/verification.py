@@ -26,27 +26,35 @@ PAIR_POOL_MIN = 64  # fewer pairs than this are matched in the calling process
 CHUNK = 32  # pairs a worker matches at a time
 
 
-def verdict(fa: Features | None, fb: Features | None) -> bytes:
+def verdict(fa: Features | None, fb: Features | None, dense: bool = True) -> bytes:
     """The packed verdict on a pair (evidence.pack_match), NO_MATCH where either picture has
-    no features. Every verdict is used as unpacked from these bytes, however it was found,
-    so one matched here and one read back from the index are the same to the bit."""
-    return pack_match(NO_MATCH if fa is None or fb is None else matching.match(fa, fb))
+    no features; dense maps tried as matching.match says. Every verdict is used as unpacked
+    from these bytes, however it was found, so one matched here and one read back from the
+    index are the same to the bit."""
+    return pack_match(NO_MATCH if fa is None or fb is None else matching.match(fa, fb, dense))
 
 
 _WORKER: dict = {}  # in a pool worker: the catalog it reads and the features it decoded
 
 
 def _worker_init(db: str, own: dict) -> None:
+    import faiss
+
     from ..catalog import Catalog
+
+    # matching searches descriptors with FAISS: OpenMP's pool does not survive a fork (a
+    # forked worker's first parallel region hangs), and the pool parallelises over pairs
+    faiss.omp_set_num_threads(1)
 
     _WORKER.update(stored=Stored(Catalog(db, read_only=True)), own=own, cache={})
 
 
-def _match_chunk(pairs: list[tuple[int, int]]) -> list[tuple[tuple[int, int], bytes]]:
-    """In a worker: the verdicts on ``pairs``, from the stored features (the few images that
-    have none were decoded by the caller: ``own``)."""
+def _match_chunk(pairs: list[tuple[tuple[int, int], bool]]
+                 ) -> list[tuple[tuple[int, int], bytes]]:
+    """In a worker: the verdicts on ``pairs`` ((pair, dense maps allowed)), from the stored
+    features (the few images that have none were decoded by the caller: ``own``)."""
     cache, own = _WORKER["cache"], _WORKER["own"]
-    need = [i for i in {x for p in pairs for x in p} if i not in cache and i not in own]
+    need = [i for i in {x for p, _ in pairs for x in p} if i not in cache and i not in own]
     if len(cache) > 4096:
         cache.clear()
     cache.update(_WORKER["stored"].get(need))
@@ -54,11 +62,12 @@ def _match_chunk(pairs: list[tuple[int, int]]) -> list[tuple[tuple[int, int], by
     def features(i: int) -> Features | None:
         return own[i] if i in own else cache.get(i)
 
-    return [(p, verdict(features(p[0]), features(p[1]))) for p in pairs]
+    return [(p, verdict(features(p[0]), features(p[1]), dense)) for p, dense in pairs]
 
 
-def _pooled(db: str, pairs: list[tuple[int, int]], own: dict, workers: int):
-    """(pair, verdict) of every pair, matched in a pool of processes reading ``db``."""
+def _pooled(db: str, pairs: list[tuple[tuple[int, int], bool]], own: dict, workers: int):
+    """(pair, verdict) of every (pair, dense) given, matched in a pool of processes reading
+    ``db``."""
     import multiprocessing
 
     pairs = sorted(pairs)  # a worker's chunk shares its first images
@@ -81,7 +90,8 @@ class Verifier:
         self.stored = stored
         self._features: dict[int, Features | None] = {}
         self._matches: dict[tuple[int, int], Match] = {}  # (a, b), a < b
-        self._new: dict[tuple[int, int], Match] = {}  # verdicts to save with the index
+        self._quick: set[tuple[int, int]] = set()  # of those, refused by keypoints alone
+        self._new: dict[tuple[int, int], tuple[Match, bool]] = {}  # to save: (verdict, whole)
         self.decoded = 0  # images decoded from their files: indexed without stored features
         self.verified = 0  # pairs matched here: no verdict was stored
 
@@ -122,40 +132,68 @@ class Verifier:
         smaller id's picture against the larger's (``verdict``), and its verdict kept
         (and stored with the index, ``save``)."""
         key = (min(a, b), max(a, b))
+        if key not in self._matches or key in self._quick:
+            self.prepare_pairs([key])
+        m = self._matches[key]
+        return m if key == (a, b) else matching.reverse(m)
+
+    def prepared(self, a: int, b: int) -> Match:
+        """The verdict ``prepare_pairs`` gave (a, b), whole or by keypoints alone (their
+        proven copies are the same)."""
+        key = (min(a, b), max(a, b))
         if key not in self._matches:
             self.prepare_pairs([key])
         m = self._matches[key]
         return m if key == (a, b) else matching.reverse(m)
 
-    def prepare_pairs(self, pairs: Iterable[tuple[int, int]], progress=None) -> None:
+    def prepare_pairs(self, pairs: Iterable[tuple[int, int]], progress=None,
+                      quick: Iterable[tuple[int, int]] = ()) -> None:
         """Verify the ``pairs`` (catalog ids) not verified yet: the verdicts stored with the
         index are read, the others matched on every core (PAIR_POOL_MIN pairs or more) from
-        the stored features, and kept to ``save``."""
+        the stored features, and kept to ``save``. The pairs also in ``quick`` may be judged
+        by their keypoints alone (matching.match, dense=False); the others are judged whole,
+        and a refusal by keypoints alone is matched again for them."""
+        quick = {(min(a, b), max(a, b)) for a, b in quick}
         todo = list(dict.fromkeys((min(a, b), max(a, b)) for a, b in pairs))
-        todo = [p for p in todo if p not in self._matches]
+        todo = [p for p in todo if p not in self._matches
+                or (p in self._quick and p not in quick)]
         if todo and self.stored is not None:
-            self._matches.update(self.stored.matches(todo))
-            todo = [p for p in todo if p not in self._matches]
+            for p, (m, whole) in self.stored.matches(todo).items():
+                if whole or p in quick:
+                    self._keep(p, m, whole)
+            todo = [p for p in todo if p not in self._matches
+                    or (p in self._quick and p not in quick)]
         if not todo:
             return
         self.verified += len(todo)
+        asked = [(p, p not in quick) for p in todo]
         db = self.stored.path if self.stored is not None else None
         lacking = [i for i in {x for p in todo for x in p} if i not in self._features]
         if db is None or len(todo) < PAIR_POOL_MIN or self.workers == 1:
             self.prepare(lacking)
-            found = ((p, unpack_match(verdict(self._features[p[0]], self._features[p[1]])))
-                     for p in todo)
+            found = ((p, unpack_match(verdict(self._features[p[0]], self._features[p[1]],
+                                              dense)))
+                     for p, dense in asked)
         else:
             unstored = self.stored.lacking(lacking)
             self.prepare(unstored)  # decoded here, once; the workers read the others
-            found = _pooled(str(db), todo, {i: self._features[i] for i in unstored},
+            found = _pooled(str(db), asked, {i: self._features[i] for i in unstored},
                             self.workers)
+        whole = dict(asked)  # a proven copy is proven whole, however it was matched
         for n, (p, m) in enumerate(found, 1):
-            self._matches[p] = m
-            self._new[p] = m
+            self._keep(p, m, whole[p] or m.same)
+            self._new[p] = (m, whole[p] or m.same)
             if progress is not None:
                 progress("verifying", n, len(todo))
-        LOG.info("verified %d pairs", len(todo))
+        LOG.info("verified %d pairs (%d by keypoints alone)", len(todo),
+                 sum(not d for _, d in asked))
+
+    def _keep(self, p: tuple[int, int], m: Match, whole: bool) -> None:
+        self._matches[p] = m
+        if whole:
+            self._quick.discard(p)
+        else:
+            self._quick.add(p)
 
     def save(self) -> int:
         """Store the verdicts made since the last save with the index; returns how many."""
