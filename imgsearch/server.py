@@ -18,10 +18,15 @@ out of the groups because its file is gone.
     GET  /api/similar/{id}      ?method=NAME|all&k=K&verify=: neighbours of an indexed image,
                                 its proven copies first (search.verify_hits; verify=false: not)
     POST /api/search            an uploaded image (multipart "file"): ?method=NAME|all&k=K&verify=
-    GET  /api/duplicates        ?method=&threshold=: groups of near-duplicates, less the
-                                groups the user dismissed and the photos moved away
+    GET  /api/duplicates        ?method=&threshold=&offset=&limit=&order=&keeper=: a page of
+                                the groups of near-duplicates (less the groups the user
+                                dismissed and the photos moved away) in an order (space freed,
+                                size, confidence), with their total; or, while an `imgsearch
+                                index` finds them, its progress ("finding")
     POST /api/duplicates/move   {"ids", "to", "method", "threshold"}: move non-keepers of a
                                 group into folder "to"; answers the move log, for undo
+    POST /api/duplicates/move-all {"groups", "to", "method", "threshold"}: the non-keepers of
+                                every group, under one move log
     POST /api/duplicates/undo   {"log"}: put back the files a move log lists
     POST /api/duplicates/dismiss {"ids"}: mark a group's photos as not duplicates (copies/review.py)
     GET  /api/map               ?method=&n=: 2-D positions of up to n images (t-SNE of codes)
@@ -49,6 +54,7 @@ from .build import load_method
 from .catalog import INDEXED, Catalog
 from .copies import review
 from .copies.evidence import Stored, file_features
+from .copies.groups import ORDERS, freed, ordered
 from .copies.matching import load_features
 from .errors import ImageLoadError, ImgSearchError
 from .images import DECODE_VERSION, is_raw, named, open_upright, raw_size
@@ -64,6 +70,7 @@ THUMB = 256  # thumbnail side
 MAX_UPLOAD = 32 * 2**20  # bytes
 MAX_UPLOAD_PIXELS = 80_000_000  # an upload with more pixels is refused (decompression bomb)
 MAX_K = 200
+PAGE_GROUPS = 50  # groups of duplicates a page shows
 
 
 class Served:
@@ -166,6 +173,27 @@ class MoveRequest(BaseModel):
     to: str = ""  # the folder to move them into: a full path outside the indexed folder
     method: str | None = None  # whose groups (default: the preferred method)
     threshold: float | None = Field(None, ge=0)
+
+
+class MoveAllRequest(BaseModel):
+    groups: int  # how many groups the user was shown: moved only if that is still so
+    to: str = ""
+    method: str | None = None
+    threshold: float | None = Field(None, ge=0)
+
+
+def _destination(to: str) -> Path:
+    """The folder a move goes into, as the user typed it; HTTP 400 for one it cannot be."""
+    if not to.strip():
+        raise HTTPException(400, "choose a folder to move the others into: a full path "
+                                 "outside the indexed folder")
+    dest = Path(to.strip()).expanduser()
+    if not dest.is_absolute():
+        raise HTTPException(400, f"give the folder as a full path (like /home/me/"
+                                 f"duplicates), not {to.strip()!r}")
+    if dest.exists() and not dest.is_dir():
+        raise HTTPException(400, f"{dest} is a file; choose a folder")
+    return dest
 
 
 class UndoRequest(BaseModel):
@@ -293,9 +321,27 @@ def create_app(index: str | Path) -> FastAPI:
         return found, _visible(found.groups, review.dismissed(served.root))
 
     @app.get("/api/duplicates")
-    def duplicates(method: str | None = None, threshold: float | None = Query(None, ge=0)):
+    def duplicates(method: str | None = None, threshold: float | None = Query(None, ge=0),
+                   offset: int = Query(0, ge=0), limit: int = Query(PAGE_GROUPS, ge=1, le=1000),
+                   order: str = Query("space", pattern="^(" + "|".join(ORDERS) + ")$"),
+                   keeper: int | None = None):
+        from .copies import kept
+
+        now = kept.finding(served.ws)
+        if now is not None:  # an `imgsearch index` is finding them: say so, find nothing
+            return {"finding": now, "groups": [], "total": 0, "offset": offset,
+                    "limit": limit, "order": order}
         found, groups = found_duplicates(method, threshold)
-        data = dataclasses.replace(found, groups=groups).as_dict()
+        groups = ordered(groups, order)
+        numbers = list(range(1, len(groups) + 1))  # each group's place in the order
+        if keeper is not None:
+            numbers = [n for n, g in zip(numbers, groups) if g.keeper.id == keeper]
+        else:
+            numbers = numbers[offset : offset + limit]
+        data = dataclasses.replace(found, groups=[groups[n - 1] for n in numbers]).as_dict()
+        data.update(total=len(groups), offset=offset, limit=limit, order=order,
+                    numbers=numbers, others=sum(len(g.others) for g in groups),
+                    freed=sum(freed(g) for g in groups))
         for g in data["groups"]:  # names, not paths
             for member in [g["keeper"], *g["others"]]:
                 member["name"] = Path(member.pop("path")).name
@@ -305,15 +351,7 @@ def create_app(index: str | Path) -> FastAPI:
     def move_duplicates(req: MoveRequest):
         from .copies.moves import move, new_log, plan_moves
 
-        if not req.to.strip():
-            raise HTTPException(400, "choose a folder to move the others into: a full path "
-                                     "outside the indexed folder")
-        dest = Path(req.to.strip()).expanduser()
-        if not dest.is_absolute():
-            raise HTTPException(400, f"give the folder as a full path (like /home/me/"
-                                     f"duplicates), not {req.to.strip()!r}")
-        if dest.exists() and not dest.is_dir():
-            raise HTTPException(400, f"{dest} is a file; choose a folder")
+        dest = _destination(req.to)
         with served.moving:
             _, groups = found_duplicates(req.method, req.threshold)
             wanted = set(req.ids)
@@ -334,6 +372,27 @@ def create_app(index: str | Path) -> FastAPI:
         LOG.info("moved %d file(s) into %s (log %s)", moved, dest, log)
         return {"moved": moved, "to": str(dest), "log": str(log),
                 "names": [Path(src).name for src, _ in moves]}
+
+    @app.post("/api/duplicates/move-all")
+    def move_all_duplicates(req: MoveAllRequest):
+        from .copies.moves import move, new_log, plan_moves
+
+        dest = _destination(req.to)
+        with served.moving:
+            _, groups = found_duplicates(req.method, req.threshold)
+            if len(groups) != req.groups:
+                raise HTTPException(409, f"there are {len(groups)} groups of duplicates now, "
+                                         f"not {req.groups}; reload the page")
+            moves = plan_moves(groups, served.catalog.root or "/", dest)
+            log = new_log(dest)
+            try:
+                moved = move(moves, log)
+            except OSError as e:
+                raise HTTPException(500, f"moving stopped: {e}; the files moved so far go back "
+                                         f"with `imgsearch duplicates --undo {log}`") from None
+        LOG.info("moved the others of %d groups, %d file(s), into %s (log %s)", len(groups),
+                 moved, dest, log)
+        return {"moved": moved, "groups": len(groups), "to": str(dest), "log": str(log)}
 
     @app.post("/api/duplicates/undo")
     def undo_move(req: UndoRequest):

@@ -29,16 +29,18 @@ from imgsearch.copies.evidence import Stored
 from imgsearch.copies.groups import in_index, live_codes, stored_votes
 from imgsearch.workspace import Workspace
 
+#: In the order run: a refusal by keypoints alone is never read where a row compares the pair
+#: whole, but a whole verdict serves a later row's quick pair, so ``close`` only grows.
 GRID = [Proposals(*p) for p in [
-    (3.0, 4, True, 0, 1.5),  # codes and views only (before local features proposed)
-    (3.0, 4, True, 0, 3.0),  # ... every pair compared whole
-    (3.0, 4, True, 10, 1.5),  # ... and votes
-    (3.0, 4, False, 10, 1.5),  # votes instead of views
-    (1.5, 4, False, 10, 1.5),
-    (1.0, 4, False, 10, 1.5),
-    (3.0, 4, False, 6, 1.5),
-    (3.0, 4, False, 20, 1.5),
-    (3.0, 4, False, 40, 1.5)]]
+    (3.0, 4, True, 10, 1.0),  # the product's
+    (3.0, 4, True, 0, 1.0),  # codes and views only
+    (3.0, 4, False, 10, 1.0),  # votes instead of views
+    (1.5, 4, True, 10, 1.0),
+    (1.0, 4, True, 10, 1.0),
+    (3.0, 4, True, 6, 1.0),
+    (3.0, 4, True, 20, 1.0),
+    (3.0, 4, True, 10, 1.5),
+    (3.0, 4, True, 0, 3.0)]]  # before local features proposed: every pair compared whole
 
 
 def main() -> None:

@@ -69,6 +69,19 @@ def add_copies_of_img00(photo_dir) -> None:
     big.crop((8, 8, 152, 152)).save(photo_dir / "copies" / "crop.png")
 
 
+def copied_scenes(folder: Path) -> Path:
+    """Six distinct textured photos in ``folder``, and copies of three of them: two of p0 (a
+    smaller JPEG, a crop), one of p1 (a re-save), one of p2 (a larger PNG): three groups."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in range(6):
+        scene(40 + n, 160, 120).save(folder / f"p{n}.jpg", quality=92)
+    scene(40, 160, 120).resize((120, 90)).save(folder / "p0-small.jpg", quality=85)
+    scene(40, 160, 120).crop((10, 8, 150, 112)).save(folder / "p0-crop.png")
+    scene(41, 160, 120).save(folder / "p1-again.jpg", quality=70)
+    scene(42, 160, 120).resize((320, 240)).save(folder / "p2-big.png")
+    return folder
+
+
 REAL_PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
 
 

@@ -207,6 +207,47 @@ def test_move_the_others_away_undo_and_dismiss(dup_server, browser, photo_dir, t
     assert page.locator("#error").is_hidden()
 
 
+def test_groups_a_page_at_a_time_in_an_order_and_every_group_moved_at_once(browser,
+                                                                          tmp_path):
+    from .conftest import copied_scenes
+
+    photos = copied_scenes(tmp_path / "photos")  # three groups: of 3, 2 and 2 pictures
+    build(photos, tmp_path / "idx")
+    with serving(tmp_path / "idx") as url:
+        page, errors = open_page(browser, url + "/#/duplicates?per=2")
+        pager = page.locator("[data-testid=pager]")
+        page.wait_for_selector("[data-testid=pager] >> text=groups 1–2 of 3")
+        assert page.locator("[data-testid=group]").count() == 2
+        page.click("[data-testid=next-groups]")
+        page.wait_for_selector("[data-testid=pager] >> text=groups 3–3 of 3")
+        assert page.locator("[data-testid=group]").count() == 1
+        assert "page=2" in page.evaluate("location.hash")
+        assert page.locator("[data-testid=group] .title").inner_text() == "group 3"
+        page.select_option("[data-testid=order]", "size")
+        page.wait_for_selector("[data-testid=pager] >> text=groups 1–2 of 3")
+        assert "order=size" in page.evaluate("location.hash")
+        assert page.locator("[data-testid=group]").first.locator(
+            "[data-testid=member]").count() == 3  # the largest group first
+
+        pager.locator("[data-testid=move-all]").click()  # no folder: refused, nothing moved
+        page.wait_for_selector("[data-testid=move-all-status] >> text=choose a folder")
+        aside = tmp_path / "aside"
+        page.fill("[data-testid=move-to]", str(aside))
+        assert "4 files" in pager.locator("[data-testid=move-all]").inner_text()
+        page.click("[data-testid=move-all]")
+        page.wait_for_selector("[data-testid=notice] >> text=Moved the others of 3 groups")
+        assert len(list(aside.glob("imgsearch-moves-*.jsonl"))) == 1  # one log, one undo
+        assert len(list(photos.iterdir())) == 6
+        page.wait_for_selector("[data-testid=duplicates] >> text=0 group(s)")
+        page.click("[data-testid=undo]")
+        page.wait_for_selector("[data-testid=notice] >> text=Put back 4 file(s)")
+        page.wait_for_selector("[data-testid=pager] >> text=of 3")
+        assert len(list(photos.iterdir())) == 10
+        refused = ("Failed to load resource: the server responded with a status of 400 "
+                   "(Bad Request)")
+        assert errors == [refused]  # the move without a folder, and nothing else
+
+
 def test_verification_is_shown_where_the_api_gives_it(dup_server, browser):
     """The fields of geometric verification (verified, shared, inliers, box, keeper_reason)
     added to the API's answers on their way to the page: it draws them."""

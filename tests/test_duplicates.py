@@ -506,3 +506,27 @@ def test_no_duplicates_leaves_them_to_the_command_which_keeps_them(tmp_path):
     assert found.exit_code == 0, found.output
     assert groups_of(json.loads(found.stdout)) == [["p0-small.jpg", "p0.jpg"]]
     assert kept_groups(index)[0] == [["p0-small.jpg", "p0.jpg"]]  # kept for the next reader
+
+
+def test_finding_at_index_time_shares_its_progress_and_removes_it(with_copies, monkeypatch):
+    from imgsearch.copies import kept
+    from imgsearch.workspace import Workspace
+
+    _, index = with_copies
+    (index / kept.FILE).unlink()  # found again below
+    seen = []
+    real = kept.find
+
+    def spy(ws, method, **options):
+        seen.append(kept.finding(ws))
+        return real(ws, method, **options)
+
+    monkeypatch.setattr(kept, "find", spy)
+    ws = Workspace.open(index)
+    try:
+        found = kept.at_index_time(ws, "pixels")
+        assert found is not None and found.groups
+        assert seen == [{"method": "pixels", "phase": "starting", "done": 0, "total": 0}]
+        assert kept.finding(ws) is None and not (index / kept.PROGRESS).exists()
+    finally:
+        ws.close()

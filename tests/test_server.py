@@ -25,7 +25,7 @@ from imgsearch.search import Hit
 from imgsearch.server import create_app
 from imgsearch.workspace import Workspace
 
-from .conftest import add_copies_of_img00, find, linear_dng, pattern, serving
+from .conftest import add_copies_of_img00, copied_scenes, find, linear_dng, pattern, serving
 
 
 def build_index(photos, index):
@@ -371,3 +371,65 @@ def test_dismiss_errors(dup_client, ids, status, says):
 def test_duplicates_of_all_methods_at_once_is_refused(dup_client):
     r = dup_client.get("/api/duplicates?method=all")
     assert r.status_code == 400 and "one method" in r.json()["detail"]
+
+
+# -- the review at scale: pages of groups, in an order; every group moved under one log -------
+@pytest.fixture
+def groups_client(tmp_path):
+    """Six distinct photos, copies of three of them: three groups (conftest.copied_scenes)."""
+    photos = copied_scenes(tmp_path / "photos")
+    with TestClient(create_app(build_index(photos, tmp_path / "idx"))) as c:
+        yield c, photos, tmp_path / "idx"
+
+
+def test_groups_come_a_page_at_a_time_in_an_order(groups_client):
+    client, _, _ = groups_client
+    ask = "/api/duplicates?method=pixels&threshold=3"
+    by_size = client.get(f"{ask}&order=size&limit=2").json()
+    assert by_size["total"] == 3 and by_size["numbers"] == [1, 2] and by_size["others"] == 4
+    assert [len(g["others"]) for g in by_size["groups"]] == [2, 1]
+    rest = client.get(f"{ask}&order=size&limit=2&offset=2").json()
+    assert rest["numbers"] == [3] and len(rest["groups"]) == 1
+    keepers = [g["keeper"]["name"][:2] for g in by_size["groups"] + rest["groups"]]
+    assert sorted(keepers) == ["p0", "p1", "p2"]  # one group for each photo copied
+    space = client.get(f"{ask}&order=space").json()
+    freed = [sum(m["size"] for m in g["others"]) for g in space["groups"]]
+    assert freed == sorted(freed, reverse=True) and space["freed"] == sum(freed)
+    sure = client.get(f"{ask}&order=confidence").json()["groups"]
+    weakest = [min(m["shared"] for m in g["others"]) for g in sure]
+    assert weakest == sorted(weakest, reverse=True)
+    one = sure[-1]["keeper"]["id"]
+    only = client.get(f"{ask}&order=confidence&keeper={one}").json()
+    assert only["numbers"] == [3] and only["groups"][0]["keeper"]["id"] == one
+    assert client.get(f"{ask}&order=random").status_code == 422
+
+
+def test_every_group_moves_under_one_log_and_one_undo_puts_all_back(groups_client, tmp_path):
+    client, photos, _ = groups_client
+    aside = tmp_path / "aside"
+    ask = {"to": str(aside), "method": "pixels", "threshold": 3}
+    stale = client.post("/api/duplicates/move-all", json={**ask, "groups": 2})
+    assert stale.status_code == 409 and "3 groups" in stale.json()["detail"]
+    r = client.post("/api/duplicates/move-all", json={**ask, "groups": 3}).json()
+    assert r["groups"] == 3 and r["moved"] == 4 and Path(r["log"]).parent == aside
+    assert len(list(photos.iterdir())) == 6  # the keepers and the photos never copied
+    assert client.get("/api/duplicates?method=pixels&threshold=3").json()["total"] == 0
+    assert len(list(aside.glob("imgsearch-moves-*.jsonl"))) == 1  # one log for all
+    back = client.post("/api/duplicates/undo", json={"log": r["log"]}).json()
+    assert back["restored"] == 4
+    assert client.get("/api/duplicates?method=pixels&threshold=3").json()["total"] == 3
+
+
+def test_while_the_index_finds_duplicates_the_page_is_told_its_progress(groups_client):
+    import time
+
+    client, _, index = groups_client
+    progress = index / "duplicates-progress.json"
+    progress.write_text(json.dumps({"method": "pixels", "phase": "verifying", "done": 10,
+                                    "total": 40, "pid": os.getpid(), "time": time.time()}))
+    data = client.get("/api/duplicates?method=pixels").json()
+    assert data["finding"] == {"method": "pixels", "phase": "verifying", "done": 10,
+                               "total": 40} and data["groups"] == []
+    progress.write_text(json.dumps({"method": "pixels", "phase": "verifying", "done": 10,
+                                    "total": 40, "pid": os.getpid(), "time": 0}))
+    assert "finding" not in client.get("/api/duplicates?method=pixels").json()  # stale

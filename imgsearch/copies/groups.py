@@ -72,6 +72,27 @@ class Group:
                 "keeper_reason": self.keeper_reason}
 
 
+#: The orders the groups are reviewed in: by the bytes that moving the others away frees
+#: (the default), by their number of pictures, or by confidence: the weakest member's share
+#: explained by its keeper (unverified groups last), most certain first.
+ORDERS = ("space", "size", "confidence")
+
+
+def freed(g: Group) -> int:
+    """The bytes that moving ``g``'s others away frees."""
+    return sum(m.size for m in g.others)
+
+
+def ordered(groups: list[Group], by: str = "space") -> list[Group]:
+    """``groups`` in the review order ``by`` (ORDERS), ties by the keeper's path."""
+    if by not in ORDERS:
+        raise ImgSearchError(f"groups are ordered by {', '.join(ORDERS)}, not {by!r}")
+    key = {"space": lambda g: -freed(g), "size": lambda g: -len(g.others),
+           "confidence": lambda g: -min((m.shared if m.shared is not None else -1.0)
+                                        for m in g.others)}[by]
+    return sorted(groups, key=lambda g: (key(g), g.keeper.path))
+
+
 def farthest_l2(codes: np.ndarray):
     """``farthest(A, B)``: the largest L2 distance between a code of positions A and one of B."""
     sq = (codes.astype(np.float64) ** 2).sum(1)

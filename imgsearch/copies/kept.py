@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import time
 from dataclasses import asdict
 
 from ..catalog import INDEXED
@@ -78,10 +80,73 @@ def find(ws, method: str, threshold: float | None = None, times: float = 1.0,
 
 def at_index_time(ws, method: str, progress=None) -> Duplicates | None:
     """``find`` with the default options, as `imgsearch index` runs it last; None for a
-    collection of fewer than two images."""
+    collection of fewer than two images. While it runs, its progress is shared in
+    ``INDEX/PROGRESS`` for the page (``finding``)."""
     if ws.catalog.counts()[INDEXED] < 2:
         return None
-    return find(ws, method, progress=progress)
+    shared = _Shared(ws.root / PROGRESS, method)
+
+    def both(phase: str, done: int, total: int) -> None:
+        shared(phase, done, total)
+        if progress is not None:
+            progress(phase, done, total)
+
+    try:
+        return find(ws, method, progress=both)
+    finally:
+        shared.close()
+
+
+PROGRESS = "duplicates-progress.json"
+PROGRESS_EVERY = 0.5  # seconds between two writes of the shared progress
+PROGRESS_STALE = 120.0  # a progress not written for this long is of a process that died
+
+
+class _Shared:
+    """Writes the progress of finding the groups to a file, at most every PROGRESS_EVERY
+    seconds, and removes it when done."""
+
+    def __init__(self, path, method: str):
+        self.path, self.method, self.last = path, method, 0.0
+        self("starting", 0, 0)
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        now = time.time()
+        if now - self.last < PROGRESS_EVERY and 0 < done < total:
+            return
+        self.last = now
+        try:
+            write_json(self.path, {"method": self.method, "phase": phase, "done": done,
+                                   "total": total, "pid": os.getpid(), "time": now})
+        except ImgSearchError as e:  # a read-only index: nobody to tell
+            LOG.debug("progress not shared: %s", e)
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def finding(ws) -> dict | None:
+    """The progress of an `imgsearch index` finding the groups now (method, phase, done,
+    total), or None: none running (a progress left by a process that died, or not written
+    for PROGRESS_STALE seconds, is none)."""
+    try:
+        data = json.loads((ws.root / PROGRESS).read_text())
+        pid, at = int(data["pid"]), float(data["time"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if time.time() - at > PROGRESS_STALE or not _alive(pid):
+        return None
+    return {k: data.get(k) for k in ("method", "phase", "done", "total")}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def from_dict(data: dict) -> Duplicates:

@@ -4,7 +4,8 @@
 //   #/photos?page=2                     the collection, one page of it
 //   #/photo/123  #/photo/123?method=pca a photo and its nearest photos, by every method or one
 //   #/search                            the last uploaded image's results (not kept on reload)
-//   #/duplicates?method=pca             groups of near-duplicates, to review
+//   #/duplicates?method=pca&page=2&order=size&per=50  groups of near-duplicates, to review,
+//                                       a page at a time in an order (space freed, size, confidence)
 //   #/duplicates/group/123?method=pca   one group, named by its keeper's id
 //   #/map?method=pca                    a 2-D map of the collection
 const $ = (id) => document.getElementById(id);
@@ -281,27 +282,85 @@ async function undoMove(log) {
   }
 }
 
-async function loadDuplicates(only, token) {
-  const data = await api(`/api/duplicates?method=${encodeURIComponent(method())}`);
+const ORDERS = { space: "space freed", size: "most pictures", confidence: "most certain" };
+
+function duplicatesHash(page, order, per) {
+  return withMethod("#/duplicates") + (page > 1 ? `&page=${page}` : "") +
+    (order !== "space" ? `&order=${order}` : "") + (per !== 50 ? `&per=${per}` : "");
+}
+
+async function loadDuplicates(only, token, params) {
+  const per = Math.min(1000, Math.max(1, Number(params.get("per")) || 50));
+  const page = Math.max(1, Number(params.get("page")) || 1);
+  const order = params.get("order") in ORDERS ? params.get("order") : "space";
+  const query = `/api/duplicates?method=${encodeURIComponent(method())}&order=${order}` +
+    (only == null ? `&offset=${(page - 1) * per}&limit=${per}` : `&keeper=${only}`);
+  const data = await api(query);
   if (token !== state.seq) return;
+  if (data.finding) {  // an `imgsearch index` is finding them: its progress, asked again soon
+    const f = data.finding;
+    $("duplicates").replaceChildren(el("p", { "data-testid": "finding" },
+      `Finding duplicates (${f.method}): ${f.phase}` +
+      (f.total ? ` ${f.done.toLocaleString()} of ${f.total.toLocaleString()}` : "") +
+      "… the groups appear here when the index is done."));
+    setTimeout(() => { if (token === state.seq) route(); }, 2000);
+    return;
+  }
   const all = withMethod("#/duplicates");
-  const shown = data.groups.map((g, n) => [g, n + 1])
-    .filter(([g]) => only == null || g.keeper.id === only);
+  const shown = data.groups.map((g, n) => [g, data.numbers[n]]);
   const dest = el("label", { class: "dest" }, "Move the others into ",
     el("input", { type: "text", value: state.moveTo, spellcheck: "false",
       "data-testid": "move-to", placeholder: "a folder outside the indexed one, full path",
       oninput: (e) => { state.moveTo = e.target.value; } }),
     el("span", { class: "muted" }, " files are moved, never deleted; Undo puts them back"));
+  const status = el("span", { class: "status", "data-testid": "move-all-status" });
+  const moveAll = async (e) => {
+    e.target.disabled = true;
+    status.textContent = "";
+    try {
+      const r = await api("/api/duplicates/move-all", post({ groups: data.total,
+        to: state.moveTo, method: data.method }));
+      notice(`Moved the others of ${r.groups} groups, ${r.moved} file(s), into ${r.to} ` +
+        `(listed in ${r.log}). Run \`imgsearch index\` to update the index.`,
+      el("button", { "data-testid": "undo", onclick: () => undoMove(r.log) }, "Undo"));
+      reviewed();
+    } catch (err) {
+      status.textContent = String(err.message || err);
+      e.target.disabled = false;
+    }
+  };
+  const pages = Math.max(1, Math.ceil(data.total / per));
+  const pager = only == null && data.total ? el("div", { class: "pager",
+    "data-testid": "pager" },
+    el("span", {}, `groups ${data.offset + 1}–${data.offset + data.groups.length} of ` +
+      `${data.total.toLocaleString()}, by `),
+    el("select", { "data-testid": "order",
+      onchange: (e) => go(duplicatesHash(1, e.target.value, per)) },
+      ...Object.entries(ORDERS).map(([k, label]) => {
+        const o = el("option", { value: k }, label);
+        o.selected = k === order;
+        return o;
+      })),
+    el("button", { "data-testid": "prev-groups", ...(page > 1 ? {} : { disabled: "" }),
+      onclick: () => go(duplicatesHash(page - 1, order, per)) }, "‹ previous"),
+    el("button", { "data-testid": "next-groups", ...(page < pages ? {} : { disabled: "" }),
+      onclick: () => go(duplicatesHash(page + 1, order, per)) }, "next ›"),
+    el("button", { class: "primary", "data-testid": "move-all", onclick: moveAll,
+      title: "move every picture but its keeper, of every group, into the folder above; " +
+        "one Undo puts them all back" },
+    `Move the others of all ${data.total.toLocaleString()} groups ` +
+      `(${data.others.toLocaleString()} files, ${fileSize(data.freed)})`), status) : null;
   const head = only == null
-    ? el("p", {}, `${data.groups.length} group(s) of near-duplicates among ${data.images} ` +
-      `photos (${data.method}, threshold ${data.threshold.toFixed(3)}, ` +
+    ? el("p", {}, `${data.total.toLocaleString()} group(s) of near-duplicates among ` +
+      `${data.images} photos (${data.method}, threshold ${data.threshold.toFixed(3)}, ` +
       `${data.threshold_from}). Each group keeps one picture, marked keep` +
       (data.groups.some((g) => g.others.some((m) => m.box)) ? "; an outline is the part of " +
         "a picture that the keeper's picture covers." : "."))
     : el("p", {}, el("a", { href: all }, "‹ all groups"), shown.length ? ""
       : " · this group is not among the duplicates now (moved away, dismissed, or the " +
         "index changed)");
-  $("duplicates").replaceChildren(head, dest, ...shown.map(([g, n]) => groupCard(g, n, data)));
+  $("duplicates").replaceChildren(head, dest, ...(pager ? [pager] : []),
+    ...shown.map(([g, n]) => groupCard(g, n, data)));
   document.title = "duplicates · imgsearch";
 }
 
@@ -369,7 +428,7 @@ async function route() {
       await loadPage(token);
     } else if (what === "duplicates" && (arg == null || (arg === "group" && number(id) != null))) {
       show("duplicates");
-      await loadDuplicates(arg == null ? null : number(id), token);
+      await loadDuplicates(arg == null ? null : number(id), token, params);
     } else if (what === "map" && arg == null) {
       show("map");
       await loadMap(token);
