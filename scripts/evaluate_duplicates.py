@@ -335,8 +335,9 @@ def markdown(res: dict) -> str:
         per = len(m["edits"]) + 1  # files a photo
         lines += [f"{m['photos']} photos and their {len(m['edits'])} edited copies each: "
                   f"{m['files']} files; {m['photos'] * per * (per - 1) // 2} true pairs.", "",
-                  "Verified by geometry (the default `imgsearch duplicates`: codes propose "
-                  "pairs within 3x the threshold, matching.py proves them):", "",
+                  "Verified by geometry (the default `imgsearch duplicates`: codes and local "
+                  "features propose pairs, copies/candidates.py; matching.py proves them):",
+                  "",
                   "| method | pair precision | pair recall | F1 | keeper is the original | "
                   "seconds | worst edit (recall) |", "|---|---|---|---|---|---|---|"]
         for name, v in m["verified"].items():

@@ -4,8 +4,8 @@
 //   #/photos?page=2                     the collection, one page of it
 //   #/photo/123  #/photo/123?method=pca a photo and its nearest photos, by every method or one
 //   #/search                            the last uploaded image's results (not kept on reload)
-//   #/duplicates?method=pca&page=2&order=size&per=50  groups of near-duplicates, to review,
-//                                       a page at a time in an order (space freed, size, confidence)
+//   #/duplicates?method=pca&page=2      groups of near-duplicates, to review: a page at a time
+//                                       (&per=50) in an order (&order=space|size|confidence)
 //   #/duplicates/group/123?method=pca   one group, named by its keeper's id
 //   #/map?method=pca                    a 2-D map of the collection
 const $ = (id) => document.getElementById(id);
