@@ -218,8 +218,11 @@ def test_evaluate_duplicates_quick(tmp_path):
     product = mixed["verified"]["pca"]
     assert (rows[0]["precision"], rows[0]["recall"]) == (product["precision"],
                                                          product["recall"])
-    by_loose = [r["candidates"] for r in rows[:5]]  # loose 3, 2, 1.5, 1.25, 1
-    assert by_loose == sorted(by_loose, reverse=True) and by_loose[-1] < by_loose[0]
+    pairs = [r["candidates"] for r in rows]  # the rows of evaluate_proposals.GRID
+    assert pairs[1] <= pairs[0] and pairs[2] <= pairs[0]  # without votes, without views
+    assert pairs[4] <= pairs[3] <= pairs[0]  # loose 1.0 <= 1.5 <= 3
+    assert pairs[5] >= pairs[0] >= pairs[6]  # 6 votes propose more than 10, 10 than 20
+    assert rows[-1]["whole"] == pairs[-1] and rows[0]["whole"] <= rows[7]["whole"]
 
 
 def made_photos(tmp_path, seed: int, n: int = 3):
@@ -363,3 +366,22 @@ def test_bench_evidence_against_the_revision_before(tmp_path, photo_dir):
     assert data["files"] == 12 and data["features"]["images"] == 12
     assert data["features"]["mean_bytes"] > 1000 and data["ratio_now_before"] > 0
     assert set(data["median_seconds"]) == {"before", "features", "now", "dhash"}
+
+
+def test_bench_review_pages_and_moves_made_groups(tmp_path, photo_dir):
+    import os
+    import shutil
+
+    if not Path(shutil.which("chromium") or "/usr/bin/chromium").exists():
+        if os.environ.get("IMGSEARCH_REQUIRE_BROWSER") == "1":
+            pytest.fail("no Chromium; install Debian's chromium")
+        pytest.skip("no Chromium installed (Debian: apt-get install chromium)")
+    out = tmp_path / "r"
+    script("bench_review.py", "--photos", photo_dir, "--groups", "60", "--baseline", "3",
+           "--runs", "1", "--out", out)
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert res["baseline"]["groups"] == 3 and res["many"]["groups"] == 60
+    for r in (res["baseline"], res["many"]):  # every other moved under one log, and back
+        assert r["moved"] == r["restored"] == r["groups"] and r["logs"] == 1
+        assert r["paint_s"] > 0 and r["api_s"] > 0
+    assert "first paint of the Duplicates view" in out.with_suffix(".txt").read_text()
