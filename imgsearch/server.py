@@ -196,6 +196,19 @@ def _destination(to: str) -> Path:
     return dest
 
 
+def _moved(moves: list[tuple[str, str]], dest: Path) -> tuple[int, Path]:
+    """(files moved, their log): ``moves`` done under a new move log in ``dest``
+    (copies.moves); HTTP 500 where moving stopped, naming the log that puts back the rest."""
+    from .copies.moves import move, new_log
+
+    log = new_log(dest)
+    try:
+        return move(moves, log), log
+    except OSError as e:
+        raise HTTPException(500, f"moving stopped: {e}; the files moved so far go back "
+                                 f"with `imgsearch duplicates --undo {log}`") from None
+
+
 class UndoRequest(BaseModel):
     log: str  # a move log, as a move answered it
 
@@ -349,7 +362,7 @@ def create_app(index: str | Path) -> FastAPI:
 
     @app.post("/api/duplicates/move")
     def move_duplicates(req: MoveRequest):
-        from .copies.moves import move, new_log, plan_moves
+        from .copies.moves import plan_moves
 
         dest = _destination(req.to)
         with served.moving:
@@ -363,19 +376,14 @@ def create_app(index: str | Path) -> FastAPI:
             chosen = dataclasses.replace(
                 group, others=tuple(m for m in group.others if m.id in wanted))
             moves = plan_moves([chosen], served.catalog.root or "/", dest)
-            log = new_log(dest)
-            try:
-                moved = move(moves, log)
-            except OSError as e:
-                raise HTTPException(500, f"moving stopped: {e}; the files moved so far go back "
-                                         f"with `imgsearch duplicates --undo {log}`") from None
+            moved, log = _moved(moves, dest)
         LOG.info("moved %d file(s) into %s (log %s)", moved, dest, log)
         return {"moved": moved, "to": str(dest), "log": str(log),
                 "names": [Path(src).name for src, _ in moves]}
 
     @app.post("/api/duplicates/move-all")
     def move_all_duplicates(req: MoveAllRequest):
-        from .copies.moves import move, new_log, plan_moves
+        from .copies.moves import plan_moves
 
         dest = _destination(req.to)
         with served.moving:
@@ -384,12 +392,7 @@ def create_app(index: str | Path) -> FastAPI:
                 raise HTTPException(409, f"there are {len(groups)} groups of duplicates now, "
                                          f"not {req.groups}; reload the page")
             moves = plan_moves(groups, served.catalog.root or "/", dest)
-            log = new_log(dest)
-            try:
-                moved = move(moves, log)
-            except OSError as e:
-                raise HTTPException(500, f"moving stopped: {e}; the files moved so far go back "
-                                         f"with `imgsearch duplicates --undo {log}`") from None
+            moved, log = _moved(moves, dest)
         LOG.info("moved the others of %d groups, %d file(s), into %s (log %s)", len(groups),
                  moved, dest, log)
         return {"moved": moved, "groups": len(groups), "to": str(dest), "log": str(log)}

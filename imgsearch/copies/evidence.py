@@ -62,14 +62,13 @@ def pack(f: Features) -> bytes:
                      grey.tobytes(), chroma.tobytes()])
 
 
-def unpack(blob: bytes) -> Features:
-    """The Features that ``pack`` stored; ValueError for bytes of another version."""
-    import cv2
-
+def _open(blob: bytes):
+    """(head, take): the head of a stored blob (``_HEAD``'s fields) and ``take(dtype,
+    shape)``, which reads the parts after it in ``pack``'s order; ValueError for bytes of
+    another version."""
     if not blob or blob[0] != FEATURES_VERSION:
         raise ValueError(f"stored features of version {blob[0] if blob else None}, this "
                          f"imgsearch reads version {FEATURES_VERSION}")
-    _, nd, nm, w, h, ch, cw, content, x0, y0, x1, y1, ng = _HEAD.unpack_from(blob)
     at = _HEAD.size
 
     def take(dtype, shape) -> np.ndarray:
@@ -78,6 +77,15 @@ def unpack(blob: bytes) -> Features:
         out = np.frombuffer(blob, dtype, count=count, offset=at).reshape(shape)
         at += count * np.dtype(dtype).itemsize
         return out
+
+    return _HEAD.unpack_from(blob), take
+
+
+def unpack(blob: bytes) -> Features:
+    """The Features that ``pack`` stored; ValueError for bytes of another version."""
+    import cv2
+
+    (_, nd, nm, w, h, ch, cw, content, x0, y0, x1, y1, ng), take = _open(blob)
 
     def keypoints(n: int) -> Keypoints:
         xy = take(np.uint16, (n, 2)).astype(np.float32) / _XY
@@ -109,14 +117,11 @@ def unpack_match(blob: bytes) -> Match:
 def descriptors(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
     """(direct, mirrored): the ORB descriptors ((n, 32) uint8) of both orientations in a
     stored blob, read without unpacking the rest (candidates.votes reads every image's)."""
-    if not blob or blob[0] != FEATURES_VERSION:
-        raise ValueError(f"stored features of version {blob[0] if blob else None}, this "
-                         f"imgsearch reads version {FEATURES_VERSION}")
-    _, nd, nm, *_ = _HEAD.unpack_from(blob)
-    at = _HEAD.size + nd * 4
-    direct = np.frombuffer(blob, np.uint8, nd * 32, at).reshape(nd, 32)
-    at += nd * 32 + nm * 4
-    return direct, np.frombuffer(blob, np.uint8, nm * 32, at).reshape(nm, 32)
+    (_, nd, nm, *_), take = _open(blob)
+    take(np.uint16, (nd, 2))  # positions: not needed here
+    direct = take(np.uint8, (nd, 32))
+    take(np.uint16, (nm, 2))
+    return direct, take(np.uint8, (nm, 32))
 
 
 def _cap(k: Keypoints) -> Keypoints:
@@ -184,20 +189,23 @@ class Stored:
     def descriptors(self, ids) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """id -> (direct, mirrored) ORB descriptors (``descriptors``) of the ``ids`` stored
         with features (an image stored as having none has none: it is left out)."""
-        out = {}
-        for i, blob in self.catalog.features(ids, FEATURES_VERSION).items():
-            if blob is not None:
-                try:
-                    out[i] = descriptors(blob)
-                except ValueError as e:
-                    LOG.warning("stored features of image %d are unreadable (%s)", i, e)
-        return out
+        return self._each(ids, lambda blob: None if blob is None else descriptors(blob),
+                          keep_none=False)
 
     def get(self, ids) -> dict[int, Features | None]:
+        return self._each(ids, read)
+
+    def _each(self, ids, reader, keep_none: bool = True) -> dict:
+        """id -> ``reader(blob)`` of the ``ids`` with stored features; a damaged blob is
+        left out (its image decoded from the file instead), and so is a None unless
+        ``keep_none``."""
         out = {}
         for i, blob in self.catalog.features(ids, FEATURES_VERSION).items():
             try:
-                out[i] = read(blob)
-            except ValueError as e:  # damaged bytes: decoded from the file instead
+                value = reader(blob)
+            except ValueError as e:  # damaged bytes
                 LOG.warning("stored features of image %d are unreadable (%s)", i, e)
+                continue
+            if value is not None or keep_none:
+                out[i] = value
         return out

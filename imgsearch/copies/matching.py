@@ -371,9 +371,9 @@ def match(a: Features, b: Features, dense: bool = True) -> Match:
 
     Dense maps (``_dense_maps``: template matching, 5 ms a pair, most of a refused pair's
     cost) are tried where keypoints prove nothing, if ``dense`` or if either picture has fewer
-    than FEW_KEYPOINTS keypoints. ``dense=False`` is for a pair that only its local features
-    propose (candidates.votes): a proven copy is proven either way, and a refusal is then a
-    refusal by keypoints alone."""
+    than FEW_KEYPOINTS keypoints. ``dense=False`` is for a pair whose codes do not put the
+    pictures close (candidates.proposed): a proven copy is proven either way, and a refusal
+    is then a refusal by keypoints alone."""
     best = NO_MATCH
     side = max(*a.size, *b.size)
     for mirrored in (False, True):

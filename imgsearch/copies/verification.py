@@ -130,18 +130,18 @@ class Verifier:
     def match(self, a: int, b: int) -> Match:
         """The match of (a, b): a's picture against b's. Each pair is matched once, the
         smaller id's picture against the larger's (``verdict``), and its verdict kept
-        (and stored with the index, ``save``)."""
-        key = (min(a, b), max(a, b))
-        if key not in self._matches or key in self._quick:
-            self.prepare_pairs([key])
-        m = self._matches[key]
-        return m if key == (a, b) else matching.reverse(m)
+        (and stored with the index, ``save``); judged whole (a refusal by keypoints alone is
+        matched again)."""
+        return self._verdict(a, b, whole=True)
 
     def prepared(self, a: int, b: int) -> Match:
         """The verdict ``prepare_pairs`` gave (a, b), whole or by keypoints alone (their
         proven copies are the same)."""
+        return self._verdict(a, b, whole=False)
+
+    def _verdict(self, a: int, b: int, whole: bool) -> Match:
         key = (min(a, b), max(a, b))
-        if key not in self._matches:
+        if key not in self._matches or (whole and key in self._quick):
             self.prepare_pairs([key])
         m = self._matches[key]
         return m if key == (a, b) else matching.reverse(m)
