@@ -6,7 +6,9 @@ without verification, each against a baseline measured in the same run.
    from their features (matching.match) in this process, one core. The baseline is decoding
    the same photos as an index does (images.load_image at 64 pixels): the work a candidate
    costs an index run anyway. Features themselves (matching.load_features: decoding at 512
-   pixels, ORB twice) are timed too: a query computes them for its candidates.
+   pixels, ORB twice) are timed too: a query computes them for its candidates, and so is
+   matching two photos' descriptors, as matching._matches does (FAISS's exact binary search,
+   2 nearest) against OpenCV's brute-force matcher it replaced (knnMatch, k=2).
 2. Cold query: whole `imgsearch query --json` processes, with verification (the default) and
    with --no-verify, timed together by hyperfine (median of --runs); the ratio is the
    target's (<= 1.2).
@@ -46,6 +48,17 @@ def per_item(fn, items) -> float:
     return float(np.median(times))
 
 
+def _opencv_matches(a: matching.Keypoints, b: matching.Keypoints) -> list:
+    """What matching._matches did before it used FAISS: OpenCV's brute-force Hamming matcher,
+    the 2 nearest of each of a's descriptors, with the same ratio test."""
+    if len(a.descriptors) < 2 or len(b.descriptors) < 2:
+        return []
+    cv2 = matching._cv2()
+    return [ms[0] for ms in cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a.descriptors,
+                                                                      b.descriptors, k=2)
+            if len(ms) == 2 and ms[0].distance < matching.RATIO * ms[1].distance]
+
+
 def pairs(photos: list[Path]) -> dict:
     feats = [matching.load_features(p) for p in photos]
     copies = []
@@ -62,10 +75,15 @@ def pairs(photos: list[Path]) -> dict:
     quick_s = per_item(lambda i: matching.match(kept[i], kept[(i + 1) % n], dense=False),
                        range(n))  # a pair only local features propose: keypoints alone
     features_s = per_item(matching.load_features, photos)
+    faiss_s = per_item(lambda i: matching._matches(feats[i].direct, feats[(i + 1) % n].direct),
+                       range(n))
+    opencv_s = per_item(lambda i: _opencv_matches(feats[i].direct, feats[(i + 1) % n].direct),
+                        range(n))
     decode_s = per_item(lambda p: load_image(p, 64), photos)
     return {"photos": n, "copy_pair_ms": 1000 * copy_s, "other_pair_ms": 1000 * other_s,
             "other_pair_stored_ms": 1000 * stored_s, "other_pair_keypoints_ms": 1000 * quick_s,
             "features_ms": 1000 * features_s, "decode_64_ms": 1000 * decode_s,
+            "descriptors_faiss_ms": 1000 * faiss_s, "descriptors_opencv_ms": 1000 * opencv_s,
             "copy_pair_over_decode": copy_s / decode_s,
             "other_pair_over_decode": other_s / decode_s}
 
@@ -90,6 +108,8 @@ def main() -> None:
              f"  match another photo, both stored       {p['other_pair_stored_ms']:7.2f} ms",
              f"  ... by keypoints alone (dense=False)   {p['other_pair_keypoints_ms']:7.2f} ms",
              f"  features of a file (decode at 512, ORB x2) {p['features_ms']:7.2f} ms",
+             f"  descriptors of two photos matched, FAISS  {p['descriptors_faiss_ms']:7.2f} ms "
+             f"(OpenCV's matcher: {p['descriptors_opencv_ms']:.2f} ms)",
              f"  baseline: decode at 64 px             {p['decode_64_ms']:7.2f} ms"]
     if args.index and args.image:
         exe = str(Path(sys.executable).with_name("imgsearch"))
