@@ -295,7 +295,7 @@ def test_bench_verify_pairs_on_made_photos(tmp_path):
     assert p["other_pair_over_decode"] == pytest.approx(p["other_pair_ms"] / p["decode_64_ms"])
     assert p["features_ms"] > 0 and "decoding at 64 px" in out.with_suffix(".txt").read_text()
     assert p["descriptors_faiss_ms"] > 0 and p["descriptors_opencv_ms"] > 0
-    assert 0 < p["other_pair_keypoints_ms"]
+    assert p["other_pair_keypoints_ms"] > 0
 
 
 def test_compare_picture_draws_each_methods_answer(tmp_path, photo_dir):
