@@ -370,6 +370,25 @@ def test_bench_evidence_against_the_revision_before(tmp_path, photo_dir):
     assert set(data["median_seconds"]) == {"before", "features", "now", "dhash"}
 
 
+def test_library_scores_count_pairs_edits_and_false_groups():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_evidence import library_scores
+
+    truth = {"copies": [{"copy": "c1", "original": "a", "edit": "grayscale"},
+                        {"copy": "c2", "original": "a", "edit": "caption"},
+                        {"copy": "d1", "original": "b", "edit": "grayscale"},
+                        {"copy": "gone", "original": "b", "edit": "mirror"}]}
+    present = {"a", "c1", "c2", "b", "d1", "x", "y"}
+    # a's three files are 3 true pairs, b's two 1; the second group joins two pictures
+    s = library_scores([["a", "c1"], ["b", "d1", "x"]], truth, present)
+    assert (s["true_pairs"], s["found_pairs"], s["pictures"]) == (4, 4, 4)
+    assert s["precision"] == 2 / 4 and s["recall"] == 2 / 4
+    assert s["false_groups"] == 1 and s["false_groups_per_10k"] == 2_500
+    assert s["edit_recall"] == {"caption": 0.0, "grayscale": 1.0}  # "gone" is not present
+    perfect = library_scores([["c2", "a", "c1"], ["d1", "b"]], truth, present)
+    assert perfect["precision"] == perfect["recall"] == 1 and perfect["false_groups"] == 0
+
+
 def test_bench_review_pages_and_moves_made_groups(tmp_path, photo_dir):
     import os
     import shutil
