@@ -17,7 +17,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +169,12 @@ class Assessment:
     selfcheck_se: float | None = None  # the score's standard error
     training: dict | None = None  # a learned method's: steps, work, minutes, cap_minutes
     reconstruction: dict | None = None  # fitting.reconstruction
+    selfcheck_outcome: dict | None = None  # selfcheck.SelfCheck.outcome: for paired leads
+
+    @classmethod
+    def of(cls, state: MethodState) -> Assessment:
+        """The assessment kept in a method's state (the fields of both have the same names)."""
+        return cls(**{f.name: getattr(state, f.name) for f in fields(cls)})
 
 
 @contextmanager
@@ -187,10 +193,8 @@ def _write(ws: Workspace, method: str, folder, index: VectorIndex, gen: int,
            assessed: Assessment) -> None:
     LOG.info("writing the %s vector index (%d codes)", method, index.ntotal)
     index.save(folder / ws.INDEX_FILE)
-    MethodState(gen, index.index_type, index.dim, index.ntotal, assessed.selfcheck,
-                assessed.duplicate_threshold, index.recall, index.nprobe,
-                assessed.query_margin, assessed.selfcheck_se, assessed.training,
-                assessed.reconstruction).save(folder)
+    MethodState(gen, index.index_type, index.dim, index.ntotal, recall=index.recall,
+                nprobe=index.nprobe, **asdict(assessed)).save(folder)
     ws.commit_method(method, folder)
 
 
@@ -228,9 +232,7 @@ def sync_method(ws: Workspace, method: str, on_progress: ProgressFn | None = Non
         raise MethodNotBuilt(f"method {method!r} is not built in index {ws.root}")
     cat = ws.catalog
     gen = cat.gen
-    assessed = Assessment(state.selfcheck, state.duplicate_threshold,  # the same embedder
-                          state.query_margin, state.selfcheck_se, state.training,
-                          state.reconstruction)
+    assessed = Assessment.of(state)  # the same embedder
     index = VectorIndex.load(ws.index_path(method))
     n = cat.counts()[INDEXED]  # what the index holds once in sync
     if not index.matches(index_plan(ws, index.dim, n, memory)):

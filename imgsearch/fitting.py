@@ -130,7 +130,8 @@ def assess(ws: Workspace, check: SelfCheck | None, embedder, method: str) -> Ass
     if check is None:
         return Assessment()
     codes = check.codes(embedder.encode)  # once, for the score and the threshold
-    score, se = check.measure_codes(*codes)
+    hits = check.hits(*codes)
+    score, se = check.score(hits)
     cal = calibrate(check, codes=codes)
     # query regions (search.search_regions) must beat the whole query by the median distance
     # of an edited copy to its original; photos only: a small image has no regions worth it
@@ -138,7 +139,8 @@ def assess(ws: Workspace, check: SelfCheck | None, embedder, method: str) -> Ass
     LOG.info("%s self-check recall@1: %.4f ± %.4f; duplicate threshold %.4g; query margin %s",
              method, score, se, cal.threshold, margin)
     return Assessment(score, cal.threshold, margin, se,
-                      reconstruction=reconstruction(ws, check, embedder, method))
+                      reconstruction=reconstruction(ws, check, embedder, method),
+                      selfcheck_outcome=check.outcome(hits))
 
 
 def reconstruction(ws: Workspace, check: SelfCheck, embedder, method: str) -> dict | None:

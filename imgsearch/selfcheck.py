@@ -12,6 +12,7 @@ index can answer with whichever method finds copies best on its own photos.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 
@@ -19,13 +20,19 @@ import numpy as np
 import torch
 
 from . import augment as A
+from .stats import standard_error
 
 COPIES = 12  # edited copies per held-out image: every edit once (the score's noise is mostly
 #               which edits a photo gets; docs/RESULTS.md, "Self-check noise")
 
 
 def _edit(x: torch.Tensor, name: str, rng: np.random.Generator) -> torch.Tensor:
-    """One named edit, with fixed strength and a seeded position where it has one."""
+    """One named edit, with fixed strength and a seeded position where it has one; "A & B" is
+    edit A, then B."""
+    if " & " in name:
+        for part in name.split(" & "):
+            x = _edit(x, part, rng)
+        return x
     b = len(x)
     t = lambda v: torch.full((b,), float(v))  # noqa: E731
     no = torch.zeros(b, dtype=torch.bool)
@@ -64,16 +71,33 @@ EDITS = ("crop 60%", "crop 80%", "mirror", "rotate 10°", "brightness +30%", "co
          "saturation +50%", "grayscale", "JPEG q30", "blur", "caption", "crop+JPEG+brightness")
 GREY_EDITS = ("crop 60%", "crop 80%", "mirror", "rotate 10°", "brightness +30%",
               "contrast -30%", "JPEG q30", "blur", "crop+JPEG+brightness")
+#: Two edits at once, for more copies of each held-out image than there are single edits
+#: (a small collection's self-check: SelfCheck.copies_for); the duplicate threshold is
+#: calibrated on the single edits alone (SelfCheck.single).
+COMBOS = ("crop 80% & grayscale", "mirror & JPEG q30", "rotate 10° & brightness +30%",
+          "crop 60% & saturation +50%", "mirror & caption", "blur & contrast -30%",
+          "crop 80% & mirror", "JPEG q30 & caption", "grayscale & rotate 10°", "crop 60% & blur",
+          "brightness +30% & contrast -30%", "mirror & crop 60%")
+GREY_COMBOS = ("crop 80% & mirror", "mirror & JPEG q30", "rotate 10° & brightness +30%",
+               "crop 60% & blur", "blur & contrast -30%", "JPEG q30 & rotate 10°",
+               "mirror & crop 60%", "brightness +30% & contrast -30%", "crop 80% & JPEG q30")
 
 
 def edited_copies(images: np.ndarray, copies: int, seed: int = 0
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``copies`` different edits of each (N, S, S, C) uint8 image: (N * copies, S, S, C) uint8
-    copies and, for each, the position of its original."""
+    copies, for each the position of its original, and whether it is a single edit (beyond
+    the single edits, pairs of them: COMBOS)."""
     rng = np.random.default_rng(seed)
-    names = EDITS if images.shape[-1] == 3 else GREY_EDITS
-    chosen = np.stack([rng.choice(len(names), size=min(copies, len(names)), replace=False)
+    singles = EDITS if images.shape[-1] == 3 else GREY_EDITS
+    names = singles + (COMBOS if images.shape[-1] == 3 else GREY_COMBOS)
+    chosen = np.stack([rng.choice(len(singles), size=min(copies, len(singles)), replace=False)
                        for _ in images])  # (N, copies)
+    if copies > len(singles):  # and pairs of edits
+        more, pairs = min(copies, len(names)) - len(singles), np.random.default_rng([seed, 1])
+        chosen = np.concatenate([chosen, len(singles) + np.stack([
+            pairs.choice(len(names) - len(singles), size=more, replace=False)
+            for _ in images])], axis=1)  # drawn apart: the single edits stay as with fewer
     out = np.empty((chosen.size, *images.shape[1:]), np.uint8)
     origin = np.repeat(np.arange(len(images)), chosen.shape[1])
     flat = chosen.reshape(-1)
@@ -84,7 +108,7 @@ def edited_copies(images: np.ndarray, copies: int, seed: int = 0
         x = torch.from_numpy(images[origin[rows]]).permute(0, 3, 1, 2).float() / 255
         y = _edit(x, name, rng).clamp(0, 1)
         out[rows] = (y * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return out, origin
+    return out, origin, flat < len(singles)
 
 
 class SelfCheck:
@@ -94,9 +118,22 @@ class SelfCheck:
                  seed: int = 0):
         if len(held) == 0:
             raise ValueError("a self-check needs held-out images")
-        self.queries, self.truth = edited_copies(held, copies, seed)
+        self.queries, self.truth, self.single = edited_copies(held, copies, seed)
         self.held = len(held)  # the database starts with the held-out originals
         self.database = np.concatenate([held, others]) if len(others) else held
+        # which copies among which images: two methods' scores with the same key come from
+        # the same queries, so their difference is judged pair by pair (stats.paired_lead)
+        digest = hashlib.blake2b(digest_size=8)
+        for a in (self.queries, self.database):
+            digest.update(repr(a.shape).encode())
+            digest.update(np.ascontiguousarray(a).data)
+        self.key = digest.hexdigest()
+        self.copies = len(self.queries) // self.held  # each held-out image's
+
+    def outcome(self, hits: np.ndarray) -> dict:
+        """What is kept of a method's self-check for comparing it with another's later
+        (stats.paired): the key of these copies, the copies per image and each image's hits."""
+        return {"key": self.key, "copies": self.copies, "per_image": self.per_image(hits)}
 
     def __call__(self, encode: Callable[[np.ndarray], np.ndarray]) -> float:
         return self.measure(encode)[0]
@@ -116,23 +153,20 @@ class SelfCheck:
 
     def measure_codes(self, db: np.ndarray, q: np.ndarray) -> tuple[float, float]:
         """``measure`` of codes made already (``codes``)."""
-        hits = nearest_neighbours(db, q) == self.truth
+        return self.score(self.hits(db, q))
+
+    def score(self, hits: np.ndarray) -> tuple[float, float]:
+        """(recall@1, its standard error) of the copies' ``hits``."""
         return float(hits.mean()), standard_error(hits, self.truth)
 
+    def hits(self, db: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Whether each copy's nearest code (``codes``) is its own original."""
+        return nearest_neighbours(db, q) == self.truth
 
-def standard_error(hits: np.ndarray, cluster: np.ndarray) -> float:
-    """Standard error of the mean of ``hits`` (0/1) whose items come in clusters (the
-    copies of one held-out image): sqrt(sum_c (h_c - n_c p)^2 * C / (C - 1)) / N, for C
-    clusters of n_c items with h_c hits, N items in all (Cameron and Miller, "A
-    practitioner's guide to cluster-robust inference", J. Human Resources 2015)."""
-    hits = np.asarray(hits, np.float64)
-    _, c = np.unique(cluster, return_inverse=True)
-    k = int(c.max()) + 1 if len(c) else 0
-    if k < 2:
-        return float("nan")
-    p = hits.mean()
-    h, n = np.bincount(c, hits, k), np.bincount(c, None, k)
-    return float(np.sqrt(((h - n * p) ** 2).sum() * k / (k - 1)) / len(hits))
+    def per_image(self, hits: np.ndarray) -> list[int]:
+        """Hits of each held-out image's copies: what two methods' paired lead is computed
+        from (stats.paired_lead)."""
+        return np.bincount(self.truth, hits, self.held).astype(int).tolist()
 
 
 def nearest_neighbours(db: np.ndarray, queries: np.ndarray, chunk: int = 1024) -> np.ndarray:

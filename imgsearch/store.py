@@ -313,6 +313,9 @@ class MethodState:
     # a method that draws images back: held-out PSNR (dB) of its reconstructions, and of
     # PCA's at its code size (fitting.reconstruction)
     reconstruction: dict | None = None
+    # the self-check's copies (their key) and each held-out image's hits: two methods scored
+    # on the same copies are compared pair by pair (selfcheck.paired)
+    selfcheck_outcome: dict | None = None
 
     @classmethod
     def load(cls, folder: Path) -> MethodState | None:

@@ -230,9 +230,10 @@ class Workspace:
         """The method a query uses when none is named (``preference`` says why)."""
         return self.preference()[0]
 
-    def preference(self) -> tuple[str, str]:
-        """(the default query method, why): the built method that scored best on the
-        self-check of this collection (selfcheck.py)."""
+    def preference(self) -> methods.Choice:
+        """The default query method, why, and a learned method's lead over the best baseline:
+        the built method that scored best on the self-check of this collection
+        (selfcheck.py), a learned one only by a lead beyond the self-check's noise."""
         from .holdout import MIN_IMAGES
 
         states = {m: self.method_state(m) for m in self.built_methods()}
@@ -241,16 +242,18 @@ class Workspace:
                                  "run `imgsearch index PHOTOS_DIR`")
         images = self.catalog.counts()["indexed"]
         return methods.choose({m: s.selfcheck for m, s in states.items()}, images, MIN_IMAGES,
-                              {m: s.selfcheck_se for m, s in states.items()})
+                              {m: s.selfcheck_se for m, s in states.items()},
+                              {m: s.selfcheck_outcome for m, s in states.items()})
 
     def summary(self) -> dict:
         """What ``imgsearch info`` and the page's ``/api/info`` both show: the catalog's
         counts, the input size, each built method's state (self-check ± its standard error,
         thresholds ...) and the default query method with the reason."""
         built = {m: self.method_state(m).as_dict() for m in self.built_methods()}
-        preferred, because = self.preference() if built else (None, None)
+        preferred, because, lead = self.preference() if built else (None, None, None)
         return {"counts": self.catalog.counts(), "input_size": self.config.input_size,
                 "methods": built, "preferred": preferred, "preferred_because": because,
+                "preferred_lead": lead,
                 "training": self.training()}
 
     def disk_bytes(self) -> int:

@@ -116,7 +116,7 @@ def evaluate(folder: Path, index: Path, methods: list[str], minutes: float, quic
         for k in dba if methods_registry.get(m).post.endswith("l2") else ():
             r1, m_ap = score(database_side_augmentation(codes, k), picture)
             out["methods"][f"{m} [dba {k}]"] = {"recall@1": r1, "mAP": m_ap, "selfcheck": None}
-    out["default"], out["default_because"] = ws.preference()
+    out["default"], out["default_because"], out["default_lead"] = ws.preference()
     ws.close()
     return out
 

@@ -141,7 +141,33 @@ def test_a_learned_default_needs_a_lead_beyond_two_standard_errors():
     scores = {"pixels": 0.80, "pca": 0.78, "ae": 0.83}
     # no errors known (an index built before they were kept): the best score answers
     assert methods.choose(scores, 500, 20)[0] == "ae"
-    near, why = methods.choose(scores, 500, 20, {"pixels": 0.02, "pca": 0.02, "ae": 0.02})
+    near, why, _ = methods.choose(scores, 500, 20, {"pixels": 0.02, "pca": 0.02, "ae": 0.02})
     assert near == "pixels" and "two standard errors" in why and "ae 0.830 ± 0.020" in why
-    far, why = methods.choose(scores, 500, 20, {"pixels": 0.01, "pca": 0.01, "ae": 0.01})
+    far, why, lead = methods.choose(scores, 500, 20, {"pixels": 0.01, "pca": 0.01, "ae": 0.01})
     assert far == "ae" and "± 0.010" in why
+    assert lead["over"] == "pixels" and not lead["paired"]
+
+
+def test_a_lead_on_the_same_copies_is_judged_pair_by_pair():
+    from imgsearch.stats import paired_lead
+
+    # 30 held-out images x 12 copies; ae finds one copy more than pca on 11 of them
+    pca = [10] * 30
+    ae = [11] * 11 + [10] * 19
+    scores = {"pca": sum(pca) / 360, "ae": sum(ae) / 360}
+    errors = {"pca": 0.02, "ae": 0.02}  # as independent: 0.031 < 2 x 0.028, the baseline
+    assert methods.choose(scores, 500, 20, errors).method == "pca"
+    outcomes = {"pca": {"key": "k", "copies": 12, "per_image": pca},
+                "ae": {"key": "k", "copies": 12, "per_image": ae}}
+    got = methods.choose(scores, 500, 20, errors, outcomes)
+    want = paired_lead(ae, pca, 12)
+    assert got.method == "ae" and got.lead["paired"] and got.lead["over"] == "pca"
+    assert got.lead["lead"] == pytest.approx(want[0], abs=1e-6) and got.lead["se"] == pytest.approx(
+        want[1], abs=1e-6) and want[0] > 2 * want[1]
+    assert "leads pca by 0.031" in got.reason and "paired" in got.reason
+    # copies made anew between the two scores (another key): back to the unpaired rule
+    outcomes["pca"] = {**outcomes["pca"], "key": "other"}
+    assert methods.choose(scores, 500, 20, errors, outcomes).method == "pca"
+    # the same hits on every image: no lead at all, the baseline answers
+    same = {m: {"key": "k", "copies": 12, "per_image": pca} for m in ("pca", "ae")}
+    assert methods.choose({"pca": 0.8, "ae": 0.8}, 500, 20, errors, same).method == "pca"

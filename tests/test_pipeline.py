@@ -214,16 +214,27 @@ def test_the_demo_photos_give_the_same_model_on_a_busy_machine(real_photos, tmp_
         ws = Workspace.open(tmp_path / name)
         try:
             update_index(ws, real_photos, ["pixels", "ae"], training=training, workers=2)
-            states[name] = (ws.method_state("ae"), ws.preference()[0])
+            states[name] = (ws.method_state("ae"), ws.preference(), ws.method_state("pixels"))
         finally:
             ws.close()
             if busy:
                 stop.set()
                 busy.join()
-    (a, pa), (b, pb) = states["quiet"], states["busy"]
+    (a, pa, base), (b, pb, _) = states["quiet"], states["busy"]
     assert a.training["steps"] == b.training["steps"] == 8
     assert abs(a.selfcheck - b.selfcheck) <= 2 * max(a.selfcheck_se, b.selfcheck_se)
     assert a.selfcheck == b.selfcheck and pa == pb
+    # both methods were scored on the same copies, kept image by image: their lead is paired
+    from imgsearch.stats import paired
+
+    mine, other = a.selfcheck_outcome, base.selfcheck_outcome
+    assert mine["key"] == other["key"] and len(mine["per_image"]) == len(other["per_image"])
+    assert sum(mine["per_image"]) / (mine["copies"] * len(mine["per_image"])) == pytest.approx(
+        a.selfcheck)
+    lead = paired({"ae": mine, "pixels": other}, "ae", "pixels")
+    assert lead is not None and lead[0] == pytest.approx(a.selfcheck - base.selfcheck)
+    if pa.method == "ae" or pa.lead:  # where ae was weighed against the baseline, paired
+        assert pa.lead["paired"] and pa.lead["lead"] == pytest.approx(lead[0], abs=1e-6)
 
 
 def test_a_training_run_says_how_far_it_is_until_the_method_is_built(small, photo_dir):

@@ -15,18 +15,32 @@ def images(n, size=32, offset=0):
 
 def test_edited_copies_are_distinct_edits_of_their_originals():
     x = images(5)
-    copies, origin = edited_copies(x, 3, seed=1)
-    assert copies.shape == (15, 32, 32, 3) and copies.dtype == np.uint8
+    copies, origin, single = edited_copies(x, 3, seed=1)
+    assert single.all() and copies.shape == (15, 32, 32, 3) and copies.dtype == np.uint8
     assert origin.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
     for i in range(5):  # three different edits of the same picture
         own = copies[origin == i].astype(int)
         assert len({c.tobytes() for c in own}) == 3
         assert np.abs(own - x[i]).mean() < np.abs(own - x[(i + 1) % 5]).mean()
-    again, _ = edited_copies(x, 3, seed=1)
+    again, _, _ = edited_copies(x, 3, seed=1)
     np.testing.assert_array_equal(copies, again)  # seeded
-    grey, _ = edited_copies(x[..., :1], 2)
+    grey, _, _ = edited_copies(x[..., :1], 2)
     assert grey.shape == (10, 32, 32, 1)
     assert "mirror" in EDITS and "caption" in EDITS
+
+
+def test_more_copies_than_single_edits_add_pairs_of_edits():
+    x = images(4)
+    copies, origin, single = edited_copies(x, 20, seed=2)
+    assert copies.shape == (80, 32, 32, 3) and np.bincount(origin).tolist() == [20] * 4
+    assert single.sum() == 4 * len(EDITS) and (~single).sum() == 4 * (20 - len(EDITS))
+    for i in range(4):  # every copy of an image a different edit
+        assert len({c.tobytes() for c in copies[origin == i]}) == 20
+    # the first single edits are drawn as they were with 12 copies: the scores kept agree
+    few, _, _ = edited_copies(x, len(EDITS), seed=2)
+    np.testing.assert_array_equal(copies[single], few)
+    grey, _, one = edited_copies(x[..., :1], 12)
+    assert grey.shape == (48, 32, 32, 1) and (~one).sum() == 4 * 3
 
 
 def test_score_is_recall_at_1_and_separates_good_codes_from_useless_ones():
@@ -48,7 +62,7 @@ def test_nearest_neighbours_is_exact():
 
 
 def test_the_standard_error_counts_each_held_out_image_once():
-    from imgsearch.selfcheck import standard_error
+    from imgsearch.stats import standard_error
 
     # 20 images x 10 copies, half the images found on every copy, half on none: as noisy as
     # 20 coin flips, not 200
@@ -68,3 +82,17 @@ def test_measure_gives_the_score_and_its_error():
     score, se = check.measure(encode)
     assert score == check(encode) and 0 < score <= 1
     assert 0 <= se < 0.2
+
+
+def test_an_outcome_keeps_each_held_out_images_hits_under_the_copies_key():
+    held, others = images(30), images(40, offset=100)
+    check = SelfCheck(held, others, copies=6)
+    hits = check.hits(*check.codes(lambda im: pixel_vectors(im, 8)))
+    out = check.outcome(hits)
+    assert out["copies"] == 6 and len(out["per_image"]) == 30
+    assert sum(out["per_image"]) == hits.sum() and max(out["per_image"]) <= 6
+    # the key names the copies and the images searched: the same check gives the same key,
+    # other copies (another seed) or other distractors another one
+    assert SelfCheck(held, others, copies=6).key == out["key"]
+    assert SelfCheck(held, others, copies=6, seed=1).key != out["key"]
+    assert SelfCheck(held, others[:20], copies=6).key != out["key"]

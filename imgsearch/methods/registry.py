@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import NamedTuple
 
 from ..config import IndexConfig
 from ..errors import UnknownMethod
@@ -116,16 +117,28 @@ def open_embedder(name: str, folder: Path, cfg: IndexConfig, exported: bool = Fa
     return Processed.load(inner, folder, cfg)
 
 
+class Choice(NamedTuple):
+    """The default query method, why, and where a learned method was weighed against the best
+    baseline, its lead: {"method", "over", "lead", "se", "paired"}."""
+
+    method: str
+    reason: str
+    lead: dict | None = None
+
+
 def choose(scores: Mapping[str, float | None], images: int, min_images: int,
-           errors: Mapping[str, float | None] | None = None) -> tuple[str, str]:
+           errors: Mapping[str, float | None] | None = None,
+           outcomes: Mapping[str, Mapping | None] | None = None) -> Choice:
     """The default query method among built methods (name -> self-check score, None where
-    unscored) of an index of ``images`` images, and why. With the scores' standard
-    ``errors``, a learned method replaces the best baseline only when it leads it by more
-    than two standard errors of their difference: a lead within the self-check's noise
-    leaves the baseline (deterministic, nothing to go stale) answering."""
+    unscored) of an index of ``images`` images, and why. A learned method replaces the best
+    baseline only when it leads it by more than two standard errors of their difference
+    (LEAD_ERRORS): a lead within the self-check's noise leaves the baseline (deterministic,
+    nothing to go stale) answering. Where both were scored on the same copies (their
+    ``outcomes``, MethodState.selfcheck_outcome), the error is that of the paired difference
+    (stats.paired); otherwise the two scores' ``errors`` are taken as independent."""
     built = list(scores)
     scored = {m: s for m, s in scores.items() if s is not None}
-    errors = errors or {}
+    errors, outcomes = errors or {}, outcomes or {}
 
     def shown(m: str) -> str:
         se = errors.get(m)
@@ -134,22 +147,53 @@ def choose(scores: Mapping[str, float | None], images: int, min_images: int,
     if scored:
         best = max(scored, key=lambda m: (scored[m], -get(m).preference))
         base = [m for m in scored if not get(m).learned]
+        lead = None
         if get(best).learned and base:
             top = max(base, key=lambda m: (scored[m], -get(m).preference))
-            se = [errors.get(m) for m in (best, top)]
-            if None not in se and scored[best] - scored[top] <= 2 * math.hypot(*se):
-                return top, (f"{shown(best)} leads {shown(top)} by no more than two standard "
-                             "errors of the self-check; the baseline answers")
+            lead = _lead(best, top, scored, errors, outcomes)
+            if lead is not None and lead["lead"] <= LEAD_ERRORS * lead["se"]:
+                return Choice(top, (
+                    f"{shown(best)} leads {shown(top)} by {_shown_lead(lead)}, no more than "
+                    "two standard errors of the lead; the baseline answers"), lead)
         others = ", ".join(shown(m) for m in sorted(scored, key=lambda m: -scored[m])
                            if m != best)
-        return best, (f"best self-check recall@1 on this collection: {shown(best)}"
-                      + (f" (then {others})" if others else ""))
+        return Choice(best, f"best self-check recall@1 on this collection: {shown(best)}"
+                      + (f" (then {others})" if others else "")
+                      + (f"; it leads {lead['over']} by {_shown_lead(lead)}" if lead else ""),
+                      lead)
     baselines = [m for m in built if not get(m).learned]
     if images < min_images and baselines:
-        return by_preference(baselines)[0], (
+        return Choice(by_preference(baselines)[0], (
             f"the collection ({images} images) is too small to hold images out and score the "
-            f"methods (at least {min_images}); a baseline answers")
-    return by_preference(built)[0], "no method has a self-check score; fixed preference order"
+            f"methods (at least {min_images}); a baseline answers"))
+    return Choice(by_preference(built)[0], "no method has a self-check score; fixed preference "
+                  "order")
+
+
+LEAD_ERRORS = 2  # a learned method answers when it leads the best baseline by more than this
+#                  many standard errors of the lead (about 98% one-sided, were it normal)
+
+
+def _lead(best: str, top: str, scored: Mapping[str, float], errors: Mapping,
+          outcomes: Mapping) -> dict | None:
+    """The lead of ``best`` over ``top`` and its standard error: paired where both were scored
+    on the same copies, else from the two errors as if independent; None without errors."""
+    from ..stats import paired
+
+    both = paired(outcomes, best, top)
+    if both is not None:
+        lead, se = both
+    elif errors.get(best) is not None and errors.get(top) is not None:
+        lead, se = scored[best] - scored[top], math.hypot(errors[best], errors[top])
+    else:
+        return None
+    return {"method": best, "over": top, "lead": round(lead, 6), "se": round(se, 6),
+            "paired": both is not None}
+
+
+def _shown_lead(lead: dict) -> str:
+    return (f"{lead['lead']:.3f} ± {lead['se']:.3f}"
+            f" ({'paired' if lead['paired'] else 'unpaired'} standard error)")
 
 
 def get(name: str) -> Method:

@@ -83,8 +83,12 @@ async function loadInfo() {
     `${m}${m === info.preferred ? " (best)" : ""}` +
     (s.selfcheck != null ? ` · self-check ${s.selfcheck.toFixed(3)}` +
       (s.selfcheck_se != null ? ` ± ${s.selfcheck_se.toFixed(3)}` : "") : "") +
+    (info.preferred_lead && info.preferred_lead.method === m ?
+      ` · leads ${info.preferred_lead.over} by ${info.preferred_lead.lead.toFixed(3)} ± ` +
+      `${info.preferred_lead.se.toFixed(3)}` : "") +
     (s.training && s.training.capped ?
       ` · training cut short (${s.training.steps} of ${s.training.work} steps)` : ""))));
+  $("method").title = info.preferred_because || "";  // why the default is the default
   showTraining(info.training || {});
 }
 
