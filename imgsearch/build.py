@@ -170,6 +170,7 @@ class Assessment:
     training: dict | None = None  # a learned method's: steps, work, minutes, cap_minutes
     reconstruction: dict | None = None  # fitting.reconstruction
     selfcheck_outcome: dict | None = None  # selfcheck.SelfCheck.outcome: for paired leads
+    shots: dict | None = None  # selfcheck.Shots: score, se and its outcome
 
     @classmethod
     def of(cls, state: MethodState) -> Assessment:

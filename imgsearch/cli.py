@@ -463,7 +463,7 @@ def info_cmd(
     out.print("images: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     table = Table()
     for col in ("method", "codes", "dim", "index type", "recall@10", "self-check recall@1",
-                "duplicates within"):
+                "other shots recall@1", "duplicates within"):
         table.add_column(col)
     fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
     for m, st in built.items():
@@ -472,6 +472,8 @@ def info_cmd(
                       str(st["dim"]), kind, fmt(st["recall"], ".3f"),
                       fmt(st["selfcheck"], ".3f") + (f" ± {st['selfcheck_se']:.3f}"
                                                      if st.get("selfcheck_se") else ""),
+                      f"{st['shots']['score']:.3f} ± {st['shots']['se']:.3f}"
+                      if st.get("shots") else "-",
                       fmt(st["duplicate_threshold"], ".4g"))
     out.print(table if built else "no method built yet")
     for m, st in built.items():

@@ -132,6 +132,10 @@ def assess(ws: Workspace, check: SelfCheck | None, embedder, method: str) -> Ass
     codes = check.codes(embedder.encode)  # once, for the score and the threshold
     hits = check.hits(*codes)
     score, se = check.score(hits)
+    shots = check.shots
+    shot_hits = shots.hits(*shots.codes(embedder.encode))
+    shot_score, shot_se = shots.score(shot_hits)
+    LOG.info("%s other shots recall@1: %.4f ± %.4f", method, shot_score, shot_se)
     cal = calibrate(check, codes=codes)
     # query regions (search.search_regions) must beat the whole query by the median distance
     # of an edited copy to its original; photos only: a small image has no regions worth it
@@ -140,7 +144,8 @@ def assess(ws: Workspace, check: SelfCheck | None, embedder, method: str) -> Ass
              method, score, se, cal.threshold, margin)
     return Assessment(score, cal.threshold, margin, se,
                       reconstruction=reconstruction(ws, check, embedder, method),
-                      selfcheck_outcome=check.outcome(hits))
+                      selfcheck_outcome=check.outcome(hits),
+                      shots={"score": shot_score, "se": shot_se, **shots.outcome(shot_hits)})
 
 
 def reconstruction(ws: Workspace, check: SelfCheck, embedder, method: str) -> dict | None:

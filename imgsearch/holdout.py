@@ -14,8 +14,10 @@ from collections.abc import Sequence
 
 HELD_FRACTION = 0.1  # of the collection held out of training for the self-check
 MAX_HELD = 300
-MIN_HELD = 30  # held out of a small collection, up to a third of it: enough copies that the
-#                score's standard error stays near 0.02 (docs/RESULTS.md, "Self-check noise")
+MIN_HELD = 40  # held out of a small collection, up to MAX_SHARE of it: enough that two
+#                methods' paired lead has a standard error near 0.02 (docs/RESULTS.md, "The
+#                default on the same copies")
+MAX_SHARE = 0.4
 MIN_IMAGES = 20  # below this a collection is too small to hold images out and score
 MAX_DISTRACTORS = 5000
 
@@ -42,15 +44,15 @@ def split(keys: Sequence[str], fraction: float = HELD_FRACTION, max_held: int = 
           max_distractors: int = MAX_DISTRACTORS, salt: str = ""
           ) -> tuple[list[int], list[int]]:
     """(held, distractors): sorted positions of ``keys`` (content hashes) held out for the
-    self-check, those whose draw falls under ``fraction`` but at least MIN_HELD (at most a
-    third of the collection) and at most ``max_held``, and the others, at most
+    self-check, those whose draw falls under ``fraction`` but at least MIN_HELD (at most
+    MAX_SHARE of the collection) and at most ``max_held``, and the others, at most
     ``max_distractors`` of them in draw order. Nothing is held out of fewer than MIN_IMAGES
     images."""
     if len(keys) < MIN_IMAGES:
         return [], []
     order, place = _drawn(keys, salt)
     held = [p for p in order if place[p] < fraction][:max_held]
-    at_least = max(2, min(MIN_HELD, len(keys) // 3, max_held))
+    at_least = max(2, min(MIN_HELD, int(len(keys) * MAX_SHARE), max_held))
     if len(held) < at_least:
         held = order[:at_least]
     chosen = set(held)

@@ -23,15 +23,39 @@ def paired_lead(a: Sequence[int], b: Sequence[int], per_image: int) -> tuple[flo
     return float(d.sum() / n.sum()), clustered_error(d, n)
 
 
-def paired(outcomes: Mapping[str, Mapping | None], a: str, b: str
+def paired(outcomes: Mapping[str, Mapping | Sequence[Mapping] | None], a: str, b: str
            ) -> tuple[float, float] | None:
-    """``paired_lead`` of method ``a`` over ``b`` from their stored outcomes
-    ({"key", "per_image", "copies"}: MethodState.selfcheck_outcome), or None where either
-    has none or they were not scored on the same copies (different keys)."""
-    x, y = outcomes.get(a), outcomes.get(b)
-    if not x or not y or x["key"] != y["key"] or x["copies"] != y["copies"]:
+    """The lead of method ``a`` over ``b`` and its standard error from their stored outcomes
+    ({"key", "per_image", "copies"}: MethodState.selfcheck_outcome; or a list of them, one per
+    measure, such as the copies and the other shots), or None where either has none or they
+    were not measured on the same queries (another key). With several measures, each held-out
+    image's score is the mean of its hit rates on them (``rates``): the lead is the mean
+    difference, its error the cluster-robust one, each image one cluster; with one measure
+    that is ``paired_lead``."""
+    x, y = _measures(outcomes.get(a)), _measures(outcomes.get(b))
+    if not x or len(x) != len(y) or any(
+            i["key"] != j["key"] or i["copies"] != j["copies"] for i, j in zip(x, y)):
         return None
-    return paired_lead(x["per_image"], y["per_image"], x["copies"])
+    d = rates(x) - rates(y)
+    return float(d.mean()), clustered_error(d, np.ones(len(d)))
+
+
+def combined(outcomes: Mapping | Sequence[Mapping]) -> tuple[float, float]:
+    """(score, its standard error) of a method over its measures' outcomes: the mean over the
+    held-out images of each one's mean hit rate (``rates``)."""
+    r = rates(_measures(outcomes))
+    return float(r.mean()), clustered_error(r, np.ones(len(r)))
+
+
+def rates(measures: Sequence[Mapping]) -> np.ndarray:
+    """Each held-out image's hit rate, the mean over ``measures`` (outcomes of the same
+    held-out images) of its hits over its queries."""
+    return np.mean([np.asarray(m["per_image"], np.float64) / m["copies"] for m in measures],
+                   axis=0)
+
+
+def _measures(v: Mapping | Sequence[Mapping] | None) -> list[Mapping]:
+    return [] if not v else [v] if isinstance(v, Mapping) else [m for m in v if m]
 
 
 def clustered_error(sums: np.ndarray, counts: np.ndarray) -> float:

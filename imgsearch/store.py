@@ -316,6 +316,8 @@ class MethodState:
     # the self-check's copies (their key) and each held-out image's hits: two methods scored
     # on the same copies are compared pair by pair (selfcheck.paired)
     selfcheck_outcome: dict | None = None
+    # other shots of held-out images' scenes found (selfcheck.Shots): score, se, and as above
+    shots: dict | None = None
 
     @classmethod
     def load(cls, folder: Path) -> MethodState | None:

@@ -112,7 +112,8 @@ def evaluate(folder: Path, index: Path, methods: list[str], minutes: float, quic
         codes = loaded.index.vectors(ids).astype(np.float32)
         picture = np.array([int(Path(rows[i].path).name[1:4]) for i in ids])
         r1, m_ap = score(codes, picture)
-        out["methods"][m] = {"recall@1": r1, "mAP": m_ap, "selfcheck": loaded.state.selfcheck}
+        out["methods"][m] = {"recall@1": r1, "mAP": m_ap, "selfcheck": loaded.state.selfcheck,
+                             "shots": (loaded.state.shots or {}).get("score")}
         for k in dba if methods_registry.get(m).post.endswith("l2") else ():
             r1, m_ap = score(database_side_augmentation(codes, k), picture)
             out["methods"][f"{m} [dba {k}]"] = {"recall@1": r1, "mAP": m_ap, "selfcheck": None}
@@ -122,14 +123,17 @@ def evaluate(folder: Path, index: Path, methods: list[str], minutes: float, quic
 
 
 def markdown(results: list[dict], methods: list[str]) -> str:
-    head = "| files | pictures | " + " | ".join(f"{m} R@1 / mAP (self-check)" for m in methods)
+    head = "| files | pictures | " + " | ".join(f"{m} R@1 / mAP (self-check / other shots)"
+                                                for m in methods)
     lines = [head + " | default | default mAP - pixels mAP |",
              "|" + "---|" * (len(methods) + 4)]  # files, pictures, methods, default, gain
     for r in results:
         cells = []
         for m in methods:
             s = r["methods"].get(m)
-            check = f" ({s['selfcheck']:.3f})" if s and s["selfcheck"] is not None else ""
+            check = f" ({s['selfcheck']:.3f}" if s and s["selfcheck"] is not None else ""
+            check += (f" / {s['shots']:.3f})" if check and s.get("shots") is not None
+                      else ")" if check else "")
             cells.append(f"{s['recall@1']:.3f} / {s['mAP']:.3f}{check}" if s else "-")
         d = r["methods"][r["default"]]["mAP"] - r["methods"]["pixels"]["mAP"]
         lines.append(f"| {r['files']} | {r['pictures']} | " + " | ".join(cells)

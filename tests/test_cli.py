@@ -100,7 +100,8 @@ def test_info(built):
                                          "selfcheck": None, "duplicate_threshold": None,
                                          "recall": 1.0, "nprobe": None, "query_margin": None,
                                          "selfcheck_se": None, "training": None,
-                                         "reconstruction": None, "selfcheck_outcome": None}
+                                         "reconstruction": None, "selfcheck_outcome": None,
+                                         "shots": None}
     # 12 images: too few to score
     assert "pixels" in run("info", "--index", built).stdout
 

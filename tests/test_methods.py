@@ -171,3 +171,27 @@ def test_a_lead_on_the_same_copies_is_judged_pair_by_pair():
     # the same hits on every image: no lead at all, the baseline answers
     same = {m: {"key": "k", "copies": 12, "per_image": pca} for m in ("pca", "ae")}
     assert methods.choose({"pca": 0.8, "ae": 0.8}, 500, 20, errors, same).method == "pca"
+
+
+def test_the_default_weighs_copies_and_other_shots_together():
+    from imgsearch.stats import combined
+
+    def measures(copies_hits, shot_hits):
+        return [{"key": "c", "copies": 12, "per_image": copies_hits},
+                {"key": "s", "copies": 7, "per_image": shot_hits}]
+
+    base = measures([10] * 40, [2] * 40)
+    # the learned code finds about as many copies, and far more other shots: it answers
+    wins = measures([10] * 38 + [11] * 2, [4] * 30 + [3] * 10)
+    outcomes = {"pca": base, "ae": wins}
+    both = {m: combined(v) for m, v in outcomes.items()}
+    got = methods.choose({m: v[0] for m, v in both.items()}, 500, 20,
+                         {m: v[1] for m, v in both.items()}, outcomes, named="both")
+    assert got.method == "ae" and got.lead["paired"] and got.reason.startswith("best both")
+    # as many copies, and fewer other shots: the baseline keeps answering
+    loses = measures([10] * 38 + [11] * 2, [2] * 30 + [1] * 10)
+    outcomes = {"pca": base, "ae": loses}
+    both = {m: combined(v) for m, v in outcomes.items()}
+    got = methods.choose({m: v[0] for m, v in both.items()}, 500, 20,
+                         {m: v[1] for m, v in both.items()}, outcomes, named="both")
+    assert got.method == "pca"

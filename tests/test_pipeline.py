@@ -233,8 +233,13 @@ def test_the_demo_photos_give_the_same_model_on_a_busy_machine(real_photos, tmp_
         a.selfcheck)
     lead = paired({"ae": mine, "pixels": other}, "ae", "pixels")
     assert lead is not None and lead[0] == pytest.approx(a.selfcheck - base.selfcheck)
+    # and the other shots of the same held-out images: the default weighs both
+    assert a.shots["key"] == base.shots["key"] and 0 <= a.shots["score"] <= 1
+    both = paired({"ae": [mine, a.shots], "pixels": [other, base.shots]}, "ae", "pixels")
+    assert both[0] == pytest.approx((lead[0] + a.shots["score"] - base.shots["score"]) / 2)
     if pa.method == "ae" or pa.lead:  # where ae was weighed against the baseline, paired
-        assert pa.lead["paired"] and pa.lead["lead"] == pytest.approx(lead[0], abs=1e-6)
+        assert pa.lead["paired"] and pa.lead["lead"] == pytest.approx(both[0], abs=1e-6)
+        assert "copies and other shots" in pa.reason or pa.method == "pixels"
 
 
 def test_a_training_run_says_how_far_it_is_until_the_method_is_built(small, photo_dir):

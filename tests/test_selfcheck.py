@@ -29,18 +29,20 @@ def test_edited_copies_are_distinct_edits_of_their_originals():
     assert "mirror" in EDITS and "caption" in EDITS
 
 
-def test_more_copies_than_single_edits_add_pairs_of_edits():
+def test_more_copies_than_edits_add_the_edits_at_other_strengths():
     x = images(4)
     copies, origin, single = edited_copies(x, 20, seed=2)
     assert copies.shape == (80, 32, 32, 3) and np.bincount(origin).tolist() == [20] * 4
     assert single.sum() == 4 * len(EDITS) and (~single).sum() == 4 * (20 - len(EDITS))
     for i in range(4):  # every copy of an image a different edit
         assert len({c.tobytes() for c in copies[origin == i]}) == 20
-    # the first single edits are drawn as they were with 12 copies: the scores kept agree
+    # the usual edits are drawn as they were with 12 copies: the scores kept agree
     few, _, _ = edited_copies(x, len(EDITS), seed=2)
     np.testing.assert_array_equal(copies[single], few)
-    grey, _, one = edited_copies(x[..., :1], 12)
-    assert grey.shape == (48, 32, 32, 1) and (~one).sum() == 4 * 3
+    grey, _, one = edited_copies(x[..., :1], 12)  # the 9 usual grey edits, as ever
+    assert grey.shape == (36, 32, 32, 1) and one.all()
+    grey, _, one = edited_copies(x[..., :1], 16)
+    assert grey.shape == (64, 32, 32, 1) and (~one).sum() == 4 * 7
 
 
 def test_score_is_recall_at_1_and_separates_good_codes_from_useless_ones():
@@ -96,3 +98,29 @@ def test_an_outcome_keeps_each_held_out_images_hits_under_the_copies_key():
     assert SelfCheck(held, others, copies=6).key == out["key"]
     assert SelfCheck(held, others, copies=6, seed=1).key != out["key"]
     assert SelfCheck(held, others[:20], copies=6).key != out["key"]
+
+
+def test_a_small_collection_gets_twice_the_copies():
+    from imgsearch.selfcheck import COPIES, SMALL_HELD, copies_for
+
+    assert copies_for(40) == 2 * COPIES and copies_for(SMALL_HELD) == COPIES
+    check = SelfCheck(images(5), images(10, offset=100))
+    assert check.copies == 2 * COPIES and check.usual.sum() == 5 * COPIES
+
+
+def test_other_shots_are_searched_for_their_scenes_anchor():
+    from imgsearch.selfcheck import SHOTS, Shots
+
+    held, others = images(10), images(20, offset=100)
+    shots = Shots(held, others)
+    assert shots.queries.shape == (10 * len(SHOTS), 32, 32, 3) and shots.copies == len(SHOTS)
+    assert len(shots.database) == 30 and shots.held == 10
+    # no shot is its anchor, nor the held-out image itself
+    anchors = shots.database[shots.truth].astype(int)
+    assert (np.abs(shots.queries.astype(int) - anchors).mean(axis=(1, 2, 3)) > 1).all()
+    pixels = shots(lambda im: pixel_vectors(im, 8))
+    useless = shots(lambda im: np.random.default_rng(0).random((len(im), 4)))
+    assert pixels > useless + 0.2
+    # the self-check's shots are those of its own held-out images and distractors
+    check = SelfCheck(held, others, copies=4)
+    assert check.shots.key == shots.key and Shots(held, others, seed=1).key != shots.key

@@ -39,3 +39,22 @@ def test_paired_needs_the_same_copies():
 
 def test_one_cluster_has_no_error():
     assert np.isnan(clustered_error(np.array([3.0]), np.array([4.0])))
+
+
+def test_two_measures_are_weighed_image_by_image():
+    from imgsearch.stats import combined
+
+    copies = {"key": "c", "copies": 4, "per_image": [4, 2, 0]}
+    shots = {"key": "s", "copies": 2, "per_image": [1, 2, 0]}
+    base = {"key": "c", "copies": 4, "per_image": [2, 2, 0]}
+    base_shots = {"key": "s", "copies": 2, "per_image": [0, 0, 0]}
+    # each image's rate: the mean of its two hit rates: (1 + .5) / 2, (.5 + 1) / 2, 0
+    score, se = combined([copies, shots])
+    assert score == pytest.approx(0.5)
+    assert se == pytest.approx(np.sqrt((0.25**2 * 2 + 0.5**2) * 3 / 2) / 3)
+    lead, lead_se = paired({"a": [copies, shots], "b": [base, base_shots]}, "a", "b")
+    # per image: (.5 + .5) / 2, (0 + 1) / 2, 0 -> 0.5, 0.5, 0
+    assert lead == pytest.approx(1 / 3)
+    assert lead_se == pytest.approx(np.sqrt(((1 / 6) ** 2 * 2 + (1 / 3) ** 2) * 3 / 2) / 3)
+    # one method without the second measure: no paired lead
+    assert paired({"a": [copies, shots], "b": [base]}, "a", "b") is None

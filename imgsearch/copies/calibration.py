@@ -58,8 +58,9 @@ def calibrate(check, encode=None, codes: tuple[np.ndarray, np.ndarray] | None = 
     """The threshold of the codes ``encode`` makes, from a SelfCheck's held-out images (or of
     the ``codes`` it made already: SelfCheck.codes)."""
     db, q = codes if codes is not None else check.codes(encode)
-    one = check.single  # the copies of one edit each: what a duplicate is calibrated on
-    copies = np.linalg.norm(q[one] - db[check.truth[one]], axis=1)
+    usual = check.usual  # the copies by the usual edits (selfcheck.EDITS): what a duplicate
+    #                      is calibrated on, however many copies the self-check makes
+    copies = np.linalg.norm(q[usual] - db[check.truth[usual]], axis=1)
     # every image's distance to its nearest other, not the held-out images' alone: the 2nd
     # percentile of a few dozen distances is their minimum, and moved the threshold by half
     # from one draw to the next (docs/RESULTS.md, "Self-check noise")

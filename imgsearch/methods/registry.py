@@ -128,14 +128,15 @@ class Choice(NamedTuple):
 
 def choose(scores: Mapping[str, float | None], images: int, min_images: int,
            errors: Mapping[str, float | None] | None = None,
-           outcomes: Mapping[str, Mapping | None] | None = None) -> Choice:
+           outcomes: Mapping | None = None, named: str = "self-check recall@1") -> Choice:
     """The default query method among built methods (name -> self-check score, None where
     unscored) of an index of ``images`` images, and why. A learned method replaces the best
     baseline only when it leads it by more than two standard errors of their difference
     (LEAD_ERRORS): a lead within the self-check's noise leaves the baseline (deterministic,
     nothing to go stale) answering. Where both were scored on the same copies (their
-    ``outcomes``, MethodState.selfcheck_outcome), the error is that of the paired difference
-    (stats.paired); otherwise the two scores' ``errors`` are taken as independent."""
+    ``outcomes``, MethodState.selfcheck_outcome, or a list of a method's measures' outcomes),
+    the error is that of the paired difference (stats.paired); otherwise the two scores'
+    ``errors`` are taken as independent. ``named``: what the scores are, in the reason."""
     built = list(scores)
     scored = {m: s for m, s in scores.items() if s is not None}
     errors, outcomes = errors or {}, outcomes or {}
@@ -157,7 +158,7 @@ def choose(scores: Mapping[str, float | None], images: int, min_images: int,
                     "two standard errors of the lead; the baseline answers"), lead)
         others = ", ".join(shown(m) for m in sorted(scored, key=lambda m: -scored[m])
                            if m != best)
-        return Choice(best, f"best self-check recall@1 on this collection: {shown(best)}"
+        return Choice(best, f"best {named} on this collection: {shown(best)}"
                       + (f" (then {others})" if others else "")
                       + (f"; it leads {lead['over']} by {_shown_lead(lead)}" if lead else ""),
                       lead)
