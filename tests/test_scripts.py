@@ -389,6 +389,29 @@ def test_library_scores_count_pairs_edits_and_false_groups():
     assert perfect["precision"] == perfect["recall"] == 1 and perfect["false_groups"] == 0
 
 
+def test_selfcheck_power_pairs_the_leads_on_an_index(tmp_path, real_photos):
+    from imgsearch.config import IndexConfig
+    from imgsearch.pipeline import update_index
+    from imgsearch.workspace import Workspace
+
+    ws = Workspace.create(tmp_path / "idx", IndexConfig())
+    try:
+        update_index(ws, real_photos, ["pixels", "ae"], training={"steps": 4, "max_minutes": 0},
+                     workers=2)
+    finally:
+        ws.close()
+    out = tmp_path / "power"
+    script("evaluate_selfcheck_power.py", "--index", tmp_path / "idx", "--copies", "12,24",
+           "--held", "10,20", "--out", out)
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert [(r["copies"], r["held"]) for r in rows] == [(12, 10), (12, 20), (24, 10), (24, 20)]
+    for r in rows:
+        assert r["method"] == "ae" and r["over"] == "pixels" and (
+            r["queries"] == r["copies"] * r["held"])
+        assert r["lead"] == pytest.approx(r["score"] - r["baseline"])
+        assert r["paired_se"] > 0 and r["both_se"] > 0 and r["shots"] == 7 * r["copies"] // 12
+
+
 def test_bench_review_pages_and_moves_made_groups(tmp_path, photo_dir):
     import os
     import shutil
