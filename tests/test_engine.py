@@ -182,7 +182,7 @@ def answers(root, methods: list[str]) -> dict:
     ws = Workspace.open(root)
     try:
         rows = {r.id: r.path for r in ws.catalog.rows()}
-        out = {"ids": {p: i for i, p in rows.items()}}
+        out = {"ids": {p: i for i, p in rows.items()}, "preference": ws.preference()}
         for m in methods:
             loaded = load_method(ws, m)
             state = asdict(ws.method_state(m))
@@ -212,9 +212,13 @@ def test_ray_and_local_give_one_answer_on_the_real_photos(ray_local, real_photos
     want, got = answers(tmp_path / "local", methods), answers(tmp_path / "ray", methods)
     assert len(want["ids"]) > 100
     assert got["ids"] == want["ids"]
+    assert got["preference"] == want["preference"]  # the same default, for the same reason
     for m in methods:
         assert want[m]["selfcheck"] is not None, m
         shown = got[m].pop("reconstruction"), want[m].pop("reconstruction")
+        # each held-out image's hits, on the copies and the other shots, under the same keys
+        for measure in ("selfcheck_outcome", "shots"):
+            assert got[m].pop(measure) == want[m].pop(measure), (m, measure)
         assert got[m] == pytest.approx(want[m]), m
         assert (shown[0] or {}) == pytest.approx(shown[1] or {}), m
         assert got[m, "top10"] == want[m, "top10"], m
