@@ -4,7 +4,8 @@ pictures, several versions of each.
 From the real photos (same pictures at several resolutions dropped), each collection takes
 N / V distinct pictures and writes V versions of each into a folder: resized to 45%, cropped
 to portrait (3:4) and to landscape (16:9) at a seeded offset, re-saved as JPEG at quality 35,
-and slightly recoloured (warmer, more saturated). The folder is indexed by the product itself
+and slightly recoloured (warmer, more saturated); or, with ``--versions sequence``, a camera-like
+sequence of five shots panning across it (``_shot``). The folder is indexed by the product itself
 (`pipeline.update_index`, the `imgsearch index` defaults, training within --minutes), and
 every file queries the rest: its relevant answers are the other V - 1 versions of its picture.
 Reported per method and for the index's default query method: recall@1 (the nearest other
@@ -68,6 +69,24 @@ VERSIONS = {
 }
 
 
+def _shot(im: Image.Image, k: int, n: int, rng) -> Image.Image:
+    """Shot ``k`` of ``n`` of a camera panning across ``im``'s scene: a window of 65% of each
+    side (give or take 5% of zoom) sliding from the left edge to the right one, drifting up or
+    down a little, each shot with its own exposure."""
+    w, h = im.size
+    f = 0.65 * rng.uniform(0.95, 1.05)
+    cw, ch = w * f, h * f
+    x = (w - cw) * k / (n - 1)
+    y = float(np.clip((h - ch) / 2 + rng.uniform(-0.05, 0.05) * h, 0, h - ch))
+    out = im.crop((round(x), round(y), round(x + cw), round(y + ch)))
+    return ImageEnhance.Brightness(out).enhance(rng.uniform(0.85, 1.15))
+
+
+#: A camera-like sequence: five shots of one scene, the camera panning (``--versions sequence``)
+SEQUENCE = {f"shot{k}": (lambda im, rng, k=k: _shot(im, k, 5, rng)) for k in range(5)}
+KINDS = VERSIONS | SEQUENCE
+
+
 def make_collection(photos: list[Path], folder: Path, versions: list[str], seed: int,
                     side: int) -> list[int]:
     """Write every version of every photo into ``folder``; returns the picture of each file in
@@ -78,7 +97,7 @@ def make_collection(photos: list[Path], folder: Path, versions: list[str], seed:
     for p, path in enumerate(photos):
         im = open_upright(path, side)
         for v in versions:
-            out = VERSIONS[v](im, rng)
+            out = KINDS[v](im, rng)
             out.save(folder / f"p{p:03d}-{v}.jpg", "JPEG", quality=35 if v == "jpeg-q35" else 92)
     return [int(f.name[1:4]) for f in sorted(folder.iterdir())]
 
@@ -145,7 +164,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--photos", type=Path, nargs="*", default=None)
     ap.add_argument("--sizes", default="50,100,200,500", help="files per collection")
-    ap.add_argument("--versions", default=",".join(VERSIONS))
+    ap.add_argument("--versions", default=",".join(VERSIONS),
+                    help="the versions written of each picture, or \"sequence\": five shots "
+                         "of a camera panning across it (SEQUENCE)")
     ap.add_argument("--methods", default="pixels,pca,ae", help="as `imgsearch index --methods`")
     ap.add_argument("--minutes", type=float, default=5.0, help="training budget per model")
     ap.add_argument("--side", type=int, default=1024, help="long side of the written photos")
@@ -159,7 +180,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("out/versions"))
     ap.add_argument("--out", type=Path, default=Path("out/versions/results"))
     args = ap.parse_args()
-    versions = args.versions.split(",")
+    versions = list(SEQUENCE) if args.versions == "sequence" else args.versions.split(",")
     methods = args.methods.split(",")
     settings = overrides = None
     if args.variant:
