@@ -73,6 +73,45 @@ def synthetic(n_train: int, n_test: int) -> tuple[Split, Split]:
     return make(n_train), make(n_test)
 
 
+def self_check(train: Split, args) -> tuple[SelfCheck | None, np.ndarray]:
+    """The self-check of the training images (``args.held`` held out, the first 3,000 others
+    as distractors; None without any held out) and the positions a learned method trains on."""
+    images = train.images[..., None]
+    order = np.random.default_rng(0).permutation(len(images))
+    held, rest = order[: args.held], order[args.held :]
+    return (SelfCheck(images[held], images[rest[:3000]]) if args.held else None), rest
+
+
+def default_choice(rows: list[dict], check: SelfCheck | None, embedders: dict) -> dict | None:
+    """The method the product's rule (methods.choose, copies and other shots weighed
+    together, paired) picks among the product's methods evaluated here, on the self-check of
+    the training images, against the best of them by the labels (mAP), and the loss."""
+    from imgsearch import methods as registry
+    from imgsearch.stats import combined
+
+    if check is None:
+        return None
+    product = [r["method"] for r in rows if r["method"] in registry.names()]
+    if len(product) < 2:
+        return None
+    outcomes = {}
+    for m in product:
+        encode = embedders[m].encode
+        hits = check.hits(*check.codes(encode))
+        shots = check.shots
+        outcomes[m] = [check.outcome(hits), shots.outcome(shots.hits(*shots.codes(encode)))]
+    both = {m: combined(v) for m, v in outcomes.items()}
+    choice = registry.choose({m: v[0] for m, v in both.items()}, len(check.database), 20,
+                             {m: v[1] for m, v in both.items()}, outcomes,
+                             named="self-check (copies and other shots)")
+    by = {r["method"]: r for r in rows if r["method"] in product}
+    best = max(product, key=lambda m: by[m]["mAP"])
+    return {"default": choice.method, "because": choice.reason, "lead": choice.lead,
+            "scores": {m: v[0] for m, v in both.items()}, "best_by_labels": best,
+            "loss_mAP": by[best]["mAP"] - by[choice.method]["mAP"],
+            "loss_P@10": by[best]["P@10"] - by[choice.method]["P@10"]}
+
+
 def embedders_for(name: str, train: Split, args, report: dict) -> dict[str, object]:
     """Fitted embedders for one method, by row label: one for a baseline; for a learned
     variant, trained here on ``train`` only, one per retrieval-time processing (``name [post]``)
@@ -86,10 +125,7 @@ def embedders_for(name: str, train: Split, args, report: dict) -> dict[str, obje
         return {name: pca}
     from imgsearch.experiment import train_on_array
 
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(images))
-    held, rest = order[: args.held], order[args.held :]
-    check = SelfCheck(images[held], images[rest[:3000]]) if args.held else None
+    check, rest = self_check(train, args)
     method, model, tcfg = configs(name, 28, 1, args.dim, args.widths, epochs=10**6,
                                   min_steps=0, max_minutes=args.minutes, max_steps=args.steps)
     raw, report["train"] = train_on_array(method, model, images[np.sort(rest)], tcfg,
@@ -189,8 +225,12 @@ def markdown(rows: list[dict], meta: dict) -> str:
                      " | ".join("-" if r[c] != r[c] else f"{r[c]:.4f}" for c in COLUMNS) +
                      f" | {t} | {r['encode_ms_per_image']:.3f} | {r['index_build_s']:.2f} | "
                      f"{r['query_ms']:.2f} |")
+    d = meta.get("default")
+    picked = (f"\nThe product's default among them: {d['default']} ({d['because']}); best by "
+              f"the labels (mAP): {d['best_by_labels']}; loss {d['loss_mAP']:.4f} mAP, "
+              f"{d['loss_P@10']:.4f} P@10.\n" if d else "")
     return ("\n".join(lines)
-            + f"\n\n{meta['database']} database images, {meta['queries']} queries.\n")
+            + f"\n\n{meta['database']} database images, {meta['queries']} queries.\n" + picked)
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -301,13 +341,14 @@ def main() -> None:
         args.held = min(args.held, 60)
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, kept = [], {}
     for m in methods:
         print(f"[{m}] ...", file=sys.stderr, flush=True)
         report: dict = {}
         t0 = time.perf_counter()
         embedders = {"phash": PHash()} if m == "phash" else embedders_for(m, train, args, report)
         fit_s = time.perf_counter() - t0
+        kept.update({label: emb for label, emb in embedders.items() if "[" not in label})
         for label, emb in embedders.items():
             extra = {"fit_s": fit_s, **({"train": report["train"]} if label == m and report
                                         else {})}
@@ -325,6 +366,7 @@ def main() -> None:
                       f"mAP {r['mAP']:.4f}", file=sys.stderr, flush=True)
     meta = {"source": source, "database": len(train.images), "queries": len(test.images),
             "command": " ".join(sys.argv)}
+    meta["default"] = default_choice(rows, self_check(train, args)[0], kept)
     table = markdown(rows, meta)
     print(table)
     beside(args.out, ".md").write_text(table)

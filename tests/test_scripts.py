@@ -55,6 +55,13 @@ def test_evaluate_fashion_mnist_quick(tmp_path):
     psnr = {r["method"]: r["PSNR"] for r in data["rows"] if "[" not in r["method"]}
     assert 5 < psnr["pca"] < 60 and 0 < psnr["ae-plain"] < 60 and 0 < psnr["vae"] < 60
     assert psnr["pixels"] != psnr["pixels"]  # NaN: pixels do not reconstruct
+    # the product's rule among its methods here (pixels, pca, vae), against the labels
+    d = data["meta"]["default"]
+    assert set(d["scores"]) == {"pixels", "pca", "vae"} and d["default"] in d["scores"]
+    by = {r["method"]: r["mAP"] for r in data["rows"] if r["method"] in d["scores"]}
+    assert d["best_by_labels"] == max(by, key=by.get)
+    assert d["loss_mAP"] == pytest.approx(by[d["best_by_labels"]] - by[d["default"]])
+    assert "The product's default among them" in out.with_suffix(".md").read_text()
 
 
 def test_fashion_mnist_database_side_augmentation_rows(tmp_path):
