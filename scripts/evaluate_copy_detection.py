@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 from recipes import POSTS, VARIANTS, configs, post_of
-from report import beside
+from report import beside, choice_line, default_choice
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imgsearch.copies.matching import load_features
@@ -179,20 +179,25 @@ def held_positions(n: int) -> list[int]:
     return split([f"position {p}" for p in range(n)], max_distractors=n)[0]
 
 
+def self_check(train: np.ndarray) -> tuple[SelfCheck | None, np.ndarray]:
+    """The self-check of the training images (held_positions; None where none is held out)
+    and the positions a learned method trains on."""
+    held = held_positions(len(train))
+    rest = np.array(sorted(set(range(len(train))) - set(held)), dtype=int)
+    return (SelfCheck(train[held], train[rest]) if held else None), rest
+
+
 # -- the methods ---------------------------------------------------------------------------
 def learned(name: str, train: np.ndarray, args, report: dict) -> dict[str, object]:
     """Variant ``name`` trained on ``train`` (less its self-check holdout); one embedder per
     retrieval-time processing (the ablation), keyed ``name [post]``, and ``name`` itself."""
     from imgsearch.experiment import train_on_array
 
-    positions = list(range(len(train)))
-    held = held_positions(len(train))
-    rest = np.array(sorted(set(positions) - set(held)), dtype=int)
-    check = SelfCheck(train[held], train[rest]) if held else None
+    check, rest = self_check(train)
     method, model, tcfg = configs(name, args.size, 3, args.dim, args.widths,
                                   epochs=10**6, min_steps=0, max_minutes=args.minutes,
                                   max_steps=args.steps)
-    raw, report["train"] = train_on_array(method, model, train[rest] if held else train, tcfg,
+    raw, report["train"] = train_on_array(method, model, train[rest] if check else train, tcfg,
                                           args.work / f"{name}.pt",
                                           args.resume, check, saved=args.saved)
     out = {}
@@ -449,7 +454,7 @@ def main() -> None:
     db = np.concatenate([originals, distractors])
     db_files = [*files, *distractor_files]
 
-    rows = []
+    rows, kept = [], {}
     features: dict = {}  # ("q", n) or ("db", n) -> matching.Features, computed once
 
     def feature(kind: str, n: int):
@@ -484,6 +489,7 @@ def main() -> None:
         else:
             report = {}
             embedders = learned(m, train, args, report)
+        kept[m] = embedders[m]
         for label, emb in embedders.items():
             r = {"train": report["train"]} if label == m and "train" in report else {}
             if label != m:  # the processing ablation: whole queries, as the rows above
@@ -509,6 +515,11 @@ def main() -> None:
             "new_edits": list(NEW_EDITS), "holdout": args.holdout,
             "trained_on": len(train), "dropped_same_picture": dropped,
             "command": " ".join(sys.argv)}
+    labelled = {r["method"]: {k: r["overall"][k] for k in ("mAP", "recall@1", "recall@10")}
+                for r in rows if r["method"] in kept}
+    meta["default"] = default_choice(self_check(train)[0], kept, labelled, "mAP")
+    if meta["default"]:
+        print(choice_line(meta["default"]))
     print(write_tables(rows, meta, args.out))
     plot_edits(open_upright(files[0], 480), args.seed,
                beside(args.out, "-edits.png"))

@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 from recipes import POSTS, VARIANTS, configs, post_of
-from report import beside
+from report import beside, choice_line, default_choice
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from imgsearch import methods as registry
 from imgsearch.datasets import Split, fashion_mnist
 from imgsearch.errors import ImgSearchError
 from imgsearch.evaluate import (
@@ -80,36 +81,6 @@ def self_check(train: Split, args) -> tuple[SelfCheck | None, np.ndarray]:
     order = np.random.default_rng(0).permutation(len(images))
     held, rest = order[: args.held], order[args.held :]
     return (SelfCheck(images[held], images[rest[:3000]]) if args.held else None), rest
-
-
-def default_choice(rows: list[dict], check: SelfCheck | None, embedders: dict) -> dict | None:
-    """The method the product's rule (methods.choose, copies and other shots weighed
-    together, paired) picks among the product's methods evaluated here, on the self-check of
-    the training images, against the best of them by the labels (mAP), and the loss."""
-    from imgsearch import methods as registry
-    from imgsearch.stats import combined
-
-    if check is None:
-        return None
-    product = [r["method"] for r in rows if r["method"] in registry.names()]
-    if len(product) < 2:
-        return None
-    outcomes = {}
-    for m in product:
-        encode = embedders[m].encode
-        hits = check.hits(*check.codes(encode))
-        shots = check.shots
-        outcomes[m] = [check.outcome(hits), shots.outcome(shots.hits(*shots.codes(encode)))]
-    both = {m: combined(v) for m, v in outcomes.items()}
-    choice = registry.choose({m: v[0] for m, v in both.items()}, len(check.database), 20,
-                             {m: v[1] for m, v in both.items()}, outcomes,
-                             named="self-check (copies and other shots)")
-    by = {r["method"]: r for r in rows if r["method"] in product}
-    best = max(product, key=lambda m: by[m]["mAP"])
-    return {"default": choice.method, "because": choice.reason, "lead": choice.lead,
-            "scores": {m: v[0] for m, v in both.items()}, "best_by_labels": best,
-            "loss_mAP": by[best]["mAP"] - by[choice.method]["mAP"],
-            "loss_P@10": by[best]["P@10"] - by[choice.method]["P@10"]}
 
 
 def embedders_for(name: str, train: Split, args, report: dict) -> dict[str, object]:
@@ -226,9 +197,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
                      f" | {t} | {r['encode_ms_per_image']:.3f} | {r['index_build_s']:.2f} | "
                      f"{r['query_ms']:.2f} |")
     d = meta.get("default")
-    picked = (f"\nThe product's default among them: {d['default']} ({d['because']}); best by "
-              f"the labels (mAP): {d['best_by_labels']}; loss {d['loss_mAP']:.4f} mAP, "
-              f"{d['loss_P@10']:.4f} P@10.\n" if d else "")
+    picked = f"\n{choice_line(d)}\n" if d else ""
     return ("\n".join(lines)
             + f"\n\n{meta['database']} database images, {meta['queries']} queries.\n" + picked)
 
@@ -366,7 +335,9 @@ def main() -> None:
                       f"mAP {r['mAP']:.4f}", file=sys.stderr, flush=True)
     meta = {"source": source, "database": len(train.images), "queries": len(test.images),
             "command": " ".join(sys.argv)}
-    meta["default"] = default_choice(rows, self_check(train, args)[0], kept)
+    product = {r["method"]: {"mAP": r["mAP"], "P@10": r["P@10"]} for r in rows
+               if r["method"] in registry.names()}
+    meta["default"] = default_choice(self_check(train, args)[0], kept, product, "mAP")
     table = markdown(rows, meta)
     print(table)
     beside(args.out, ".md").write_text(table)

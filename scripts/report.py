@@ -1,5 +1,6 @@
 """What the benchmark and evaluation scripts share: writing a run's results beside its table,
-and a running `imgsearch serve` to measure or photograph."""
+a running `imgsearch serve` to measure or photograph, and the default the product's rule
+picks among the methods a script evaluated (``default_choice``)."""
 
 from __future__ import annotations
 
@@ -88,3 +89,40 @@ def single_query_ms(index, queries: np.ndarray, k: int = 10) -> float:
         index.search(q[None], k)
         times.append(time.perf_counter() - t0)
     return float(np.median(times) * 1e3)
+
+
+def default_choice(check, embedders: dict, labelled: dict[str, dict[str, float]], by: str
+                   ) -> dict | None:
+    """The method the product's rule (methods.choose: the copies and the other shots of
+    ``check``'s held-out images weighed together, paired) picks among the product's methods
+    that a script evaluated (``labelled``: method -> its figures by the labels), against the
+    best of them by the labels' ``by`` figure, and the loss on each figure. None without a
+    self-check or with fewer than two such methods."""
+    from imgsearch import methods
+    from imgsearch.stats import combined
+
+    product = [m for m in labelled if m in methods.names()]
+    if check is None or len(product) < 2:
+        return None
+    outcomes = {}
+    for m in product:
+        encode = embedders[m].encode
+        shots = check.shots
+        outcomes[m] = [check.outcome(check.hits(*check.codes(encode))),
+                       shots.outcome(shots.hits(*shots.codes(encode)))]
+    both = {m: combined(v) for m, v in outcomes.items()}
+    choice = methods.choose({m: v[0] for m, v in both.items()}, len(check.database), 20,
+                            {m: v[1] for m, v in both.items()}, outcomes,
+                            named="self-check (copies and other shots)")
+    best = max(product, key=lambda m: labelled[m][by])
+    return {"default": choice.method, "because": choice.reason, "lead": choice.lead,
+            "scores": {m: v[0] for m, v in both.items()}, "best_by_labels": best, "by": by,
+            "loss": {k: labelled[best][k] - labelled[choice.method][k]
+                     for k in labelled[best]}}
+
+
+def choice_line(d: dict) -> str:
+    """One line of ``default_choice``'s answer, for a results table."""
+    loss = ", ".join(f"{v:.4f} {k}" for k, v in d["loss"].items())
+    return (f"The product's default among them: {d['default']} ({d['because']}); best by the "
+            f"labels ({d['by']}): {d['best_by_labels']}; loss {loss}.")

@@ -60,7 +60,7 @@ def test_evaluate_fashion_mnist_quick(tmp_path):
     assert set(d["scores"]) == {"pixels", "pca", "vae"} and d["default"] in d["scores"]
     by = {r["method"]: r["mAP"] for r in data["rows"] if r["method"] in d["scores"]}
     assert d["best_by_labels"] == max(by, key=by.get)
-    assert d["loss_mAP"] == pytest.approx(by[d["best_by_labels"]] - by[d["default"]])
+    assert d["loss"]["mAP"] == pytest.approx(by[d["best_by_labels"]] - by[d["default"]])
     assert "The product's default among them" in out.with_suffix(".md").read_text()
 
 
@@ -94,6 +94,13 @@ def test_evaluate_copy_detection_quick(tmp_path):
     assert main == ["pixels", "pca", "ae-plain", "phash"]
     meta = data["meta"]
     assert meta["source"] == "generated stand-ins" and len(meta["edits"]) == 14
+    # the product's rule among its methods here (ae-plain and phash are not the product's)
+    d = meta["default"]
+    assert set(d["scores"]) == {"pixels", "pca"} and d["default"] in d["scores"]
+    by = {r["method"]: r["overall"]["mAP"] for r in data["rows"] if r["method"] in d["scores"]}
+    assert d["best_by_labels"] == max(by, key=by.get) and set(d["loss"]) == {
+        "mAP", "recall@1", "recall@10"}
+    assert d["loss"]["mAP"] == pytest.approx(by[d["best_by_labels"]] - by[d["default"]])
     assert meta["new_edits"] == ["perspective", "pasted into larger"]
     assert meta["queries"] == meta["photos"] * len(meta["edits"]) == 24 * 14
     for row in data["rows"]:

@@ -112,8 +112,9 @@ def test_other_shots_are_searched_for_their_scenes_anchor():
     from imgsearch.selfcheck import SHOTS, Shots
 
     held, others = images(10), images(20, offset=100)
-    shots = Shots(held, others)
-    assert shots.queries.shape == (10 * len(SHOTS), 32, 32, 3) and shots.copies == len(SHOTS)
+    shots = Shots(held, others)  # few held out: two rounds of shots, as twice the copies
+    assert shots.queries.shape == (10 * 2 * len(SHOTS), 32, 32, 3)
+    assert shots.copies == 2 * len(SHOTS) and Shots(held, others, rounds=1).copies == len(SHOTS)
     assert len(shots.database) == 30 and shots.held == 10
     # no shot is its anchor, nor the held-out image itself
     anchors = shots.database[shots.truth].astype(int)
