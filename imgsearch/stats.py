@@ -12,15 +12,14 @@ import numpy as np
 def paired_lead(a: Sequence[int], b: Sequence[int], per_image: int) -> tuple[float, float]:
     """(lead, its standard error) of method A's recall@1 over method B's on the same queries:
     ``a`` and ``b`` are each held-out image's hits (SelfCheck.per_image), ``per_image`` the
-    copies each image has. The lead is the mean of the per-copy differences, and its error the
-    cluster-robust one of that mean (each held-out image a cluster, ``clustered_error``):
-    where both methods find or miss the same copies, the difference has little noise, which
-    two separate errors (``hypot(se_a, se_b)``) would miss."""
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    if d.shape != (len(b),) or per_image < 1:
+    copies each image has. The lead is the mean of the per-image differences of hit rates,
+    and its error the cluster-robust one of that mean (each held-out image a cluster,
+    ``clustered_error``): where both methods find or miss the same copies, the difference has
+    little noise, which two separate errors (``hypot(se_a, se_b)``) would miss."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or per_image < 1:
         raise ValueError("paired scores need the same held-out images")
-    n = np.full(len(d), float(per_image))
-    return float(d.sum() / n.sum()), clustered_error(d, n)
+    return _mean(a / per_image - b / per_image)
 
 
 def paired(outcomes: Mapping[str, Mapping | Sequence[Mapping] | None], a: str, b: str
@@ -36,15 +35,13 @@ def paired(outcomes: Mapping[str, Mapping | Sequence[Mapping] | None], a: str, b
     if not x or len(x) != len(y) or any(
             i["key"] != j["key"] or i["copies"] != j["copies"] for i, j in zip(x, y)):
         return None
-    d = rates(x) - rates(y)
-    return float(d.mean()), clustered_error(d, np.ones(len(d)))
+    return _mean(rates(x) - rates(y))
 
 
 def combined(outcomes: Mapping | Sequence[Mapping]) -> tuple[float, float]:
     """(score, its standard error) of a method over its measures' outcomes: the mean over the
     held-out images of each one's mean hit rate (``rates``)."""
-    r = rates(_measures(outcomes))
-    return float(r.mean()), clustered_error(r, np.ones(len(r)))
+    return _mean(rates(_measures(outcomes)))
 
 
 def rates(measures: Sequence[Mapping]) -> np.ndarray:
@@ -52,6 +49,11 @@ def rates(measures: Sequence[Mapping]) -> np.ndarray:
     held-out images) of its hits over its queries."""
     return np.mean([np.asarray(m["per_image"], np.float64) / m["copies"] for m in measures],
                    axis=0)
+
+
+def _mean(per_image: np.ndarray) -> tuple[float, float]:
+    """(mean, its cluster-robust standard error) of one value per held-out image."""
+    return float(per_image.mean()), clustered_error(per_image, np.ones(len(per_image)))
 
 
 def _measures(v: Mapping | Sequence[Mapping] | None) -> list[Mapping]:

@@ -238,7 +238,6 @@ class Workspace:
         and on other shots of its scene (selfcheck.Shots), where every scored method has both;
         else the copies' alone (an index built before the shots were measured)."""
         from .holdout import MIN_IMAGES
-        from .stats import combined
 
         states = {m: self.method_state(m) for m in self.built_methods()}
         if not states:
@@ -248,12 +247,9 @@ class Workspace:
         scored = [s for s in states.values() if s.selfcheck is not None]
         if scored and all(s.shots and s.selfcheck_outcome for s in scored):
             # both measures, copies and other shots, for every scored method: they decide
-            measures = {m: [s.selfcheck_outcome, s.shots] if s.selfcheck is not None else None
-                        for m, s in states.items()}
-            both = {m: combined(v) if v else (None, None) for m, v in measures.items()}
-            return methods.choose({m: v[0] for m, v in both.items()}, images, MIN_IMAGES,
-                                  {m: v[1] for m, v in both.items()}, measures,
-                                  named="self-check (copies and other shots)")
+            return methods.choose_measured(
+                {m: [s.selfcheck_outcome, s.shots] if s.selfcheck is not None else None
+                 for m, s in states.items()}, images, MIN_IMAGES)
         return methods.choose({m: s.selfcheck for m, s in states.items()}, images, MIN_IMAGES,
                               {m: s.selfcheck_se for m, s in states.items()},
                               {m: s.selfcheck_outcome for m, s in states.items()})

@@ -110,13 +110,11 @@ def default_choice(check, embedders: dict, labelled: dict[str, dict[str, float]]
         shots = check.shots
         outcomes[m] = [check.outcome(check.hits(*check.codes(encode))),
                        shots.outcome(shots.hits(*shots.codes(encode)))]
-    both = {m: combined(v) for m, v in outcomes.items()}
-    choice = methods.choose({m: v[0] for m, v in both.items()}, len(check.database), 20,
-                            {m: v[1] for m, v in both.items()}, outcomes,
-                            named="self-check (copies and other shots)")
+    choice = methods.choose_measured(outcomes, len(check.database), 20)
     best = max(product, key=lambda m: labelled[m][by])
     return {"default": choice.method, "because": choice.reason, "lead": choice.lead,
-            "scores": {m: v[0] for m, v in both.items()}, "best_by_labels": best, "by": by,
+            "scores": {m: combined(v)[0] for m, v in outcomes.items()}, "best_by_labels": best,
+            "by": by,
             "loss": {k: labelled[best][k] - labelled[choice.method][k]
                      for k in labelled[best]}}
 

@@ -9,7 +9,7 @@ in ``METHODS``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -169,6 +169,20 @@ def choose(scores: Mapping[str, float | None], images: int, min_images: int,
             f"methods (at least {min_images}); a baseline answers"))
     return Choice(by_preference(built)[0], "no method has a self-check score; fixed preference "
                   "order")
+
+
+def choose_measured(measures: Mapping[str, Sequence[Mapping] | None], images: int,
+                    min_images: int) -> Choice:
+    """``choose`` on several label-free measures of each method (name -> its measures'
+    outcomes: the self-check's copies and its other shots; None where unscored): each
+    method's score is the mean over the held-out images of their hit rates (stats.combined),
+    and the lead is paired on the same (stats.paired)."""
+    from ..stats import combined
+
+    both = {m: combined(v) if v else (None, None) for m, v in measures.items()}
+    return choose({m: v[0] for m, v in both.items()}, images, min_images,
+                  {m: v[1] for m, v in both.items()}, measures,
+                  named="self-check (copies and other shots)")
 
 
 LEAD_ERRORS = 2  # a learned method answers when it leads the best baseline by more than this
